@@ -1,0 +1,139 @@
+"""Domain values and exceptions shared by every room.
+
+This module imports nothing from the project and no I/O library: every other room may import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# The eight orientation variants of a picture, in the order every room uses (index = orientation id).
+# Each name says how to turn the *stored* image to get the *other* one: a copy made by rotating the
+# original 90 degrees counter-clockwise matches the original's "rot90" variant.
+ORIENTATIONS: tuple[str, ...] = (
+    "identity",
+    "rot90",
+    "rot180",
+    "rot270",
+    "flip_h",
+    "flip_v",
+    "transpose",
+    "transverse",
+)
+
+GROUP_KINDS = ("exact", "near")
+
+
+class ComparImgError(Exception):
+    """Base class of every error the project raises on purpose."""
+
+
+class ConfigError(ComparImgError):
+    """A configuration that cannot be used. The message names the file, the key path and the value."""
+
+    def __init__(self, source: str, key_path: str, value: object, reason: str):
+        self.source = source
+        self.key_path = key_path
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{source}: at '{key_path or '<top>'}': {reason} (got {value!r})")
+
+
+class ImageError(ComparImgError):
+    """A file that cannot be hashed; `reason` is short and meant for people (stored in the error row)."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+class NotFound(ComparImgError):
+    """An id (file, group, job, decision, action) that does not exist."""
+
+
+class Refused(ComparImgError):
+    """A request that is understood but not allowed: path outside the roots, file changed, bad target..."""
+
+
+class Conflict(ComparImgError):
+    """A request that clashes with the current state (already applied, already undone...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """What tells us a file has not changed since we last read it (`os.stat` fields)."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    """Everything the hashing room learns from one image file.
+
+    `phash` holds the 64-bit DCT perceptual hash of the picture (EXIF orientation applied) for each of
+    the eight ORIENTATIONS, identity first; `windows` holds extra perceptual hashes of sub-windows and of
+    border-stripped content (opaque to every room but hashing and matching). Hashes are unsigned ints.
+    """
+
+    content_hash: str
+    width: int
+    height: int
+    format: str
+    phash: tuple[int, ...]
+    windows: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An indexed file whose hashes come close to a queried image's hashes (not yet verified)."""
+
+    file_id: int
+    distance: int
+    orientation: int
+    via: str = "global"  # "global" | "window": which hashes met
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A verified duplicate relation between two files (file_a < file_b)."""
+
+    file_a: int
+    file_b: int
+    kind: str  # "exact" | "near"
+    distance: int
+    orientation: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileFacts:
+    """What the keeper rules and the grouping need to know about one indexed file."""
+
+    file_id: int
+    path: str
+    size: int
+    width: int
+    height: int
+    mtime_ns: int
+    format: str = ""
+    content_hash: str = ""
+    reference: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    file_id: int
+    distance: int = 0
+    orientation: int = 0
+    suggested: str = "trash"  # "keep" | "trash"
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A set of duplicate files; `leader` is the member every other member was matched against."""
+
+    kind: str
+    leader: int
+    members: tuple[GroupMember, ...] = field(default_factory=tuple)
