@@ -1,0 +1,370 @@
+"""Watcher: turn watchdog events under the roots into hints for the service.
+
+This is the only module that imports watchdog. Events are hints, never truth: the service re-checks every
+path with `stat` and reconciles with a scan after anything that may have lost events (queue overflow, a watch
+that could not be added). The watchdog threads call the `sink` given to `Watcher`; they never touch the
+index. Roots on network file systems (NFS, SMB/CIFS, FUSE...) are watched by polling, since inotify does not
+see changes made by other machines.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
+from watchdog.observers.inotify_c import InotifyFD
+from watchdog.observers.polling import PollingObserver
+
+log = logging.getLogger(__name__)
+
+# File-system types whose changes inotify may miss (made by another host or a user-space server).
+NETWORK_FS_TYPES = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "9p", "ceph", "glusterfs", "lustre", "gpfs"}
+    | {"davfs", "sshfs", "fuse", "fuseblk"}
+)
+OBSERVER_KINDS = ("auto", "inotify", "polling")
+EVENT_FILTER = [
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileClosedEvent,
+    FileMovedEvent,
+    FileDeletedEvent,
+    DirCreatedEvent,
+    DirMovedEvent,
+    DirDeletedEvent,
+]
+MOUNTINFO = "/proc/self/mountinfo"
+
+
+@dataclass(frozen=True, slots=True)
+class Hint:
+    """Something may have happened under `root`.
+
+    kind is one of: "changed" (a wanted file was created or written), "deleted" (a wanted file went away),
+    "moved" (path → destination, both wanted), "dir_deleted" (a directory went away or moved out),
+    "overflow" (events were lost), "watch_limit" (a directory could not be watched).
+    """
+
+    kind: str
+    root: str
+    path: str = ""
+    destination: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PathFilter:
+    """Which files under a root are images we want: include globs on the name, exclude globs on the path."""
+
+    include: tuple[str, ...]
+    exclude: tuple[str, ...] = ()
+    _include_lower: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_include_lower", tuple(p.lower() for p in self.include))
+
+    def wants_file(self, root: str, path: str) -> bool:
+        """Given a root and a file path below it, return whether the file is to be indexed."""
+        name = os.path.basename(path).lower()
+        if self._include_lower and not any(fnmatchcase(name, p) for p in self._include_lower):
+            return False
+        return not self.excludes(root, path)
+
+    def excludes(self, root: str, path: str) -> bool:
+        """Given a root and a path below it, return whether an exclude pattern matches its relative path."""
+        relative = os.path.relpath(path, root)
+        return any(fnmatchcase(relative, p) for p in self.exclude)
+
+
+def unescape_mountinfo(field_text: str) -> str:
+    """Given a mountinfo path field, return the path (octal escapes such as \\040 decoded)."""
+    out, i = [], 0
+    while i < len(field_text):
+        chunk = field_text[i : i + 4]
+        if len(chunk) == 4 and chunk[0] == "\\" and chunk[1:].isdigit():
+            out.append(chr(int(chunk[1:], 8)))
+            i += 4
+        else:
+            out.append(field_text[i])
+            i += 1
+    return "".join(out)
+
+
+def parse_mountinfo(text: str) -> list[tuple[str, str]]:
+    """Given the text of /proc/self/mountinfo, return (mount point, file-system type) pairs in order."""
+    mounts = []
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields = left.split()
+        if not sep or len(fields) < 5 or not right.split():
+            continue
+        mounts.append((unescape_mountinfo(fields[4]), right.split()[0]))
+    return mounts
+
+
+def filesystem_type(path: str, mountinfo_text: str) -> str:
+    """Given an absolute resolved path and mountinfo text, return the type of the file system holding it."""
+    best, best_type = "", ""
+    for mount_point, fs_type in parse_mountinfo(mountinfo_text):
+        inside = path == mount_point or path.startswith(mount_point.rstrip("/") + "/")
+        # A later line for the same mount point is mounted on top of the earlier one.
+        if inside and len(mount_point) >= len(best):
+            best, best_type = mount_point, fs_type
+    return best_type
+
+
+def is_network_fs(fs_type: str) -> bool:
+    """Given a file-system type from mountinfo, return whether inotify may miss changes on it."""
+    return fs_type in NETWORK_FS_TYPES or fs_type.startswith("fuse.") or fs_type.startswith("nfs")
+
+
+def choose_observer(setting: str, path: str, mountinfo_text: str | None) -> str:
+    """Given the `watch.observer` setting, a root and mountinfo text, return "inotify" or "polling".
+
+    Raise ValueError for an unknown setting.
+    """
+    if setting not in OBSERVER_KINDS:
+        raise ValueError(f"unknown observer {setting!r}")
+    if setting != "auto":
+        return setting
+    if mountinfo_text is None:
+        return "inotify"
+    return "polling" if is_network_fs(filesystem_type(path, mountinfo_text)) else "inotify"
+
+
+def read_mountinfo() -> str | None:
+    """Return the text of /proc/self/mountinfo, or None where there is none."""
+    try:
+        return Path(MOUNTINFO).read_text(errors="replace")
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Hooks:
+    on_watch_limit: Callable[[str], None]
+    on_overflow: Callable[[], None]
+
+
+@dataclass
+class _LimitAwareWatchGroup(InotifyWatchGroup):
+    """watchdog's recursive watch group, but telling us when a watch cannot be added or events were lost.
+
+    watchdog silently skips a subdirectory whose watch fails; with ENOSPC that directory would go unseen.
+    """
+
+    hooks: _Hooks | None = None
+
+    def _add_callback(self, path: bytes) -> None:
+        try:
+            wd = self._inotify_fd.add_callback(path, self.event_mask, self._callback, self._id)
+        except OSError as error:
+            if error.errno == errno.ENOSPC and self.hooks is not None:
+                self.hooks.on_watch_limit(os.fsdecode(path))
+            if path == self.path:
+                raise
+            return
+        self._active_callbacks_by_path[path] = wd
+        self._active_callbacks_by_watch[wd] = path
+
+    def on_queue_overflow(self) -> None:
+        super().on_queue_overflow()
+        if self.hooks is not None:
+            self.hooks.on_overflow()
+
+
+class _LimitAwareEmitter(InotifyEmitter):
+    def __init__(self, *args, hooks_for: Callable[[str], _Hooks], **kwargs):
+        super().__init__(*args, **kwargs)
+        self._hooks = hooks_for(self.watch.path)
+
+    def on_thread_start(self) -> None:
+        self._inotify = _LimitAwareWatchGroup(
+            self._inotify_fd,
+            os.fsencode(self.watch.path),
+            is_recursive=self.watch.is_recursive,
+            event_mask=self.get_event_mask_from_filter(),
+            follow_symlink=self.watch.follow_symlink,
+            hooks=self._hooks,
+        )
+
+
+class _LimitAwareInotifyObserver(InotifyObserver):
+    def __init__(self, hooks_for: Callable[[str], _Hooks]):
+        self._inotify_fd = InotifyFD()
+        self._inotify_fd.start()
+        BaseObserver.__init__(self, _LimitAwareEmitter, inotify_fd=self._inotify_fd, hooks_for=hooks_for)
+
+
+class _HintHandler(FileSystemEventHandler):
+    """Translate one root's watchdog events into hints (runs on a watchdog thread)."""
+
+    def __init__(self, root: str, path_filter: PathFilter, sink: Callable[[Hint], None]):
+        self.root = root
+        self.path_filter = path_filter
+        self.sink = sink
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        for hint in hints_for_event(self.root, self.path_filter, event):
+            self.sink(hint)
+
+
+def hints_for_event(root: str, path_filter: PathFilter, event: FileSystemEvent) -> list[Hint]:
+    """Given a root, the filter and one watchdog event, return the hints it stands for (maybe none)."""
+    src = os.fsdecode(event.src_path)
+    dest = os.fsdecode(event.dest_path) if event.dest_path else ""
+    if event.is_directory:
+        return _directory_hints(root, path_filter, event.event_type, src, dest)
+    wants_src = bool(src) and path_filter.wants_file(root, src)
+    if event.event_type == "moved":
+        wants_dest = bool(dest) and _inside(root, dest) and path_filter.wants_file(root, dest)
+        if wants_src and wants_dest:
+            return [Hint("moved", root, src, dest)]
+        hints = [Hint("deleted", root, src)] if wants_src else []
+        return hints + ([Hint("changed", root, dest)] if wants_dest else [])
+    if not wants_src:
+        return []
+    kind = "deleted" if event.event_type == "deleted" else "changed"
+    return [Hint(kind, root, src)]
+
+
+def _directory_hints(root: str, path_filter: PathFilter, event_type: str, src: str, dest: str) -> list[Hint]:
+    if event_type == "deleted":
+        return [Hint("dir_deleted", root, src)]
+    if event_type == "moved":
+        moved_away = not dest or not _inside(root, dest) or path_filter.excludes(root, dest)
+        return [Hint("dir_deleted", root, src)] if moved_away else []
+    # The files of a directory moved within the tree arrive as their own move events; of a directory moved
+    # in, as created events.
+    return []
+
+
+def _inside(root: str, path: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+class WatchLimitReached(OSError):
+    """The inotify watch limit (fs.inotify.max_user_watches) stopped a root from being watched."""
+
+
+class Watcher:
+    """Watches roots with inotify or polling and sends hints to a sink (called on watchdog threads)."""
+
+    def __init__(
+        self,
+        sink: Callable[[Hint], None],
+        path_filter: PathFilter,
+        *,
+        observer: str = "auto",
+        polling_interval: float = 10.0,
+        mountinfo: Callable[[], str | None] = read_mountinfo,
+    ):
+        """Given a thread-safe sink for hints, the path filter and the `watch` settings, return a stopped
+        watcher. Raise ValueError for an unknown observer setting."""
+        if observer not in OBSERVER_KINDS:
+            raise ValueError(f"unknown observer {observer!r}")
+        self._sink = sink
+        self._filter = path_filter
+        self._setting = observer
+        self._mountinfo = mountinfo
+        self._inotify = _LimitAwareInotifyObserver(self._hooks_for)
+        self._polling = PollingObserver(timeout=polling_interval)
+        self._watches: dict[str, tuple[str, object]] = {}
+
+    def start(self) -> None:
+        """Start the observer threads."""
+        self._inotify.start()
+        self._polling.start()
+
+    def stop(self) -> None:
+        """Stop watching everything and join the observer threads."""
+        for observer in (self._inotify, self._polling):
+            observer.stop()
+        for observer in (self._inotify, self._polling):
+            if observer.is_alive():
+                observer.join(timeout=5)
+
+    def kind_of(self, root: str) -> str | None:
+        """Given a root, return "inotify" or "polling" if it is watched, else None."""
+        entry = self._watches.get(root)
+        return entry[0] if entry else None
+
+    def watch(self, root: str) -> str:
+        """Given an existing root directory, start watching it; return the observer kind used.
+
+        When inotify's watch limit stops the root itself, fall back to polling and log it.
+        Raise OSError if the root cannot be watched at all.
+        """
+        self.unwatch(root)
+        kind = choose_observer(self._setting, os.path.realpath(root), self._mountinfo())
+        if kind == "inotify":
+            try:
+                return self._schedule(root, "inotify")
+            except OSError as error:
+                if error.errno != errno.ENOSPC:
+                    raise
+                log_watch_limit(root)
+        return self._schedule(root, "polling")
+
+    def use_polling(self, root: str) -> None:
+        """Given a watched root, watch it by polling from now on (after the watch limit was hit)."""
+        if self.kind_of(root) != "polling":
+            self.unwatch(root)
+            self._schedule(root, "polling")
+
+    def unwatch(self, root: str) -> None:
+        """Given a root, stop watching it (no error if it was not watched)."""
+        entry = self._watches.pop(root, None)
+        if entry is None:
+            return
+        kind, watch = entry
+        observer = self._inotify if kind == "inotify" else self._polling
+        try:
+            observer.unschedule(watch)
+        except (KeyError, OSError) as error:
+            log.debug("event=unwatch_failed root=%r error=%r", root, str(error))
+
+    def _schedule(self, root: str, kind: str) -> str:
+        observer = self._inotify if kind == "inotify" else self._polling
+        handler = _HintHandler(root, self._filter, self._sink)
+        watch = observer.schedule(handler, root, recursive=True, event_filter=EVENT_FILTER)
+        self._watches[root] = (kind, watch)
+        return kind
+
+    def _hooks_for(self, root: str) -> _Hooks:
+        return _Hooks(
+            on_watch_limit=lambda path: self._sink(Hint("watch_limit", root, path)),
+            on_overflow=lambda: self._sink(Hint("overflow", root)),
+        )
+
+
+def log_watch_limit(path: str) -> None:
+    """Given a directory that could not be watched, log the sysctl to raise (once per occurrence)."""
+    log.error(
+        "event=watch_limit path=%r reason=%r",
+        path,
+        "inotify watch limit reached; raise fs.inotify.max_user_watches (sysctl) - falling back to polling",
+    )
+
+
+def roots_as_strings(roots: Iterable[Path | str]) -> list[str]:
+    """Given root paths, return them as absolute strings without a trailing slash."""
+    return [os.path.abspath(os.fspath(r)) for r in roots]
