@@ -1,0 +1,101 @@
+"""The index room: the only code that talks SQL. One SQLite file in WAL mode, one writer, versioned schema.
+
+    index = open_index(path)                 # writer: creates the file and directories, migrates
+    with index.transaction():
+        file_id = index.upsert_fingerprint(path, root, identity, fingerprint, now)
+    reader = index.open_reader()              # a read-only connection for another thread
+
+Only one thread may write through the writer `Index` at a time (the daemon keeps a single writer thread);
+each reading thread opens its own reader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from comparimg.index.connection import connect_reader, connect_writer, write_transaction
+from comparimg.index.files import FileRow, FileRows, HashArrays, blob_to_hashes, hashes_to_blob
+from comparimg.index.relations import RelationRows, StoredGroup, WalkError
+from comparimg.index.schema import MIGRATIONS, IndexSchemaTooNew, Migration, migrate, schema_version
+
+__all__ = [
+    "MIGRATIONS",
+    "FileRow",
+    "HashArrays",
+    "Index",
+    "IndexSchemaTooNew",
+    "Migration",
+    "StoredGroup",
+    "WalkError",
+    "blob_to_hashes",
+    "hashes_to_blob",
+    "open_index",
+]
+
+
+class Index(FileRows, RelationRows):
+    """An open index file: the rows of every table, read and written through one connection."""
+
+    def __init__(self, path: Path, db: Database, writable: bool):
+        self.path = path
+        self.db = db
+        self.writable = writable
+
+    def transaction(self, durable: bool = False) -> AbstractContextManager[Database]:
+        """Return a context manager running its block in one write transaction (see `write_transaction`)."""
+        return write_transaction(self.db, durable)
+
+    def open_reader(self) -> Index:
+        """Return a new read-only Index on the same file, for use in the calling thread."""
+        return Index(self.path, connect_reader(self.path), writable=False)
+
+    def schema_version(self) -> int:
+        """Return the schema version of the open file."""
+        return schema_version(self.db)
+
+    def counts(self) -> dict[str, int]:
+        """Return the counts for status pages: files by state, matches, groups by kind."""
+        files = self.file_counts()
+        groups = self.group_counts()
+        return {
+            "files": files["total"], "files_ok": files["ok"], "files_error": files["error"],
+            "files_missing": files["missing"], "matches": self.match_count(),
+            "groups": groups["exact"] + groups["near"], "groups_exact": groups["exact"],
+            "groups_near": groups["near"], "grouped_files": groups["grouped_files"],
+        }
+
+    def close(self) -> None:
+        """Close the connection (a writer checkpoints the WAL first)."""
+        if self.writable:
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        self.db.close()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def open_index(path: Path | str, migrations: tuple[Migration, ...] = MIGRATIONS) -> Index:
+    """Given the index file path, return the writer Index, creating directories and file and migrating.
+
+    Raise IndexSchemaTooNew when the file comes from a newer version.
+    """
+    path = Path(path)
+    db = connect_writer(path)
+    try:
+        migrate(db, migrations)
+    except BaseException:
+        db.close()
+        raise
+    return Index(path, db, writable=True)
+
+
+def iter_hash_batches(index: Index, batch: int = 65536) -> Iterator[HashArrays]:
+    """Given an index, yield the hashes of its `ok` files in numpy batches (for building a HashIndex)."""
+    return index.fingerprint_rows(batch)

@@ -1,0 +1,300 @@
+"""Rows of the `files` table: one per path ever seen, with its identity, fingerprint and state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from sqlite_utils import Database
+
+from comparimg.model import FileFacts, FileIdentity, Fingerprint
+
+FILE_COLUMNS = (
+    "id, root, path, device, inode, size, mtime_ns, content_hash, width, height, format, "
+    "phash_variants, windows, state, error"
+)
+BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class FileRow:
+    """One indexed path: where it is, what it was when last read, and what we learned from it."""
+
+    id: int
+    root: str
+    path: str
+    identity: FileIdentity
+    state: str  # "ok" | "error" | "missing"
+    error: str | None
+    fingerprint: Fingerprint | None
+
+
+@dataclass(frozen=True, slots=True)
+class HashArrays:
+    """The perceptual hashes of every `ok` file, ready for numpy: `phash[i]` holds file `ids[i]`'s 8 variants.
+
+    `windows[window_offsets[i]:window_offsets[i + 1]]` holds its window hashes.
+    """
+
+    ids: np.ndarray  # int64, shape (n,)
+    phash: np.ndarray  # uint64, shape (n, 8)
+    window_offsets: np.ndarray  # int64, shape (n + 1,)
+    windows: np.ndarray  # uint64, shape (total windows,)
+
+
+def hashes_to_blob(hashes: Iterable[int]) -> bytes:
+    """Given unsigned 64-bit hashes, return them packed as little-endian uint64."""
+    return np.fromiter(hashes, dtype="<u8").tobytes()
+
+
+def blob_to_hashes(blob: bytes | None) -> tuple[int, ...]:
+    """Given a little-endian uint64 blob (or None), return the hashes as Python ints."""
+    if not blob:
+        return ()
+    return tuple(int(h) for h in np.frombuffer(blob, dtype="<u8"))
+
+
+def to_signed64(value: int) -> int:
+    """Given an unsigned 64-bit int, return the signed int64 with the same bits (SQLite stores signed)."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def prefix_range(root: str) -> tuple[str, str]:
+    """Given a directory path, return (low, high) so that `low <= path < high` selects the paths below it.
+
+    '0' is the character right after '/', so the range uses the path index instead of a LIKE scan.
+    """
+    base = root.rstrip("/")
+    return base + "/", base + "0"
+
+
+def _row_to_file(row: tuple) -> FileRow:
+    (id_, root, path, device, inode, size, mtime_ns, content_hash, width, height, fmt, variants, windows,
+     state, error) = row
+    fingerprint = None
+    if variants is not None:
+        fingerprint = Fingerprint(content_hash, width, height, fmt, blob_to_hashes(variants),
+                                  blob_to_hashes(windows))
+    return FileRow(id_, root, path, FileIdentity(device, inode, size, mtime_ns), state, error, fingerprint)
+
+
+class FileRows:
+    """Reads and writes of the `files` table (a part of `Index`)."""
+
+    db: Database
+
+    def file_by_id(self, file_id: int) -> FileRow | None:
+        """Given a file id, return its row or None."""
+        row = self.db.execute(f"SELECT {FILE_COLUMNS} FROM files WHERE id = ?", [file_id]).fetchone()
+        return _row_to_file(row) if row else None
+
+    def file_by_path(self, path: str) -> FileRow | None:
+        """Given an absolute path, return its row or None."""
+        row = self.db.execute(f"SELECT {FILE_COLUMNS} FROM files WHERE path = ?", [path]).fetchone()
+        return _row_to_file(row) if row else None
+
+    def files_by_identity(self, identity: FileIdentity) -> list[FileRow]:
+        """Given a file identity, return every row with the same (device, inode, size, mtime_ns)."""
+        rows = self.db.execute(
+            f"SELECT {FILE_COLUMNS} FROM files WHERE device = ? AND inode = ? AND size = ? AND mtime_ns = ?",
+            [identity.device, identity.inode, identity.size, identity.mtime_ns],
+        ).fetchall()
+        return [_row_to_file(r) for r in rows]
+
+    def files_by_ids(self, file_ids: Iterable[int]) -> dict[int, FileRow]:
+        """Given file ids, return {id: row} for those that exist."""
+        found: dict[int, FileRow] = {}
+        for chunk in chunked(list(file_ids)):
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(f"SELECT {FILE_COLUMNS} FROM files WHERE id IN ({marks})", chunk):
+                found[row[0]] = _row_to_file(row)
+        return found
+
+    def ok_files_with_content_hash(self, content_hash: str) -> list[int]:
+        """Given a content hash, return the ids of the present, hashed files with exactly those bytes."""
+        rows = self.db.execute(
+            "SELECT id FROM files WHERE content_hash = ? AND state = 'ok' ORDER BY id", [content_hash]
+        )
+        return [r[0] for r in rows]
+
+    def iter_files_under(self, root: str, states: tuple[str, ...] = ("ok", "error")) -> Iterator[FileRow]:
+        """Given a directory, yield the rows of files below it in the given states, by path."""
+        low, high = prefix_range(root)
+        marks = ",".join("?" * len(states))
+        yield from (
+            _row_to_file(r)
+            for r in self.db.execute(
+                f"SELECT {FILE_COLUMNS} FROM files WHERE path >= ? AND path < ? AND state IN ({marks}) "
+                "ORDER BY path",
+                [low, high, *states],
+            )
+        )
+
+    def upsert_fingerprint(self, path: str, root: str, identity: FileIdentity, fingerprint: Fingerprint,
+                           now: float) -> int:
+        """Given a file's path, root, identity and fingerprint, store it as `ok`; return the file id."""
+        values = {
+            "content_hash": fingerprint.content_hash,
+            "width": fingerprint.width,
+            "height": fingerprint.height,
+            "format": fingerprint.format,
+            "phash": to_signed64(fingerprint.phash[0]) if fingerprint.phash else None,
+            "phash_variants": hashes_to_blob(fingerprint.phash),
+            "windows": hashes_to_blob(fingerprint.windows),
+            "state": "ok",
+            "error": None,
+        }
+        return self._upsert(path, root, identity, values, now)
+
+    def record_file_error(self, path: str, root: str, identity: FileIdentity, reason: str, now: float) -> int:
+        """Given a file that could not be hashed and the reason, store it as `error`; return the file id."""
+        values = {
+            "content_hash": None, "width": None, "height": None, "format": None, "phash": None,
+            "phash_variants": None, "windows": None, "state": "error", "error": reason,
+        }
+        return self._upsert(path, root, identity, values, now)
+
+    def _upsert(self, path: str, root: str, identity: FileIdentity, values: dict, now: float) -> int:
+        columns = {
+            "root": root, "path": path, "device": identity.device, "inode": identity.inode,
+            "size": identity.size, "mtime_ns": identity.mtime_ns, **values,
+            "first_seen": now, "last_seen": now,
+        }
+        names = ", ".join(columns)
+        marks = ", ".join("?" * len(columns))
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in ("path", "first_seen"))
+        row = self.db.execute(
+            f"INSERT INTO files ({names}) VALUES ({marks}) ON CONFLICT (path) DO UPDATE SET {updates} "
+            "RETURNING id",
+            list(columns.values()),
+        ).fetchone()
+        return row[0]
+
+    def copy_fingerprint(self, source: FileRow, path: str, root: str, now: float) -> int:
+        """Given the row of a file with the same identity (a hard link), store its fingerprint for `path`."""
+        assert source.fingerprint is not None
+        return self.upsert_fingerprint(path, root, source.identity, source.fingerprint, now)
+
+    def rename_file(self, file_id: int, new_path: str, root: str, now: float) -> None:
+        """Given a file id and the path it moved to, point the row at the new path and mark it present.
+
+        A stale row already holding `new_path` is deleted first (its file was replaced by this one).
+        """
+        self.db.execute("DELETE FROM files WHERE path = ? AND id != ?", [new_path, file_id])
+        self.db.execute(
+            "UPDATE files SET path = ?, root = ?, last_seen = ?, "
+            "state = CASE WHEN state = 'missing' THEN (CASE WHEN error IS NULL THEN 'ok' ELSE 'error' END) "
+            "ELSE state END WHERE id = ?",
+            [new_path, root, now, file_id],
+        )
+
+    def touch_files(self, file_ids: Iterable[int], now: float) -> None:
+        """Given ids of files seen unchanged, record that they were seen at `now`."""
+        for chunk in chunked(list(file_ids)):
+            marks = ",".join("?" * len(chunk))
+            self.db.execute(f"UPDATE files SET last_seen = ? WHERE id IN ({marks})", [now, *chunk])
+
+    def mark_present(self, file_id: int, now: float) -> None:
+        """Given the id of a `missing` file found again unchanged, mark it `ok` (or `error` if it had one)."""
+        self.db.execute(
+            "UPDATE files SET state = CASE WHEN error IS NULL THEN 'ok' ELSE 'error' END, last_seen = ? "
+            "WHERE id = ?",
+            [now, file_id],
+        )
+
+    def mark_missing(self, file_ids: Iterable[int]) -> None:
+        """Given file ids, mark them `missing` and drop their match edges (their rows and ids stay)."""
+        for chunk in chunked(list(file_ids)):
+            marks = ",".join("?" * len(chunk))
+            self.db.execute(f"UPDATE files SET state = 'missing' WHERE id IN ({marks})", chunk)
+            self.db.execute(f"DELETE FROM matches WHERE file_a IN ({marks}) OR file_b IN ({marks})",
+                            chunk + chunk)
+
+    def files_not_seen_since(self, root: str, since: float, skip_dirs: Iterable[str] = ()) -> list[int]:
+        """Given a root and a time, return ids of present files below it not seen since then.
+
+        Files below any of `skip_dirs` (directories the walk could not read) are left out.
+        """
+        low, high = prefix_range(root)
+        rows = self.db.execute(
+            "SELECT id, path FROM files WHERE path >= ? AND path < ? AND state != 'missing' "
+            "AND last_seen < ?",
+            [low, high, since],
+        ).fetchall()
+        ranges = [prefix_range(d) for d in skip_dirs]
+        return [fid for fid, path in rows if not any(lo <= path < hi for lo, hi in ranges)]
+
+    def remove_file(self, file_id: int) -> None:
+        """Given a file id, delete its row, its match edges and group memberships."""
+        self.db.execute("DELETE FROM files WHERE id = ?", [file_id])
+
+    def fingerprint_rows(self, batch: int = 65536) -> Iterator[HashArrays]:
+        """Yield the hashes of all `ok` files in numpy batches of up to `batch` rows, by id."""
+        cursor = self.db.execute(
+            "SELECT id, phash_variants, windows FROM files WHERE state = 'ok' AND phash_variants IS NOT NULL "
+            "ORDER BY id"
+        )
+        while rows := cursor.fetchmany(batch):
+            yield _rows_to_arrays(rows)
+
+    def hash_arrays(self) -> HashArrays:
+        """Return the hashes of all `ok` files as one `HashArrays` (about 100 bytes a file)."""
+        parts = list(self.fingerprint_rows())
+        if not parts:
+            return _rows_to_arrays([])
+        offsets = [parts[0].window_offsets]
+        shift = parts[0].window_offsets[-1]
+        for part in parts[1:]:
+            offsets.append(part.window_offsets[1:] + shift)
+            shift += part.window_offsets[-1]
+        return HashArrays(
+            np.concatenate([p.ids for p in parts]),
+            np.concatenate([p.phash for p in parts]),
+            np.concatenate(offsets),
+            np.concatenate([p.windows for p in parts]),
+        )
+
+    def file_facts(
+        self, file_ids: Iterable[int], reference_roots: Iterable[str] = ()
+    ) -> dict[int, FileFacts]:
+        """Given file ids and the reference roots, return {id: FileFacts} for the keeper rules."""
+        ranges = [prefix_range(str(r)) for r in reference_roots]
+        facts = {}
+        for fid, row in self.files_by_ids(file_ids).items():
+            fp = row.fingerprint
+            facts[fid] = FileFacts(
+                file_id=fid, path=row.path, size=row.identity.size,
+                width=fp.width if fp else 0, height=fp.height if fp else 0,
+                mtime_ns=row.identity.mtime_ns, format=fp.format if fp else "",
+                content_hash=fp.content_hash if fp else "",
+                reference=any(lo <= row.path < hi for lo, hi in ranges),
+            )
+        return facts
+
+    def file_counts(self) -> dict[str, int]:
+        """Return the number of files in each state, with a `total`."""
+        counts = {"ok": 0, "error": 0, "missing": 0}
+        for state, n in self.db.execute("SELECT state, count(*) FROM files GROUP BY state"):
+            counts[state] = n
+        counts["total"] = sum(counts.values())
+        return counts
+
+
+def _rows_to_arrays(rows: list[tuple]) -> HashArrays:
+    if not rows:
+        empty = np.zeros(0, dtype=np.uint64)
+        return HashArrays(np.zeros(0, dtype=np.int64), np.zeros((0, 8), dtype=np.uint64),
+                          np.zeros(1, dtype=np.int64), empty)
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    phash = np.frombuffer(b"".join(r[1] for r in rows), dtype="<u8").reshape(len(rows), -1)
+    lengths = np.fromiter((len(r[2] or b"") // 8 for r in rows), dtype=np.int64, count=len(rows))
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    windows = np.frombuffer(b"".join(r[2] or b"" for r in rows), dtype="<u8")
+    return HashArrays(ids, phash.astype(np.uint64), offsets, windows.astype(np.uint64))
+
+
+def chunked(items: list, size: int = BATCH) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
