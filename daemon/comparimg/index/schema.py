@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
+from comparimg.index.journal_tables import JOURNAL_TABLES
 from comparimg.model import ComparImgError
 
 
@@ -92,7 +93,7 @@ CORE_TABLES = (
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "files, matches, groups, not-duplicates, walk errors", CORE_TABLES),
-    # Next: Migration(2, "decision queue and sorter journal", (...)) -- appended by the web/sorter room.
+    Migration(2, "decision queue and sorter journal", JOURNAL_TABLES),
 )
 
 

@@ -1,0 +1,128 @@
+"""The decision queue and the sorter's journal: the SQL for both, nothing else.
+
+Owned by the web/sorter room; the tables are migration 2 in `index.schema`. Journal rows are
+written with `synchronous=FULL` (`write_transaction(durable=True)`): an intent survives a power cut.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from sqlite_utils import Database
+
+from comparimg.index.connection import write_transaction
+from comparimg.model import Conflict, NotFound
+
+DECISION_FIELDS = (
+    "id", "action", "file_id", "file_ids", "group_id", "target", "path", "state", "reason", "action_id",
+    "created", "updated",
+)
+
+
+# --- sorter journal -------------------------------------------------------------------------------------
+
+
+def journal_intent(db: Database, fields: dict[str, Any]) -> int:
+    """Given the writer Database and an action's fields, durably record it as open; return its id."""
+    now = time.time()
+    with write_transaction(db, durable=True):
+        return db["sort_actions"].insert({**fields, "state": "open", "created": now, "updated": now}).last_pk
+
+
+def journal_update(db: Database, action_id: int, **fields: Any) -> None:
+    """Durably change fields (state, dest, temp, reason…) of one journaled action."""
+    with write_transaction(db, durable=True):
+        db["sort_actions"].update(action_id, {**fields, "updated": time.time()})
+
+
+def get_action(db: Database, action_id: int) -> dict[str, Any]:
+    """Return one journaled action as a dict. Raise NotFound."""
+    rows = list(db.query("SELECT * FROM sort_actions WHERE id = ?", [action_id]))
+    if not rows:
+        raise NotFound(f"no action {action_id}")
+    return rows[0]
+
+
+def open_actions(db: Database) -> list[dict[str, Any]]:
+    """Return the actions left open (a crash between intent and completion), oldest first."""
+    return list(db.query("SELECT * FROM sort_actions WHERE state = 'open' ORDER BY id"))
+
+
+def list_actions(db: Database, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    """Return journaled actions, newest first."""
+    return list(db.query("SELECT * FROM sort_actions ORDER BY id DESC LIMIT ? OFFSET ?", [limit, offset]))
+
+
+# --- decision queue -------------------------------------------------------------------------------------
+
+
+def add_decision(db: Database, fields: dict[str, Any]) -> int:
+    """Queue one decision (fields: action, file_id, target, path and identity…); return its id.
+
+    A file has at most one queued decision: a new one replaces (cancels) the previous.
+    """
+    now = time.time()
+    with write_transaction(db, durable=True):
+        if fields.get("file_id") is not None:
+            db.execute(
+                "UPDATE decisions SET state = 'cancelled', updated = ? "
+                "WHERE file_id = ? AND state = 'queued'",
+                [now, fields["file_id"]],
+            )
+        state = fields.pop("state", "queued")
+        return db["decisions"].insert({**fields, "state": state, "created": now, "updated": now}).last_pk
+
+
+def get_decision(db: Database, decision_id: int) -> dict[str, Any]:
+    """Return one decision as a dict. Raise NotFound."""
+    rows = list(db.query("SELECT * FROM decisions WHERE id = ?", [decision_id]))
+    if not rows:
+        raise NotFound(f"no decision {decision_id}")
+    return rows[0]
+
+
+def list_decisions(
+    db: Database, state: str | None = None, limit: int = 100, offset: int = 0
+) -> tuple[list[dict[str, Any]], int]:
+    """Return (decisions newest first, total count), optionally only those in `state`."""
+    where, params = ("WHERE state = ?", [state]) if state else ("", [])
+    total = db.execute(f"SELECT count(*) FROM decisions {where}", params).fetchone()[0]
+    sql = f"SELECT * FROM decisions {where} ORDER BY id DESC LIMIT ? OFFSET ?"
+    rows = db.query(sql, [*params, limit, offset])
+    return list(rows), total
+
+
+def queued_decisions(db: Database, ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
+    """Return the queued decisions (all, or those among `ids`), oldest first."""
+    rows = db.query("SELECT * FROM decisions WHERE state = 'queued' ORDER BY id")
+    wanted = None if ids is None else set(ids)
+    return [row for row in rows if wanted is None or row["id"] in wanted]
+
+
+def cancel_decision(db: Database, decision_id: int) -> dict[str, Any]:
+    """Cancel a queued decision and return it. Raise NotFound, or Conflict if it is no longer queued."""
+    decision = get_decision(db, decision_id)
+    if decision["state"] != "queued":
+        raise Conflict(f"decision {decision_id} is {decision['state']}, not queued")
+    set_decision_state(db, decision_id, "cancelled")
+    return get_decision(db, decision_id)
+
+
+def set_decision_state(db: Database, decision_id: int, state: str, **fields: Any) -> None:
+    """Durably set a decision's state (and reason / action_id)."""
+    with write_transaction(db, durable=True):
+        db["decisions"].update(decision_id, {**fields, "state": state, "updated": time.time()})
+
+
+def decision_states_by_file(db: Database, file_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """Return the latest non-cancelled decision of each of `file_ids` (file id → decision row)."""
+    ids = list(file_ids)
+    if not ids:
+        return {}
+    marks = ",".join("?" * len(ids))
+    rows = db.query(
+        f"SELECT * FROM decisions WHERE file_id IN ({marks}) AND state != 'cancelled' ORDER BY id", ids
+    )
+    return {row["file_id"]: row for row in rows}
