@@ -1,0 +1,421 @@
+// Groups view: one page of duplicate groups at a time (server-side paging keeps 10 000 groups cheap),
+// each member with its facts and keep / trash / move buttons; a "current" group and member that the
+// keyboard acts on.
+
+import { api } from "./api.js";
+import { $, h, debounce, toast } from "./dom.js";
+import { formatBytes, formatDate, formatNumber, orientationLabel } from "./format.js";
+import { clearDecision, decide, keepOnly, notDuplicates, store, subscribe } from "./store.js";
+
+const view = {
+  filters: { kind: "", state: "pending", folder: "", sort: "size", limit: 50 },
+  offset: 0,
+  total: 0,
+  groups: [],
+  current: 0,
+  member: 0,
+  loading: null,
+  hasNew: false,
+};
+let openCompare = () => {};
+
+export function setCompareOpener(fn) {
+  openCompare = fn;
+}
+
+export function currentGroup() {
+  return view.groups[view.current] || null;
+}
+
+function currentMember() {
+  const group = currentGroup();
+  return group ? group.members[Math.min(view.member, group.members.length - 1)] : null;
+}
+
+// --- loading ------------------------------------------------------------------------------------------
+
+/** Load the page at the current offset; keep the current group if it is still there. */
+export async function loadGroups({ keepFocus = true } = {}) {
+  const list = $("#group-list");
+  const previousId = keepFocus ? currentGroup()?.id : null;
+  list.setAttribute("aria-busy", "true");
+  const request = api.groups({ ...view.filters, offset: view.offset });
+  view.loading = request;
+  let page;
+  try {
+    page = await request;
+  } catch (err) {
+    if (view.loading === request) {
+      list.setAttribute("aria-busy", "false");
+      list.replaceChildren(h("p", { class: "empty", text: `Could not load groups: ${err.message}` }));
+    }
+    return;
+  }
+  if (view.loading !== request) return; // a newer request won
+  view.loading = null;
+  view.groups = page.groups;
+  view.total = page.total;
+  if (view.offset > 0 && view.groups.length === 0 && view.total > 0) {
+    view.offset = Math.max(0, Math.floor((view.total - 1) / view.filters.limit) * view.filters.limit);
+    return loadGroups({ keepFocus });
+  }
+  for (const g of view.groups) for (const m of g.members) if (m.size !== null) store.sizes.set(m.id, m.size);
+  const again = view.groups.findIndex((g) => g.id === previousId);
+  view.current = again >= 0 ? again : Math.min(view.current, Math.max(0, view.groups.length - 1));
+  if (again < 0) view.member = 0;
+  view.hasNew = false;
+  $("#new-groups").hidden = true;
+  list.setAttribute("aria-busy", "false");
+  render();
+  const count = document.getElementById("tab-groups-count");
+  count.textContent = view.total ? formatNumber(view.total) : "";
+}
+
+/** A new group was found (server-sent event): reload at once if the page has room, else offer to. */
+export function groupsChanged() {
+  const roomOnPage = view.offset === 0 && view.groups.length < view.filters.limit;
+  if (roomOnPage || view.groups.length === 0) reloadSoon();
+  else {
+    view.hasNew = true;
+    $("#new-groups").hidden = false;
+  }
+}
+const reloadSoon = debounce(() => loadGroups(), 400);
+
+// --- rendering ----------------------------------------------------------------------------------------
+
+function render() {
+  const list = $("#group-list");
+  if (!view.groups.length) {
+    const filtered = view.filters.kind || view.filters.folder || view.filters.state !== "pending";
+    list.replaceChildren(h("div", { class: "empty" },
+      h("p", { text: filtered ? "No group matches these filters." : "No duplicates to review." }),
+      filtered ? null : h("p", {}, "Launch a scan from the ", h("a", { href: "#/detector", text: "Detector" }), " or wait for the watcher."),
+    ));
+  } else {
+    list.replaceChildren(...view.groups.map((g, i) => renderGroup(g, i)));
+  }
+  renderPager($("#pager-top"));
+  renderPager($("#pager-bottom"));
+  markCurrent(false);
+}
+
+function renderPager(el) {
+  const { offset, total } = view;
+  const limit = view.filters.limit;
+  if (total <= 0) {
+    el.replaceChildren();
+    return;
+  }
+  const page = Math.floor(offset / limit) + 1;
+  const pages = Math.max(1, Math.ceil(total / limit));
+  el.replaceChildren(
+    h("button", { type: "button", class: "btn btn-small", disabled: page <= 1, "aria-label": "Previous page", onclick: () => goPage(-1) }, "‹ Prev"),
+    h("span", { text: `Groups ${formatNumber(offset + 1)}–${formatNumber(Math.min(offset + limit, total))} of ${formatNumber(total)} · page ${page} of ${formatNumber(pages)}` }),
+    h("button", { type: "button", class: "btn btn-small", disabled: page >= pages, "aria-label": "Next page", onclick: () => goPage(1) }, "Next ›"),
+  );
+}
+
+function memberState(member) {
+  const d = store.byFile.get(member.id) || (member.decision && member.decision.state === "queued" ? member.decision : null);
+  return d ? d.action : null;
+}
+
+function groupSummary(group) {
+  const sizes = group.members.map((m) => Number(m.size || 0));
+  const keeper = group.members.find((m) => m.suggested) || group.members[0];
+  const freed = sizes.reduce((a, b) => a + b, 0) - Number(keeper?.size || 0);
+  const decided = group.members.filter((m) => memberState(m)).length;
+  return { freed, decided };
+}
+
+function renderGroup(group, index) {
+  const { freed, decided } = groupSummary(group);
+  const title = `Group ${group.id}`;
+  const headingId = `group-${group.id}-title`;
+  return h("article", {
+    class: `group${decided === group.members.length ? " is-decided" : ""}`,
+    "aria-labelledby": headingId,
+    dataset: { groupId: group.id, index },
+    onfocusin: (event) => {
+      const fig = event.target.closest(".member");
+      setCurrent(index, fig ? Number(fig.dataset.index) : view.current === index ? view.member : 0, false);
+    },
+  },
+    h("div", { class: "group-head" },
+      h("h3", { id: headingId, text: title }),
+      h("span", { class: `kind kind-${group.kind}`, text: group.kind }),
+      h("span", { class: "group-meta", text: `${group.members.length} images · ${formatBytes(freed)} to free${decided ? ` · ${decided}/${group.members.length} decided` : ""}` }),
+      h("div", { class: "group-actions" },
+        h("button", { type: "button", class: "btn btn-small", "aria-keyshortcuts": "s", title: "Keep the suggested image, trash the rest (s)",
+          onclick: () => keepSuggested(index) }, "Keep suggested, trash rest"),
+        h("button", { type: "button", class: "btn btn-small", "aria-keyshortcuts": "c", title: "Compare two images (c)",
+          onclick: () => compareGroup(index) }, "Compare"),
+        h("button", { type: "button", class: "btn btn-small", "aria-keyshortcuts": "n", title: "These are not duplicates (n)",
+          onclick: () => markNotDuplicates(index) }, "Not duplicates"),
+        decided ? h("button", { type: "button", class: "btn btn-small", "aria-keyshortcuts": "u", title: "Clear this group's decisions (u)",
+          onclick: () => clearGroup(index) }, "Clear") : null,
+      ),
+    ),
+    h("div", { class: "members", role: "list" }, group.members.map((m, i) => renderMember(group, index, m, i))),
+  );
+}
+
+function renderMember(group, groupIndex, member, i) {
+  const state = memberState(member);
+  const classes = ["member"];
+  if (member.suggested) classes.push("is-suggested");
+  if (state) classes.push(`is-${state === "not_duplicates" ? "keep" : state}`);
+  const facts = [
+    ["Size", `${member.width ?? "?"}×${member.height ?? "?"} · ${formatBytes(member.size)}`],
+    ["Format", (member.format || "—").toUpperCase()],
+    ["Date", formatDate(member.mtime)],
+  ];
+  if (group.kind === "near") {
+    facts.push(["Distance", String(member.distance)]);
+    facts.push(["Turned", orientationLabel(member.orientation)]);
+  }
+  const label = `Image ${i + 1} of ${group.members.length}: ${member.name}${member.suggested ? ", suggested keeper" : ""}${state ? `, marked ${state}` : ""}`;
+  const pressed = (action) => (state === action ? "true" : "false");
+  const moveControl = renderMoveControl(member, state);
+  return h("figure", {
+    class: classes.join(" "),
+    role: "listitem",
+    tabindex: "-1",
+    "aria-label": label,
+    dataset: { fileId: member.id, index: i },
+  },
+    member.suggested ? h("span", { class: "badge", text: "Suggested" }) : null,
+    state ? h("span", { class: "decision-badge", "aria-hidden": "true", text: state === "not_duplicates" ? "not dup" : state }) : null,
+    h("button", { type: "button", class: "thumb", "aria-label": `Compare ${member.name}`, onclick: () => compareGroup(groupIndex, i) },
+      h("img", { src: member.thumbnail, alt: "", loading: "lazy", decoding: "async" })),
+    h("figcaption", {},
+      h("div", { class: "name", title: member.path }, h("span", { class: "index-key", "aria-hidden": "true", text: i < 9 ? `${i + 1} ` : "" }), member.name),
+      h("div", { class: "folder", title: member.folder, text: member.folder }),
+    ),
+    h("dl", { class: "facts" }, facts.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })])),
+    h("div", { class: "member-actions" },
+      h("button", { type: "button", class: "btn btn-keep", "aria-pressed": pressed("keep"), "aria-keyshortcuts": "k",
+        "aria-label": `Keep ${member.name}`, onclick: () => toggle(member, "keep") }, "Keep"),
+      h("button", { type: "button", class: "btn btn-trash", "aria-pressed": pressed("trash"), "aria-keyshortcuts": "t",
+        "aria-label": `Trash ${member.name}`, onclick: () => toggle(member, "trash") }, "Trash"),
+      moveControl,
+    ),
+  );
+}
+
+function renderMoveControl(member, state) {
+  const targets = store.moveTargets;
+  if (!targets.length) return null;
+  if (targets.length === 1) {
+    return h("button", { type: "button", class: "btn btn-move", "aria-pressed": state === "move" ? "true" : "false", "aria-keyshortcuts": "m",
+      "aria-label": `Move ${member.name} to ${targets[0]}`, title: `Move to ${targets[0]}`, onclick: () => toggle(member, "move", targets[0]) }, "Move");
+  }
+  const current = store.byFile.get(member.id);
+  return h("select", { class: "btn btn-move", "aria-label": `Move ${member.name} to…`,
+    onchange: (event) => event.target.value && toggle(member, "move", event.target.value) },
+    h("option", { value: "", text: "Move to…" }),
+    targets.map((t) => h("option", { value: t, text: t, selected: current?.action === "move" && current.target === t })),
+  );
+}
+
+/** Re-render one group card in place (after a decision) and keep focus where it was. */
+function rerenderGroup(index) {
+  const old = document.querySelector(`#group-list .group[data-index="${index}"]`);
+  if (!old || !view.groups[index]) return;
+  const hadFocus = old.contains(document.activeElement);
+  const focusedLabel = hadFocus ? document.activeElement.getAttribute("aria-label") : null;
+  const fresh = renderGroup(view.groups[index], index);
+  old.replaceWith(fresh);
+  if (index === view.current) {
+    fresh.classList.add("is-current");
+    const again = focusedLabel && Array.from(fresh.querySelectorAll("button")).find((b) => b.getAttribute("aria-label") === focusedLabel);
+    if (again) again.focus({ preventScroll: true });
+    else if (hadFocus) focusMember(false);
+  }
+  updateRoving();
+}
+
+// --- current group / member -----------------------------------------------------------------------------
+
+function setCurrent(groupIndex, memberIndex, focus = true) {
+  if (!view.groups.length) return;
+  view.current = Math.max(0, Math.min(groupIndex, view.groups.length - 1));
+  const group = view.groups[view.current];
+  view.member = Math.max(0, Math.min(memberIndex, group.members.length - 1));
+  markCurrent(focus);
+}
+
+function markCurrent(focus) {
+  for (const el of document.querySelectorAll("#group-list .group.is-current")) el.classList.remove("is-current");
+  const card = document.querySelector(`#group-list .group[data-index="${view.current}"]`);
+  if (card) card.classList.add("is-current");
+  updateRoving();
+  if (focus) focusMember(true);
+}
+
+function updateRoving() {
+  for (const fig of document.querySelectorAll("#group-list .member[tabindex='0']")) fig.setAttribute("tabindex", "-1");
+  const fig = document.querySelector(`#group-list .group[data-index="${view.current}"] .member[data-index="${view.member}"]`);
+  if (fig) fig.setAttribute("tabindex", "0");
+}
+
+function focusMember(scroll) {
+  const fig = document.querySelector(`#group-list .group[data-index="${view.current}"] .member[data-index="${view.member}"]`);
+  if (!fig) return;
+  fig.focus({ preventScroll: true });
+  if (scroll) {
+    const card = fig.closest(".group");
+    card.scrollIntoView({ block: "nearest", behavior: "auto" });
+  }
+}
+
+// --- actions ------------------------------------------------------------------------------------------
+
+async function run(what, fn) {
+  try {
+    return await fn();
+  } catch (err) {
+    toast(`${what} failed: ${err.message}`, 5000);
+    return undefined;
+  }
+}
+
+function indexOfMember(member) {
+  return view.groups.findIndex((g) => g.id === member.group || g.members.includes(member));
+}
+
+async function toggle(member, action, target = null) {
+  const current = store.byFile.get(member.id);
+  await run(`Marking ${member.name}`, () => (current && current.action === action && (action !== "move" || current.target === target)
+    ? clearDecision(member) : decide(member, action, target)));
+  rerenderGroup(indexOfMember(member));
+}
+
+export async function keepSuggested(index = view.current, advance = true) {
+  const group = view.groups[index];
+  if (!group) return;
+  const keeper = group.members.find((m) => m.suggested) || group.members[0];
+  await run("Keeping the suggested image", () => keepOnly(group, keeper));
+  rerenderGroup(index);
+  toast(`Group ${group.id}: keep ${keeper.name}, trash ${group.members.length - 1}`);
+  if (advance) nextGroup();
+}
+
+async function keepNumber(n) {
+  const group = currentGroup();
+  if (!group || n >= group.members.length) return;
+  const index = view.current;
+  const keeper = group.members[n];
+  await run("Choosing the keeper", () => keepOnly(group, keeper));
+  rerenderGroup(index);
+  toast(`Group ${group.id}: keep ${keeper.name}, trash ${group.members.length - 1}`);
+  nextGroup();
+}
+
+async function markNotDuplicates(index = view.current) {
+  const group = view.groups[index];
+  if (!group) return;
+  const ok = await run("Marking not duplicates", () => notDuplicates(group));
+  if (ok === undefined) return;
+  view.groups.splice(index, 1);
+  view.total = Math.max(0, view.total - 1);
+  toast(`Group ${group.id} marked as not duplicates`);
+  render();
+  setCurrent(Math.min(index, view.groups.length - 1), 0, true);
+  if (!view.groups.length && view.total) loadGroups({ keepFocus: false });
+}
+
+async function clearGroup(index = view.current) {
+  const group = view.groups[index];
+  if (!group) return;
+  await run("Clearing decisions", async () => {
+    for (const m of group.members) await clearDecision(m);
+  });
+  rerenderGroup(index);
+}
+
+function compareGroup(index = view.current, memberIndex = null) {
+  const group = view.groups[index];
+  if (!group || group.members.length < 2) return;
+  setCurrent(index, memberIndex ?? view.member, false);
+  const keeperIndex = Math.max(0, group.members.findIndex((m) => m.suggested));
+  let a = keeperIndex;
+  let b = memberIndex ?? (view.member !== keeperIndex ? view.member : (keeperIndex + 1) % group.members.length);
+  if (a === b) b = (a + 1) % group.members.length;
+  openCompare(group, a, b);
+}
+
+function nextGroup() {
+  if (view.current < view.groups.length - 1) setCurrent(view.current + 1, 0);
+  else focusMember(true);
+}
+
+function goPage(delta) {
+  const limit = view.filters.limit;
+  const next = view.offset + delta * limit;
+  if (next < 0 || next >= view.total) return;
+  view.offset = next;
+  view.current = 0;
+  view.member = 0;
+  loadGroups({ keepFocus: false }).then(() => {
+    window.scrollTo({ top: 0 });
+    focusMember(false);
+  });
+}
+
+// --- wiring -------------------------------------------------------------------------------------------
+
+export function initGroups(bind) {
+  const form = $("#group-filters");
+  const readFilters = () => {
+    const data = new FormData(form);
+    view.filters = {
+      kind: data.get("kind") || "",
+      state: data.get("state") || "",
+      folder: (data.get("folder") || "").trim(),
+      sort: data.get("sort") || "size",
+      limit: Number(data.get("limit") || 50),
+    };
+    view.offset = 0;
+    view.current = 0;
+    view.member = 0;
+    loadGroups({ keepFocus: false });
+  };
+  form.addEventListener("change", readFilters);
+  form.addEventListener("input", debounce((event) => {
+    if (event.target.name === "folder") readFilters();
+  }, 350));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    readFilters();
+  });
+  $("#new-groups-button").addEventListener("click", () => loadGroups());
+  subscribe((reason) => {
+    if (reason === "config") render();
+  });
+
+  const member = () => currentMember();
+  bind("groups", ["ArrowDown", "j"], "Next group", () => setCurrent(view.current + 1, 0), "↓ j");
+  bind("groups", ["ArrowUp"], "Previous group", () => setCurrent(view.current - 1, 0), "↑");
+  bind("groups", ["ArrowRight", "l"], "Next image in the group", () => setCurrent(view.current, view.member + 1), "→ l");
+  bind("groups", ["ArrowLeft", "h"], "Previous image in the group", () => setCurrent(view.current, view.member - 1), "← h");
+  bind("groups", ["s", "Enter"], "Keep the suggested image, trash the rest, go to the next group", () => keepSuggested(), "s Enter");
+  bind("groups", ["1", "2", "3", "4", "5", "6", "7", "8", "9"], "Keep image N, trash the rest", (e) => keepNumber(Number(e.key) - 1), "1…9");
+  bind("groups", ["k"], "Keep the current image", () => member() && toggle(member(), "keep"));
+  bind("groups", ["t", "x", "Delete"], "Trash the current image", () => member() && toggle(member(), "trash"), "t x Del");
+  bind("groups", ["m"], "Move the current image to the first move target", () => {
+    if (member() && store.moveTargets.length) toggle(member(), "move", store.moveTargets[0]);
+    else toast("No move target is configured");
+  });
+  bind("groups", ["u"], "Clear the current group's decisions", () => clearGroup());
+  bind("groups", ["n"], "Not duplicates: never group these images again", () => markNotDuplicates());
+  bind("groups", ["c", " "], "Compare the current image with the suggested keeper", () => compareGroup(), "c Space");
+  bind("groups", ["]", "PageDown"], "Next page", () => goPage(1), "] PgDn");
+  bind("groups", ["[", "PageUp"], "Previous page", () => goPage(-1), "[ PgUp");
+  bind("groups", ["r"], "Reload groups", () => loadGroups());
+}
+
+export function focusGroups() {
+  focusMember(false);
+}

@@ -1,0 +1,134 @@
+// Entry point: routes (#/groups, #/queue, #/detector), live events, and the wiring between the views.
+
+import { onApiError } from "./api.js";
+import { $, $$, banner, debounce } from "./dom.js";
+import { closeCompare, initCompare, isCompareOpen, openCompare } from "./compare.js";
+import { fillRoots, initDetector, refreshJobs, updateJob } from "./detector.js";
+import { connect, on, onConnection } from "./events.js";
+import { currentGroup, focusGroups, groupsChanged, initGroups, loadGroups, setCompareOpener } from "./groups.js";
+import { bind, installKeys, renderHelp, setScopeProvider } from "./keys.js";
+import { initQueue, refreshJournal, setAfterApply } from "./queue.js";
+import { initStatus, refreshStatus, showConnection, showStatus } from "./status.js";
+import { loadConfig, refreshDecisions, subscribe } from "./store.js";
+
+const VIEWS = ["groups", "queue", "detector"];
+
+function currentView() {
+  const name = (location.hash.match(/^#\/(\w+)/) || [])[1];
+  return VIEWS.includes(name) ? name : "groups";
+}
+
+function showView() {
+  const name = currentView();
+  for (const v of VIEWS) $(`#view-${v}`).hidden = v !== name;
+  for (const a of $$(".tabs a")) {
+    if (a.dataset.view === name) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  document.title = `ComparImg — ${name}`;
+  if (name === "queue") {
+    refreshDecisions().catch(() => {});
+    refreshJournal();
+  } else if (name === "detector") refreshJobs();
+  else focusGroups();
+}
+
+function go(name) {
+  location.hash = `#/${name}`;
+}
+
+function openHelp() {
+  renderHelp($("#help-body"));
+  $("#help").showModal();
+}
+
+function scope() {
+  if (isCompareOpen()) return "compare";
+  if ($$("dialog[open]").length) return "dialog";
+  return currentView();
+}
+
+function init() {
+  installKeys();
+  setScopeProvider(scope);
+  initStatus();
+  initGroups(bind);
+  initCompare(bind);
+  initQueue(bind);
+  initDetector();
+
+  setCompareOpener((group, a, b) => openCompare(group, a, b, () => loadGroups()));
+  setAfterApply(() => {
+    loadGroups();
+    refreshStatus();
+  });
+
+  bind("global", ["?"], "Show the keyboard shortcuts", openHelp);
+  bind("global", ["g"], "Go to the groups", () => go("groups"));
+  bind("global", ["q"], "Go to the queue", () => go("queue"));
+  bind("global", ["d"], "Go to the detector", () => go("detector"));
+  bind("global", ["/"], "Filter groups by folder", () => {
+    go("groups");
+    $('#group-filters input[name="folder"]').focus();
+  });
+  bind("dialog", ["Escape"], "Close the dialog", () => $$("dialog[open]").forEach((d) => d.close()), "Esc");
+  $("#help-button").addEventListener("click", openHelp);
+
+  onApiError((error) => {
+    if (error.status === 401) {
+      banner("You are not logged in. Open the login link that the daemon printed when it started (it carries the token).");
+    } else if (error.status === 0) {
+      banner("The daemon cannot be reached. Retrying…");
+    }
+  });
+
+  // Live updates.
+  const statusSoon = debounce(refreshStatus, 300);
+  const decisionsSoon = debounce(() => refreshDecisions().catch(() => {}), 300);
+  onConnection((state) => {
+    showConnection(state);
+    if (state === "live") {
+      banner(null);
+      refreshStatus();
+    }
+  });
+  on("status", showStatus);
+  on(["group", "group_new", "group_added", "groups", "group_changed", "group_removed"], () => {
+    groupsChanged();
+    statusSoon();
+  });
+  on(["job", "job_progress", "job_done", "job_finished", "job_cancelled"], (data) => {
+    updateJob(data);
+    if (["done", "finished", "completed", "cancelled"].includes(String(data?.state ?? data?.job?.state))) groupsChanged();
+    statusSoon();
+  });
+  on(["decision", "decision_queued", "decisions", "decision_applied", "applied", "undo", "undone", "action"], (data, type) => {
+    decisionsSoon();
+    statusSoon();
+    if (type !== "decision" && type !== "decision_queued") {
+      if (currentView() === "queue") refreshJournal();
+      groupsChanged();
+    }
+  });
+  on("error", statusSoon);
+
+  subscribe((reason) => {
+    if (reason === "config") fillRoots();
+  });
+
+  window.addEventListener("hashchange", () => {
+    if (isCompareOpen()) closeCompare();
+    showView();
+  });
+  showView();
+
+  // First load: configuration, decisions, then the groups that depend on them.
+  refreshStatus();
+  loadConfig().then(fillRoots);
+  refreshDecisions().catch(() => {}).finally(() => loadGroups());
+  refreshJobs();
+  connect();
+  window.comparimg = { currentGroup }; // handy from the console
+}
+
+init();
