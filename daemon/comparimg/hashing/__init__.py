@@ -1,0 +1,44 @@
+"""The hashing room: everything that reads image files (the only room that imports PIL).
+
+Pure functions over paths, meant to run in worker processes:
+
+- `fingerprint_file(path)`: content hash, size, format, the 64-bit DCT perceptual hash in its 8 orientation
+  variants, and window hashes (`Fingerprint.windows`, see `perceptual.WINDOW_TRIMS`: slot k holds the hash
+  of window k; an extra last slot `perceptual.CONTENT_SLOT` holds the hash of the content inside a uniform
+  border, only when there is one).
+- `content_hash_file(path)`: SHA-256 of the bytes, streamed.
+- `verify_pair(path_a, path_b, candidate)`: the precise check behind a hash match.
+"""
+
+from __future__ import annotations
+
+from comparimg.hashing.decoding import ACCEPTED_FORMATS, SUPPORTED_EXTENSIONS, content_hash_file, open_picture
+from comparimg.hashing.perceptual import hash_pixels, orientation_variants, window_hashes
+from comparimg.hashing.verification import Verdict, verify_pair
+from comparimg.model import Fingerprint
+
+__all__ = [
+    "ACCEPTED_FORMATS",
+    "SUPPORTED_EXTENSIONS",
+    "Verdict",
+    "content_hash_file",
+    "fingerprint_file",
+    "verify_pair",
+]
+# Short side the picture is decoded at for hashing: enough for 32×32 windows of 80 % of it.
+FINGERPRINT_SIDE = 128
+
+
+def fingerprint_file(path: str) -> Fingerprint:
+    """Given a path, return its Fingerprint (content hash, oriented width and height, format, perceptual
+    hash variants, window hashes). Raise ImageError with a short reason when it cannot be decoded."""
+    content_hash = content_hash_file(path)
+    picture = open_picture(path, min_side=FINGERPRINT_SIDE)
+    return Fingerprint(
+        content_hash=content_hash,
+        width=picture.width,
+        height=picture.height,
+        format=picture.format,
+        phash=orientation_variants(hash_pixels(picture.image)),
+        windows=window_hashes(picture.image),
+    )

@@ -1,0 +1,196 @@
+"""Open hostile image files safely: allow-listed formats, the decompression-bomb limit, EXIF orientation.
+
+Every failure becomes `ImageError(reason)` with a short reason meant for people.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import warnings
+from dataclasses import dataclass
+
+from PIL import (  # the plugins of the accepted formats, registered before any open
+    BmpImagePlugin,
+    GifImagePlugin,
+    Image,
+    JpegImagePlugin,
+    MpoImagePlugin,
+    PngImagePlugin,
+    TiffImagePlugin,
+    UnidentifiedImageError,
+    WebPImagePlugin,
+)
+
+from comparimg.model import ImageError
+
+try:  # HEIC is accepted only when its decoder is installed.
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    _HEIF_FORMATS: tuple[str, ...] = ("HEIF",)
+    _HEIF_EXTENSIONS: tuple[str, ...] = (".heic", ".heif")
+except ImportError:
+    _HEIF_FORMATS = ()
+    _HEIF_EXTENSIONS = ()
+
+# Pillow format names we decode. Camera JPEGs that carry a second (preview) picture open as MPO through JPEG.
+ACCEPTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF", *_HEIF_FORMATS)
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".webp", ".tif", ".tiff", ".gif"}
+    | set(_HEIF_EXTENSIONS)
+)
+# Formats people rename to an image extension, named in the error so they know what they have.
+_KNOWN_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"8BPS", "PSD"),
+    (b"%!PS", "EPS"),
+    (b"\xc5\xd0\xd3\xc6", "EPS"),
+    (b"%PDF", "PDF"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+    (b"<svg", "SVG"),
+    (b"<?xml", "XML/SVG"),
+)
+_PLUGINS = (BmpImagePlugin, GifImagePlugin, JpegImagePlugin, MpoImagePlugin, PngImagePlugin, TiffImagePlugin,
+            WebPImagePlugin)
+_CHUNK = 1 << 20
+# EXIF orientation tag value -> the transpose that shows the picture upright (as ImageOps.exif_transpose).
+_EXIF_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Picture:
+    """A decoded grayscale picture, EXIF orientation applied, with the file's full size and format.
+
+    `image` may be smaller than `width` × `height` (JPEG draft decoding, reduction of big pictures).
+    """
+
+    image: Image.Image
+    width: int
+    height: int
+    format: str
+
+
+def content_hash_file(path: str) -> str:
+    """Given a path, return the hex SHA-256 of its bytes, read in chunks. Raise ImageError if unreadable."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+    except OSError as error:
+        raise ImageError(f"cannot read file: {error.strerror or error}") from error
+    return digest.hexdigest()
+
+
+def open_picture(path: str, min_side: int = 256) -> Picture:
+    """Given a path, return its picture as grayscale with at least `min_side` pixels on the short side when
+    the file has that many (JPEG decoded at reduced scale, big pictures reduced), EXIF orientation applied.
+    Raise ImageError with a short reason for anything that cannot be decoded."""
+    _check_file(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # decoder chatter about odd EXIF or MPO headers is not an error
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            return _decode(path, min_side)
+        except ImageError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            raise ImageError("too many pixels") from error
+        except UnidentifiedImageError as error:
+            raise ImageError(_unidentified_reason(path)) from error
+        except MemoryError as error:
+            raise ImageError("too big to decode") from error
+        except (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, TypeError) as error:
+            raise ImageError(_decode_reason(error)) from error
+
+
+def _check_file(path: str) -> None:
+    try:
+        size = os.stat(path).st_size
+    except OSError as error:
+        raise ImageError(f"cannot read file: {error.strerror or error}") from error
+    if size == 0:
+        raise ImageError("empty file")
+
+
+def _decode(path: str, min_side: int) -> Picture:
+    with Image.open(path, formats=ACCEPTED_FORMATS) as image:
+        file_format = "JPEG" if image.format == "MPO" else str(image.format)
+        width, height = image.size
+        if image.format in ("JPEG", "MPO"):
+            image.draft("L", _draft_request(image.size, min_side))
+        image.load()
+        orientation = _exif_orientation(image)
+        gray = _to_gray(image)
+    gray = _reduce(gray, min_side)
+    gray = _apply_orientation(gray, orientation)
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    return Picture(gray, width, height, file_format)
+
+
+def _draft_request(size: tuple[int, int], min_side: int) -> tuple[int, int]:
+    # draft() keeps the result at least as large as the request; keep the short side >= min_side.
+    scale = min_side / max(1, min(size))
+    return (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
+
+
+def _exif_orientation(image: Image.Image) -> int:
+    try:
+        value = image.getexif().get(0x0112, 1)
+    except Exception:  # broken EXIF must not hide a good picture
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _to_gray(image: Image.Image) -> Image.Image:
+    if image.mode == "L":
+        return image.copy()
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        return image.point(lambda value: value / 256).convert("L")
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        return image.convert("RGBA").convert("L")
+    return image.convert("L")
+
+
+def _reduce(image: Image.Image, min_side: int) -> Image.Image:
+    factor = min(image.size) // (2 * min_side)
+    return image.reduce(factor) if factor >= 2 else image
+
+
+def _apply_orientation(image: Image.Image, orientation: int) -> Image.Image:
+    method = _EXIF_TRANSPOSE.get(orientation)
+    return image if method is None else image.transpose(method)
+
+
+def _unidentified_reason(path: str) -> str:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return "not an image"
+    for magic, name in _KNOWN_MAGIC:
+        if head.startswith(magic):
+            return f"format not accepted ({name})"
+    return "not an image"
+
+
+def _decode_reason(error: Exception) -> str:
+    text = str(error).lower()
+    if "truncated" in text or isinstance(error, EOFError):
+        return "truncated"
+    if "decoder" in text and "not available" in text:
+        return "format not accepted (no decoder)"
+    return "corrupt image data"

@@ -1,0 +1,381 @@
+"""The matching room (pure): find candidate duplicates among indexed hashes, and group verified matches.
+
+`HashIndex` answers "which indexed images come within `threshold` bits of this one?" in a few milliseconds
+among a million, with multi-index hashing: every 64-bit hash is cut into 4 chunks of 16 bits, and two
+hashes within r bits agree within floor(r / 4) bits on at least one chunk (pigeonhole). A query enumerates
+the chunk values within that radius of each of its chunks, reads their buckets (CSR offsets over keys
+`(chunk, table, value)`), and checks the few entries found with an exact popcount.
+
+Each image contributes one entry per hash: table 0 holds the global hash (identity orientation), table
+1 + k holds window slot k (`Fingerprint.windows[k]`, see the hashing room). A query compares:
+
+- its global hash in all 8 orientations with the global hashes (`via="global"`);
+- its global hash with every window slot (the query is a crop of the indexed image);
+- each of its windows with the global hashes (the indexed image is a crop of the query);
+- each of its windows with the same slot (both lost different parts: caption bar, watermark, border).
+
+Window comparisons use the identity orientation only: a copy that is both turned and cropped is not found.
+Entries live in segments (immutable CSR structures, merged like a binary counter) plus a small pending
+list scanned by brute force, so `add` is cheap and `add_many` builds one segment for a bulk load.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from comparimg.model import Candidate, FileFacts, Fingerprint, Group, GroupMember, Match
+
+CHUNKS = 4
+CHUNK_BITS = 16
+MAX_WINDOWS = 11
+STRIDE = 1 + MAX_WINDOWS  # entries per image: global hash, then window slots
+_MASK16 = np.uint64(0xFFFF)
+_PENDING_LIMIT = 1024
+_MERGE_RATIO = 4
+
+
+def _chunk_masks(radius: int) -> np.ndarray:
+    masks = [0]
+    for flips in range(1, radius + 1):
+        masks += [sum(1 << bit for bit in bits) for bits in itertools.combinations(range(CHUNK_BITS), flips)]
+    return np.array(masks, dtype=np.int64)
+
+
+_MASKS = {radius: _chunk_masks(radius) for radius in range(4)}
+
+
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    """The query hashes, each with the table it is compared with, its orientation and whether it is global."""
+
+    hashes: np.ndarray  # uint64
+    tables: np.ndarray  # int64
+    orientations: np.ndarray  # int64
+    is_global: np.ndarray  # bool: the query's global hash against global hashes
+    thresholds: np.ndarray  # int64
+
+
+def _query_rules(fp: Fingerprint, threshold: int, window_threshold: int) -> _Rules:
+    rows = [(h, 0, k, True, threshold) for k, h in enumerate(fp.phash)]
+    windows = fp.windows[:MAX_WINDOWS]
+    rows += [(h, 0, 0, False, window_threshold) for h in windows]
+    rows += [(fp.phash[0], 1 + k, 0, False, window_threshold) for k in range(MAX_WINDOWS)]
+    rows += [(h, 1 + k, 0, False, window_threshold) for k, h in enumerate(windows)]
+    columns = list(zip(*rows, strict=True))
+    return _Rules(
+        hashes=np.array(columns[0], dtype=np.uint64),
+        tables=np.array(columns[1], dtype=np.int64),
+        orientations=np.array(columns[2], dtype=np.int64),
+        is_global=np.array(columns[3], dtype=bool),
+        thresholds=np.array(columns[4], dtype=np.int64),
+    )
+
+
+def fingerprint_entries(fp: Fingerprint) -> tuple[np.ndarray, np.ndarray]:
+    """Given a Fingerprint, return its STRIDE entry hashes (uint64) and which of them are present (bool)."""
+    hashes = np.zeros(STRIDE, dtype=np.uint64)
+    present = np.zeros(STRIDE, dtype=bool)
+    windows = fp.windows[:MAX_WINDOWS]
+    hashes[0] = fp.phash[0]
+    hashes[1 : 1 + len(windows)] = windows
+    present[: 1 + len(windows)] = True
+    return hashes, present
+
+
+class _Segment:
+    """An immutable multi-index over a block of images: hashes (n, STRIDE), presence, and CSR buckets."""
+
+    def __init__(self, owners: np.ndarray, hashes: np.ndarray, present: np.ndarray):
+        self.owners = owners  # int64 file ids, one per row
+        self.hashes = hashes
+        self.present = present
+        self.alive = np.ones(len(owners), dtype=bool)
+        # One bucket block per (chunk, table); a 16-bit stable argsort per block is a fast radix sort.
+        blocks, counts = [], []
+        for chunk in range(CHUNKS):
+            for table in range(STRIDE):
+                rows = np.flatnonzero(present[:, table]).astype(np.int32)
+                values = self._chunk_values(chunk, hashes[rows, table]).astype(np.uint16)
+                blocks.append(rows[np.argsort(values, kind="stable")])
+                counts.append(np.bincount(values, minlength=1 << CHUNK_BITS))
+        self.entries = np.concatenate(blocks)
+        self.offsets = np.zeros(CHUNKS * STRIDE * (1 << CHUNK_BITS) + 1, dtype=np.int64)
+        np.cumsum(np.concatenate(counts), out=self.offsets[1:])
+
+    @staticmethod
+    def _chunk_values(chunk: int, values: np.ndarray) -> np.ndarray:
+        return ((values >> np.uint64(chunk * CHUNK_BITS)) & _MASK16).astype(np.int64)
+
+    @classmethod
+    def _keys(cls, chunk: int, tables: np.ndarray, values: np.ndarray) -> np.ndarray:
+        return ((chunk * STRIDE + tables) << CHUNK_BITS) | cls._chunk_values(chunk, values)
+
+    def __len__(self) -> int:
+        return len(self.owners)
+
+    def nbytes(self) -> int:
+        arrays = (self.owners, self.hashes, self.present, self.alive, self.entries, self.offsets)
+        return sum(array.nbytes for array in arrays)
+
+    def search(self, rules: _Rules) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Given query rules, return (rule index, row, distance) of every live entry within its threshold."""
+        rule_ids, keys = [], []
+        for radius in np.unique(rules.thresholds // CHUNKS):
+            chosen = np.flatnonzero(rules.thresholds // CHUNKS == radius)
+            masks = _MASKS[int(min(radius, 3))]
+            for chunk in range(CHUNKS):
+                values = self._keys(chunk, rules.tables[chosen], rules.hashes[chosen])
+                keys.append((values[:, None] ^ masks[None, :]).ravel())
+                rule_ids.append(np.repeat(chosen, len(masks)))
+        keys_all = np.concatenate(keys)
+        starts, ends = self.offsets[keys_all], self.offsets[keys_all + 1]
+        counts = ends - starts
+        total = int(counts.sum())
+        if total == 0:
+            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
+        rule_of = np.repeat(np.concatenate(rule_ids), counts)
+        positions = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(total)
+        rows = self.entries[positions].astype(np.int64)
+        stored = self.hashes[rows, rules.tables[rule_of]]
+        distances = np.bitwise_count(stored ^ rules.hashes[rule_of]).astype(np.int64)
+        keep = (distances <= rules.thresholds[rule_of]) & self.alive[rows]
+        return rule_of[keep], rows[keep], distances[keep]
+
+
+class HashIndex:
+    """A multi-index of fingerprints by file id; see the module docstring."""
+
+    def __init__(self, threshold: int = 10, window_threshold: int | None = None):
+        self.threshold = threshold
+        self.window_threshold = threshold if window_threshold is None else window_threshold
+        self._segments: list[_Segment] = []
+        self._where: dict[int, tuple[_Segment | None, int]] = {}
+        self._pending: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __contains__(self, file_id: object) -> bool:
+        return file_id in self._where
+
+    def nbytes(self) -> int:
+        """Return the memory held by the index arrays, in bytes (pending entries excluded)."""
+        return sum(segment.nbytes() for segment in self._segments)
+
+    def add(self, file_id: int, fp: Fingerprint) -> None:
+        """Given a file id and its Fingerprint, index it (replacing what that id had)."""
+        self.remove(file_id)
+        self._pending[file_id] = fingerprint_entries(fp)
+        self._where[file_id] = (None, -1)
+        if len(self._pending) >= _PENDING_LIMIT:
+            self._flush()
+
+    def add_many(self, items: Iterable[tuple[int, Fingerprint]]) -> None:
+        """Given (file id, Fingerprint) pairs, index them all at once (a bulk load builds one segment)."""
+        file_ids, rows, lengths = [], [], []
+        for file_id, fp in items:
+            windows = fp.windows[:MAX_WINDOWS]
+            file_ids.append(file_id)
+            rows.append((fp.phash[0], *windows, *(0,) * (MAX_WINDOWS - len(windows))))
+            lengths.append(1 + len(windows))
+        hashes = np.array(rows, dtype=np.uint64).reshape(-1, STRIDE)
+        present = np.arange(STRIDE)[None, :] < np.array(lengths, dtype=np.int64)[:, None]
+        self.add_arrays(np.array(file_ids, dtype=np.int64), hashes, present)
+
+    def add_arrays(self, file_ids: np.ndarray, hashes: np.ndarray, present: np.ndarray) -> None:
+        """Given file ids (n,), entry hashes (n, STRIDE) uint64 — global hash then window slots — and
+        which entries are present (n, STRIDE) bool, index them at once (the fastest bulk load)."""
+        for file_id in file_ids.tolist():
+            self.remove(file_id)
+        self._flush()
+        _, first = np.unique(file_ids[::-1], return_index=True)  # the last row of a repeated id wins
+        keep = np.sort(len(file_ids) - 1 - first)
+        self._segments.append(self._register(_Segment(file_ids[keep], hashes[keep], present[keep])))
+        self._merge_tail()
+
+    def remove(self, file_id: int) -> None:
+        """Given a file id, forget it; an unknown id is ignored."""
+        segment, row = self._where.pop(file_id, (None, -1))
+        self._pending.pop(file_id, None)
+        if segment is not None:
+            segment.alive[row] = False
+
+    def query(
+        self,
+        fp: Fingerprint,
+        exclude: Collection[int] | int | None = None,
+        threshold: int | None = None,
+        window_threshold: int | None = None,
+    ) -> list[Candidate]:
+        """Given a Fingerprint, return the indexed files whose hashes come within the thresholds (see the
+        module docstring), one Candidate per file, best first, without the ids in `exclude`."""
+        rules = _query_rules(
+            fp,
+            self.threshold if threshold is None else threshold,
+            self.window_threshold if window_threshold is None else window_threshold,
+        )
+        best: dict[int, tuple[int, int, int, int]] = {}
+        for owners, (rule_of, rows, distances) in self._search_all(rules):
+            _keep_best(best, owners[rows], rule_of, distances, rules)
+        excluded = {exclude} if isinstance(exclude, int) else set(exclude or ())
+        found = [
+            Candidate(file_id, distance, orientation, "global" if rank == 0 else "window")
+            for file_id, (rank, distance, orientation, _) in best.items()
+            if file_id not in excluded
+        ]
+        return sorted(found, key=lambda c: (c.via != "global", c.distance, c.file_id))
+
+    def _search_all(self, rules: _Rules) -> Iterator[tuple[np.ndarray, tuple[np.ndarray, ...]]]:
+        for segment in self._segments:
+            yield segment.owners, segment.search(rules)
+        if self._pending:
+            yield self._scan_pending(rules)
+
+    def _scan_pending(self, rules: _Rules) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        owners = np.fromiter(self._pending, dtype=np.int64, count=len(self._pending))
+        hashes = np.stack([entry[0] for entry in self._pending.values()])
+        present = np.stack([entry[1] for entry in self._pending.values()])
+        distances = np.bitwise_count(hashes[:, rules.tables] ^ rules.hashes[None, :]).astype(np.int64)
+        hits = present[:, rules.tables] & (distances <= rules.thresholds[None, :])
+        rows, rule_of = np.nonzero(hits)
+        return owners, (rule_of, rows, distances[rows, rule_of])
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        owners = np.fromiter(self._pending, dtype=np.int64, count=len(self._pending))
+        hashes = np.stack([entry[0] for entry in self._pending.values()])
+        present = np.stack([entry[1] for entry in self._pending.values()])
+        self._pending = {}
+        self._segments.append(self._register(_Segment(owners, hashes, present)))
+        self._merge_tail()
+
+    def _merge_tail(self) -> None:
+        while len(self._segments) > 1 and len(self._segments[-2]) <= _MERGE_RATIO * len(self._segments[-1]):
+            newer, older = self._segments.pop(), self._segments.pop()
+            parts = [(s.owners[s.alive], s.hashes[s.alive], s.present[s.alive]) for s in (older, newer)]
+            owners, hashes, present = (np.concatenate(column) for column in zip(*parts, strict=True))
+            self._segments.append(self._register(_Segment(owners, hashes, present)))
+
+    def _register(self, segment: _Segment) -> _Segment:
+        for row, file_id in enumerate(segment.owners.tolist()):
+            self._where[file_id] = (segment, row)
+        return segment
+
+
+def _keep_best(
+    best: dict, owners: np.ndarray, rule_of: np.ndarray, distances: np.ndarray, rules: _Rules
+) -> None:
+    # Rank 0 for a global match, 1 for a window match; keep the lowest (rank, distance) per file.
+    ranks = np.where(rules.is_global[rule_of], 0, 1)
+    order = np.lexsort((distances, ranks, owners))
+    owners, ranks, distances, rule_of = owners[order], ranks[order], distances[order], rule_of[order]
+    first = np.ones(len(owners), dtype=bool)
+    first[1:] = owners[1:] != owners[:-1]
+    for file_id, rank, distance, rule in zip(
+        owners[first].tolist(), ranks[first].tolist(), distances[first].tolist(), rule_of[first].tolist(),
+        strict=True,
+    ):
+        found = (rank, distance, int(rules.orientations[rule]), rule)
+        if file_id not in best or found < best[file_id]:
+            best[file_id] = found
+
+
+def group_matches(
+    files: Mapping[int, FileFacts],
+    matches: Iterable[Match],
+    not_duplicates: Collection[tuple[int, int]] = (),
+) -> list[Group]:
+    """Given the files' facts, verified Match edges and pairs people marked "not duplicates", return the
+    duplicate groups, the same whatever the order of the edges.
+
+    Within each connected component, leaders are taken in keeper order (`leader_key`); each
+    file joins the first leader it is directly matched to, so a group never holds two files related only
+    through a third one. A group whose members all share one content hash is "exact", else "near".
+    Edges naming unknown files or marked "not duplicates" are ignored; groups of one file are dropped.
+    """
+    refused = {(min(a, b), max(a, b)) for a, b in not_duplicates}
+    edges: dict[tuple[int, int], Match] = {}
+    for match in matches:
+        pair = (min(match.file_a, match.file_b), max(match.file_a, match.file_b))
+        if pair in refused or pair[0] == pair[1] or pair[0] not in files or pair[1] not in files:
+            continue
+        if pair not in edges or _edge_rank(match) < _edge_rank(edges[pair]):
+            edges[pair] = match
+    neighbours: dict[int, set[int]] = {}
+    for a, b in edges:
+        neighbours.setdefault(a, set()).add(b)
+        neighbours.setdefault(b, set()).add(a)
+    groups = []
+    for component in _components(neighbours):
+        groups += _leader_groups(component, files, edges)
+    return sorted(groups, key=lambda g: (min(m.file_id for m in g.members), g.leader))
+
+
+def leader_key(facts: FileFacts) -> tuple:
+    """Given a file's facts, return its sort key in keeper order: reference files first, then more pixels,
+    a bigger file, an older mtime, a shorter path, then path and id. It is the order of
+    decisions.suggest_keeper (the rooms may not import each other; a test keeps them in step)."""
+    return (
+        not facts.reference,
+        -facts.width * facts.height,
+        -facts.size,
+        facts.mtime_ns,
+        len(facts.path),
+        facts.path,
+        facts.file_id,
+    )
+
+
+def _edge_rank(match: Match) -> tuple[int, int, int]:
+    return (match.kind != "exact", match.distance, match.orientation)
+
+
+def _components(neighbours: Mapping[int, set[int]]) -> list[list[int]]:
+    seen: set[int] = set()
+    components = []
+    for start in sorted(neighbours):
+        if start in seen:
+            continue
+        stack, component = [start], []
+        seen.add(start)
+        while stack:
+            node = stack.pop()
+            component.append(node)
+            for other in neighbours[node] - seen:
+                seen.add(other)
+                stack.append(other)
+        components.append(sorted(component))
+    return components
+
+
+def _leader_groups(component: list[int], files: Mapping[int, FileFacts], edges: Mapping) -> list[Group]:
+    order = sorted(component, key=lambda file_id: leader_key(files[file_id]))
+    assigned: set[int] = set()
+    groups = []
+    for leader in order:
+        if leader in assigned:
+            continue
+        members = [
+            other for other in order
+            if other != leader and other not in assigned and (min(leader, other), max(leader, other)) in edges
+        ]
+        if not members:
+            continue
+        assigned.update([leader, *members])
+        groups.append(_make_group(leader, members, files, edges))
+    return groups
+
+
+def _make_group(leader: int, members: list[int], files: Mapping[int, FileFacts], edges: Mapping) -> Group:
+    listed = [GroupMember(leader, 0, 0, "keep")]
+    for other in members:
+        edge = edges[(min(leader, other), max(leader, other))]
+        listed.append(GroupMember(other, edge.distance, edge.orientation, "trash"))
+    hashes = {files[member.file_id].content_hash for member in listed}
+    exact = len(hashes) == 1 and "" not in hashes
+    return Group("exact" if exact else "near", leader, tuple(listed))
