@@ -1,0 +1,665 @@
+"""The daemon: wire watcher, stability tracker, hashing and index together on one asyncio loop.
+
+Flow: watchdog threads hand hints to the loop (`_from_thread`, the one place threads meet the loop) →
+the stability tracker holds each changed path until it stops changing → ready paths go through a bounded
+queue (back-pressure) to hashing tasks (worker processes) → one writer thread stores, matches and groups
+→ the duplicates JSON is rewritten atomically. Reconciles (incremental scans) run at start-up, on inotify
+overflow, when the watch limit is hit, on a schedule and when a paused root comes back; a root that
+disappears is paused and none of its files is marked deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import signal
+import stat
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from comparimg import __version__
+from comparimg.config import Settings, apply_patch, load_settings
+from comparimg.model import ConfigError
+from comparimg.notify import Notifier, watchdog_interval
+from comparimg.stability import StabilityTracker
+from comparimg.watcher import Hint, PathFilter, Watcher, log_watch_limit
+
+log = logging.getLogger("comparimg.service")
+
+ROOT_CHECK_SECONDS = 1.0
+STATUS_SECONDS = 5.0
+EXPORT_DEBOUNCE_SECONDS = 0.2
+DRAIN_SECONDS = 5.0
+
+
+class Pipeline(Protocol):
+    """What the service needs from the ingest room (the scanner); see `ScannerPipeline`.
+
+    `fingerprint` may run in several threads at once (it waits on a worker process); every other method
+    runs on the service's single writer thread.
+    """
+
+    def fingerprint(self, path: str) -> Any: ...
+    def store(self, path: str, root: str, prepared: Any) -> bool: ...
+    def move(self, source: str, destination: str, root: str) -> bool: ...
+    def forget(self, path: str) -> bool: ...
+    def forget_under(self, directory: str) -> bool: ...
+    def reconcile(self, root: str) -> dict[str, int]: ...
+    def export_document(self) -> dict[str, Any]: ...
+    def counts(self) -> dict[str, int]: ...
+    def close(self) -> None: ...
+
+
+PipelineFactory = Callable[[Settings], Pipeline]
+# Called once the service runs; returns a coroutine function that stops what it started (the web app).
+Companion = Callable[["Service"], Awaitable[Callable[[], Awaitable[None]]]]
+
+
+@dataclass
+class RootState:
+    """What the service knows about one configured root."""
+
+    path: str
+    present: bool = False
+    was_mount: bool = False
+    observer: str = ""
+
+
+@dataclass
+class Stats:
+    """Counters for status lines and the API."""
+
+    hashed: int = 0
+    moved: int = 0
+    deleted: int = 0
+    reconciles: int = 0
+    overflows: int = 0
+    exports: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def snapshot_of(path: str) -> tuple[int, int] | None:
+    """Given a path, return (size, mtime_ns) if it is a regular file (not a symlink), else None."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
+
+
+def root_is_present(state: RootState) -> bool:
+    """Given a root's state, return whether it is there now (a directory, and still a mount if it was one)."""
+    if not os.path.isdir(state.path):
+        return False
+    return os.path.ismount(state.path) or not state.was_mount
+
+
+def write_json_atomically(path: Path, document: dict[str, Any]) -> None:
+    """Given a path and a JSON-able document, write it via a temp file in the same folder and rename.
+
+    Raise OSError when it cannot be written (the old file stays as it was).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(document, out, indent=1)
+            out.write("\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+class Service:
+    """The running daemon. Create it, then `await run()`; `stop()` and `reload()` may be called any time."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pipeline_factory: PipelineFactory,
+        *,
+        reload_settings: Callable[[], Settings] | None = None,
+        notifier: Notifier | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        companion: Companion | None = None,
+    ):
+        """Given settings, a factory of the ingest pipeline and, optionally, how to re-read the settings
+        (SIGHUP), a notifier, a clock and a companion (the web app), return a service not yet running."""
+        self.settings = settings
+        self._pipeline_factory = pipeline_factory
+        self._reload_settings = reload_settings
+        self._notifier = notifier or Notifier.from_environment()
+        self._clock = clock
+        self._companion = companion
+        self.state = "starting"
+        self.stats = Stats()
+        self.started = time.time()
+        self.roots: dict[str, RootState] = {}
+        self.tracker = StabilityTracker(settings.watch.settle_seconds, clock)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="comparimg-writer")
+        self._hashers = ThreadPoolExecutor(8, thread_name_prefix="comparimg-hash")
+        self._tasks: list[asyncio.Task] = []
+        self._stopping = asyncio.Event()
+        self._wake_settle = asyncio.Event()
+        self._export_dirty = asyncio.Event()
+        self._reconciling: set[str] = set()
+        self._ready: asyncio.Queue[tuple[str, str]] = asyncio.Queue(settings.watch.queue_size)
+        self._in_flight = 0
+        self.pipeline: Pipeline | None = None
+        self.watcher: Watcher | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ---- public surface (web app, cli) -------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Return the daemon's state for `GET /api/status`: state, roots, queue depth, counters, uptime."""
+        return {
+            "state": self.state,
+            "version": __version__,
+            "uptime": round(time.time() - self.started, 1),
+            "roots": [
+                {"path": r.path, "state": "watching" if r.present else "paused", "observer": r.observer}
+                for r in self.roots.values()
+            ],
+            "pending": len(self.tracker),
+            "queue": self._ready.qsize() + self._in_flight,
+            "hashed": self.stats.hashed,
+            "moved": self.stats.moved,
+            "deleted": self.stats.deleted,
+            "reconciles": self.stats.reconciles,
+            "overflows": self.stats.overflows,
+            "last_errors": self.stats.errors[-10:],
+        }
+
+    async def write(self, func: Callable[..., Any], *args: Any) -> Any:
+        """Given a function and its arguments, run it on the single writer thread and return its result."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, func, *args)
+
+    def stop(self) -> None:
+        """Ask the service to drain and exit (SIGTERM)."""
+        if not self._stopping.is_set():
+            log.info("event=stopping")
+            self._stopping.set()
+
+    async def reconcile(self, roots: list[str] | None = None, reason: str = "request") -> None:
+        """Given roots (default: all present ones), scan them incrementally so the index matches the disk."""
+        for root in roots or list(self.roots):
+            state = self.roots.get(root)
+            if state is None or not state.present or root in self._reconciling:
+                continue
+            self._reconciling.add(root)
+            try:
+                await self._reconcile_root(root, reason)
+            finally:
+                self._reconciling.discard(root)
+
+    # ---- life cycle --------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Run until `stop()`; return the exit status (0)."""
+        self._loop = asyncio.get_running_loop()
+        self._install_signals()
+        self.pipeline = await self.write(self._pipeline_factory, self.settings)
+        stop_companion = None
+        try:
+            self._start_watcher()
+            self._check_roots(initial=True)
+            if self._companion is not None:
+                stop_companion = await self._companion(self)
+            self._start_tasks()
+            self.state = "scanning"
+            self._notifier.ready(self._status_line())
+            log.info("event=ready roots=%d version=%s", len(self.roots), __version__)
+            await self.reconcile(reason="start-up")
+            self._set_state()
+            await self._stopping.wait()
+        finally:
+            await self._shutdown(stop_companion)
+        return 0
+
+    def _install_signals(self) -> None:
+        assert self._loop is not None
+        self._loop.add_signal_handler(signal.SIGTERM, self.stop)
+        self._loop.add_signal_handler(signal.SIGINT, self.stop)
+        self._loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
+
+    def _start_tasks(self) -> None:
+        self._spawn(self._settle_loop())
+        for _ in range(self._hashing_concurrency()):
+            self._spawn(self._hash_loop())
+        self._spawn(self._export_loop())
+        self._spawn(self._root_loop())
+        self._spawn(self._status_loop())
+        self._spawn(self._rescan_loop())
+        interval = watchdog_interval(os.environ, os.getpid())
+        if interval:
+            self._spawn(self._watchdog_loop(interval))
+
+    def _hashing_concurrency(self) -> int:
+        workers = self.settings.hashing.workers or os.cpu_count() or 1
+        return max(1, min(workers, 8))
+
+    def _spawn(self, coroutine: Awaitable[Any]) -> asyncio.Task:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.append(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        with contextlib.suppress(ValueError):
+            self._tasks.remove(task)
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            log.error("event=task_failed error=%r", repr(error), exc_info=error)
+            self.stats.errors.append(repr(error))
+
+    async def _shutdown(self, stop_companion: Callable[[], Awaitable[None]] | None) -> None:
+        self.state = "stopping"
+        self._notifier.stopping(self._status_line())
+        if self.watcher is not None:
+            await asyncio.to_thread(self.watcher.stop)
+        await self._drain()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if stop_companion is not None:
+            await stop_companion()
+        if self.pipeline is not None:
+            await self._write_export()
+            await self.write(self.pipeline.close)
+        self._writer.shutdown(wait=True)
+        self._hashers.shutdown(wait=False, cancel_futures=True)
+        log.info("event=stopped hashed=%d", self.stats.hashed)
+
+    async def _drain(self) -> None:
+        """Let queued and in-flight files finish, for at most DRAIN_SECONDS (the rest is reconciled later)."""
+        deadline = self._clock() + DRAIN_SECONDS
+        while (self._ready.qsize() or self._in_flight) and self._clock() < deadline:
+            await asyncio.sleep(0.05)
+        if self._ready.qsize() or self._in_flight:
+            log.warning("event=drain_timeout left=%d", self._ready.qsize() + self._in_flight)
+
+    # ---- roots and the watcher ---------------------------------------------------------------------
+
+    def _start_watcher(self) -> None:
+        watch = self.settings.watch
+        self.watcher = Watcher(
+            self._from_thread,
+            PathFilter(include=tuple(watch.include), exclude=tuple(watch.exclude)),
+            observer=watch.observer,
+            polling_interval=watch.polling_interval,
+        )
+        self.watcher.start()
+        self.roots = {p: RootState(p) for p in self._root_paths(self.settings)}
+
+    @staticmethod
+    def _root_paths(settings: Settings) -> list[str]:
+        return [os.path.abspath(os.path.expanduser(str(r))) for r in settings.root_paths()]
+
+    def _check_roots(self, initial: bool = False) -> list[str]:
+        """Pause roots that vanished, resume those back; return the roots that came back."""
+        back = []
+        for state in self.roots.values():
+            present = root_is_present(state)
+            if present and not state.present:
+                self._resume(state, initial)
+                back.append(state.path)
+            elif state.present and not present:
+                self._pause(state)
+            elif initial and not present:
+                log.warning("event=root_paused root=%r reason=%r", state.path, "missing at start-up")
+        return back
+
+    def _resume(self, state: RootState, initial: bool) -> None:
+        assert self.watcher is not None
+        state.was_mount = state.was_mount or os.path.ismount(state.path)
+        try:
+            state.observer = self.watcher.watch(state.path)
+        except OSError as error:
+            log.error("event=watch_failed root=%r error=%r", state.path, str(error))
+            return
+        state.present = True
+        log.info(
+            "event=%s root=%r observer=%s",
+            "root_watched" if initial else "root_resumed",
+            state.path,
+            state.observer,
+        )
+
+    def _pause(self, state: RootState) -> None:
+        assert self.watcher is not None
+        state.present = False
+        self.watcher.unwatch(state.path)
+        self.tracker.forget_under(state.path)
+        log.warning("event=root_paused root=%r reason=%r", state.path, "root disappeared; files kept")
+        self._set_state()
+
+    async def _root_loop(self) -> None:
+        while True:
+            await asyncio.sleep(ROOT_CHECK_SECONDS)
+            back = self._check_roots()
+            if back:
+                self._spawn(self.reconcile(back, reason="root back"))
+
+    # ---- hints from the watcher --------------------------------------------------------------------
+
+    def _from_thread(self, hint: Hint) -> None:
+        """Given a hint on a watchdog thread, hand it to the event loop (the one place threads meet it)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._on_hint, hint)
+
+    def _on_hint(self, hint: Hint) -> None:
+        state = self.roots.get(hint.root)
+        if state is None or not state.present or self._stopping.is_set():
+            return
+        handler = getattr(self, f"_hint_{hint.kind}", None)
+        if handler is not None:
+            handler(hint)
+
+    def _hint_changed(self, hint: Hint) -> None:
+        snapshot = snapshot_of(hint.path)
+        if snapshot is None:
+            self.tracker.forget(hint.path)
+            return
+        if hint.path in self.tracker:
+            self.tracker.touch(hint.path)
+        self.tracker.observe(hint.path, snapshot)
+        self._wake_settle.set()
+
+    def _hint_moved(self, hint: Hint) -> None:
+        if hint.path in self.tracker:
+            self.tracker.rename(hint.path, hint.destination)
+            return
+        self._spawn(self._apply_move(hint))
+
+    def _hint_deleted(self, hint: Hint) -> None:
+        self.tracker.forget(hint.path)
+        self._spawn(self._apply_delete(hint.root, hint.path, directory=False))
+
+    def _hint_dir_deleted(self, hint: Hint) -> None:
+        self.tracker.forget_under(hint.path)
+        self._spawn(self._apply_delete(hint.root, hint.path, directory=True))
+
+    def _hint_overflow(self, hint: Hint) -> None:
+        self.stats.overflows += 1
+        log.warning("event=overflow root=%r action=reconcile", hint.root)
+        self._spawn(self.reconcile([hint.root], reason="inotify overflow"))
+
+    def _hint_watch_limit(self, hint: Hint) -> None:
+        assert self.watcher is not None
+        log_watch_limit(hint.path)
+        if self.watcher.kind_of(hint.root) == "polling":
+            return
+        self.watcher.use_polling(hint.root)
+        self.roots[hint.root].observer = "polling"
+        self._spawn(self.reconcile([hint.root], reason="watch limit"))
+
+    async def _apply_move(self, hint: Hint) -> None:
+        assert self.pipeline is not None
+        if not self._root_present_now(hint.root):
+            return
+        moved = await self.write(self.pipeline.move, hint.path, hint.destination, hint.root)
+        if moved:
+            self.stats.moved += 1
+            log.info("event=moved path=%r to=%r", hint.path, hint.destination)
+            self._export_dirty.set()
+        else:
+            self._hint_changed(Hint("changed", hint.root, hint.destination))
+
+    async def _apply_delete(self, root: str, path: str, directory: bool) -> None:
+        assert self.pipeline is not None
+        # Missing is not deleted: only when the root is there and the path really is gone.
+        if not self._root_present_now(root) or os.path.lexists(path):
+            return
+        forget = self.pipeline.forget_under if directory else self.pipeline.forget
+        if await self.write(self._if_root_present, root, forget, path):
+            self.stats.deleted += 1
+            log.info("event=deleted path=%r directory=%s", path, directory)
+            self._export_dirty.set()
+
+    def _if_root_present(self, root: str, func: Callable[[str], bool], path: str) -> bool:
+        """On the writer thread: given a root, run func(path) only if the root is still there."""
+        return self._root_present_now(root) and func(path)
+
+    def _root_present_now(self, root: str) -> bool:
+        state = self.roots.get(root)
+        return state is not None and state.present and root_is_present(state)
+
+    # ---- settle → hash → store ---------------------------------------------------------------------
+
+    async def _settle_loop(self) -> None:
+        while True:
+            await self._wait_for_deadline()
+            for path in self.tracker.due():
+                snapshot = snapshot_of(path)
+                if snapshot is None:
+                    self.tracker.forget(path)
+                elif self.tracker.observe(path, snapshot):
+                    await self._ready.put((path, self._root_of(path)))
+
+    async def _wait_for_deadline(self) -> None:
+        deadline = self.tracker.next_deadline()
+        timeout = None if deadline is None else max(0.0, deadline - self._clock())
+        self._wake_settle.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wake_settle.wait(), timeout)
+
+    def _root_of(self, path: str) -> str:
+        best = ""
+        for root in self.roots:
+            if path.startswith(root.rstrip("/") + "/") and len(root) > len(best):
+                best = root
+        return best
+
+    async def _hash_loop(self) -> None:
+        assert self.pipeline is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            path, root = await self._ready.get()
+            self._in_flight += 1
+            try:
+                prepared = await loop.run_in_executor(self._hashers, self.pipeline.fingerprint, path)
+                if await self.write(self._store_if_root_present, path, root, prepared):
+                    self._export_dirty.set()
+                self.stats.hashed += 1
+                log.info("event=indexed path=%r", path)
+            finally:
+                self._in_flight -= 1
+
+    def _store_if_root_present(self, path: str, root: str, prepared: Any) -> bool:
+        assert self.pipeline is not None
+        return self._root_present_now(root) and self.pipeline.store(path, root, prepared)
+
+    async def _reconcile_root(self, root: str, reason: str) -> None:
+        assert self.pipeline is not None
+        self.state = "scanning"
+        log.info("event=reconcile_start root=%r reason=%r", root, reason)
+        started = self._clock()
+        result = await self.write(self._reconcile_if_present, root)
+        self.stats.reconciles += 1
+        summary = " ".join(f"{k}={v}" for k, v in sorted((result or {}).items()))
+        log.info("event=reconcile_done root=%r seconds=%.2f %s", root, self._clock() - started, summary)
+        self._export_dirty.set()
+        self._set_state()
+
+    def _reconcile_if_present(self, root: str) -> dict[str, int] | None:
+        assert self.pipeline is not None
+        if not self._root_present_now(root):
+            return None
+        return self.pipeline.reconcile(root)
+
+    async def _rescan_loop(self) -> None:
+        interval = self.settings.watch.rescan_interval
+        if interval <= 0:
+            return
+        while True:
+            await asyncio.sleep(interval)
+            await self.reconcile(reason="schedule")
+
+    # ---- export, status, watchdog ------------------------------------------------------------------
+
+    async def _export_loop(self) -> None:
+        while True:
+            await self._export_dirty.wait()
+            await asyncio.sleep(EXPORT_DEBOUNCE_SECONDS)
+            self._export_dirty.clear()
+            await self._write_export()
+
+    async def _write_export(self) -> None:
+        target = self.settings.export_path
+        if target is None or self.pipeline is None:
+            return
+        try:
+            document = await self.write(self.pipeline.export_document)
+            await asyncio.to_thread(write_json_atomically, Path(target), document)
+        except OSError as error:
+            log.error("event=export_failed path=%r error=%r", str(target), str(error))
+            self.stats.errors.append(f"export: {error}")
+            return
+        self.stats.exports += 1
+        log.debug("event=exported path=%r groups=%d", str(target), len(document.get("groups", ())))
+
+    def _set_state(self) -> None:
+        if self.state == "stopping":
+            return
+        if self._reconciling:
+            self.state = "scanning"
+        elif not any(r.present for r in self.roots.values()):
+            self.state = "paused"
+        elif any(not r.present for r in self.roots.values()):
+            self.state = "degraded"
+        else:
+            self.state = "watching"
+
+    def _status_line(self) -> str:
+        paused = sum(not r.present for r in self.roots.values())
+        return (
+            f"{self.state}: {len(self.roots)} roots ({paused} paused), {self.stats.hashed} hashed, "
+            f"{len(self.tracker)} settling, {self._ready.qsize() + self._in_flight} queued"
+        )
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_SECONDS)
+            self._notifier.status(self._status_line())
+
+    async def _watchdog_loop(self, interval: float) -> None:
+        # Runs on the loop itself: a stalled loop stops the pings and systemd restarts the service.
+        while True:
+            self._notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    # ---- SIGHUP ------------------------------------------------------------------------------------
+
+    async def reload(self) -> bool:
+        """Re-read the configuration; apply it if valid, keep the old one if not. Return whether applied."""
+        if self._reload_settings is None:
+            log.warning("event=reload_ignored reason=%r", "no configuration source")
+            return False
+        self._notifier.reloading()
+        try:
+            new = await asyncio.to_thread(self._reload_settings)
+        except ConfigError as error:
+            log.error("event=reload_refused error=%r", str(error))
+            self.stats.errors.append(f"reload: {error}")
+            self._notifier.status(self._status_line())
+            self._notifier.send("READY=1")
+            return False
+        await self._apply_settings(new)
+        self._notifier.send("READY=1", f"STATUS={self._status_line()}")
+        return True
+
+    async def _apply_settings(self, new: Settings) -> None:
+        old, self.settings = self.settings, new
+        self.tracker.settle_seconds = new.watch.settle_seconds
+        if new.index_path != old.index_path or new.http != old.http:
+            log.warning("event=reload_partial reason=%r", "index and http changes need a restart")
+        if new.watch != old.watch or self._root_paths(new) != self._root_paths(old):
+            await self._restart_watcher()
+        self._export_dirty.set()
+        log.info("event=reloaded source=%r", new.source)
+
+    async def _restart_watcher(self) -> None:
+        if self.watcher is not None:
+            await asyncio.to_thread(self.watcher.stop)
+        self._start_watcher()
+        self._check_roots(initial=True)
+        self._spawn(self.reconcile(reason="reload"))
+
+
+def format_settings_error(error: ConfigError) -> str:
+    """Given a configuration error, return the one-line message the CLI prints."""
+    return f"comparimg: bad configuration: {error}"
+
+
+def settings_for_run(
+    config: str | None,
+    watch: list[str] | None = None,
+    index: str | None = None,
+    export: str | None = None,
+    listen: str | None = None,
+) -> Settings:
+    """Given `comparimg run`'s options, return the settings: the file (or built-in defaults) with the
+    command-line overrides applied. Raise ConfigError naming the file or "command line"."""
+    settings = load_settings(config)
+    patch: dict[str, Any] = {}
+    if watch:
+        patch["roots"] = [os.path.abspath(os.path.expanduser(p)) for p in watch]
+    if index:
+        patch["index"] = os.path.abspath(os.path.expanduser(index))
+    if export:
+        patch["export"] = os.path.abspath(os.path.expanduser(export))
+    if listen:
+        patch["http"] = {"listen": listen}
+    if not patch:
+        return settings
+    return dataclasses.replace(apply_patch(settings, patch, source="command line"), source=settings.source)
+
+
+class LineFormatter(logging.Formatter):
+    """One line per event: `time level logger message` (messages are already key=value), or JSON."""
+
+    def __init__(self, as_json: bool):
+        super().__init__()
+        self.as_json = as_json
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage().replace("\n", " ")
+        if record.exc_info:
+            message += " traceback=" + json.dumps(self.formatException(record.exc_info))
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        stamp += f".{int(record.msecs):03d}Z"
+        if not self.as_json:
+            return f"{stamp} {record.levelname.lower()} {record.name} {message}"
+        return json.dumps(
+            {"time": stamp, "level": record.levelname.lower(), "logger": record.name, "message": message}
+        )
+
+
+def configure_logging(format_name: str, level: str) -> None:
+    """Given `logging.format` ("text" or "json") and `logging.level`, send every log line to stderr."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(LineFormatter(format_name == "json"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # watchdog logs every lost event at warning level; ours says the same thing once, with the action.
+    logging.getLogger("watchdog").setLevel(logging.ERROR)
