@@ -9,7 +9,7 @@ import { currentGroup, focusGroups, groupsChanged, initGroups, loadGroups, setCo
 import { bind, installKeys, renderHelp, setScopeProvider } from "./keys.js";
 import { initQueue, refreshJournal, setAfterApply } from "./queue.js";
 import { initStatus, refreshStatus, showConnection, showStatus } from "./status.js";
-import { loadConfig, refreshDecisions, subscribe } from "./store.js";
+import { loadConfig, queuedSummary, refreshDecisions, subscribe } from "./store.js";
 
 const VIEWS = ["groups", "queue", "detector"];
 
@@ -114,6 +114,7 @@ function init() {
 
   subscribe((reason) => {
     if (reason === "config") fillRoots();
+    if (reason === "decisions") $("#st-decisions").textContent = String(queuedSummary().total);
   });
 
   window.addEventListener("hashchange", () => {

@@ -28,13 +28,16 @@ export function showStatus(status) {
     if (lastState !== null && state !== lastState) $("#st-live").textContent = `Daemon is now ${state}`;
     lastState = state;
   }
-  const files = pick(s, "files_indexed", "counts.files", "counts.ok", "files.ok", "files", "indexed");
+  const files = pick(s, "files_indexed", "counts.files", "counts.ok", "files.ok", "files", "indexed", "hashed");
   if (files !== null) $("#st-files").textContent = formatNumber(typeof files === "object" ? files.ok ?? files.total ?? 0 : files);
   const groups = pick(s, "groups", "counts.groups");
   if (groups !== null) $("#st-groups").textContent = formatNumber(typeof groups === "object" ? groups.total ?? 0 : groups);
-  const queue = pick(s, "queue_depth", "queue.depth", "counts.queued_decisions", "decisions_queued", "queue");
+  const queue = pick(s, "queue_depth", "queue.depth", "queue");
   if (queue !== null) $("#st-queue").textContent = formatNumber(typeof queue === "object" ? queue.depth ?? queue.total ?? 0 : queue);
-  const paused = pick(s, "paused_roots", "roots_paused");
+  let paused = pick(s, "paused_roots", "roots_paused");
+  if (paused === null && Array.isArray(s.roots)) {
+    paused = s.roots.filter((r) => r && r.state === "paused").map((r) => r.path);
+  }
   if (paused !== null) {
     const n = Array.isArray(paused) ? paused.length : Number(paused);
     $("#st-paused").textContent = String(n);
