@@ -122,6 +122,8 @@ async def test_usable_from_asyncio(pool):
 
 def test_close_stops_every_worker():
     pool = WorkerPool(2, WorkerLimits(timeout_seconds=5))
+    assert pool.run(square, 2) == 4
     processes = [w.process for w in pool._workers]
+    assert len(processes) == 2
     pool.close()
     assert all(not p.is_alive() for p in processes)

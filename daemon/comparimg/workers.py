@@ -62,6 +62,14 @@ class WorkerPool:
         self._workers: set[_Worker] = set()
         self._closed = False
         self.replaced = 0
+        self._started = False
+
+    def start(self) -> None:
+        """Start the worker processes (done by the first task; call it to pay the start-up cost early)."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
         for _ in range(self.size):
             self._idle.put(self._start_worker())
 
@@ -71,6 +79,7 @@ class WorkerPool:
         Raise ImageError when the task raises it, or when the worker crashes, times out or runs out of
         memory (the worker is then replaced).
         """
+        self.start()
         worker = self._idle.get()
         try:
             outcome = worker.call(func, args, self.limits.timeout_seconds)

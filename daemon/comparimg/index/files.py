@@ -256,12 +256,16 @@ class FileRows:
         )
 
     def file_facts(
-        self, file_ids: Iterable[int], reference_roots: Iterable[str] = ()
+        self, file_ids: Iterable[int], reference_roots: Iterable[str] = (),
+        states: tuple[str, ...] = ("ok", "error", "missing"),
     ) -> dict[int, FileFacts]:
-        """Given file ids and the reference roots, return {id: FileFacts} for the keeper rules."""
+        """Given file ids, the reference roots and the states wanted, return {id: FileFacts} of those
+        files in those states, for the keeper rules."""
         ranges = [prefix_range(str(r)) for r in reference_roots]
         facts = {}
         for fid, row in self.files_by_ids(file_ids).items():
+            if row.state not in states:
+                continue
             fp = row.fingerprint
             facts[fid] = FileFacts(
                 file_id=fid, path=row.path, size=row.identity.size,

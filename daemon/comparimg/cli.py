@@ -1,0 +1,205 @@
+"""The command line: `comparimg scan | check-config | ...`.
+
+Each subcommand is one `add_*_command(subcommands)` function that declares its arguments and sets
+`handler`, a function of the parsed arguments returning the exit status. To add a subcommand, write such a
+function and append it to COMMANDS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from comparimg import __version__
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 78  # EX_CONFIG, as systemd and sysexits.h name it
+EXIT_INTERRUPTED = 130
+PROGRESS_INTERVAL = 0.1
+
+
+def threshold_bits(text: str) -> int:
+    """Given the --threshold text, return it as an int in 0..32. Raise ArgumentTypeError otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= value <= 32:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 32 bits, got {value}")
+    return value
+
+
+def worker_count(text: str) -> int:
+    """Given the --workers text, return it as an int ≥ 0 (0: one per CPU). Raise ArgumentTypeError if not."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (one per CPU) or more, got {value}")
+    return value
+
+
+def add_scan_command(subcommands: argparse._SubParsersAction) -> None:
+    """Declare `comparimg scan PATH... --json OUT [--index DB] [--threshold N] [--workers N] ...`."""
+    parser = subcommands.add_parser(
+        "scan", help="scan folders once and write the duplicates JSON",
+        description="Scan folders (recursively) for exact and near-duplicate images and write the "
+                    "duplicates JSON. Exits 0 whether or not duplicates were found.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="folders (or files) to scan")
+    parser.add_argument("--json", metavar="OUT", help="write the duplicates JSON here ('-' for stdout)")
+    parser.add_argument("--index", metavar="DB",
+                        help="SQLite index to keep between scans (default: a throwaway one)")
+    parser.add_argument("--threshold", type=threshold_bits, default=10, metavar="N",
+                        help="largest Hamming distance of near duplicates, 0..32 (default 10)")
+    parser.add_argument("--workers", type=worker_count, default=0, metavar="N",
+                        help="hashing worker processes (default 0: one per CPU)")
+    parser.add_argument("--no-orientations", action="store_true",
+                        help="do not match flipped or rotated copies")
+    parser.add_argument("--no-crops", action="store_true",
+                        help="do not match crops, borders, captions and watermarks")
+    parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="time limit for decoding one image (default 30)")
+    parser.set_defaults(handler=run_scan)
+
+
+def add_check_config_command(subcommands: argparse._SubParsersAction) -> None:
+    """Declare `comparimg check-config [FILE]`."""
+    parser = subcommands.add_parser("check-config", help="validate a configuration file (exit 0 or 78)")
+    parser.add_argument("file", nargs="?", metavar="FILE", help="YAML file (default: the built-in defaults)")
+    parser.set_defaults(handler=run_check_config)
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_scan_command, add_check_config_command]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser with every subcommand of COMMANDS."""
+    parser = argparse.ArgumentParser(prog="comparimg", description="Find duplicate images.")
+    parser.add_argument("--version", action="version", version=f"comparimg {__version__}")
+    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add_command in COMMANDS:
+        add_command(subcommands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Given the command-line arguments (default sys.argv[1:]), run the subcommand; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("comparimg: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def run_check_config(args: argparse.Namespace) -> int:
+    """Given parsed `check-config` arguments, validate the file; return 0, or 78 with the error on stderr."""
+    from comparimg.config import load_settings
+    from comparimg.model import ConfigError
+
+    try:
+        load_settings(args.file)
+    except ConfigError as error:
+        print(f"comparimg: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{args.file or '<defaults>'}: configuration ok")
+    return EXIT_OK
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    """Given parsed `scan` arguments, scan, write the JSON, print a summary; return the exit status."""
+    missing = [p for p in args.paths if not os.path.exists(p)]
+    if missing:
+        print(f"comparimg scan: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(level=logging.WARNING, format="comparimg: %(levelname)s %(message)s")
+    from comparimg.model import ComparImgError
+
+    try:
+        with contextlib.ExitStack() as stack:
+            index_path = Path(args.index) if args.index else _throwaway_index(stack)
+            report, document = _scan_and_export(args, index_path, stack)
+    except (ComparImgError, OSError) as error:
+        print(f"comparimg scan: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    _print_summary(report, document, to_stderr=args.json == "-")
+    return EXIT_OK
+
+
+def _throwaway_index(stack: contextlib.ExitStack) -> Path:
+    folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="comparimg-scan-"))
+    return Path(folder) / "index.sqlite3"
+
+
+def _scan_and_export(args: argparse.Namespace, index_path: Path, stack: contextlib.ExitStack):
+    import json
+
+    from comparimg.export import build_export, write_export
+    from comparimg.index import open_index
+    from comparimg.scanner import MatchOptions, Scanner, ScanOptions
+    from comparimg.workers import WorkerLimits, WorkerPool
+
+    index = stack.enter_context(open_index(index_path))
+    pool = stack.enter_context(WorkerPool(args.workers, WorkerLimits(timeout_seconds=args.timeout)))
+    match = MatchOptions(threshold=args.threshold, orientations=not args.no_orientations,
+                         crops=not args.no_crops)
+    scanner = Scanner(index, pool, ScanOptions(match=match))
+    progress = ProgressLine(sys.stderr) if sys.stderr.isatty() else None
+    report = scanner.scan(args.paths, progress)
+    if progress:
+        progress.finish()
+    stats = {**report.as_dict(), "threshold": args.threshold, "workers": pool.size}
+    document = build_export(index, args.paths, stats)
+    if args.json == "-":
+        json.dump(document, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    elif args.json:
+        write_export(document, args.json)
+    return report, document
+
+
+def _print_summary(report, document: dict, to_stderr: bool) -> None:
+    duplicates = sum(len(g["members"]) - 1 for g in document["groups"])
+    print(
+        f"{report.files} files, {report.hashed} hashed, {report.unchanged} skipped unchanged, "
+        f"{report.moved} moved, {report.missing} missing, {report.errors} errors, "
+        f"{len(document['groups'])} groups ({duplicates} duplicates) in {report.seconds:.2f} s",
+        file=sys.stderr if to_stderr else sys.stdout,
+    )
+
+
+class ProgressLine:
+    """A one-line progress display for a terminal, redrawn at most every PROGRESS_INTERVAL seconds."""
+
+    def __init__(self, stream, clock: Callable[[], float] = time.monotonic):
+        self.stream = stream
+        self.clock = clock
+        self.last = 0.0
+
+    def __call__(self, progress) -> None:
+        now = self.clock()
+        if now - self.last < PROGRESS_INTERVAL and progress.phase == "walking":
+            return
+        self.last = now
+        self.stream.write(f"\r{progress.phase}: {progress.files} files, {progress.hashed} hashed, "
+                          f"{progress.errors} errors\x1b[K")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        self.stream.write("\r\x1b[K")
+        self.stream.flush()

@@ -1,0 +1,99 @@
+"""The duplicates JSON (`comparimg scan --json`, the daemon's export file, `GET /api/export`).
+
+    {"version": 1,
+     "groups": [{"id", "kind": "exact" | "near",
+                 "members": [{"path", "size", "width", "height", "format", "distance", "orientation",
+                              "suggested": "keep" | "trash"}]}],
+     "errors": [{"path", "error"}],
+     "stats": {...}}
+
+Paths are absolute; `orientation` is a name from `model.ORIENTATIONS`; members are listed keeper first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from comparimg.index import FileRow, Index, StoredGroup
+from comparimg.index.files import prefix_range
+from comparimg.model import ORIENTATIONS
+
+EXPORT_VERSION = 1
+ALL_PATHS = ("/",)
+EXPORT_MODE = 0o644
+
+
+def build_export(
+    index: Index, roots: Sequence[str] | None = None, stats: dict[str, Any] | None = None
+) -> dict:
+    """Given an index, optional roots and stats, return the duplicates document.
+
+    With roots, only groups with a member below one of them, and errors below them, are listed.
+    """
+    roots = tuple(os.path.abspath(r) for r in roots) if roots else ALL_PATHS
+    return {
+        "version": EXPORT_VERSION,
+        "groups": list(_groups(index, roots)),
+        "errors": [{"path": e.path, "error": e.reason} for e in index.errors_under(roots)],
+        "stats": dict(stats or {}),
+    }
+
+
+def _groups(index: Index, roots: tuple[str, ...]) -> Iterator[dict]:
+    ranges = [prefix_range(r) for r in roots]
+    batch: list[StoredGroup] = []
+    for stored in index.iter_groups():
+        batch.append(stored)
+        if len(batch) >= 500:
+            yield from _describe(index, batch, ranges, roots)
+            batch = []
+    yield from _describe(index, batch, ranges, roots)
+
+
+def _describe(index: Index, batch: list[StoredGroup], ranges, roots) -> Iterator[dict]:
+    rows = index.files_by_ids({m.file_id for g in batch for m in g.group.members})
+    for stored in batch:
+        paths = [rows[m.file_id].path for m in stored.group.members]
+        if any(p in roots or lo <= p < hi for p in paths for lo, hi in ranges):
+            yield {
+                "id": stored.id,
+                "kind": stored.group.kind,
+                "members": [_member(rows[m.file_id], m) for m in stored.group.members],
+            }
+
+
+def _member(row: FileRow, member) -> dict:
+    fingerprint = row.fingerprint
+    return {
+        "path": row.path,
+        "size": row.identity.size,
+        "width": fingerprint.width if fingerprint else None,
+        "height": fingerprint.height if fingerprint else None,
+        "format": fingerprint.format if fingerprint else None,
+        "distance": member.distance,
+        "orientation": ORIENTATIONS[member.orientation],
+        "suggested": member.suggested,
+    }
+
+
+def write_export(document: dict, path: str | os.PathLike) -> None:
+    """Given the duplicates document and a path, write it atomically (temp file, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False,
+                                     encoding="utf-8") as temp:
+        try:
+            json.dump(document, temp, indent=2, ensure_ascii=False)
+            temp.write("\n")
+            temp.flush()
+            os.fsync(temp.fileno())
+            os.chmod(temp.name, EXPORT_MODE)
+        except BaseException:
+            os.unlink(temp.name)
+            raise
+    os.replace(temp.name, path)

@@ -1,0 +1,321 @@
+"""The scanner room: walk roots, read only what changed, hash in workers, link duplicates, regroup.
+
+    scanner = Scanner(index, pool, ScanOptions(threshold=10))
+    report = scanner.scan(["/home/me/Pictures"])           # a full reconcile of these roots
+    scanner.ingest_files([("/home/me/Pictures/new.jpg", "/home/me/Pictures")])   # files the watcher saw
+    scanner.forget_paths(["/home/me/Pictures/gone.jpg"])   # files the watcher saw deleted
+    scanner.move_path(src, dest, root)                      # a rename: no re-hash
+
+A file whose (device, inode, size, mtime_ns) equals its row is not read again; a file found at a new path
+with the identity of a row whose path no longer holds it is a move (the row follows, nothing is read); a
+hard link to a known file copies its fingerprint. Files not seen below a root that was walked are marked
+missing; a root that is absent marks nothing.
+
+All methods write through the index writer: call them from one thread (the daemon's writer thread).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from comparimg import hashing
+from comparimg.index import FileRow, Index
+from comparimg.model import FileIdentity, ImageError
+from comparimg.scanner.linking import Linker, MatchOptions
+from comparimg.scanner.walk import FoundFile, WalkProblem, describe_os_error, identity_of, walk_images
+from comparimg.workers import WorkerPool
+
+__all__ = [
+    "FoundFile", "MatchOptions", "ScanOptions", "ScanProgress", "ScanReport", "Scanner", "WalkProblem",
+    "describe_os_error",
+]
+
+COMMIT_EVERY = 200
+RETRIED_REASONS = ("permission denied",)  # errors that a chmod (which keeps mtime) can cure
+
+
+@dataclass(frozen=True, slots=True)
+class ScanOptions:
+    """What to walk and how to match: extensions, exclude globs (relative paths), matching options."""
+
+    match: MatchOptions = field(default_factory=MatchOptions)
+    extensions: frozenset[str] = hashing.SUPPORTED_EXTENSIONS
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class ScanReport:
+    """What one scan did. `errors` counts files and paths that could not be read in this scan."""
+
+    files: int = 0
+    hashed: int = 0
+    unchanged: int = 0
+    moved: int = 0
+    errors: int = 0
+    missing: int = 0
+    groups: int = 0
+    seconds: float = 0.0
+    absent_roots: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        """Return the report as a plain dict (for the JSON stats)."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class ScanProgress:
+    """Where a scan is: phase ("walking", "matching"), files found, files hashed, errors so far."""
+
+    phase: str
+    files: int
+    hashed: int
+    errors: int
+
+
+ProgressCallback = Callable[[ScanProgress], None]
+
+
+class Scanner:
+    """The ingest pipeline of one index: survey, hash, link, regroup. See the module docstring."""
+
+    def __init__(self, index: Index, pool: WorkerPool, options: ScanOptions = ScanOptions(),
+                 clock: Callable[[], float] = time.time):
+        self.index = index
+        self.pool = pool
+        self.options = options
+        self.clock = clock
+        self.linker = Linker(index, pool, options.match, clock)
+
+    def scan(
+        self, roots: Sequence[str | os.PathLike], progress: ProgressCallback | None = None
+    ) -> ScanReport:
+        """Given roots (folders or files), bring the index in line with them and return what was done.
+
+        Absent roots are reported in `absent_roots` (their files are left alone, not marked missing).
+        """
+        started = time.monotonic()
+        report = ScanReport()
+        seen_at = self.clock()
+        to_link: list[int] = []
+        to_regroup: set[int] = set()
+        for root in [os.path.abspath(r) for r in roots]:
+            if not os.path.exists(root):
+                report.absent_roots.append(root)
+                continue
+            with self.index.transaction():
+                self.index.clear_walk_errors(root)
+            unreadable = self._scan_root(root, seen_at, report, to_link, progress)
+            if os.path.isdir(root):
+                gone = self.index.files_not_seen_since(root, seen_at, unreadable)
+                report.missing += len(gone)
+                to_regroup |= self.linker.unlink(gone)
+        if progress:
+            progress(ScanProgress("matching", report.files, report.hashed, report.errors))
+        to_regroup |= self.linker.link(to_link)
+        self.linker.regroup(to_regroup)
+        report.groups = self.index.counts()["groups"]
+        report.seconds = round(time.monotonic() - started, 3)
+        return report
+
+    def _scan_root(self, root, seen_at, report, to_link, progress) -> list[str]:
+        unreadable: list[str] = []
+        batch = _WriteBatch(self.index)
+        try:
+            to_hash = self._survey(walk_images(root, self.options.extensions, self.options.exclude),
+                                   seen_at, report, to_link, unreadable, batch)
+            for file_id in self._hash(to_hash, seen_at, report, batch, progress):
+                to_link.append(file_id)
+        finally:
+            batch.commit()
+        return unreadable
+
+    def _survey(self, walk: Iterable[FoundFile | WalkProblem], seen_at: float, report: ScanReport,
+                to_link: list[int], unreadable: list[str], batch: _WriteBatch) -> Iterator[FoundFile]:
+        for item in walk:
+            batch.tick()
+            if isinstance(item, WalkProblem):
+                report.errors += 1
+                if item.unreadable_dir:
+                    unreadable.append(item.path)
+                self.index.record_walk_error(item.path, _root_of(item.path), item.reason, seen_at)
+                continue
+            report.files += 1
+            outcome = self._reuse(item, seen_at)
+            if outcome == "hash":
+                yield item
+            elif outcome in ("unchanged", "unchanged-error"):
+                report.unchanged += 1
+                report.errors += outcome == "unchanged-error"
+            elif isinstance(outcome, tuple):
+                kind, file_id = outcome
+                report.moved += kind == "moved"
+                to_link.append(file_id)
+
+    def _reuse(self, found: FoundFile, seen_at: float) -> str | tuple[str, int]:
+        """Given a found file, reuse what the index knows without reading it, if anything.
+
+        Return "unchanged" or "unchanged-error" (only touched), ("moved" | "linked" | "returned", file_id)
+        when its edges must be recomputed, or "hash" when it must be read.
+        """
+        row = self.index.file_by_path(found.path)
+        if row is not None and row.identity == found.identity:
+            return self._same_file(row, seen_at)
+        for other in self.index.files_by_identity(found.identity):
+            if other.path != found.path and other.state == "ok":
+                return self._known_elsewhere(other, found, seen_at)
+        return "hash"
+
+    def _same_file(self, row: FileRow, seen_at: float) -> str | tuple[str, int]:
+        if row.state == "error" and row.error in RETRIED_REASONS:
+            return "hash"
+        if row.state == "missing":
+            self.index.mark_present(row.id, seen_at)
+            return ("returned", row.id) if row.error is None else "unchanged-error"
+        self.index.touch_files([row.id], seen_at)
+        return "unchanged-error" if row.state == "error" else "unchanged"
+
+    def _known_elsewhere(self, other: FileRow, found: FoundFile, seen_at: float) -> tuple[str, int]:
+        if _holds(other.path, other.identity):
+            return "linked", self.index.copy_fingerprint(other, found.path, found.root, seen_at)
+        self.index.rename_file(other.id, found.path, found.root, seen_at)
+        return "moved", other.id
+
+    def _hash(self, to_hash: Iterable[FoundFile], seen_at: float, report: ScanReport, batch: _WriteBatch,
+              progress: ProgressCallback | None) -> Iterator[int]:
+        in_flight: dict[str, FoundFile] = {}
+
+        def paths() -> Iterator[tuple[str]]:
+            for found in self._split_unreadable(to_hash, seen_at, report):
+                in_flight[found.path] = found
+                yield (found.path,)
+
+        for (path,), outcome in self.pool.map_unordered(hashing.fingerprint_file, paths()):
+            found = in_flight.pop(path)
+            batch.tick()
+            if isinstance(outcome, ImageError):
+                report.errors += 1
+                self.index.record_file_error(path, found.root, found.identity, outcome.reason, seen_at)
+            else:
+                report.hashed += 1
+                yield self.index.upsert_fingerprint(path, found.root, found.identity, outcome, seen_at)
+            if progress:
+                progress(ScanProgress("walking", report.files, report.hashed, report.errors))
+
+    def _split_unreadable(self, to_hash: Iterable[FoundFile], seen_at: float,
+                          report: ScanReport) -> Iterator[FoundFile]:
+        for found in to_hash:
+            if os.access(found.path, os.R_OK):
+                yield found
+            else:
+                report.errors += 1
+                self.index.record_file_error(found.path, found.root, found.identity, "permission denied",
+                                             seen_at)
+
+    def ingest_files(self, found: Iterable[tuple[str, str]]) -> ScanReport:
+        """Given (path, root) pairs of files that appeared or changed, index, link and regroup them.
+
+        A path that vanished is treated as deleted. Return what was done.
+        """
+        report = ScanReport()
+        started = time.monotonic()
+        seen_at = self.clock()
+        files: list[FoundFile] = []
+        gone: list[str] = []
+        for path, root in found:
+            item = _stat_found(os.path.abspath(path), os.path.abspath(root))
+            if item is None:
+                gone.append(path)
+            else:
+                files.append(item)
+        to_link: list[int] = []
+        batch = _WriteBatch(self.index)
+        try:
+            to_hash = self._survey(files, seen_at, report, to_link, [], batch)
+            to_link += self._hash(to_hash, seen_at, report, batch, None)
+        finally:
+            batch.commit()
+        regroup = self.linker.link(to_link) | self._unlink_paths(gone)
+        report.missing = len(gone)
+        report.groups = self.linker.regroup(regroup)
+        report.seconds = round(time.monotonic() - started, 3)
+        return report
+
+    def forget_paths(self, paths: Iterable[str]) -> int:
+        """Given paths of files (or folders) the watcher saw deleted, mark their rows missing and regroup.
+
+        Return the number of files marked missing.
+        """
+        affected = self._unlink_paths([os.path.abspath(p) for p in paths])
+        self.linker.regroup(affected)
+        return len(affected)
+
+    def _unlink_paths(self, paths: Collection[str]) -> set[int]:
+        ids = []
+        for path in paths:
+            row = self.index.file_by_path(path)
+            if row is not None and row.state != "missing":
+                ids.append(row.id)
+            ids += [r.id for r in self.index.iter_files_under(path)]
+        return self.linker.unlink(ids) if ids else set()
+
+    def move_path(self, source: str, dest: str, root: str) -> ScanReport:
+        """Given a file or folder moved from `source` to `dest` below `root`, follow it without re-hashing.
+
+        A source the index does not know is ingested at its destination instead.
+        """
+        source, dest, root = (os.path.abspath(p) for p in (source, dest, root))
+        moved = [(r.id, dest + r.path[len(source):]) for r in self.index.iter_files_under(source)]
+        row = self.index.file_by_path(source)
+        if row is not None:
+            moved.append((row.id, dest))
+        if not moved:
+            return self.ingest_files([(dest, root)]) if os.path.isfile(dest) else ScanReport()
+        with self.index.transaction():
+            for file_id, new_path in moved:
+                self.index.rename_file(file_id, new_path, root, self.clock())
+        return ScanReport(moved=len(moved))
+
+
+class _WriteBatch:
+    """Groups many small writes into transactions of COMMIT_EVERY writes each."""
+
+    def __init__(self, index: Index):
+        self.index = index
+        self.count = 0
+        self.open = False
+
+    def tick(self) -> None:
+        if not self.open:
+            self.index.db.execute("BEGIN IMMEDIATE")
+            self.open = True
+        self.count += 1
+        if self.count >= COMMIT_EVERY:
+            self.commit()
+
+    def commit(self) -> None:
+        if self.open:
+            self.index.db.execute("COMMIT")
+            self.open = False
+        self.count = 0
+
+
+def _holds(path: str, identity: FileIdentity) -> bool:
+    try:
+        return identity_of(os.stat(path)) == identity
+    except OSError:
+        return False
+
+
+def _stat_found(path: str, root: str) -> FoundFile | None:
+    try:
+        return FoundFile(path, root, identity_of(os.stat(path)))
+    except FileNotFoundError:
+        return None
+
+
+def _root_of(path: str) -> str:
+    return os.path.dirname(path)
+

@@ -1,0 +1,181 @@
+"""From fingerprints to verified match edges and duplicate groups, kept in step with the index.
+
+`Linker` holds the in-memory `matching.HashIndex` of every `ok` file (built once from the index), queries it
+for each new or changed file, treats equal content hashes as exact duplicates, verifies every other
+candidate in a worker (`hashing.verify_pair`), stores the edges, and recomputes the groups of the affected
+connected components (`matching.group_matches`, `decisions.mark_suggestions`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+
+from comparimg import decisions, hashing, matching
+from comparimg.index import Index
+from comparimg.model import Candidate, Fingerprint, ImageError, Match
+from comparimg.workers import WorkerPool
+
+log = logging.getLogger(__name__)
+
+# Turning by an orientation and then by its inverse gives the picture back (model.ORIENTATIONS order).
+INVERSE_ORIENTATION = (0, 3, 2, 1, 4, 5, 6, 7)
+
+
+@dataclass(frozen=True, slots=True)
+class MatchOptions:
+    """How near duplicates are found: Hamming threshold, turned copies, crop-aware (window) hashes."""
+
+    threshold: int = 10
+    orientations: bool = True
+    crops: bool = True
+    reference_roots: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PairToVerify:
+    """A candidate pair: the queried file, the indexed file it came close to, and how."""
+
+    query_id: int
+    query_path: str
+    other_id: int
+    other_path: str
+    candidate: Candidate
+
+
+def query_fingerprint(fingerprint: Fingerprint, options: MatchOptions) -> Fingerprint:
+    """Given a stored fingerprint and the options, return the hashes to index and query with."""
+    phash = fingerprint.phash if options.orientations else fingerprint.phash[:1]
+    windows = fingerprint.windows if options.crops else ()
+    return dataclasses.replace(fingerprint, phash=phash, windows=windows)
+
+
+def edge_for(query_id: int, other_id: int, kind: str, distance: int, orientation: int) -> Match:
+    """Given a pair as found from the query's side, return the Match with file_a < file_b.
+
+    `orientation` says how to turn file_a to get file_b; it is inverted when the query is file_b.
+    """
+    if query_id < other_id:
+        return Match(query_id, other_id, kind, distance, orientation)
+    return Match(other_id, query_id, kind, distance, INVERSE_ORIENTATION[orientation])
+
+
+class Linker:
+    """The matching state of one index: its HashIndex, and the steps that turn new files into groups.
+
+    Every method writes through the index's writer, so call them from the thread that owns the writer.
+    """
+
+    def __init__(self, index: Index, pool: WorkerPool, options: MatchOptions,
+                 clock: Callable[[], float] = time.time):
+        self.index = index
+        self.pool = pool
+        self.options = options
+        self.clock = clock
+        self._hash_index: matching.HashIndex | None = None
+
+    @property
+    def hash_index(self) -> matching.HashIndex:
+        """Return the HashIndex of every `ok` file, loading it from the index on first use."""
+        if self._hash_index is None:
+            self._hash_index = matching.HashIndex(self.options.threshold)
+            self._hash_index.add_many(self._stored_fingerprints())
+        return self._hash_index
+
+    def _stored_fingerprints(self) -> Iterable[tuple[int, Fingerprint]]:
+        for batch in self.index.fingerprint_rows():
+            for i, file_id in enumerate(batch.ids.tolist()):
+                windows = batch.windows[batch.window_offsets[i]:batch.window_offsets[i + 1]]
+                stored = Fingerprint("", 0, 0, "", tuple(batch.phash[i].tolist()), tuple(windows.tolist()))
+                yield file_id, query_fingerprint(stored, self.options)
+
+    def link(self, file_ids: Collection[int]) -> set[int]:
+        """Given ids of files whose fingerprint is new or changed, find, verify and store their edges.
+
+        Return every file whose groups may have changed (the files, their old and their new neighbours).
+        """
+        rows = {fid: row for fid, row in self.index.files_by_ids(file_ids).items() if row.state == "ok"}
+        if self._hash_index is not None:
+            for file_id, row in rows.items():
+                self._hash_index.add(file_id, query_fingerprint(row.fingerprint, self.options))
+        # else: the first use loads the HashIndex from the index, where these files already are.
+        refused = self.index.not_duplicate_pairs(rows)
+        exact, to_verify = self._candidate_edges(rows, refused)
+        near = self._verified_edges(to_verify)
+        edges_of: dict[int, dict[tuple[int, int], Match]] = {file_id: {} for file_id in file_ids}
+        for match in [*near, *exact]:  # an exact edge replaces a near one for the same pair
+            for end in (match.file_a, match.file_b):
+                edges_of.setdefault(end, {})[(match.file_a, match.file_b)] = match
+        affected = set(file_ids)
+        for match in self.index.matches_touching(file_ids):
+            affected.update((match.file_a, match.file_b))
+        with self.index.transaction():
+            for file_id in file_ids:
+                self.index.replace_matches(file_id, edges_of[file_id].values())
+        return affected | set(edges_of)
+
+    def _candidate_edges(self, rows, refused) -> tuple[list[Match], list[PairToVerify]]:
+        exact: list[Match] = []
+        to_verify: dict[tuple[int, int], PairToVerify] = {}
+        paths = {}
+        for file_id, row in rows.items():
+            fingerprint = query_fingerprint(row.fingerprint, self.options)
+            same_bytes = set(self.index.ok_files_with_content_hash(row.fingerprint.content_hash)) - {file_id}
+            exact += [edge_for(file_id, other, "exact", 0, 0) for other in same_bytes
+                      if (min(file_id, other), max(file_id, other)) not in refused]
+            candidates = self.hash_index.query(fingerprint, exclude=same_bytes | {file_id})
+            others = self.index.files_by_ids(c.file_id for c in candidates if c.file_id not in paths)
+            paths.update({fid: other.path for fid, other in others.items()})
+            for candidate in candidates:
+                pair = (min(file_id, candidate.file_id), max(file_id, candidate.file_id))
+                if pair in refused or pair in to_verify or candidate.file_id not in paths:
+                    continue
+                to_verify[pair] = PairToVerify(file_id, row.path, candidate.file_id, paths[candidate.file_id],
+                                               candidate)
+        return exact, list(to_verify.values())
+
+    def _verified_edges(self, pairs: list[PairToVerify]) -> list[Match]:
+        by_args = {(p.query_path, p.other_path, p.candidate): p for p in pairs}
+        edges = []
+        for args, outcome in self.pool.map_unordered(hashing.verify_pair, by_args):
+            pair = by_args[args]
+            if isinstance(outcome, ImageError):
+                log.warning("verify_failed a=%s b=%s reason=%s",
+                            pair.query_path, pair.other_path, outcome.reason)
+            elif outcome.matched:
+                c = pair.candidate
+                edges.append(edge_for(pair.query_id, pair.other_id, "near", c.distance, c.orientation))
+        return edges
+
+    def unlink(self, file_ids: Collection[int]) -> set[int]:
+        """Given ids of files now missing, mark them so, drop their edges; return the files to regroup."""
+        affected = set(file_ids)
+        for match in self.index.matches_touching(file_ids):
+            affected.update((match.file_a, match.file_b))
+        with self.index.transaction():
+            self.index.mark_missing(file_ids)
+        if self._hash_index is not None:
+            for file_id in file_ids:
+                self._hash_index.remove(file_id)
+        return affected
+
+    def regroup(self, file_ids: Collection[int]) -> int:
+        """Given files whose edges changed, recompute the groups of their connected components.
+
+        Return the number of groups stored for those components.
+        """
+        if not file_ids:
+            return 0
+        component = self.index.component_of(file_ids)
+        for stored in self.index.groups_of(component):
+            component.update(m.file_id for m in stored.group.members)
+        facts = self.index.file_facts(component, self.options.reference_roots, states=("ok",))
+        groups = matching.group_matches(facts, self.index.matches_touching(component),
+                                        self.index.not_duplicate_pairs(component))
+        groups = [decisions.mark_suggestions(group, facts) for group in groups]
+        with self.index.transaction():
+            self.index.replace_groups(component, groups, self.clock())
+        return len(groups)

@@ -1,0 +1,139 @@
+"""Walking a root: every image file below it, with its identity, and every place the walk could not go.
+
+Directory symlinks are followed, but a directory is entered at most once per walk (by device and inode), so
+a link back to an ancestor is reported as a loop instead of walked forever.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from comparimg.model import FileIdentity
+
+
+@dataclass(frozen=True, slots=True)
+class FoundFile:
+    """An image file the walk found: absolute path, the root it was found under, its identity."""
+
+    path: str
+    root: str
+    identity: FileIdentity
+
+
+@dataclass(frozen=True, slots=True)
+class WalkProblem:
+    """A path the walk could not follow, and why; `unreadable_dir`: the files below it were not seen."""
+
+    path: str
+    reason: str
+    unreadable_dir: bool = False
+
+
+def identity_of(stat_result: os.stat_result) -> FileIdentity:
+    """Given an `os.stat` result, return the FileIdentity it describes."""
+    return FileIdentity(stat_result.st_dev, stat_result.st_ino, stat_result.st_size, stat_result.st_mtime_ns)
+
+
+def is_excluded(relative_path: str, exclude: Iterable[str]) -> bool:
+    """Given a path relative to its root and glob patterns, return whether a pattern matches it."""
+    return any(fnmatch.fnmatchcase(relative_path, pattern) for pattern in exclude)
+
+
+def has_extension(name: str, extensions: frozenset[str]) -> bool:
+    """Given a file name and lower-case extensions with their dot, return whether the name has one of them."""
+    return os.path.splitext(name)[1].lower() in extensions
+
+
+def walk_images(
+    root: str, extensions: frozenset[str], exclude: tuple[str, ...] = ()
+) -> Iterator[FoundFile | WalkProblem]:
+    """Given an absolute root folder, yield every image file below it and every problem met, depth first.
+
+    A root that is a file is yielded alone when it has an image extension. Nothing is raised for a path
+    below the root; a root that cannot be read is yielded as a WalkProblem.
+    """
+    try:
+        root_stat = os.stat(root)
+    except OSError as error:
+        yield WalkProblem(root, describe_os_error(error), unreadable_dir=True)
+        return
+    if not stat.S_ISDIR(root_stat.st_mode):
+        if has_extension(root, extensions):
+            yield from _file_entry(root, root, root_stat)
+        return
+    visited = {(root_stat.st_dev, root_stat.st_ino)}
+    stack: list[tuple[str, tuple[tuple[int, int], ...]]] = [(root, ((root_stat.st_dev, root_stat.st_ino),))]
+    while stack:
+        folder, ancestors = stack.pop()
+        subfolders = yield from _walk_folder(folder, root, ancestors, visited, extensions, exclude)
+        stack.extend(reversed(subfolders))
+
+
+def _walk_folder(folder, root, ancestors, visited, extensions, exclude):
+    subfolders = []
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as error:
+        yield WalkProblem(folder, describe_os_error(error), unreadable_dir=True)
+        return subfolders
+    for entry in entries:
+        if exclude and is_excluded(os.path.relpath(entry.path, root), exclude):
+            continue
+        try:
+            is_dir = entry.is_dir()
+        except OSError as error:
+            yield WalkProblem(entry.path, describe_os_error(error))
+            continue
+        if is_dir:
+            found = yield from _enter(entry, ancestors, visited)
+            subfolders += found
+        elif has_extension(entry.name, extensions):
+            yield from _file_entry(entry.path, root, None)
+    return subfolders
+
+
+def _enter(entry: os.DirEntry, ancestors, visited):
+    try:
+        folder_stat = entry.stat()
+    except OSError as error:
+        yield WalkProblem(entry.path, describe_os_error(error), unreadable_dir=True)
+        return []
+    key = (folder_stat.st_dev, folder_stat.st_ino)
+    if key in ancestors:
+        yield WalkProblem(entry.path, f"symbolic link loop (points back to {os.path.realpath(entry.path)})")
+        return []
+    if key in visited:
+        return []  # the same folder reached through another link: walked once already
+    visited.add(key)
+    return [(entry.path, (*ancestors, key))]
+
+
+def _file_entry(path: str, root: str, known: os.stat_result | None) -> Iterator[FoundFile | WalkProblem]:
+    try:
+        file_stat = known or os.stat(path)
+    except OSError as error:
+        reason = describe_os_error(error)
+        if isinstance(error, FileNotFoundError) and os.path.islink(path):
+            reason = "broken symbolic link"
+        yield WalkProblem(path, reason)
+        return
+    if not stat.S_ISREG(file_stat.st_mode):
+        yield WalkProblem(path, "not a regular file")
+        return
+    yield FoundFile(path, root, identity_of(file_stat))
+
+
+def describe_os_error(error: OSError) -> str:
+    """Given an OSError from the file system, return a short reason for people."""
+    if error.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if error.errno == errno.ENOENT:
+        return "not found"
+    return (error.strerror or type(error).__name__).lower()
