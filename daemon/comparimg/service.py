@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 import stat
-import tempfile
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,11 +27,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from comparimg import __version__
-from comparimg.config import Settings, apply_patch, load_settings
+from comparimg.config import EXIT_CONFIG, Settings, apply_patch, load_settings
+from comparimg.export import build_export, write_export
+from comparimg.hashing import SUPPORTED_EXTENSIONS
+from comparimg.index import open_index
 from comparimg.model import ConfigError
 from comparimg.notify import Notifier, watchdog_interval
+from comparimg.scanner import MatchOptions, Scanner, ScanOptions
 from comparimg.stability import StabilityTracker
 from comparimg.watcher import Hint, PathFilter, Watcher, log_watch_limit
+from comparimg.workers import WorkerLimits, WorkerPool
 
 log = logging.getLogger("comparimg.service")
 
@@ -39,22 +44,21 @@ ROOT_CHECK_SECONDS = 1.0
 STATUS_SECONDS = 5.0
 EXPORT_DEBOUNCE_SECONDS = 0.2
 DRAIN_SECONDS = 5.0
+INGEST_BATCH = 64
 
 
 class Pipeline(Protocol):
-    """What the service needs from the ingest room (the scanner); see `ScannerPipeline`.
+    """What the service needs from the ingest room; `ScannerPipeline` implements it over `Scanner`.
 
-    `fingerprint` may run in several threads at once (it waits on a worker process); every other method
-    runs on the service's single writer thread.
+    Every method runs on the service's single writer thread, except `write_export`, which runs on the
+    export thread and reads through a connection of its own.
     """
 
-    def fingerprint(self, path: str) -> Any: ...
-    def store(self, path: str, root: str, prepared: Any) -> bool: ...
-    def move(self, source: str, destination: str, root: str) -> bool: ...
-    def forget(self, path: str) -> bool: ...
-    def forget_under(self, directory: str) -> bool: ...
-    def reconcile(self, root: str) -> dict[str, int]: ...
-    def export_document(self) -> dict[str, Any]: ...
+    def ingest(self, found: list[tuple[str, str]]) -> dict[str, Any]: ...
+    def move(self, source: str, destination: str, root: str) -> dict[str, Any]: ...
+    def forget(self, paths: list[str]) -> int: ...
+    def reconcile(self, root: str) -> dict[str, Any]: ...
+    def write_export(self, target: Path) -> int: ...
     def counts(self) -> dict[str, int]: ...
     def close(self) -> None: ...
 
@@ -103,26 +107,6 @@ def root_is_present(state: RootState) -> bool:
     return os.path.ismount(state.path) or not state.was_mount
 
 
-def write_json_atomically(path: Path, document: dict[str, Any]) -> None:
-    """Given a path and a JSON-able document, write it via a temp file in the same folder and rename.
-
-    Raise OSError when it cannot be written (the old file stays as it was).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(document, out, indent=1)
-            out.write("\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 class Service:
     """The running daemon. Create it, then `await run()`; `stop()` and `reload()` may be called any time."""
 
@@ -150,7 +134,7 @@ class Service:
         self.roots: dict[str, RootState] = {}
         self.tracker = StabilityTracker(settings.watch.settle_seconds, clock)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="comparimg-writer")
-        self._hashers = ThreadPoolExecutor(8, thread_name_prefix="comparimg-hash")
+        self._exporter = ThreadPoolExecutor(1, thread_name_prefix="comparimg-export")
         self._tasks: list[asyncio.Task] = []
         self._stopping = asyncio.Event()
         self._wake_settle = asyncio.Event()
@@ -239,8 +223,7 @@ class Service:
 
     def _start_tasks(self) -> None:
         self._spawn(self._settle_loop())
-        for _ in range(self._hashing_concurrency()):
-            self._spawn(self._hash_loop())
+        self._spawn(self._hash_loop())
         self._spawn(self._export_loop())
         self._spawn(self._root_loop())
         self._spawn(self._status_loop())
@@ -248,10 +231,6 @@ class Service:
         interval = watchdog_interval(os.environ, os.getpid())
         if interval:
             self._spawn(self._watchdog_loop(interval))
-
-    def _hashing_concurrency(self) -> int:
-        workers = self.settings.hashing.workers or os.cpu_count() or 1
-        return max(1, min(workers, 8))
 
     def _spawn(self, coroutine: Awaitable[Any]) -> asyncio.Task:
         task = asyncio.ensure_future(coroutine)
@@ -282,7 +261,7 @@ class Service:
             await self._write_export()
             await self.write(self.pipeline.close)
         self._writer.shutdown(wait=True)
-        self._hashers.shutdown(wait=False, cancel_futures=True)
+        self._exporter.shutdown(wait=True)
         log.info("event=stopped hashed=%d", self.stats.hashed)
 
     async def _drain(self) -> None:
@@ -412,30 +391,27 @@ class Service:
 
     async def _apply_move(self, hint: Hint) -> None:
         assert self.pipeline is not None
-        if not self._root_present_now(hint.root):
-            return
-        moved = await self.write(self.pipeline.move, hint.path, hint.destination, hint.root)
-        if moved:
-            self.stats.moved += 1
+        report = await self.write(
+            self._if_root_present, hint.root, self.pipeline.move, hint.path, hint.destination, hint.root
+        )
+        if report and report.get("moved"):
+            self.stats.moved += report["moved"]
             log.info("event=moved path=%r to=%r", hint.path, hint.destination)
-            self._export_dirty.set()
-        else:
-            self._hint_changed(Hint("changed", hint.root, hint.destination))
+        self._export_dirty.set()
 
     async def _apply_delete(self, root: str, path: str, directory: bool) -> None:
         assert self.pipeline is not None
         # Missing is not deleted: only when the root is there and the path really is gone.
         if not self._root_present_now(root) or os.path.lexists(path):
             return
-        forget = self.pipeline.forget_under if directory else self.pipeline.forget
-        if await self.write(self._if_root_present, root, forget, path):
+        if await self.write(self._if_root_present, root, self.pipeline.forget, [path]):
             self.stats.deleted += 1
             log.info("event=deleted path=%r directory=%s", path, directory)
             self._export_dirty.set()
 
-    def _if_root_present(self, root: str, func: Callable[[str], bool], path: str) -> bool:
-        """On the writer thread: given a root, run func(path) only if the root is still there."""
-        return self._root_present_now(root) and func(path)
+    def _if_root_present(self, root: str, func: Callable[..., Any], *args: Any) -> Any:
+        """On the writer thread: given a root, run func(*args) only if the root is still there."""
+        return func(*args) if self._root_present_now(root) else None
 
     def _root_present_now(self, root: str) -> bool:
         state = self.roots.get(root)
@@ -468,23 +444,26 @@ class Service:
         return best
 
     async def _hash_loop(self) -> None:
-        assert self.pipeline is not None
-        loop = asyncio.get_running_loop()
         while True:
-            path, root = await self._ready.get()
-            self._in_flight += 1
+            batch = [await self._ready.get()]
+            while len(batch) < INGEST_BATCH and not self._ready.empty():
+                batch.append(self._ready.get_nowait())
+            self._in_flight += len(batch)
             try:
-                prepared = await loop.run_in_executor(self._hashers, self.pipeline.fingerprint, path)
-                if await self.write(self._store_if_root_present, path, root, prepared):
-                    self._export_dirty.set()
-                self.stats.hashed += 1
-                log.info("event=indexed path=%r", path)
+                report = await self.write(self._ingest_if_present, batch)
             finally:
-                self._in_flight -= 1
+                self._in_flight -= len(batch)
+            self.stats.hashed += report.get("hashed", 0)
+            self.stats.moved += report.get("moved", 0)
+            for path, _ in batch:
+                log.info("event=indexed path=%r", path)
+            self._export_dirty.set()
 
-    def _store_if_root_present(self, path: str, root: str, prepared: Any) -> bool:
+    def _ingest_if_present(self, batch: list[tuple[str, str]]) -> dict[str, Any]:
+        """On the writer thread: given (path, root) pairs, ingest those whose root is still there."""
         assert self.pipeline is not None
-        return self._root_present_now(root) and self.pipeline.store(path, root, prepared)
+        present = [(path, root) for path, root in batch if self._root_present_now(root)]
+        return self.pipeline.ingest(present) if present else {}
 
     async def _reconcile_root(self, root: str, reason: str) -> None:
         assert self.pipeline is not None
@@ -525,15 +504,15 @@ class Service:
         target = self.settings.export_path
         if target is None or self.pipeline is None:
             return
+        loop = asyncio.get_running_loop()
         try:
-            document = await self.write(self.pipeline.export_document)
-            await asyncio.to_thread(write_json_atomically, Path(target), document)
+            groups = await loop.run_in_executor(self._exporter, self.pipeline.write_export, Path(target))
         except OSError as error:
             log.error("event=export_failed path=%r error=%r", str(target), str(error))
             self.stats.errors.append(f"export: {error}")
             return
         self.stats.exports += 1
-        log.debug("event=exported path=%r groups=%d", str(target), len(document.get("groups", ())))
+        log.debug("event=exported path=%r groups=%d", str(target), groups)
 
     def _set_state(self) -> None:
         if self.state == "stopping":
@@ -663,3 +642,99 @@ def configure_logging(format_name: str, level: str) -> None:
     root.setLevel(level.upper())
     # watchdog logs every lost event at warning level; ours says the same thing once, with the action.
     logging.getLogger("watchdog").setLevel(logging.ERROR)
+
+
+class ScannerPipeline:
+    """The ingest path of the daemon over the scanner room: one index writer, one worker pool."""
+
+    def __init__(self, settings: Settings):
+        """Given settings, open the index (creating it), start the hashing workers and the scanner."""
+        self.settings = settings
+        self.index = open_index(settings.index_path)
+        hashing_settings = settings.hashing
+        limits = WorkerLimits(hashing_settings.timeout_seconds, hashing_settings.memory_limit_mb)
+        self.pool = WorkerPool(hashing_settings.workers, limits)
+        self.scanner = Scanner(self.index, self.pool, scan_options(settings))
+
+    def ingest(self, found: list[tuple[str, str]]) -> dict[str, Any]:
+        """Given (path, root) pairs of settled files, index, link and regroup them; return the report."""
+        return self.scanner.ingest_files(found).as_dict()
+
+    def move(self, source: str, destination: str, root: str) -> dict[str, Any]:
+        """Given a file or folder that moved within a root, follow it without re-hashing."""
+        return self.scanner.move_path(source, destination, root).as_dict()
+
+    def forget(self, paths: list[str]) -> int:
+        """Given paths (files or folders) that are gone, mark their rows missing; return how many."""
+        return self.scanner.forget_paths(paths)
+
+    def reconcile(self, root: str) -> dict[str, Any]:
+        """Given a present root, bring the index in line with it (an incremental scan)."""
+        return self.scanner.scan([root]).as_dict()
+
+    def counts(self) -> dict[str, int]:
+        """Return the index counts (files by state, groups)."""
+        return self.index.counts()
+
+    def write_export(self, target: Path) -> int:
+        """Given the export path, write the duplicates JSON atomically; return the number of groups."""
+        roots = [os.path.abspath(str(p)) for p in self.settings.root_paths()]
+        with self.index.open_reader() as reader:
+            document = build_export(reader, roots, reader.counts())
+        write_export(document, target)
+        return len(document["groups"])
+
+    def close(self) -> None:
+        """Stop the workers and close the index."""
+        self.pool.close()
+        self.index.close()
+
+
+def scan_options(settings: Settings) -> ScanOptions:
+    """Given settings, return the scanner options: extensions from `watch.include`, excludes, matching."""
+    match = MatchOptions(
+        threshold=settings.matching.threshold,
+        orientations=settings.matching.orientations,
+        crops=settings.matching.crops,
+        reference_roots=tuple(str(r.path) for r in settings.roots if r.reference),
+    )
+    return ScanOptions(
+        match=match, extensions=extensions_of(settings.watch.include), exclude=tuple(settings.watch.exclude)
+    )
+
+
+def extensions_of(include: tuple[str, ...]) -> frozenset[str]:
+    """Given include globs such as "*.jpg", return the extensions they name (".jpg"), lower case."""
+    found = {p[1:].lower() for p in include if p.startswith("*.") and not any(c in p[2:] for c in "*?[")}
+    return frozenset(found) or SUPPORTED_EXTENSIONS
+
+
+async def run_service(
+    settings: Settings, reload_settings: Callable[[], Settings] | None, companion: Companion | None = None
+) -> int:
+    """Given settings, how to re-read them and an optional companion (the web app), run the daemon."""
+    service = Service(settings, ScannerPipeline, reload_settings=reload_settings, companion=companion)
+    return await service.run()
+
+
+def run_command(
+    config: str | None,
+    watch: list[str] | None = None,
+    index: str | None = None,
+    export: str | None = None,
+    listen: str | None = None,
+    companion: Companion | None = None,
+) -> int:
+    """Given `comparimg run`'s options, run the daemon until SIGTERM; return the exit status
+    (78 for a bad configuration, naming the file, key path and value)."""
+
+    def load() -> Settings:
+        return settings_for_run(config, watch, index, export, listen)
+
+    try:
+        settings = load()
+    except ConfigError as error:
+        print(format_settings_error(error), file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.logging.format, settings.logging.level)
+    return asyncio.run(run_service(settings, load, companion))
