@@ -203,3 +203,79 @@ class ProgressLine:
     def finish(self) -> None:
         self.stream.write("\r\x1b[K")
         self.stream.flush()
+
+
+# ---- the daemon: `run` and `install-service` (owned by the service room) ------------------------------
+
+
+def add_run_command(subcommands: argparse._SubParsersAction) -> None:
+    """Declare `comparimg run [--config FILE] [--watch DIR]... [--index DB] [--export F] [--listen H:P]`."""
+    parser = subcommands.add_parser(
+        "run", help="run the daemon: watch folders, keep the index and the duplicates JSON current",
+        description="Run the daemon in the foreground (systemd Type=notify). Without --config it runs on "
+                    "the built-in defaults; the options below override the file. SIGHUP reloads the "
+                    "configuration, SIGTERM stops.",
+    )
+    parser.add_argument("--config", metavar="FILE", help="YAML configuration (default: built-in defaults)")
+    parser.add_argument("--watch", action="append", metavar="DIR", help="folder to watch (repeatable; "
+                        "replaces the configured roots)")
+    parser.add_argument("--index", metavar="DB", help="SQLite index file")
+    parser.add_argument("--export", metavar="FILE", help="duplicates JSON kept current")
+    parser.add_argument("--listen", metavar="HOST:PORT", help="address of the API and review page")
+    parser.set_defaults(handler=run_daemon)
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    """Given parsed `run` arguments, run the daemon until SIGTERM; return 0, or 78 for a bad configuration."""
+    from comparimg.service import run_command
+
+    config = os.path.abspath(args.config) if args.config else None
+    return run_command(config, args.watch, args.index, args.export, args.listen,
+                       companion=web_companion(config))
+
+
+def web_companion(config_path: str | None):
+    """Given the configuration file, return the coroutine function that starts the web app beside the
+    daemon (`web.create_app` + `web.serve`), or None while the web room provides neither."""
+    try:
+        from comparimg.web import create_app, serve
+    except ImportError:
+        return None
+
+    async def start(service):
+        settings = service.settings
+        app = create_app(settings, service, config_path=config_path)
+        return await serve(app, settings.http.host, settings.http.port)
+
+    return start
+
+
+def add_install_service_command(subcommands: argparse._SubParsersAction) -> None:
+    """Declare `comparimg install-service [--user] [--config FILE] [--root DIR] [--enable] [--run-as U]`."""
+    parser = subcommands.add_parser(
+        "install-service", help="write the systemd unit and a starter configuration",
+        description="Write comparimg.service (system, or with --user for systemctl --user) and, if absent, "
+                    "a starter configuration; then print the systemctl commands, or run them with --enable.",
+    )
+    parser.add_argument("--user", action="store_true", help="install for `systemctl --user`")
+    parser.add_argument("--config", metavar="FILE", help="configuration file the unit uses")
+    parser.add_argument("--root", metavar="DIR", help="write under this folder instead of / (for packaging)")
+    parser.add_argument("--enable", action="store_true", help="run systemctl daemon-reload and enable --now")
+    parser.add_argument("--run-as", metavar="USER", help="account of the system service (default: $SUDO_USER "
+                        "or the current user)")
+    parser.set_defaults(handler=run_install_service)
+
+
+def run_install_service(args: argparse.Namespace) -> int:
+    """Given parsed `install-service` arguments, write the files and print or run systemctl."""
+    from comparimg.install import install
+
+    try:
+        return install(user_mode=args.user, config=args.config, prefix=args.root, enable=args.enable,
+                       run_as=args.run_as)
+    except (OSError, KeyError) as error:
+        print(f"comparimg install-service: {error}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+COMMANDS += [add_run_command, add_install_service_command]
