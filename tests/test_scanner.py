@@ -1,0 +1,238 @@
+"""The scanner: a real tree of real photos, a real index file and real worker processes."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+from PIL import Image
+
+from comparimg import hashing
+from comparimg.index import open_index
+from comparimg.scanner import MatchOptions, Scanner, ScanOptions
+from comparimg.scanner.walk import FoundFile, WalkProblem, walk_images
+from comparimg.workers import WorkerLimits, WorkerPool
+
+
+class CountingPool(WorkerPool):
+    """A real pool that also counts the tasks it was given, by function name."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls: dict[str, int] = {}
+
+    def run(self, func, *args):
+        self.calls[func.__name__] = self.calls.get(func.__name__, 0) + 1
+        return super().run(func, *args)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with CountingPool(2, WorkerLimits(timeout_seconds=20)) as opened:
+        yield opened
+
+
+@pytest.fixture
+def index(tmp_path):
+    with open_index(tmp_path / "index.sqlite3") as opened:
+        yield opened
+
+
+@pytest.fixture
+def tree(tmp_path, write_photo):
+    """A folder of photos: an exact copy, a resized PNG, a rotated copy, and unrelated pictures."""
+    root = tmp_path / "photos"
+    write_photo(root / "astronaut.jpg", "astronaut")
+    write_photo(root / "copies" / "astronaut-copy.jpg", "astronaut")
+    (root / "copies" / "astronaut-copy.jpg").write_bytes((root / "astronaut.jpg").read_bytes())
+    write_photo(root / "copies" / "astronaut-small.png", "astronaut", size=(256, 256))
+    write_photo(root / "coffee.jpg", "coffee")
+    write_photo(root / "coffee-turned.jpg", "coffee", transpose=Image.Transpose.ROTATE_90)
+    write_photo(root / "rocket.jpg", "rocket")
+    write_photo(root / "chelsea.png", "chelsea")
+    (root / "notes.txt").write_text("not an image, not looked at")
+    return root
+
+
+def scanner_for(index, pool, **match):
+    return Scanner(index, pool, ScanOptions(match=MatchOptions(**match)))
+
+
+def groups_by_path(index):
+    found = []
+    for stored in index.iter_groups():
+        rows = index.files_by_ids(m.file_id for m in stored.group.members)
+        found.append((stored.group.kind, sorted(os.path.basename(rows[m.file_id].path)
+                                                for m in stored.group.members)))
+    return sorted(found)
+
+
+def test_a_scan_finds_exact_and_near_groups_and_nothing_else(index, pool, tree):
+    report = scanner_for(index, pool).scan([tree])
+    assert (report.files, report.hashed, report.errors, report.unchanged) == (7, 7, 0, 0)
+    assert groups_by_path(index) == [
+        ("near", ["astronaut-copy.jpg", "astronaut-small.png", "astronaut.jpg"]),
+        ("near", ["coffee-turned.jpg", "coffee.jpg"]),
+    ]
+
+
+def test_exact_copies_alone_make_an_exact_group(index, pool, tmp_path, write_photo):
+    write_photo(tmp_path / "a" / "one.jpg", "moon")
+    (tmp_path / "a" / "two.jpg").write_bytes((tmp_path / "a" / "one.jpg").read_bytes())
+    scanner_for(index, pool).scan([tmp_path / "a"])
+    assert groups_by_path(index) == [("exact", ["one.jpg", "two.jpg"])]
+
+
+def test_turned_copies_need_orientations(index, pool, tree):
+    scanner_for(index, pool, orientations=False).scan([tree])
+    assert ("near", ["coffee-turned.jpg", "coffee.jpg"]) not in groups_by_path(index)
+
+
+def test_a_second_scan_reads_no_image_bytes(index, pool, tree):
+    scanner = scanner_for(index, pool)
+    first = scanner.scan([tree])
+    tasks_before = dict(pool.calls)
+    opened = []
+    watching = [True]
+
+    def audit(event, args):
+        if watching[0] and event == "open" and isinstance(args[0], str) and args[0].startswith(str(tree)):
+            opened.append(args[0])
+
+    sys.addaudithook(audit)
+    try:
+        second = scanner.scan([tree])
+    finally:
+        watching[0] = False
+    assert pool.calls == tasks_before, "no task may run in a worker"
+    assert opened == [], "the scanning process may not open an image"
+    assert (second.files, second.hashed, second.unchanged) == (7, 0, 7)
+    assert groups_by_path(index) == groups_by_path(index) and second.groups == first.groups
+    assert second.seconds * 10 <= first.seconds
+
+
+def test_a_moved_file_is_followed_without_hashing(index, pool, tree):
+    scanner = scanner_for(index, pool)
+    scanner.scan([tree])
+    row = index.file_by_path(str(tree / "coffee.jpg"))
+    os.rename(tree / "coffee.jpg", tree / "copies" / "coffee-moved.jpg")
+    report = scanner.scan([tree])
+    assert (report.hashed, report.moved, report.missing) == (0, 1, 0)
+    assert index.file_by_path(str(tree / "copies" / "coffee-moved.jpg")).id == row.id
+    assert ("near", ["coffee-moved.jpg", "coffee-turned.jpg"]) in groups_by_path(index)
+
+
+def test_a_hard_link_reuses_the_fingerprint(index, pool, tree):
+    scanner = scanner_for(index, pool)
+    scanner.scan([tree])
+    os.link(tree / "rocket.jpg", tree / "rocket-link.jpg")
+    report = scanner.scan([tree])
+    assert (report.hashed, report.moved) == (0, 0)
+    assert ("exact", ["rocket-link.jpg", "rocket.jpg"]) in groups_by_path(index)
+
+
+def test_a_changed_file_is_hashed_again_and_leaves_its_group(index, pool, tree, write_photo):
+    scanner = scanner_for(index, pool)
+    scanner.scan([tree])
+    write_photo(tree / "coffee-turned.jpg", "camera")
+    os.utime(tree / "coffee-turned.jpg", ns=(1, 1))
+    report = scanner.scan([tree])
+    assert report.hashed == 1
+    assert all("coffee.jpg" not in names for _, names in groups_by_path(index))
+
+
+def test_deleted_files_are_marked_missing_and_their_group_goes(index, pool, tree):
+    scanner = scanner_for(index, pool)
+    scanner.scan([tree])
+    os.unlink(tree / "coffee-turned.jpg")
+    report = scanner.scan([tree])
+    assert report.missing == 1
+    assert index.file_by_path(str(tree / "coffee-turned.jpg")).state == "missing"
+    assert len(groups_by_path(index)) == 1
+
+
+def test_a_returning_file_is_matched_again_without_hashing(index, pool, tree):
+    scanner = scanner_for(index, pool)
+    scanner.scan([tree])
+    os.rename(tree / "coffee.jpg", tree.parent / "coffee.jpg")
+    scanner.scan([tree])
+    os.rename(tree.parent / "coffee.jpg", tree / "coffee.jpg")
+    report = scanner.scan([tree])
+    assert report.hashed == 0
+    assert ("near", ["coffee-turned.jpg", "coffee.jpg"]) in groups_by_path(index)
+
+
+def test_an_absent_root_marks_nothing_missing(index, pool, tree):
+    scanner = scanner_for(index, pool)
+    scanner.scan([tree])
+    os.rename(tree, tree.with_name("unmounted"))
+    report = scanner.scan([tree])
+    assert report.absent_roots == [str(tree)] and report.missing == 0
+    assert index.counts()["files_missing"] == 0
+    assert len(groups_by_path(index)) == 2
+
+
+def test_not_duplicates_are_never_grouped_again(index, pool, tree):
+    scanner = scanner_for(index, pool)
+    scanner.scan([tree])
+    a = index.file_by_path(str(tree / "coffee.jpg")).id
+    b = index.file_by_path(str(tree / "coffee-turned.jpg")).id
+    with index.transaction():
+        index.add_not_duplicate(a, b, 0.0)
+    scanner.linker.regroup([a, b])
+    assert ("near", ["coffee-turned.jpg", "coffee.jpg"]) not in groups_by_path(index)
+    os.utime(tree / "coffee.jpg", ns=(5, 5))  # forces a re-hash and a new query
+    scanner.scan([tree])
+    assert ("near", ["coffee-turned.jpg", "coffee.jpg"]) not in groups_by_path(index)
+
+
+def test_files_under_a_reference_root_are_kept(index, pool, tmp_path, write_photo):
+    write_photo(tmp_path / "ref" / "small.jpg", "chelsea", size=(226, 150))
+    write_photo(tmp_path / "inbox" / "big.jpg", "chelsea")
+    scanner = scanner_for(index, pool, reference_roots=(str(tmp_path / "ref"),))
+    scanner.scan([tmp_path / "ref", tmp_path / "inbox"])
+    (stored,) = list(index.iter_groups())
+    kept = {index.file_by_id(m.file_id).path for m in stored.group.members if m.suggested == "keep"}
+    assert kept == {str(tmp_path / "ref" / "small.jpg")}
+
+
+def test_ingest_move_and_forget_for_the_daemon(index, pool, tree, write_photo):
+    scanner = scanner_for(index, pool)
+    scanner.scan([tree])
+    new = write_photo(tree / "new" / "rocket-small.png", "rocket", size=(300, 200))
+    report = scanner.ingest_files([(str(new), str(tree))])
+    assert report.hashed == 1
+    assert ("near", ["rocket-small.png", "rocket.jpg"]) in groups_by_path(index)
+    os.rename(tree / "new", tree / "renamed")
+    assert scanner.move_path(str(tree / "new"), str(tree / "renamed"), str(tree)).moved == 1
+    assert index.file_by_path(str(tree / "renamed" / "rocket-small.png")).state == "ok"
+    os.unlink(tree / "renamed" / "rocket-small.png")
+    scanner.forget_paths([str(tree / "renamed")])
+    assert ("near", ["rocket-small.png", "rocket.jpg"]) not in groups_by_path(index)
+    assert scanner.ingest_files([(str(tree / "vanished.jpg"), str(tree))]).missing == 1
+
+
+def test_the_walk_reports_loops_and_skips_other_files(tmp_path, write_photo):
+    root = tmp_path / "root"
+    write_photo(root / "sub" / "a.JPG", "coins")
+    (root / "sub" / "loop").symlink_to(root)
+    (root / "self.jpg").symlink_to(root / "self.jpg")
+    (root / "dangling.jpg").symlink_to(root / "nowhere.jpg")
+    (root / "z-alias").symlink_to(root / "sub")  # walked once, as sub
+    os.mkfifo(root / "pipe.png")
+    items = list(walk_images(str(root), hashing.SUPPORTED_EXTENSIONS))
+    files = [i.path for i in items if isinstance(i, FoundFile)]
+    problems = {os.path.relpath(i.path, root): i.reason for i in items if isinstance(i, WalkProblem)}
+    assert len(files) == 1 and files[0].endswith("a.JPG")
+    assert problems["sub/loop"].startswith("symbolic link loop")
+    assert problems["self.jpg"] == "symbolic link loop"
+    assert problems["dangling.jpg"] == "broken symbolic link"
+    assert problems["pipe.png"] == "not a regular file"
+
+
+def test_excluded_paths_are_not_walked(tmp_path, write_photo):
+    write_photo(tmp_path / "r" / ".hidden" / "a.jpg", "coins")
+    write_photo(tmp_path / "r" / "b.jpg", "coins")
+    items = list(walk_images(str(tmp_path / "r"), hashing.SUPPORTED_EXTENSIONS, exclude=(".*", "*/.*")))
+    assert [os.path.basename(i.path) for i in items] == ["b.jpg"]
