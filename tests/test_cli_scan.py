@@ -1,0 +1,144 @@
+"""`comparimg scan` and `comparimg check-config` as a user runs them: a real process, real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from comparimg.model import ORIENTATIONS
+
+REPO = Path(__file__).resolve().parents[1]
+MEMBER_KEYS = {"path", "size", "width", "height", "format", "distance", "orientation", "suggested"}
+
+
+def comparimg(env, *args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "comparimg", *map(str, args)], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def photos_dir(tmp_path, write_photo):
+    root = tmp_path / "photos"
+    write_photo(root / "a.jpg", "astronaut")
+    write_photo(root / "deep" / "er" / "a-small.png", "astronaut", size=(128, 128))
+    write_photo(root / "b.jpg", "coffee")
+    (root / "broken.jpg").write_text("this is text, not a JPEG")
+    return root
+
+
+def test_scan_writes_the_duplicates_json_of_the_contract(cli_env, photos_dir, tmp_path):
+    out = tmp_path / "out" / "duplicates.json"
+    result = comparimg(cli_env, "scan", photos_dir, "--json", out, "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no progress bar when stderr is not a terminal
+    assert "4 files, 3 hashed, 0 skipped unchanged" in result.stdout and "1 groups" in result.stdout
+    document = json.loads(out.read_text())
+    assert set(document) == {"version", "groups", "errors", "stats"} and document["version"] == 1
+    (group,) = document["groups"]
+    assert set(group) == {"id", "kind", "members"} and group["kind"] == "near"
+    assert all(set(m) == MEMBER_KEYS for m in group["members"])
+    assert [m["path"] for m in group["members"]] == [
+        str(photos_dir / "a.jpg"), str(photos_dir / "deep" / "er" / "a-small.png")]
+    assert [m["suggested"] for m in group["members"]] == ["keep", "trash"]
+    assert {m["orientation"] for m in group["members"]} <= set(ORIENTATIONS)
+    assert group["members"][1]["width"] == 128 and group["members"][1]["format"] == "PNG"
+    (error,) = document["errors"]
+    assert error["path"] == str(photos_dir / "broken.jpg") and error["error"]
+    assert document["stats"]["files"] == 4 and document["stats"]["errors"] == 1
+
+
+def test_relative_paths_come_out_absolute(cli_env, photos_dir):
+    result = comparimg(cli_env, "scan", "photos", "--json", "-", cwd=photos_dir.parent)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert all(Path(m["path"]).is_absolute() for g in document["groups"] for m in g["members"])
+    assert "4 files" in result.stderr  # the summary moves to stderr when the JSON goes to stdout
+
+
+def test_no_duplicates_is_still_success(cli_env, tmp_path, write_photo):
+    write_photo(tmp_path / "p" / "one.jpg", "rocket")
+    write_photo(tmp_path / "p" / "two.jpg", "moon")
+    result = comparimg(cli_env, "scan", tmp_path / "p", "--json", tmp_path / "d.json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "d.json").read_text())["groups"] == []
+
+
+def test_a_kept_index_skips_unchanged_files(cli_env, photos_dir, tmp_path):
+    db = tmp_path / "state" / "index.sqlite3"
+    first = comparimg(cli_env, "scan", photos_dir, "--index", db)
+    second = comparimg(cli_env, "scan", photos_dir, "--index", db, "--json", tmp_path / "d.json")
+    assert first.returncode == second.returncode == 0
+    assert "4 files, 0 hashed, 4 skipped unchanged" in second.stdout
+    assert len(json.loads((tmp_path / "d.json").read_text())["groups"]) == 1
+
+
+def test_a_path_that_does_not_exist_is_exit_2(cli_env, tmp_path):
+    result = comparimg(cli_env, "scan", tmp_path / "nowhere", "--json", tmp_path / "d.json")
+    assert result.returncode == 2
+    assert "no such file or folder" in result.stderr and str(tmp_path / "nowhere") in result.stderr
+    assert not (tmp_path / "d.json").exists()
+
+
+@pytest.mark.parametrize("option", [("--threshold", "33"), ("--threshold", "x"), ("--workers", "-1")])
+def test_bad_options_are_exit_2(cli_env, tmp_path, option):
+    result = comparimg(cli_env, "scan", tmp_path, *option)
+    assert result.returncode == 2 and option[0] in result.stderr
+
+
+def test_an_index_that_cannot_be_created_is_a_failure(cli_env, photos_dir, tmp_path):
+    (tmp_path / "file").write_text("")
+    result = comparimg(cli_env, "scan", photos_dir, "--index", tmp_path / "file" / "index.sqlite3")
+    assert result.returncode == 1 and "comparimg scan:" in result.stderr
+
+
+def test_check_config_accepts_the_example(cli_env):
+    result = comparimg(cli_env, "check-config", REPO / "config" / "comparimg.example.yaml")
+    assert result.returncode == 0, result.stderr
+
+
+def test_check_config_rejects_a_bad_file_with_78(cli_env, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("matching:\n  threshold: 99\n")
+    result = comparimg(cli_env, "check-config", bad)
+    assert result.returncode == 78
+    assert str(bad) in result.stderr and "matching.threshold" in result.stderr and "99" in result.stderr
+
+
+def test_no_command_prints_help_and_exit_2(cli_env):
+    result = comparimg(cli_env)
+    assert result.returncode == 2 and "scan" in result.stderr
+
+
+def test_a_terminal_gets_a_progress_line_on_stderr(cli_env, photos_dir, tmp_path):
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        result = subprocess.run([sys.executable, "-m", "comparimg", "scan", str(photos_dir)], env=cli_env,
+                                stdout=subprocess.PIPE, stderr=follower, text=True, timeout=120)
+        os.close(follower)
+        follower = -1
+        shown = b""
+        while chunk := _read_available(leader):
+            shown += chunk
+    finally:
+        if follower != -1:
+            os.close(follower)
+        os.close(leader)
+    assert result.returncode == 0
+    assert b"files," in shown and b"hashed" in shown
+    assert "4 files" in result.stdout
+
+
+def _read_available(fd: int) -> bytes:
+    import os
+
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO once the terminal's other side is closed and drained
+        return b""
