@@ -1,0 +1,201 @@
+"""Running the real daemon (`python -m comparimg run`) as a subprocess, for the daemon tests and benchmark."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE_DIR = REPO / "daemon"
+
+
+def env_with_package(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Return an environment in which `python -m comparimg` imports the package from the tree."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_DIR), env.get("PYTHONPATH", "")) if p)
+    env.pop("NOTIFY_SOCKET", None)
+    env.pop("WATCHDOG_USEC", None)
+    env.update(extra or {})
+    return env
+
+
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05, message: str = ""
+) -> object:
+    """Poll `predicate` until it returns something true; return it. Raise AssertionError on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s: {message}")
+        time.sleep(interval)
+
+
+def png_bytes(seed: int, side: int = 16) -> bytes:
+    """Return a small PNG of random pixels, different for each seed."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+def photo_bytes(seed: int, side: int = 96) -> bytes:
+    """Return a JPEG of smooth random shapes (a picture a perceptual hash can tell apart), per seed."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:side, 0:side] / side
+    channels = [
+        np.sin(x * rng.uniform(2, 9) + rng.uniform(0, 6)) * np.cos(y * rng.uniform(2, 9)) for _ in "rgb"
+    ]
+    pixels = ((np.stack(channels, axis=-1) + 1) * 127).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="JPEG", quality=92)
+    return out.getvalue()
+
+
+class Daemon:
+    """One `comparimg run` subprocess with its own config, index, export and log file."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        roots: list[Path],
+        settle: float = 0.5,
+        extra_yaml: str = "",
+        env: dict[str, str] | None = None,
+        prefix: list[str] | None = None,
+    ):
+        self.workdir = workdir
+        self.roots = roots
+        self.index = workdir / "index.sqlite3"
+        self.export = workdir / "duplicates.json"
+        self.config = workdir / "comparimg.yaml"
+        self.log_path = workdir / "daemon.log"
+        self.settle = settle
+        self.extra_yaml = extra_yaml
+        self.env = env_with_package(env)
+        self.prefix = prefix or []
+        self.process: subprocess.Popen | None = None
+        self.write_config()
+
+    def config_text(self, settle: float | None = None) -> str:
+        roots = "\n".join(f"  - {json.dumps(str(r))}" for r in self.roots)
+        return (
+            f"roots:\n{roots}\nindex: {json.dumps(str(self.index))}\nexport: {json.dumps(str(self.export))}\n"
+            f"watch:\n  settle_seconds: {settle if settle is not None else self.settle}\n"
+            f"  rescan_interval: 0\nhashing:\n  workers: 2\nhttp:\n  listen: 127.0.0.1:0\n"
+            f"  token_file: {json.dumps(str(self.workdir / 'token'))}\n{self.extra_yaml}"
+        )
+
+    def write_config(self, text: str | None = None) -> None:
+        self.config.write_text(text if text is not None else self.config_text())
+
+    def start(self, wait_ready: bool = True) -> Daemon:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
+        command = [*self.prefix, sys.executable, "-m", "comparimg", "run", "--config", str(self.config)]
+        self.process = subprocess.Popen(command, stdout=log, stderr=log, env=self.env, cwd=self.workdir)
+        log.close()
+        if wait_ready:
+            self.wait_log("event=reconcile_done", timeout=60, count=len(self.roots))
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_log(self, needle: str, timeout: float = 10.0, count: int = 1) -> None:
+        def found() -> bool:
+            self.check_alive()
+            return self.log().count(needle) >= count
+
+        wait_for(found, timeout, message=f"{needle!r} x{count} in log:\n{self.log()[-3000:]}")
+
+    def check_alive(self) -> None:
+        assert self.process is not None
+        code = self.process.poll()
+        if code is not None:
+            raise AssertionError(f"daemon exited with {code}:\n{self.log()[-3000:]}")
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signum)
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM the daemon and return its exit status (kill -9 if it does not leave in time)."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"daemon did not stop within {timeout} s:\n{self.log()[-3000:]}") from None
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def read_export(self) -> dict:
+        try:
+            return json.loads(self.export.read_text())
+        except (OSError, ValueError):
+            return {"groups": []}
+
+    def grouped_paths(self) -> list[set[str]]:
+        return [{m["path"] for m in g["members"]} for g in self.read_export()["groups"]]
+
+    def rows(self) -> dict[str, tuple[int, str, str | None]]:
+        """Return {path: (id, state, content_hash)} of every file row in the daemon's index."""
+        return index_rows(self.index)
+
+
+def index_rows(path: Path) -> dict[str, tuple[int, str, str | None]]:
+    """Given an index file, return {path: (id, state, content_hash)} of every file row."""
+    if not path.exists():
+        return {}
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as conn:
+        rows = conn.execute("SELECT path, id, state, content_hash FROM files").fetchall()
+    conn.close()
+    return {p: (i, s, h) for p, i, s, h in rows}
+
+
+def present(rows: dict[str, tuple[int, str, str | None]]) -> dict[str, str | None]:
+    """Given index rows, return {path: content_hash} of the files not marked missing."""
+    return {p: h for p, (_, state, h) in rows.items() if state != "missing"}
+
+
+def fresh_scan(roots: list[Path], workdir: Path) -> dict[str, str | None]:
+    """Given roots, run `comparimg scan` into a new index and return {path: content_hash} it found."""
+    index = workdir / f"fresh-{time.monotonic_ns()}.sqlite3"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "comparimg",
+            "scan",
+            *map(str, roots),
+            "--index",
+            str(index),
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env_with_package(),
+    )
+    assert done.returncode == 0, done.stderr
+    return present(index_rows(index))
