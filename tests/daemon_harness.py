@@ -76,6 +76,7 @@ class Daemon:
         extra_yaml: str = "",
         env: dict[str, str] | None = None,
         prefix: list[str] | None = None,
+        polling_interval: float = 10.0,
     ):
         self.workdir = workdir
         self.roots = roots
@@ -84,6 +85,7 @@ class Daemon:
         self.config = workdir / "comparimg.yaml"
         self.log_path = workdir / "daemon.log"
         self.settle = settle
+        self.polling_interval = polling_interval
         self.extra_yaml = extra_yaml
         self.env = env_with_package(env)
         self.prefix = prefix or []
@@ -95,7 +97,8 @@ class Daemon:
         return (
             f"roots:\n{roots}\nindex: {json.dumps(str(self.index))}\nexport: {json.dumps(str(self.export))}\n"
             f"watch:\n  settle_seconds: {settle if settle is not None else self.settle}\n"
-            f"  rescan_interval: 0\nhashing:\n  workers: 2\nhttp:\n  listen: 127.0.0.1:0\n"
+            f"  rescan_interval: 0\n  polling_interval: {self.polling_interval}\n"
+            "hashing:\n  workers: 2\nhttp:\n  listen: 127.0.0.1:0\n"
             f"  token_file: {json.dumps(str(self.workdir / 'token'))}\n{self.extra_yaml}"
         )
 
