@@ -83,6 +83,8 @@ def artifacts_dir() -> Path:
     """Where tests write screenshots: $COMPARIMG_ARTIFACTS or /tmp/comparimg-artifacts."""
     path = Path(os.environ.get("COMPARIMG_ARTIFACTS", "/tmp/comparimg-artifacts"))
     path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("FAILED-*.png"):
+        stale.unlink()
     return path
 
 
@@ -206,8 +208,15 @@ class GuardedPage:
     errors: list[str]
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def guarded_page(browser, daemon: Daemon) -> Iterator[GuardedPage]:
+def guarded_page(request, browser, daemon: Daemon, artifacts_dir: Path) -> Iterator[GuardedPage]:
     """Yield a fresh page (own cookies) that may only talk to the daemon's loopback address."""
     context = browser.new_context(viewport={"width": 1400, "height": 900}, service_workers="block")
     page = context.new_page()
@@ -231,4 +240,8 @@ def guarded_page(browser, daemon: Daemon) -> Iterator[GuardedPage]:
         lambda msg: errors.append(f"console.{msg.type}: {msg.text}") if msg.type == "error" else None,
     )
     yield GuardedPage(page, blocked, errors)
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        page.screenshot(path=str(artifacts_dir / f"FAILED-{request.node.name}.png"))
+        print(f"daemon output:\n{daemon.log()}")
     context.close()

@@ -68,6 +68,15 @@ def focus_group_with_keyboard(page, file_name: str) -> None:
     raise AssertionError(f"no group with {file_name} reached with the keyboard")
 
 
+def images_loaded(page, selector: str = "#cmp-stage img") -> None:
+    """Wait until every image matching `selector` is decoded (polled from Python: the page's CSP forbids
+    the eval that page.wait_for_function needs)."""
+    script = (
+        f"Array.from(document.querySelectorAll({selector!r})).every(i => i.complete && i.naturalWidth > 0)"
+    )
+    wait_for(lambda: page.evaluate(script), timeout=20, what=f"{selector} loaded")
+
+
 def member_names(card) -> list[str]:
     return [re.sub(r"^\d+\s*", "", n.strip()) for n in card.locator(".member .name").all_inner_texts()]
 
@@ -97,21 +106,18 @@ def test_review_flow(guarded_page, daemon, write_photo, artifacts_dir):
     assert member_names(coffees) == ["coffee.png", "coffee.png"]
     assert page.locator("#group-list .member .name", has_text="astronaut.jpg").count() == 0
     assert cats.locator(".member.is-suggested").count() == 1
+    images_loaded(page, "#group-list .thumb img")
     page.screenshot(path=str(artifacts_dir / "groups-view.png"), full_page=False)
 
     # Compare view from the keyboard: side by side, then the slider overlay.
     focus_group_with_keyboard(page, "cat.jpg")
     page.keyboard.press("c")
     page.wait_for_selector("#compare[open] .cmp-view img")
-    page.wait_for_function(
-        "Array.from(document.querySelectorAll('#cmp-stage img')).every(i => i.complete && i.naturalWidth > 0)"
-    )
+    images_loaded(page)
     page.screenshot(path=str(artifacts_dir / "compare-side-by-side.png"))
     page.keyboard.press("2")
     page.wait_for_selector("#cmp-stage .cmp-slider")
-    page.wait_for_function(
-        "Array.from(document.querySelectorAll('#cmp-stage img')).every(i => i.complete && i.naturalWidth > 0)"
-    )
+    images_loaded(page)
     page.screenshot(path=str(artifacts_dir / "compare-slider.png"))
     page.keyboard.press("Escape")
     page.wait_for_selector("#compare:not([open])", state="attached")
@@ -147,9 +153,9 @@ def test_review_flow(guarded_page, daemon, write_photo, artifacts_dir):
         assert in_trash[0].read_bytes() == originals[name]
 
     # Undo puts every file back, byte-identical.
-    for _ in range(3):
+    for left in (2, 1, 0):
         undo_buttons.first.click()
-        time.sleep(0.3)
+        wait_for(lambda left=left: undo_buttons.count() == left, what=f"{left} undoable actions left")
     wait_for(
         lambda: all((album / n).exists() for n in ("cat_small.jpg", "cat_q50.jpg", "cat_flipped.jpg")),
         what="files restored by undo",

@@ -87,7 +87,7 @@ function renderJournal() {
         h("td", { text: a.reason ? `${a.state}: ${a.reason}` : a.state }),
         h("td", { text: formatDate(a.updated) }),
         h("td", {}, canUndo ? h("button", { type: "button", class: "btn btn-small", "aria-label": `Undo ${a.kind} of ${splitPath(a.source).name}`,
-          onclick: () => undo(a) }, "Undo") : null),
+          onclick: (event) => undo(a, event.currentTarget) }, "Undo") : null),
       );
     })),
   ));
@@ -102,7 +102,8 @@ export async function refreshJournal() {
   renderJournal();
 }
 
-async function undo(action) {
+async function undo(action, button) {
+  if (button) button.disabled = true; // one click, one undo
   try {
     await api.undo(action.id);
     toast(`Restored ${splitPath(action.source).name}`);

@@ -28,7 +28,7 @@ function index() {
 
 /** Reload the queued decisions from the daemon. */
 export async function refreshDecisions() {
-  const { decisions } = await api.decisions({ state: "queued", limit: 5000 });
+  const { decisions } = await api.decisions({ state: "queued", limit: 1000 });
   store.decisions = decisions.filter((d) => d.state === "queued").sort((a, b) => a.id - b.id);
   index();
   notify("decisions");
