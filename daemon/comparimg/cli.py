@@ -149,13 +149,16 @@ def _throwaway_index(stack: contextlib.ExitStack) -> Path:
 def _scan_and_export(args: argparse.Namespace, index_path: Path, stack: contextlib.ExitStack):
     import json
 
+    from comparimg.workers import WorkerLimits, WorkerPool
+
+    pool = stack.enter_context(WorkerPool(args.workers, WorkerLimits(timeout_seconds=args.timeout)))
+    pool.start_in_background()  # the workers' imports overlap ours and the walk
+
     from comparimg.export import build_export, write_export
     from comparimg.index import open_index
     from comparimg.scanner import MatchOptions, Scanner, ScanOptions
-    from comparimg.workers import WorkerLimits, WorkerPool
 
     index = stack.enter_context(open_index(index_path))
-    pool = stack.enter_context(WorkerPool(args.workers, WorkerLimits(timeout_seconds=args.timeout)))
     match = MatchOptions(threshold=args.threshold, orientations=not args.no_orientations,
                          crops=not args.no_crops)
     scanner = Scanner(index, pool, ScanOptions(match=match))

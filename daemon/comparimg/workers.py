@@ -73,6 +73,10 @@ class WorkerPool:
         for _ in range(self.size):
             self._idle.put(self._start_worker())
 
+    def start_in_background(self) -> None:
+        """Start the worker processes from another thread, so their start-up overlaps the caller's work."""
+        threading.Thread(target=self.start, name="comparimg-worker-start", daemon=True).start()
+
     def run(self, func: Callable[..., Any], *args: Any) -> Any:
         """Given a module-level function and its arguments, run it in a worker and return its result.
 
