@@ -79,6 +79,6 @@ export function renderHelp(container) {
         h("td", { text: b.help }),
       ))),
     );
-    container.append(h("h3", { text: SCOPE_TITLES[scope] }), table);
+    container.append(h("section", { class: "help-section" }, h("h3", { text: SCOPE_TITLES[scope] }), table));
   }
 }

@@ -92,7 +92,8 @@ function init() {
       refreshStatus();
     }
   });
-  on("status", showStatus);
+  on("status", (data) => (data && data.state ? showStatus(data) : statusSoon()));
+  on("hello", (data) => showStatus(data.status));
   on(["group", "group_new", "group_added", "groups", "group_changed", "group_removed"], () => {
     groupsChanged();
     statusSoon();

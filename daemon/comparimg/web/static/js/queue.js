@@ -115,17 +115,26 @@ async function undo(action, button) {
 }
 
 export async function applyQueue() {
-  const { total, freed } = queuedSummary();
+  const { total } = queuedSummary();
   if (!total) return;
+  const sizeOf = new Map(store.decisions.map((d) => [d.id, Number(d.size ?? store.sizes.get(d.fileId) ?? 0)]));
   const button = $("#apply-button");
   button.disabled = true;
   $("#apply-result").textContent = `Applying ${formatNumber(total)} decisions…`;
   try {
     const result = await api.apply();
-    const actions = result?.actions ?? result?.applied ?? [];
-    const refused = result?.refused ?? (Array.isArray(actions) ? actions.filter((a) => a.state === "refused" || a.state === "failed") : []);
-    const refusedCount = Array.isArray(refused) ? refused.length : Number(refused || 0);
-    $("#apply-result").textContent = `Applied. ${formatBytes(freed)} freed${refusedCount ? `; ${refusedCount} refused (sent back to review)` : ""}.`;
+    const outcomes = Array.isArray(result?.outcomes) ? result.outcomes : [];
+    const refused = outcomes.filter((o) => o.state === "refused" || o.state === "failed");
+    const applied = result?.applied ?? outcomes.length - refused.length;
+    const freed = outcomes
+      .filter((o) => o.state === "applied" && (o.action === "trash" || o.action === "move"))
+      .reduce((sum, o) => sum + (sizeOf.get(o.decision_id) || 0), 0);
+    let message = `Applied ${formatNumber(applied)} decisions, ${formatBytes(freed)} freed.`;
+    if (refused.length) {
+      message += ` ${refused.length} refused and sent back to review: `;
+      message += refused.map((o) => `${splitPath(o.source || "").name || `decision ${o.decision_id}`} (${o.reason || o.state})`).join("; ");
+    }
+    $("#apply-result").textContent = message;
   } catch (err) {
     $("#apply-result").textContent = `Apply failed: ${err.message}`;
   }
