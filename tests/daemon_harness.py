@@ -202,3 +202,58 @@ def fresh_scan(roots: list[Path], workdir: Path) -> dict[str, str | None]:
     )
     assert done.returncode == 0, done.stderr
     return present(index_rows(index))
+
+
+def descendants(pid: int) -> list[int]:
+    """Given a pid, return it and every descendant pid (from /proc/PID/task/*/children)."""
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                stack += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+    return found
+
+
+def status_kb(pid: int, field: str) -> int:
+    """Given a pid and a /proc/PID/status field (VmRSS, VmHWM), return its value in KiB (0 if gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class RssSampler:
+    """Samples the resident memory of a process tree; keeps the peaks of the main process and the tree."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.peak_main_kb = 0
+        self.peak_tree_kb = 0
+
+    def sample(self) -> None:
+        pids = descendants(self.pid)
+        self.peak_main_kb = max(self.peak_main_kb, status_kb(self.pid, "VmHWM"))
+        self.peak_tree_kb = max(self.peak_tree_kb, sum(status_kb(p, "VmRSS") for p in pids))
+
+    def describe(self) -> str:
+        main, tree = self.peak_main_kb / 1024, self.peak_tree_kb / 1024
+        return f"peak RSS daemon {main:.0f} MiB, daemon+workers {tree:.0f} MiB"
+
+
+def make_tree(folder: Path, count: int, per_dir: int = 500, side: int = 8, seed: int = 0) -> list[Path]:
+    """Given a folder, write `count` distinct tiny PNGs into subfolders of `per_dir`; return their paths."""
+    paths = []
+    for i in range(count):
+        path = folder / f"d{i // per_dir:03d}" / f"img{i:06d}.png"
+        if i % per_dir == 0:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(png_bytes(seed + i, side))
+        paths.append(path)
+    return paths
