@@ -54,8 +54,15 @@ _KNOWN_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"<svg", "SVG"),
     (b"<?xml", "XML/SVG"),
 )
-_PLUGINS = (BmpImagePlugin, GifImagePlugin, JpegImagePlugin, MpoImagePlugin, PngImagePlugin, TiffImagePlugin,
-            WebPImagePlugin)
+_PLUGINS = (
+    BmpImagePlugin,
+    GifImagePlugin,
+    JpegImagePlugin,
+    MpoImagePlugin,
+    PngImagePlugin,
+    TiffImagePlugin,
+    WebPImagePlugin,
+)
 _CHUNK = 1 << 20
 # EXIF orientation tag value -> the transpose that shows the picture upright (as ImageOps.exif_transpose).
 _EXIF_TRANSPOSE = {

@@ -119,8 +119,10 @@ def window_hashes(image: Image.Image) -> tuple[int, ...]:
     the short side: it keeps them ~6× cheaper than from the decoded picture at the same accuracy."""
     image = _window_base(image)
     width, height = image.size
-    boxes = [(left * width, top * height, width - right * width, height - bottom * height)
-             for left, top, right, bottom in WINDOW_TRIMS]
+    boxes = [
+        (left * width, top * height, width - right * width, height - bottom * height)
+        for left, top, right, bottom in WINDOW_TRIMS
+    ]
     content = content_box(np.asarray(image, dtype=np.float32))
     if content is not None:
         boxes.append(content)

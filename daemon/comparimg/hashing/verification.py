@@ -1,12 +1,340 @@
-"""Placeholder, replaced below."""
+"""The precise check behind a hash match: are two files the same picture, or only alike at 8×8?
+
+A 64-bit hash cannot tell a copy from a mirror-symmetric neighbour or from the next quadrant of the same
+photo. So both files are decoded again (JPEG draft mode) and compared at fine resolution:
+
+1. the queried picture A is turned by the candidate's orientation;
+2. alignment: masked normalised cross-correlation (FFT, Padfield's formula) over a grid of scales at a
+   coarse size finds where B lies in A (B may be a crop of A, A a crop of B, either may have a border),
+   only among placements where each picture covers at least `MIN_COVER` of the other in each dimension;
+   the scale is refined at a middle size, the translation at the fine size by phase correlation;
+3. evidence: the aligned pictures are band-pass filtered (fine detail, no shading) and cut into blocks;
+   the score is the fraction of textured blocks whose detail correlates (Pearson r ≥ `BLOCK_R`).
+   A watermark or caption bar spoils only the blocks it covers; a different picture spoils nearly all.
+"""
+
+from __future__ import annotations
+
 from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from scipy import fft, ndimage
+
+from comparimg.hashing.decoding import open_picture
+from comparimg.hashing.perceptual import turn_array
+from comparimg.model import Candidate
+
+FINE_SIDE = 256  # long side of the pictures compared block by block
+MID_SIDE = 128
+COARSE_SIDE = 64
+MIN_COVER = 0.7  # each picture covers at least this share of the other's width and height
+SCALE_STEP = 1.035
+COARSE_KEEP = 2  # coarse placements refined at the middle size
+MID_STEPS = (-0.01, 0.0, 0.01)
+BLOCK = 16
+BLOCK_R = 0.6
+MIN_SCORE = 0.6  # fraction of textured blocks that must agree
+MIN_TEXTURED = 8
+FIT_GRID = 3  # regions per side whose local shifts correct the scale and translation
+FIT_MIN_REGIONS = 4
+FIT_ROUNDS = 2
+FIT_MAX_SHIFT = 4.0
+TEXTURE_STD = 0.7
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
+    """Whether two files hold the same picture; `score` in [0, 1] is the share of agreeing detail blocks,
+    `scale` and `offset` place B (in A's fine grid, after turning A by the orientation)."""
+
     matched: bool
     score: float
+    scale: float = 1.0
+    offset: tuple[float, float] = (0.0, 0.0)
+    reason: str = ""
 
 
-def verify_pair(path_a, path_b, candidate):
-    return Verdict(True, 1.0)
+@dataclass(frozen=True, slots=True)
+class _Placement:
+    scale: float  # B pixels to A pixels, both at the same working size
+    dy: float
+    dx: float
+    ncc: float
+
+
+def verify_pair(path_a: str, path_b: str, candidate: Candidate) -> Verdict:
+    """Given the queried file, an indexed file and the Candidate that links them (its orientation turns
+    A into B), return the Verdict of a fine comparison. Raise ImageError when either cannot be decoded."""
+    picture_a = open_picture(path_a, min_side=FINE_SIDE)
+    picture_b = open_picture(path_b, min_side=FINE_SIDE)
+    a = turn_array(np.asarray(picture_a.image, dtype=np.float32), candidate.orientation)
+    b = np.asarray(picture_b.image, dtype=np.float32)
+    return compare_arrays(np.ascontiguousarray(a), b)
+
+
+def compare_arrays(a: np.ndarray, b: np.ndarray) -> Verdict:
+    """Given two grayscale arrays (A already turned), return the Verdict of aligning B onto A and comparing
+    their fine detail."""
+    a_fine, b_fine = _resized(a, FINE_SIDE), _resized(b, FINE_SIDE)
+    placements = _coarse_placements(a_fine, b_fine)
+    if not placements:
+        return Verdict(False, 0.0, reason="sizes cannot overlap enough")
+    placement = _refine_scale(a_fine, b_fine, placements[:COARSE_KEEP])
+    for _ in range(FIT_ROUNDS):
+        warped, mask = _warp(b_fine, a_fine.shape, placement)
+        placement = _refine_fit(a_fine, warped, mask, placement)
+    warped, mask = _warp(b_fine, a_fine.shape, placement)
+    score, textured = _detail_score(a_fine, warped, mask)
+    if textured < MIN_TEXTURED:
+        score = _flat_score(a_fine, warped, mask)
+    offset = (placement.dy, placement.dx)
+    return Verdict(score >= MIN_SCORE, round(score, 4), placement.scale, offset)
+
+
+def _resized(pixels: np.ndarray, long_side: int) -> np.ndarray:
+    height, width = pixels.shape
+    scale = long_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    image = Image.fromarray(pixels.astype(np.float32), mode="F")
+    return np.asarray(image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float32)
+
+
+def _scales(shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> np.ndarray:
+    # B's extent times the scale must cover MIN_COVER of A's and stay within 1 / MIN_COVER of it; the exact
+    # size ratios (a plain resize) are always tried.
+    low = max(MIN_COVER * shape_a[0] / shape_b[0], MIN_COVER * shape_a[1] / shape_b[1])
+    high = min(shape_a[0] / (MIN_COVER * shape_b[0]), shape_a[1] / (MIN_COVER * shape_b[1]))
+    if low > high:
+        return np.empty(0)
+    count = max(1, int(np.ceil(np.log(high / low) / np.log(SCALE_STEP))) + 1)
+    ratios = [shape_a[0] / shape_b[0], shape_a[1] / shape_b[1]]
+    exact = [ratio for ratio in ratios if low <= ratio <= high]
+    return np.unique(np.concatenate([np.geomspace(low, high, count), exact]))
+
+
+class _Level:
+    """A and B smoothed at one working size, with A's FFTs ready for any placement of B."""
+
+    def __init__(self, a_fine: np.ndarray, b_fine: np.ndarray, side: int, biggest_scale: float):
+        self.a = _smooth(_resized(a_fine, side), 0.7)
+        self.b = _smooth(_resized(b_fine, side), 0.7)
+        self.factor = self.a.shape[1] / a_fine.shape[1]
+        self.b_factor = self.b.shape[1] / b_fine.shape[1]
+        b_shape = (
+            round(b_fine.shape[0] * self.factor * biggest_scale) + 3,
+            round(b_fine.shape[1] * self.factor * biggest_scale) + 3,
+        )
+        self.fft_shape = tuple(fft.next_fast_len(self.a.shape[i] + b_shape[i], real=True) for i in range(2))
+        a64 = self.a.astype(np.float64)
+        self.fa = fft.rfft2(a64, self.fft_shape)
+        self.fa2 = fft.rfft2(a64 * a64, self.fft_shape)
+        self.ma = fft.rfft2(np.ones_like(a64), self.fft_shape)
+
+    def place(self, scale: float, near: _Placement | None = None) -> _Placement | None:
+        """Given a scale (fine B pixels to fine A pixels), return the best placement of B at that scale
+        that keeps both covered by MIN_COVER (and, given `near`, within 3 pixels of it), or None."""
+        b = _scaled(self.b, scale * self.factor / self.b_factor)
+        ncc, dys, dxs = self._masked_ncc(b)
+        rows_ok = _cover_ok(dys, self.a.shape[0], b.shape[0])
+        columns_ok = _cover_ok(dxs, self.a.shape[1], b.shape[1])
+        if near is not None:
+            rows_ok &= np.abs(dys - near.dy * self.factor) <= 3
+            columns_ok &= np.abs(dxs - near.dx * self.factor) <= 3
+        allowed = rows_ok[:, None] & columns_ok[None, :]
+        if not allowed.any():
+            return None
+        scores = np.where(allowed, ncc, -np.inf)
+        row, column = np.unravel_index(int(np.argmax(scores)), scores.shape)
+        factor = self.factor
+        return _Placement(float(scale), dys[row] / factor, dxs[column] / factor, float(scores[row, column]))
+
+    def _masked_ncc(self, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # Padfield's masked NCC: the normalised cross-correlation over the overlap for every integer
+        # offset of B's origin in A, from FFT correlations of values, squares and masks.
+        shape = self.fft_shape
+        b64 = b.astype(np.float64)
+        fb, fb2, mb = (np.conj(fft.rfft2(x, shape)) for x in (b64, b64 * b64, np.ones_like(b64)))
+        dys = np.arange(shape[0])
+        dxs = np.arange(shape[1])
+        dys = np.where(dys < self.a.shape[0], dys, dys - shape[0])
+        dxs = np.where(dxs < self.a.shape[1], dxs, dxs - shape[1])
+        rows = np.clip(np.minimum(self.a.shape[0], dys + b.shape[0]) - np.maximum(0, dys), 0, None)
+        columns = np.clip(np.minimum(self.a.shape[1], dxs + b.shape[1]) - np.maximum(0, dxs), 0, None)
+        overlap = np.maximum(rows[:, None] * columns[None, :], 1).astype(np.float64)
+        sum_a = fft.irfft2(self.fa * mb, shape)
+        sum_b = fft.irfft2(self.ma * fb, shape)
+        numerator = fft.irfft2(self.fa * fb, shape) - sum_a * sum_b / overlap
+        var_a = fft.irfft2(self.fa2 * mb, shape) - sum_a * sum_a / overlap
+        var_b = fft.irfft2(self.ma * fb2, shape) - sum_b * sum_b / overlap
+        ncc = numerator / np.sqrt(np.maximum(var_a * var_b, 1e-6 * overlap * overlap))
+        return ncc, dys, dxs
+
+
+def _coarse_placements(a_fine: np.ndarray, b_fine: np.ndarray) -> list[_Placement]:
+    """Given A and B at the fine size, return the best coarse placement of B for each scale, best first."""
+    scales = _scales(a_fine.shape, b_fine.shape)
+    if not len(scales):
+        return []
+    level = _Level(a_fine, b_fine, COARSE_SIDE, float(scales[-1]))
+    found = [placement for scale in scales if (placement := level.place(float(scale))) is not None]
+    return sorted(found, key=lambda placement: -placement.ncc)
+
+
+def _refine_scale(a_fine: np.ndarray, b_fine: np.ndarray, placements: list[_Placement]) -> _Placement:
+    """Given A, B and coarse placements, return the best of their refinements at the middle size."""
+    level = _Level(a_fine, b_fine, MID_SIDE, max(p.scale for p in placements) * 1.02)
+    best = placements[0]
+    best_ncc = -np.inf
+    for placement in placements:
+        for step in MID_STEPS:
+            found = level.place(placement.scale * (1 + step), placement)
+            if found is not None and found.ncc > best_ncc:
+                best, best_ncc = found, found.ncc
+    return best
+
+
+def _scaled(pixels: np.ndarray, scale: float) -> np.ndarray:
+    height, width = pixels.shape
+    size = (max(2, round(width * scale)), max(2, round(height * scale)))
+    image = Image.fromarray(pixels, mode="F").resize(size, Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.float32)
+
+
+def _smooth(pixels: np.ndarray, sigma: float) -> np.ndarray:
+    return ndimage.gaussian_filter(pixels, sigma)
+
+
+def _cover_ok(offsets: np.ndarray, size_a: int, size_b: int) -> np.ndarray:
+    overlap = np.minimum(size_a, offsets + size_b) - np.maximum(0, offsets)
+    return (overlap >= MIN_COVER * size_a) & (overlap >= MIN_COVER * size_b)
+
+
+def _warp(b: np.ndarray, shape: tuple[int, ...], placement: _Placement) -> tuple[np.ndarray, np.ndarray]:
+    # Output pixel (x, y) of A's grid reads B at ((x - dx) / s, (y - dy) / s).
+    inverse = 1.0 / placement.scale
+    data = (inverse, 0.0, -placement.dx * inverse, 0.0, inverse, -placement.dy * inverse)
+    size = (shape[1], shape[0])
+    image = Image.fromarray(b, mode="F").transform(
+        size, Image.Transform.AFFINE, data, Image.Resampling.BILINEAR
+    )
+    ones = Image.fromarray(np.ones_like(b), mode="F")
+    cover = ones.transform(size, Image.Transform.AFFINE, data, Image.Resampling.NEAREST)
+    mask = ndimage.binary_erosion(np.asarray(cover) > 0.5, iterations=2)
+    return np.asarray(image, dtype=np.float32), mask
+
+
+def _phase_shift(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """Given A, B in A's grid and where B is valid, return the (dy, dx) that moves B's content onto A's."""
+    window = mask.astype(np.float64)
+    fa = fft.rfft2((a - a[mask].mean()) * window)
+    fb = fft.rfft2((b - b[mask].mean()) * window)
+    cross = fa * np.conj(fb)
+    surface = fft.irfft2(cross / np.maximum(np.abs(cross), 1e-9), a.shape)
+    row, column = np.unravel_index(int(np.argmax(surface)), surface.shape)
+    return _peak_offset(surface, row, column, axis=0), _peak_offset(surface, row, column, axis=1)
+
+
+def _refine_fit(a: np.ndarray, warped: np.ndarray, mask: np.ndarray, placement: _Placement) -> _Placement:
+    """Given A, B warped by `placement` and its mask, return the placement corrected by the local shifts of
+    a grid of regions (least-squares scale and translation), or by one global shift when too few regions
+    are usable."""
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(rows) < 32 or len(columns) < 32:
+        return placement
+    points_a, points_b = [], []
+    for top, bottom in _spans(rows[0], rows[-1] + 1, FIT_GRID):
+        for left, right in _spans(columns[0], columns[-1] + 1, FIT_GRID):
+            region = mask[top:bottom, left:right]
+            part_a, part_b = a[top:bottom, left:right], warped[top:bottom, left:right]
+            if region.mean() < 0.9 or part_a[region].std() < 2 or part_b[region].std() < 2:
+                continue
+            dy, dx = _phase_shift(part_a, part_b, region)
+            if abs(dy) > FIT_MAX_SHIFT or abs(dx) > FIT_MAX_SHIFT:
+                continue
+            centre = np.array([(top + bottom - 1) / 2, (left + right - 1) / 2])
+            points_a.append(centre)
+            points_b.append((centre - np.array([dy, dx]) - (placement.dy, placement.dx)) / placement.scale)
+    if len(points_a) < FIT_MIN_REGIONS:
+        dy, dx = _phase_shift(a, warped, mask)
+        if abs(dy) > FIT_MAX_SHIFT or abs(dx) > FIT_MAX_SHIFT:
+            return placement
+        return _Placement(placement.scale, placement.dy + dy, placement.dx + dx, placement.ncc)
+    return _fit_similarity(np.array(points_a), np.array(points_b), placement)
+
+
+def _spans(start: int, stop: int, count: int) -> list[tuple[int, int]]:
+    edges = np.linspace(start, stop, count + 1).round().astype(int)
+    return list(zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True))
+
+
+def _fit_similarity(points_a: np.ndarray, points_b: np.ndarray, placement: _Placement) -> _Placement:
+    # Least squares for A = scale * B + (dy, dx); kept only when it stays close to the placement.
+    count = len(points_a)
+    design = np.zeros((2 * count, 3))
+    design[:count, 0], design[:count, 1] = points_b[:, 0], 1.0
+    design[count:, 0], design[count:, 2] = points_b[:, 1], 1.0
+    target = np.concatenate([points_a[:, 0], points_a[:, 1]])
+    (scale, dy, dx), *_ = np.linalg.lstsq(design, target, rcond=None)
+    if not 0.97 < scale / placement.scale < 1.03:
+        return placement
+    return _Placement(float(scale), float(dy), float(dx), placement.ncc)
+
+
+def _peak_offset(surface: np.ndarray, row: int, column: int, axis: int) -> float:
+    size = surface.shape[axis]
+    index = row if axis == 0 else column
+
+    def at(i: int) -> float:
+        return float(surface[i % size, column] if axis == 0 else surface[row, i % size])
+
+    left, middle, right = at(index - 1), at(index), at(index + 1)
+    denominator = left - 2 * middle + right
+    fraction = 0.5 * (left - right) / denominator if denominator < 0 else 0.0
+    signed = index if index <= size // 2 else index - size
+    return signed + float(np.clip(fraction, -0.5, 0.5))
+
+
+def _fill_outside(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    # Pixels outside B's footprint take the nearest valid value, so filtering does not see a false edge.
+    if mask.all() or not mask.any():
+        return pixels
+    nearest = ndimage.distance_transform_edt(~mask, return_distances=False, return_indices=True)
+    return pixels[nearest[0], nearest[1]]
+
+
+def _band_pass(pixels: np.ndarray) -> np.ndarray:
+    return ndimage.gaussian_filter(pixels, 1.0) - ndimage.gaussian_filter(pixels, 3.0)
+
+
+def _detail_score(a: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> tuple[float, int]:
+    """Given A, B warped onto A and the overlap mask, return (share of agreeing textured blocks, number of
+    textured blocks)."""
+    detail_a, detail_b = _band_pass(a), _band_pass(_fill_outside(warped, mask))
+    rows, columns = a.shape[0] // BLOCK, a.shape[1] // BLOCK
+
+    def blocks(x: np.ndarray) -> np.ndarray:
+        return x[: rows * BLOCK, : columns * BLOCK].reshape(rows, BLOCK, columns, BLOCK).swapaxes(1, 2)
+
+    block_a = blocks(detail_a).reshape(rows * columns, -1).astype(np.float64)
+    block_b = blocks(detail_b).reshape(rows * columns, -1).astype(np.float64)
+    inside = blocks(mask).reshape(rows * columns, -1).all(axis=1)
+    block_a -= block_a.mean(axis=1, keepdims=True)
+    block_b -= block_b.mean(axis=1, keepdims=True)
+    std_a, std_b = block_a.std(axis=1), block_b.std(axis=1)
+    textured = inside & (np.maximum(std_a, std_b) > TEXTURE_STD)
+    if not textured.any():
+        return 0.0, 0
+    r = (block_a * block_b).mean(axis=1) / np.maximum(std_a * std_b, 1e-9)
+    return float(np.mean(r[textured] >= BLOCK_R)), int(textured.sum())
+
+
+def _flat_score(a: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> float:
+    # Pictures with almost no fine detail: fall back on the correlation of the smooth overlap.
+    if mask.sum() < 16:
+        return 0.0
+    x, y = a[mask].astype(np.float64), warped[mask].astype(np.float64)
+    if x.std() < 1e-6 or y.std() < 1e-6:
+        return float(abs(x.mean() - y.mean()) < 8)
+    correlation = float(np.corrcoef(x, y)[0, 1])
+    return 1.0 if correlation >= 0.98 else max(0.0, correlation - 0.5)
