@@ -236,3 +236,23 @@ def test_excluded_paths_are_not_walked(tmp_path, write_photo):
     write_photo(tmp_path / "r" / "b.jpg", "coins")
     items = list(walk_images(str(tmp_path / "r"), hashing.SUPPORTED_EXTENSIONS, exclude=(".*", "*/.*")))
     assert [os.path.basename(i.path) for i in items] == ["b.jpg"]
+
+
+def test_no_write_lock_is_held_between_hashed_files(index, pool, tree):
+    import sqlite3
+
+    blocked = []
+
+    def try_to_write(progress):
+        other = sqlite3.connect(index.path, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+        except sqlite3.OperationalError as error:
+            blocked.append((progress.hashed, str(error)))
+        finally:
+            other.close()
+
+    report = scanner_for(index, pool).scan([tree], progress=try_to_write)
+    assert report.hashed == 7
+    assert blocked == []

@@ -187,14 +187,16 @@ class Scanner:
               progress: ProgressCallback | None) -> Iterator[int]:
         in_flight: dict[str, FoundFile] = {}
 
+        # No transaction stays open while waiting for a worker: other writers (decisions) may not wait.
         def paths() -> Iterator[tuple[str]]:
             for found in self._split_unreadable(to_hash, seen_at, report):
                 in_flight[found.path] = found
+                batch.commit()
                 yield (found.path,)
+            batch.commit()
 
         for (path,), outcome in self.pool.map_unordered(hashing.fingerprint_file, paths()):
             found = in_flight.pop(path)
-            batch.tick()
             if isinstance(outcome, ImageError):
                 report.errors += 1
                 self.index.record_file_error(path, found.root, found.identity, outcome.reason, seen_at)
