@@ -109,10 +109,17 @@ function renderPager(el) {
   }
   const page = Math.floor(offset / limit) + 1;
   const pages = Math.max(1, Math.ceil(total / limit));
+  const jump = h("input", { type: "number", class: "page-input", min: "1", max: String(pages), value: String(page),
+    "aria-label": `Page number, 1 to ${pages}` });
+  jump.addEventListener("change", () => goToPage(Number(jump.value)));
   el.replaceChildren(
+    h("button", { type: "button", class: "btn btn-small", disabled: page <= 1, "aria-label": "First page", onclick: () => goToPage(1) }, "«"),
     h("button", { type: "button", class: "btn btn-small", disabled: page <= 1, "aria-label": "Previous page", onclick: () => goPage(-1) }, "‹ Prev"),
-    h("span", { text: `Groups ${formatNumber(offset + 1)}–${formatNumber(Math.min(offset + limit, total))} of ${formatNumber(total)} · page ${page} of ${formatNumber(pages)}` }),
+    h("span", { class: "pager-text", text: `Groups ${formatNumber(offset + 1)}–${formatNumber(Math.min(offset + limit, total))} of ${formatNumber(total)} · page` }),
+    jump,
+    h("span", { text: `of ${formatNumber(pages)}` }),
     h("button", { type: "button", class: "btn btn-small", disabled: page >= pages, "aria-label": "Next page", onclick: () => goPage(1) }, "Next ›"),
+    h("button", { type: "button", class: "btn btn-small", disabled: page >= pages, "aria-label": "Last page", onclick: () => goToPage(pages) }, "»"),
   );
 }
 
@@ -352,9 +359,16 @@ function nextGroup() {
 }
 
 function goPage(delta) {
+  goToPage(Math.floor(view.offset / view.filters.limit) + 1 + delta);
+}
+
+function goToPage(page) {
   const limit = view.filters.limit;
-  const next = view.offset + delta * limit;
-  if (next < 0 || next >= view.total) return;
+  const pages = Math.max(1, Math.ceil(view.total / limit));
+  if (!Number.isFinite(page)) return;
+  const target = Math.max(1, Math.min(pages, Math.round(page)));
+  const next = (target - 1) * limit;
+  if (next === view.offset) return;
   view.offset = next;
   view.current = 0;
   view.member = 0;
@@ -413,6 +427,8 @@ export function initGroups(bind) {
   bind("groups", ["c", " "], "Compare the current image with the suggested keeper", () => compareGroup(), "c Space");
   bind("groups", ["]", "PageDown"], "Next page", () => goPage(1), "] PgDn");
   bind("groups", ["[", "PageUp"], "Previous page", () => goPage(-1), "[ PgUp");
+  bind("groups", ["Home"], "First page", () => goToPage(1));
+  bind("groups", ["End"], "Last page", () => goToPage(Number.MAX_SAFE_INTEGER));
   bind("groups", ["r"], "Reload groups", () => loadGroups());
 }
 
