@@ -47,13 +47,15 @@ def _unavailable(reason: str) -> None:
 
 
 def chromium_path() -> str | None:
-    """Return the Chromium executable to use: $COMPARIMG_CHROMIUM, else Debian's, else None."""
-    for candidate in (
-        os.environ.get("COMPARIMG_CHROMIUM"),
-        "/usr/bin/chromium",
-        shutil.which("chromium"),
-        shutil.which("chromium-browser"),
-    ):
+    """Return the Chromium executable to use: $COMPARIMG_CHROMIUM when set (even if it is missing, so a
+    run can simulate a machine without Chromium), else Debian's, else None."""
+    chosen = os.environ.get("COMPARIMG_CHROMIUM")
+    candidates = (
+        [chosen]
+        if chosen
+        else ["/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")]
+    )
+    for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     return None
