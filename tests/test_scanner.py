@@ -256,3 +256,29 @@ def test_no_write_lock_is_held_between_hashed_files(index, pool, tree):
     report = scanner_for(index, pool).scan([tree], progress=try_to_write)
     assert report.hashed == 7
     assert blocked == []
+
+
+@pytest.mark.parametrize("crops", [True, False])
+def test_the_bulk_load_builds_the_same_entries_as_one_fingerprint_at_a_time(tmp_path, crops):
+    import numpy as np
+
+    from comparimg import matching
+    from comparimg.model import FileIdentity, Fingerprint
+    from comparimg.scanner.linking import hash_entries
+
+    rng = np.random.default_rng(3)
+    fingerprints = [
+        Fingerprint("c", 1, 1, "PNG", tuple(int(h) for h in rng.integers(0, 2**64, 8, dtype=np.uint64)),
+                    tuple(int(h) for h in rng.integers(0, 2**64, n, dtype=np.uint64)))
+        for n in (0, 3, matching.MAX_WINDOWS + 2, 1)
+    ]
+    with open_index(tmp_path / "i.sqlite3") as index, index.transaction():
+        for i, fp in enumerate(fingerprints):
+            index.upsert_fingerprint(f"/p/{i}.png", "/p", FileIdentity(1, i, 1, 1), fp, 0.0)
+    with open_index(tmp_path / "i.sqlite3") as index:
+        (batch,) = list(index.fingerprint_rows())
+    hashes, present = hash_entries(batch, crops)
+    for i, fp in enumerate(fingerprints):
+        expected_hashes, expected_present = matching.fingerprint_entries(fp if crops else Fingerprint(
+            fp.content_hash, 1, 1, "PNG", fp.phash, ()))
+        assert (hashes[i] == expected_hashes).all() and (present[i] == expected_present).all()

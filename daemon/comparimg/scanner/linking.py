@@ -11,11 +11,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+import numpy as np
+
 from comparimg import decisions, hashing, matching
-from comparimg.index import Index
+from comparimg.index import HashArrays, Index
 from comparimg.model import Candidate, Fingerprint, ImageError, Match
 from comparimg.workers import WorkerPool
 
@@ -63,6 +65,26 @@ def edge_for(query_id: int, other_id: int, kind: str, distance: int, orientation
     return Match(other_id, query_id, kind, distance, INVERSE_ORIENTATION[orientation])
 
 
+def hash_entries(batch: HashArrays, crops: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Given a batch of stored hashes, return the HashIndex entries: hashes (n, STRIDE) and presence.
+
+    Entry 0 is the identity perceptual hash, entries 1.. the window hashes (none without crops); the
+    same layout as `matching.fingerprint_entries`, built without one Python object per file.
+    """
+    n = len(batch.ids)
+    hashes = np.zeros((n, matching.STRIDE), dtype=np.uint64)
+    present = np.zeros((n, matching.STRIDE), dtype=bool)
+    hashes[:, 0] = batch.phash[:, 0]
+    present[:, 0] = True
+    if crops:
+        lengths = np.minimum(np.diff(batch.window_offsets), matching.MAX_WINDOWS)
+        rows = np.repeat(np.arange(n), lengths)
+        slots = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        hashes[rows, 1 + slots] = batch.windows[np.repeat(batch.window_offsets[:-1], lengths) + slots]
+        present[rows, 1 + slots] = True
+    return hashes, present
+
+
 class Linker:
     """The matching state of one index: its HashIndex, and the steps that turn new files into groups.
 
@@ -81,16 +103,11 @@ class Linker:
     def hash_index(self) -> matching.HashIndex:
         """Return the HashIndex of every `ok` file, loading it from the index on first use."""
         if self._hash_index is None:
-            self._hash_index = matching.HashIndex(self.options.threshold)
-            self._hash_index.add_many(self._stored_fingerprints())
+            hash_index = matching.HashIndex(self.options.threshold)
+            for batch in self.index.fingerprint_rows():
+                hash_index.add_arrays(batch.ids, *hash_entries(batch, self.options.crops))
+            self._hash_index = hash_index
         return self._hash_index
-
-    def _stored_fingerprints(self) -> Iterable[tuple[int, Fingerprint]]:
-        for batch in self.index.fingerprint_rows():
-            for i, file_id in enumerate(batch.ids.tolist()):
-                windows = batch.windows[batch.window_offsets[i]:batch.window_offsets[i + 1]]
-                stored = Fingerprint("", 0, 0, "", tuple(batch.phash[i].tolist()), tuple(windows.tolist()))
-                yield file_id, query_fingerprint(stored, self.options)
 
     def link(self, file_ids: Collection[int]) -> set[int]:
         """Given ids of files whose fingerprint is new or changed, find, verify and store their edges.
