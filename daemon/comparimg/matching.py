@@ -21,6 +21,7 @@ list scanned by brute force, so `add` is cheap and `add_many` builds one segment
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -38,14 +39,12 @@ _PENDING_LIMIT = 1024
 _MERGE_RATIO = 4
 
 
+@functools.cache
 def _chunk_masks(radius: int) -> np.ndarray:
     masks = [0]
     for flips in range(1, radius + 1):
         masks += [sum(1 << bit for bit in bits) for bits in itertools.combinations(range(CHUNK_BITS), flips)]
     return np.array(masks, dtype=np.int64)
-
-
-_MASKS = {radius: _chunk_masks(radius) for radius in range(4)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +64,7 @@ def _query_rules(fp: Fingerprint, threshold: int, window_threshold: int) -> _Rul
     rows += [(h, 0, 0, False, window_threshold) for h in windows]
     rows += [(fp.phash[0], 1 + k, 0, False, window_threshold) for k in range(MAX_WINDOWS)]
     rows += [(h, 1 + k, 0, False, window_threshold) for k, h in enumerate(windows)]
+    rows = [row for row in rows if row[4] >= 0]  # a negative threshold turns a kind of rule off
     columns = list(zip(*rows, strict=True))
     return _Rules(
         hashes=np.array(columns[0], dtype=np.uint64),
@@ -126,7 +126,7 @@ class _Segment:
         rule_ids, keys = [], []
         for radius in np.unique(rules.thresholds // CHUNKS):
             chosen = np.flatnonzero(rules.thresholds // CHUNKS == radius)
-            masks = _MASKS[int(min(radius, 3))]
+            masks = _chunk_masks(int(radius))
             for chunk in range(CHUNKS):
                 values = self._keys(chunk, rules.tables[chosen], rules.hashes[chosen])
                 keys.append((values[:, None] ^ masks[None, :]).ravel())
@@ -277,7 +277,10 @@ def _keep_best(
     first = np.ones(len(owners), dtype=bool)
     first[1:] = owners[1:] != owners[:-1]
     for file_id, rank, distance, rule in zip(
-        owners[first].tolist(), ranks[first].tolist(), distances[first].tolist(), rule_of[first].tolist(),
+        owners[first].tolist(),
+        ranks[first].tolist(),
+        distances[first].tolist(),
+        rule_of[first].tolist(),
         strict=True,
     ):
         found = (rank, distance, int(rules.orientations[rule]), rule)
@@ -361,7 +364,8 @@ def _leader_groups(component: list[int], files: Mapping[int, FileFacts], edges: 
         if leader in assigned:
             continue
         members = [
-            other for other in order
+            other
+            for other in order
             if other != leader and other not in assigned and (min(leader, other), max(leader, other)) in edges
         ]
         if not members:
