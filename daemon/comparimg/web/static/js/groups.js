@@ -198,7 +198,8 @@ function renderMember(group, groupIndex, member, i) {
       h("img", { src: member.thumbnail, alt: "", loading: "lazy", decoding: "async" })),
     h("figcaption", {},
       h("div", { class: "name", title: member.path }, h("span", { class: "index-key", "aria-hidden": "true", text: i < 9 ? `${i + 1} ` : "" }), member.name),
-      h("div", { class: "folder", title: member.folder, text: member.folder }),
+      h("button", { type: "button", class: "folder linklike", title: `Show only groups in ${member.folder}`,
+        "aria-label": `Show only groups in folder ${member.folder}`, onclick: () => filterFolder(member.folder) }, member.folder),
     ),
     h("dl", { class: "facts" }, facts.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })])),
     h("div", { class: "member-actions" },
@@ -351,6 +352,12 @@ function compareGroup(index = view.current, memberIndex = null) {
   let b = memberIndex ?? (view.member !== keeperIndex ? view.member : (keeperIndex + 1) % group.members.length);
   if (a === b) b = (a + 1) % group.members.length;
   openCompare(group, a, b);
+}
+
+function filterFolder(folder) {
+  const input = document.querySelector('#group-filters input[name="folder"]');
+  input.value = folder;
+  input.form.dispatchEvent(new Event("change"));
 }
 
 function nextGroup() {

@@ -24,6 +24,9 @@ function renderSummary() {
     stat("not duplicates", formatNumber(counts.not_duplicates)),
     stat("space freed", formatBytes(freed)),
   );
+  if (store.config?.sorter?.apply === "on-decide") {
+    $("#queue-summary").append(h("p", { class: "stat", text: "This daemon applies each decision at once (sorter.apply: on-decide); undo is in the journal below." }));
+  }
   const actionable = counts.trash + counts.move + counts.keep + counts.not_duplicates;
   $("#apply-button").disabled = actionable === 0;
   $("#tab-queue-count").textContent = total ? formatNumber(total) : "";
@@ -150,7 +153,7 @@ export function initQueue(bind) {
     refreshJournal();
   });
   subscribe((reason) => {
-    if (reason === "decisions") renderQueue();
+    if (reason === "decisions" || reason === "config") renderQueue();
   });
   renderQueue();
   bind("global", ["Shift+A"], "Apply the queued decisions", () => {
