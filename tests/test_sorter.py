@@ -180,17 +180,38 @@ else:
     sorter.undo(int(action))
 """
 
-STEPS = ("intent", "copying", "copied", "info_written", "linked", "temp_removed", "source_removed",
-         "recorded")
+STEPS = (
+    "intent",
+    "copying",
+    "copied",
+    "info_written",
+    "linked",
+    "temp_removed",
+    "source_removed",
+    "recorded",
+)
 
 
 def run_child(tmp: Path, trash: Path, layout: str, mode: str, request: SortRequest, step: str, action=0):
     identity = request.identity
-    args = [str(tmp), str(trash), layout, mode, str(request.source), request.content_hash,
-            str(identity.device), str(identity.inode), str(identity.size), str(identity.mtime_ns),
-            str(action)]
-    env = {**os.environ, "COMPARIMG_CRASH_AT": step,
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "daemon")}
+    args = [
+        str(tmp),
+        str(trash),
+        layout,
+        mode,
+        str(request.source),
+        request.content_hash,
+        str(identity.device),
+        str(identity.inode),
+        str(identity.size),
+        str(identity.mtime_ns),
+        str(action),
+    ]
+    env = {
+        **os.environ,
+        "COMPARIMG_CRASH_AT": step,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "daemon"),
+    }
     return subprocess.run([sys.executable, "-c", CHILD, *args], env=env, timeout=60).returncode
 
 

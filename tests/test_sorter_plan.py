@@ -23,7 +23,9 @@ ROOTS = (PurePath("/photos"), PurePath("/photos/phone"), PurePath("/other"))
 
 def test_the_deepest_root_wins():
     assert relative_to_root(PurePath("/photos/phone/a/b.jpg"), ROOTS) == (
-        PurePath("/photos/phone"), PurePath("a/b.jpg"))
+        PurePath("/photos/phone"),
+        PurePath("a/b.jpg"),
+    )
 
 
 @pytest.mark.parametrize("path", ["/elsewhere/a.jpg", "/photos", "/photosx/a.jpg"])
@@ -60,7 +62,9 @@ def test_candidate_names_add_a_numbered_suffix():
     names = [p.name for p, _ in zip(candidate_paths(Path("/t/a.b.jpg")), range(3), strict=False)]
     assert names == ["a.b.jpg", "a.b (1).jpg", "a.b (2).jpg"]
     assert [p.name for p, _ in zip(candidate_paths(Path("/t/README")), range(2), strict=False)] == [
-        "README", "README (1)"]
+        "README",
+        "README (1)",
+    ]
 
 
 def test_temp_name_is_hidden_beside_the_destination():
@@ -73,8 +77,15 @@ def test_trashinfo_quotes_the_original_path():
 
 
 def seen(**changes) -> Observation:
-    base = {"source_inode": 5, "dest_inode": None, "temp_inode": None, "dest_hash_ok": None,
-            "source_unchanged": True, "cross_fs": False, "journaled_inode": 5}
+    base = {
+        "source_inode": 5,
+        "dest_inode": None,
+        "temp_inode": None,
+        "dest_hash_ok": None,
+        "source_unchanged": True,
+        "cross_fs": False,
+        "journaled_inode": 5,
+    }
     return Observation(**{**base, **changes})
 
 

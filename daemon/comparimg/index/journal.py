@@ -16,8 +16,18 @@ from comparimg.index.connection import write_transaction
 from comparimg.model import Conflict, NotFound
 
 DECISION_FIELDS = (
-    "id", "action", "file_id", "file_ids", "group_id", "target", "path", "state", "reason", "action_id",
-    "created", "updated",
+    "id",
+    "action",
+    "file_id",
+    "file_ids",
+    "group_id",
+    "target",
+    "path",
+    "state",
+    "reason",
+    "action_id",
+    "created",
+    "updated",
 )
 
 

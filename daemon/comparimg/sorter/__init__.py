@@ -112,8 +112,16 @@ class Sorter:
             placement, base = self._placement(request)
         except ValueError as error:
             raise Refused(str(error)) from error
-        job = _Job(request.kind, request.source, placement, base, request.identity, request.content_hash,
-                   request.decision_id, request.file_id)
+        job = _Job(
+            request.kind,
+            request.source,
+            placement,
+            base,
+            request.identity,
+            request.content_hash,
+            request.decision_id,
+            request.file_id,
+        )
         with self.lock:
             return self._execute(job)
 
@@ -129,8 +137,17 @@ class Sorter:
             if identity is None:
                 raise Refused(f"{where} is no longer there")
             original = Path(row["source"])
-            job = _Job("restore", where, Placement(original), original.parent, identity, row["content_hash"],
-                       row["decision_id"], row["file_id"], undo_of=action_id)
+            job = _Job(
+                "restore",
+                where,
+                Placement(original),
+                original.parent,
+                identity,
+                row["content_hash"],
+                row["decision_id"],
+                row["file_id"],
+                undo_of=action_id,
+            )
             return self._execute(job)
 
     def recover(self) -> list[ActionResult]:
@@ -178,10 +195,19 @@ class Sorter:
     def _intent_fields(self, job: _Job, dest: Path, cross_fs: bool) -> dict[str, Any]:
         identity = job.identity
         return {
-            "kind": job.kind, "decision_id": job.decision_id, "undo_of": job.undo_of, "file_id": job.file_id,
-            "source": str(job.source), "dest": str(dest), "info_path": self._info_path(job.placement, dest),
-            "cross_fs": int(cross_fs), "device": identity.device, "inode": identity.inode,
-            "size": identity.size, "mtime_ns": identity.mtime_ns, "content_hash": job.content_hash,
+            "kind": job.kind,
+            "decision_id": job.decision_id,
+            "undo_of": job.undo_of,
+            "file_id": job.file_id,
+            "source": str(job.source),
+            "dest": str(dest),
+            "info_path": self._info_path(job.placement, dest),
+            "cross_fs": int(cross_fs),
+            "device": identity.device,
+            "inode": identity.inode,
+            "size": identity.size,
+            "mtime_ns": identity.mtime_ns,
+            "content_hash": job.content_hash,
         }
 
     def _recheck(self, job: _Job) -> str | None:
@@ -228,8 +254,9 @@ class Sorter:
             if candidate != dest:
                 if self._taken(placement, candidate):
                     continue
-                journal.journal_update(self.db, action_id, dest=str(candidate),
-                                       info_path=self._info_path(placement, candidate))
+                journal.journal_update(
+                    self.db, action_id, dest=str(candidate), info_path=self._info_path(placement, candidate)
+                )
             dest = candidate
             info = self._info_path(placement, candidate)
             try:
@@ -279,10 +306,13 @@ class Sorter:
         if cross_fs and dest_inode is not None:
             dest_hash_ok = self._hash_or_none(dest) == row["content_hash"]
         return Observation(
-            source_inode=files.inode_of(source), dest_inode=dest_inode,
+            source_inode=files.inode_of(source),
+            dest_inode=dest_inode,
             temp_inode=files.inode_of(temp_path_for(dest, row["id"])) if cross_fs else None,
-            dest_hash_ok=dest_hash_ok, source_unchanged=files.identity_of(source) == journaled,
-            cross_fs=cross_fs, journaled_inode=row["inode"],
+            dest_hash_ok=dest_hash_ok,
+            source_unchanged=files.identity_of(source) == journaled,
+            cross_fs=cross_fs,
+            journaled_inode=row["inode"],
         )
 
     def _hash_or_none(self, path: Path) -> str | None:
@@ -358,10 +388,28 @@ class Sorter:
 
     @staticmethod
     def _result(action_id: int, job: _Job, state: str, dest: str | None, reason: str | None) -> ActionResult:
-        return ActionResult(action_id, job.kind, state, str(job.source), dest, reason, job.decision_id,
-                            job.file_id, job.undo_of)
+        return ActionResult(
+            action_id,
+            job.kind,
+            state,
+            str(job.source),
+            dest,
+            reason,
+            job.decision_id,
+            job.file_id,
+            job.undo_of,
+        )
 
     @staticmethod
     def _row_result(row: dict[str, Any]) -> ActionResult:
-        return ActionResult(row["id"], row["kind"], row["state"], row["source"], row["dest"], row["reason"],
-                            row["decision_id"], row["file_id"], row["undo_of"])
+        return ActionResult(
+            row["id"],
+            row["kind"],
+            row["state"],
+            row["source"],
+            row["dest"],
+            row["reason"],
+            row["decision_id"],
+            row["file_id"],
+            row["undo_of"],
+        )

@@ -1,0 +1,40 @@
+"""Thumbnails for the review page: decode an image (hostile input: run this in a worker process) and write
+a small JPEG atomically into a cache keyed by content hash. PIL is used here as in the hashing room."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from comparimg.model import ImageError
+
+
+def cache_path(cache_dir: Path, content_hash: str, size: int) -> Path:
+    """Return where the thumbnail of the given content at the given size is kept."""
+    return cache_dir / content_hash[:2] / f"{content_hash}-{size}.jpg"
+
+
+def make_thumbnail(source: str, dest: str, size: int) -> str:
+    """Given an image path, write a JPEG thumbnail no larger than size×size at `dest` (atomically, parents
+    created); return `dest`. Raise ImageError when the image cannot be decoded."""
+    target = Path(dest)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with Image.open(source) as image:
+            image.draft("RGB", (size, size))
+            picture = ImageOps.exif_transpose(image).convert("RGB")
+            picture.thumbnail((size, size))
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as error:
+        raise ImageError(f"cannot make a thumbnail: {error}") from error
+    descriptor, temporary = tempfile.mkstemp(prefix=".thumb-", suffix=".jpg", dir=target.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            picture.save(handle, format="JPEG", quality=80)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return dest

@@ -1,0 +1,116 @@
+"""The application factory: middlewares, routes, and the resources opened and closed with the app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from comparimg.config import Settings
+from comparimg.hashing.decoding import content_hash_file
+from comparimg.index import open_index
+from comparimg.sorter import Sorter
+from comparimg.web.errors import error_middleware
+from comparimg.web.events import EventHub
+from comparimg.web.jobs import JobRunner
+from comparimg.web.keys import (
+    CONFIG_PATH,
+    DAEMON,
+    EVENTS,
+    JOBS,
+    METRICS,
+    READERS,
+    SETTINGS,
+    SORTER,
+    THUMBNAILER,
+    TOKEN,
+    WRITER,
+    WRITER_THREAD,
+    SettingsHolder,
+    current_settings,
+)
+from comparimg.web.port import DaemonPort
+from comparimg.web.routes import add_routes
+from comparimg.web.runtime import LazyWorkerPool, Metrics, ReaderPool, WriterThread
+from comparimg.web.security import ensure_token, security_middleware
+from comparimg.workers import WorkerLimits
+
+log = logging.getLogger("comparimg.web")
+
+
+def create_app(settings: Settings, daemon: DaemonPort, config_path: Path | None = None) -> web.Application:
+    """Given the settings, the running daemon and the configuration file that `PATCH /api/config` writes
+    (default: `config.yaml` beside the index), return the aiohttp application (not yet started)."""
+    app = web.Application(
+        middlewares=[error_middleware, security_middleware, _count_requests],
+        client_max_size=settings.http.max_body_bytes,
+    )
+    app[SETTINGS] = SettingsHolder(settings)
+    app[DAEMON] = daemon
+    app[CONFIG_PATH] = Path(config_path or settings.index_path.parent / "config.yaml")
+    app[EVENTS] = EventHub()
+    app.cleanup_ctx.append(_token)
+    app.cleanup_ctx.append(_index_and_sorter)
+    app.cleanup_ctx.append(_jobs_and_metrics)
+    app.on_shutdown.append(_end_event_streams)
+    add_routes(app)
+    return app
+
+
+def login_url(settings: Settings, token: str) -> str:
+    """Return the link that logs the page in (printed at start; it carries the token once)."""
+    host = settings.http.host
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{settings.http.port}/login?token={token}"
+
+
+async def _token(app: web.Application) -> AsyncIterator[None]:
+    app[TOKEN] = ensure_token(current_settings(app).http.token_file)
+    yield
+
+
+async def _index_and_sorter(app: web.Application) -> AsyncIterator[None]:
+    settings = current_settings(app)
+    app[WRITER_THREAD] = writer_thread = WriterThread()
+    app[WRITER] = writer = await writer_thread.run(open_index, settings.index_path)
+    app[SORTER] = sorter = Sorter(writer.db, settings.root_paths(), settings.sorter, content_hash_file)
+    recovered = await writer_thread.run(sorter.recover)
+    for result in recovered:
+        log.warning(
+            "event=sorter_recovered action=%s state=%s source=%r dest=%r",
+            result.action_id,
+            result.state,
+            result.source,
+            result.dest,
+        )
+    app[READERS] = ReaderPool(settings.index_path)
+    limits = WorkerLimits(settings.hashing.timeout_seconds, settings.hashing.memory_limit_mb)
+    app[THUMBNAILER] = LazyWorkerPool(limits)
+    yield
+    app[THUMBNAILER].close()
+    app[READERS].close()
+    await writer_thread.run(writer.close)
+    writer_thread.close()
+
+
+async def _jobs_and_metrics(app: web.Application) -> AsyncIterator[None]:
+    app[JOBS] = JobRunner(app[DAEMON], app[EVENTS].publish)
+    app[METRICS] = Metrics(app[DAEMON].status)
+    yield
+    await app[JOBS].close()
+
+
+async def _end_event_streams(app: web.Application) -> None:
+    app[EVENTS].close()
+
+
+@web.middleware
+async def _count_requests(request: web.Request, handler) -> web.StreamResponse:
+    response = await handler(request)
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "?"
+    app = request.app
+    if METRICS in app:
+        app[METRICS].requests.labels(request.method, route, str(response.status)).inc()
+    return response

@@ -1,0 +1,157 @@
+"""Scan jobs launched over HTTP: walk a folder, then feed its files in batches through the daemon's
+ingest pipeline (hash, link, regroup) on its writer thread, with progress, and cancel between batches."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from comparimg.model import Conflict, NotFound
+from comparimg.scanner import Scanner
+from comparimg.scanner.walk import FoundFile, walk_images
+from comparimg.web.port import DaemonPort
+
+BATCH = 32
+ENDED = ("done", "cancelled", "failed")
+
+
+@dataclasses.dataclass
+class Job:
+    """One scan job and its progress."""
+
+    id: int
+    path: str
+    root: str
+    recursive: bool
+    threshold: int
+    orientations: bool
+    state: str = "queued"
+    total: int | None = None
+    done: int = 0
+    hashed: int = 0
+    errors: int = 0
+    groups: int = 0
+    error: str | None = None
+    started: float = dataclasses.field(default_factory=time.time)
+    finished: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def list_images(
+    folder: str, recursive: bool, extensions: frozenset[str], exclude: tuple[str, ...]
+) -> list[str]:
+    """Return the image paths a job covers: the whole tree, or only the folder's own files."""
+    found = (item.path for item in walk_images(folder, extensions, exclude) if isinstance(item, FoundFile))
+    if recursive:
+        return list(found)
+    return [path for path in found if os.path.dirname(path) == folder.rstrip("/")]
+
+
+class JobRunner:
+    """Runs jobs one at a time (they share the one index writer), newest first in listings."""
+
+    def __init__(self, daemon: DaemonPort, publish: Callable[[str, dict[str, Any]], None]):
+        self.daemon = daemon
+        self.publish = publish
+        self._jobs: dict[int, Job] = {}
+        self._ids = itertools.count(1)
+        self._tasks: dict[int, asyncio.Task] = {}
+        self._one_at_a_time = asyncio.Lock()
+
+    def start(self, path: str, root: str, recursive: bool, threshold: int, orientations: bool) -> Job:
+        """Queue a job for a checked folder (`root` is the configured root holding it); return it."""
+        job = Job(next(self._ids), path, root, recursive, threshold, orientations)
+        self._jobs[job.id] = job
+        self._tasks[job.id] = asyncio.ensure_future(self._run(job))
+        self.publish("job", job.as_dict())
+        return job
+
+    def jobs(self) -> list[Job]:
+        """Return every job of this run, newest first."""
+        return sorted(self._jobs.values(), key=lambda job: -job.id)
+
+    def job(self, job_id: int) -> Job:
+        """Return one job. Raise NotFound."""
+        if job_id not in self._jobs:
+            raise NotFound(f"no job {job_id}")
+        return self._jobs[job_id]
+
+    def cancel(self, job_id: int) -> Job:
+        """Cancel a queued or running job (it stops before its next batch). Raise NotFound or Conflict."""
+        job = self.job(job_id)
+        if job.state in ENDED:
+            raise Conflict(f"job {job_id} has already ended ({job.state})")
+        self._tasks[job_id].cancel()
+        return job
+
+    async def close(self) -> None:
+        """Cancel every job and wait for them to stop."""
+        for task in self._tasks.values():
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    async def _run(self, job: Job) -> None:
+        try:
+            async with self._one_at_a_time:
+                job.state = "running"
+                self.publish("job", job.as_dict())
+                await self._scan(job)
+                job.state = "done"
+        except asyncio.CancelledError:
+            job.state = "cancelled"
+        except Exception as error:  # a loop boundary: the job fails, the daemon goes on
+            job.state, job.error = "failed", f"{type(error).__name__}: {error}"
+        finally:
+            job.finished = time.time()
+            self.publish("job", job.as_dict())
+
+    async def _scan(self, job: Job) -> None:
+        options = self.daemon.pipeline.scanner.options if self.daemon.pipeline else None
+        if options is None:
+            raise RuntimeError("the daemon's pipeline is not running")
+        paths = await asyncio.to_thread(
+            list_images, job.path, job.recursive, options.extensions, options.exclude
+        )
+        job.total = len(paths)
+        scanner = await self.daemon.write(self._scanner_for, job.threshold, job.orientations)
+        for start in range(0, len(paths), BATCH):
+            batch = [(path, job.root) for path in paths[start : start + BATCH]]
+            report = await self.daemon.write(scanner.ingest_files, batch)
+            job.done += len(batch)
+            job.hashed += report.hashed
+            job.errors += report.errors
+            job.groups = report.groups or job.groups
+            self.publish("job", job.as_dict())
+        self.publish("group", {"job": job.id})
+
+    def _scanner_for(self, threshold: int, orientations: bool) -> Scanner:
+        """Return the daemon's scanner, or (runs on the writer thread) one with this job's matching."""
+        base = self.daemon.pipeline.scanner
+        if (threshold, orientations) == (base.options.match.threshold, base.options.match.orientations):
+            return base
+        # A scanner of its own for this job (its hash index is built afresh, so it never holds stale files).
+        match = dataclasses.replace(base.options.match, threshold=threshold, orientations=orientations)
+        return Scanner(base.index, base.pool, dataclasses.replace(base.options, match=match))
+
+
+def root_holding(path: Path, roots: tuple[Path, ...]) -> Path | None:
+    """Return the deepest of `roots` that holds `path` (or is it), comparing resolved paths."""
+    real = os.path.realpath(path)
+    best = None
+    for root in roots:
+        base = os.path.realpath(root)
+        if (real == base or real.startswith(base.rstrip("/") + "/")) and (
+            best is None or len(base) > len(best[1])
+        ):
+            best = (root, base)
+    return Path(best[1]) if best else None

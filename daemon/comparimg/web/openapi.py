@@ -1,0 +1,371 @@
+"""The OpenAPI 3.1 document describing every route, request and response (served at /api/openapi.json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from comparimg import __version__
+
+INT = {"type": "integer"}
+ID = {"type": "integer", "minimum": 1}
+STR = {"type": "string"}
+BOOL = {"type": "boolean"}
+NUM = {"type": "number"}
+NULL_STR = {"type": ["string", "null"]}
+NULL_INT = {"type": ["integer", "null"]}
+NULL_NUM = {"type": ["number", "null"]}
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(properties: dict[str, Any], required: tuple[str, ...] | None = None, extra: bool = True) -> dict:
+    """Return an object schema; every property is required unless `required` says otherwise."""
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties if required is None else required),
+    }
+    if not extra:
+        schema["additionalProperties"] = False
+    return schema
+
+
+JOB_STATES = ["queued", "running", "done", "cancelled", "failed"]
+DECISION_STATES = ["queued", "applied", "refused", "cancelled", "failed", "undone"]
+ACTION_STATES = ["open", "done", "rolled_back", "refused", "failed", "undone"]
+
+SCHEMAS: dict[str, Any] = {
+    "Error": obj({"error": obj({"code": STR, "message": STR})}),
+    "Status": obj(
+        {
+            "state": STR,
+            "version": STR,
+            "counts": {"type": "object"},
+            "decisions_queued": INT,
+            "queue_depth": INT,
+            "paused_roots": {"type": "array", "items": STR},
+            "last_errors": {"type": "array", "items": STR},
+            "uptime_seconds": NUM,
+        }
+    ),
+    "Config": {"type": "object", "description": "The settings, shaped like the YAML file"},
+    "ConfigPatch": {"type": "object", "description": "A partial YAML-shaped mapping; sections merge"},
+    "JobRequest": obj(
+        {
+            "path": {**STR, "minLength": 1},
+            "recursive": BOOL,
+            "threshold": {"type": "integer", "minimum": 0, "maximum": 32},
+            "orientations": BOOL,
+        },
+        required=("path",),
+        extra=False,
+    ),
+    "Job": obj(
+        {
+            "id": INT,
+            "path": STR,
+            "root": STR,
+            "recursive": BOOL,
+            "threshold": INT,
+            "orientations": BOOL,
+            "state": {"enum": JOB_STATES},
+            "total": NULL_INT,
+            "done": INT,
+            "hashed": INT,
+            "errors": INT,
+            "groups": INT,
+            "error": NULL_STR,
+            "started": NUM,
+            "finished": NULL_NUM,
+        }
+    ),
+    "JobList": obj({"jobs": {"type": "array", "items": ref("Job")}}),
+    "Decision": obj(
+        {
+            "id": INT,
+            "action": {"enum": ["keep", "trash", "move", "not_duplicates"]},
+            "file_id": NULL_INT,
+            "file_ids": {"type": ["array", "null"], "items": INT},
+            "group_id": NULL_INT,
+            "target": NULL_STR,
+            "path": NULL_STR,
+            "size": NULL_INT,
+            "state": {"enum": DECISION_STATES},
+            "reason": NULL_STR,
+            "action_id": NULL_INT,
+            "created": NUM,
+            "updated": NUM,
+        }
+    ),
+    "DecisionRequest": obj(
+        {
+            "action": {"enum": ["keep", "trash", "move", "not_duplicates"]},
+            "file_id": ID,
+            "file_ids": {"type": "array", "items": ID, "minItems": 2},
+            "group_id": ID,
+            "target": {**STR, "minLength": 1},
+        },
+        required=("action",),
+        extra=False,
+    ),
+    "DecisionList": obj({"decisions": {"type": "array", "items": ref("Decision")}, "total": INT}),
+    "Member": obj(
+        {
+            "file_id": INT,
+            "path": STR,
+            "size": INT,
+            "width": INT,
+            "height": INT,
+            "format": STR,
+            "mtime_ns": INT,
+            "distance": INT,
+            "orientation": STR,
+            "suggested": {"enum": ["keep", "trash"]},
+            "state": STR,
+            "reference": BOOL,
+            "decision": {"oneOf": [ref("Decision"), {"type": "null"}]},
+            "thumbnail_url": STR,
+            "content_url": STR,
+        }
+    ),
+    "Group": obj(
+        {
+            "id": INT,
+            "kind": {"enum": ["exact", "near"]},
+            "leader": INT,
+            "state": {"enum": ["pending", "decided"]},
+            "created": NUM,
+            "decided": INT,
+            "freed": INT,
+            "members": {"type": "array", "items": ref("Member")},
+        }
+    ),
+    "GroupPage": obj(
+        {"groups": {"type": "array", "items": ref("Group")}, "total": INT, "limit": INT, "offset": INT}
+    ),
+    "ApplyRequest": obj({"ids": {"type": "array", "items": ID, "minItems": 1}}, required=(), extra=False),
+    "Outcome": obj(
+        {
+            "decision_id": INT,
+            "file_id": NULL_INT,
+            "action": STR,
+            "state": STR,
+            "action_id": NULL_INT,
+            "source": NULL_STR,
+            "dest": NULL_STR,
+            "reason": NULL_STR,
+        }
+    ),
+    "ApplyResult": obj(
+        {
+            "outcomes": {"type": "array", "items": ref("Outcome")},
+            "applied": INT,
+            "refused": INT,
+            "failed": INT,
+        }
+    ),
+    "ActionResult": obj(
+        {
+            "action_id": NULL_INT,
+            "kind": {"enum": ["trash", "move", "restore"]},
+            "state": {"enum": ACTION_STATES},
+            "source": STR,
+            "dest": NULL_STR,
+            "reason": NULL_STR,
+            "decision_id": NULL_INT,
+            "file_id": NULL_INT,
+            "undo_of": NULL_INT,
+        }
+    ),
+    "JournalEntry": obj(
+        {
+            "id": INT,
+            "kind": {"enum": ["trash", "move", "restore"]},
+            "decision_id": NULL_INT,
+            "undo_of": NULL_INT,
+            "file_id": NULL_INT,
+            "source": STR,
+            "dest": STR,
+            "size": INT,
+            "state": {"enum": ACTION_STATES},
+            "reason": NULL_STR,
+            "created": NUM,
+            "updated": NUM,
+        }
+    ),
+    "ActionList": obj({"actions": {"type": "array", "items": ref("JournalEntry")}}),
+    "Export": obj(
+        {
+            "version": INT,
+            "groups": {"type": "array", "items": {"type": "object"}},
+            "errors": {"type": "array", "items": obj({"path": STR, "error": STR})},
+            "stats": {"type": "object"},
+        }
+    ),
+}
+
+
+def json_body(schema: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": ref(schema)}}}
+
+
+def answer(status: int, schema: str | None, description: str, media: str = "application/json") -> dict:
+    content = {media: {"schema": ref(schema) if schema else {"type": "string"}}}
+    return {str(status): {"description": description, "content": content}}
+
+
+ERRORS = {
+    "default": {"description": "Error (4xx)", "content": {"application/json": {"schema": ref("Error")}}}
+}
+
+
+def operation(summary: str, ok: dict, parameters: list | None = None, body: dict | None = None) -> dict:
+    result: dict[str, Any] = {"summary": summary, "responses": {**ok, **ERRORS}}
+    if parameters:
+        result["parameters"] = parameters
+    if body:
+        result["requestBody"] = body
+    return result
+
+
+def path_param(name: str = "id") -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": ID}
+
+
+def query(name: str, schema: dict) -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+PAGING = [
+    query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+    query("offset", {"type": "integer", "minimum": 0, "maximum": 1_000_000}),
+]
+
+PATHS: dict[str, Any] = {
+    "/api/status": {
+        "get": operation("Daemon state, counts, queues, errors", answer(200, "Status", "status"))
+    },
+    "/api/config": {
+        "get": operation("The settings in force", answer(200, "Config", "settings")),
+        "patch": operation(
+            "Change settings (validated, saved atomically, applied live)",
+            answer(200, "Config", "new settings"),
+            body=json_body("ConfigPatch"),
+        ),
+    },
+    "/api/jobs": {
+        "get": operation("Scan jobs, newest first", answer(200, "JobList", "jobs")),
+        "post": operation(
+            "Scan a folder under allowed_scan_roots",
+            answer(201, "Job", "job queued"),
+            body=json_body("JobRequest"),
+        ),
+    },
+    "/api/jobs/{id}": {
+        "get": operation("One job and its progress", answer(200, "Job", "job"), [path_param()]),
+        "delete": operation("Cancel a job", answer(200, "Job", "job"), [path_param()]),
+    },
+    "/api/groups": {
+        "get": operation(
+            "Duplicate groups, filtered and paginated",
+            answer(200, "GroupPage", "page"),
+            [
+                query("kind", {"enum": ["exact", "near"]}),
+                query("state", {"enum": ["pending", "decided"]}),
+                query("folder", {"type": "string", "minLength": 1, "maxLength": 4096}),
+                query("sort", {"enum": ["size", "count", "distance", "newest", "path", "id"]}),
+                *PAGING,
+            ],
+        )
+    },
+    "/api/groups/{id}": {"get": operation("One group", answer(200, "Group", "group"), [path_param()])},
+    "/api/files/{id}/thumbnail": {
+        "get": operation(
+            "JPEG thumbnail of an indexed file", answer(200, None, "thumbnail", "image/jpeg"), [path_param()]
+        )
+    },
+    "/api/files/{id}/content": {
+        "get": operation(
+            "Bytes of an indexed file", answer(200, None, "file", "application/octet-stream"), [path_param()]
+        )
+    },
+    "/api/decisions": {
+        "get": operation(
+            "Decisions, newest first",
+            answer(200, "DecisionList", "decisions"),
+            [query("state", {"enum": DECISION_STATES}), *PAGING],
+        ),
+        "post": operation(
+            "Queue keep / trash / move, or record not-duplicates",
+            answer(201, "Decision", "decision"),
+            body=json_body("DecisionRequest"),
+        ),
+    },
+    "/api/decisions/{id}": {
+        "delete": operation("Cancel a queued decision", answer(200, "Decision", "decision"), [path_param()])
+    },
+    "/api/decisions/apply": {
+        "post": operation(
+            "Apply queued decisions (all, or the given ids)",
+            answer(200, "ApplyResult", "outcomes"),
+            body={**json_body("ApplyRequest"), "required": False},
+        )
+    },
+    "/api/undo/{action_id}": {
+        "post": operation(
+            "Put a trashed or moved file back",
+            answer(200, "ActionResult", "restore"),
+            [path_param("action_id")],
+        )
+    },
+    "/api/actions": {
+        "get": operation("The sorter's journal, newest first", answer(200, "ActionList", "actions"), PAGING)
+    },
+    "/api/export": {"get": operation("The duplicates JSON", answer(200, "Export", "document"))},
+    "/api/events": {
+        "get": operation(
+            "Server-sent events: hello, group, job, decision, decision_applied, undone, status",
+            answer(200, None, "event stream", "text/event-stream"),
+        )
+    },
+    "/api/openapi.json": {
+        "get": operation(
+            "This document",
+            {
+                "200": {
+                    "description": "OpenAPI",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+        )
+    },
+    "/metrics": {"get": operation("Prometheus metrics", answer(200, None, "metrics", "text/plain"))},
+}
+
+
+def document() -> dict[str, Any]:
+    """Return the OpenAPI document."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "ComparImg API",
+            "version": __version__,
+            "description": "Every call needs `Authorization: Bearer TOKEN` (the token file) or the login "
+            'cookie. Errors are `{"error": {"code", "message"}}` with a 4xx status.',
+        },
+        "paths": PATHS,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+    }
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    """GET /api/openapi.json → the OpenAPI document."""
+    return web.json_response(document())

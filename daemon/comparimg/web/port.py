@@ -1,0 +1,93 @@
+"""What the web room needs from the running daemon: the seam `service.Service` already offers.
+
+`cli run` passes a companion to the service; once the service runs, the companion calls
+`web.create_app(settings, service, config_path=...)` and starts it on the same loop. The web room owns the
+decision queue, the sorter, jobs and everything HTTP; index writes that touch files and groups go through
+the service's single writer thread (`write`), with the pipeline's scanner.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from comparimg.config import Settings
+from comparimg.model import Conflict
+from comparimg.scanner import Scanner
+
+
+class PipelinePort(Protocol):
+    """The part of `service.ScannerPipeline` the web room uses (only on the writer thread)."""
+
+    scanner: Scanner
+
+
+class DaemonPort(Protocol):
+    """The daemon as the web room sees it."""
+
+    settings: Settings
+    pipeline: PipelinePort | None
+
+    def status(self) -> dict[str, Any]:
+        """Return {"state", "version", "uptime", "roots", "queue", "last_errors", …}."""
+        ...
+
+    async def write(self, func: Callable[..., Any], *args: Any) -> Any:
+        """Run `func(*args)` on the daemon's single index-writer thread; return its result."""
+        ...
+
+
+async def apply_settings(daemon: Any, settings: Settings) -> None:
+    """Apply validated, saved settings to the running daemon (what SIGHUP does after re-reading).
+
+    Uses `apply_settings` when the service offers it publicly, else its SIGHUP step `_apply_settings`.
+    """
+    apply = getattr(daemon, "apply_settings", None) or daemon._apply_settings
+    await apply(settings)
+
+
+async def files_moved(
+    daemon: DaemonPort, moves: list[tuple[int, str | None]], roots: tuple[Path, ...]
+) -> None:
+    """Tell the index that files left their path (None: trashed or moved out of the roots) or came back
+    (a path, after an undo), so their rows and groups follow at once rather than at the next scan."""
+    if daemon.pipeline is not None and moves:
+        await daemon.write(_files_moved, daemon.pipeline.scanner, moves, roots)
+
+
+def _files_moved(scanner: Scanner, moves: list[tuple[int, str | None]], roots: tuple[Path, ...]) -> None:
+    gone: list[str] = []
+    back: list[tuple[str, str]] = []
+    for file_id, new_path in moves:
+        row = scanner.index.file_by_id(file_id)
+        if new_path is None:
+            if row is not None and not os.path.lexists(row.path):
+                gone.append(row.path)
+            continue
+        root = next((r for r in roots if new_path.startswith(str(r).rstrip("/") + "/")), None)
+        if root is not None:
+            back.append((new_path, str(root)))
+    if gone:
+        scanner.forget_paths(gone)
+    if back:
+        scanner.ingest_files(back)
+
+
+async def not_duplicates(daemon: DaemonPort, file_ids: list[int]) -> None:
+    """Remember that no two of `file_ids` are duplicates and regroup them, on the daemon's writer."""
+    if daemon.pipeline is None:
+        raise Conflict("the daemon's pipeline is not running")
+    await daemon.write(_not_duplicates, daemon.pipeline.scanner, file_ids)
+
+
+def _not_duplicates(scanner: Scanner, file_ids: list[int]) -> None:
+    ids = sorted(set(file_ids))
+    now = time.time()
+    with scanner.index.transaction(durable=True):
+        for position, first in enumerate(ids):
+            for second in ids[position + 1 :]:
+                scanner.index.add_not_duplicate(first, second, now)
+    scanner.linker.regroup(ids)

@@ -1,0 +1,43 @@
+"""The route table: every URL the app serves, apart from the views that answer them."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from comparimg.web import openapi, security, views_daemon, views_decisions, views_review
+
+ROUTES = (
+    ("GET", "/api/status", views_daemon.get_status),
+    ("GET", "/api/config", views_daemon.get_config),
+    ("PATCH", "/api/config", views_daemon.patch_config),
+    ("POST", "/api/jobs", views_daemon.post_job),
+    ("GET", "/api/jobs", views_daemon.list_jobs),
+    ("GET", "/api/jobs/{id}", views_daemon.get_job),
+    ("DELETE", "/api/jobs/{id}", views_daemon.cancel_job),
+    ("GET", "/api/groups", views_review.list_groups),
+    ("GET", "/api/groups/{id}", views_review.get_group),
+    ("GET", "/api/files/{id}/thumbnail", views_review.file_thumbnail),
+    ("GET", "/api/files/{id}/content", views_review.file_content),
+    ("POST", "/api/decisions", views_decisions.post_decision),
+    ("GET", "/api/decisions", views_decisions.list_decisions),
+    ("DELETE", "/api/decisions/{id}", views_decisions.delete_decision),
+    ("POST", "/api/decisions/apply", views_decisions.apply_queue),
+    ("POST", "/api/undo/{action_id}", views_decisions.undo),
+    ("GET", "/api/actions", views_decisions.list_actions),
+    ("GET", "/api/export", views_daemon.get_export),
+    ("GET", "/api/events", views_daemon.events),
+    ("GET", "/api/openapi.json", openapi.get_openapi),
+    ("GET", "/metrics", views_daemon.metrics),
+    ("GET", "/login", security.login),
+    ("GET", "/", views_daemon.index_page),
+)
+
+
+def add_routes(app: web.Application) -> None:
+    """Register ROUTES and the page's static folders on the app."""
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+    static = views_daemon.static_root()
+    for folder in ("css", "js"):
+        if (static / folder).is_dir():
+            app.router.add_static(f"/{folder}", static / folder, follow_symlinks=False)

@@ -1,0 +1,141 @@
+"""The web room's own resources: reader connections on a thread pool, the single writer thread for the
+decision queue and the sorter, and the Prometheus registry."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import GaugeMetricFamily
+
+from comparimg.index import Index
+from comparimg.index.connection import connect_reader
+
+T = TypeVar("T")
+READER_THREADS = 4
+
+
+class ReaderPool:
+    """Runs read-only index functions on a few threads, each with its own reader connection."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._local = threading.local()
+        self._threads = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="comparimg-web-read")
+
+    async def run(self, func: Callable[..., T], *args: Any) -> T:
+        """Await `func(reader_index, *args)` run on a reader thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self._call, func, args)
+
+    def _call(self, func: Callable[..., T], args: tuple) -> T:
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = Index(self.path, connect_reader(self.path), writable=False)
+            self._local.reader = reader
+        return func(reader, *args)
+
+    def close(self) -> None:
+        """Close every reader connection in its own thread (SQLite wants that), then stop the threads."""
+        barrier = threading.Barrier(READER_THREADS)
+
+        def close_mine() -> None:
+            barrier.wait(timeout=10)  # one call per thread: each closes the reader it opened
+            reader = getattr(self._local, "reader", None)
+            if reader is not None:
+                reader.db.close()
+
+        for future in [self._threads.submit(close_mine) for _ in range(READER_THREADS)]:
+            future.result()
+        self._threads.shutdown(wait=True)
+
+
+class WriterThread:
+    """The one thread that writes decisions and runs the sorter (its journal needs one writer)."""
+
+    def __init__(self) -> None:
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="comparimg-web-write")
+
+    async def run(self, func: Callable[..., T], *args: Any) -> T:
+        """Await `func(*args)` run on the writer thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, func, *args)
+
+    def close(self) -> None:
+        """Let the running action finish, then stop."""
+        self._thread.shutdown(wait=True)
+
+
+class Metrics:
+    """Prometheus metrics of this app, in a registry of its own (several apps may live in one process)."""
+
+    def __init__(self, status: Callable[[], dict[str, Any]]):
+        self.registry = CollectorRegistry()
+        self.started = time.monotonic()
+        self.requests = Counter(
+            "comparimg_http_requests",
+            "HTTP requests answered",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.actions = Counter(
+            "comparimg_sorter_actions",
+            "sorter actions by kind and final state",
+            ["kind", "state"],
+            registry=self.registry,
+        )
+        self.registry.register(_StatusCollector(status))
+
+
+class _StatusCollector:
+    """Turns the daemon's status counts into gauges at scrape time."""
+
+    def __init__(self, status: Callable[[], dict[str, Any]]):
+        self.status = status
+
+    def collect(self):
+        status = self.status()
+        counts = status.get("counts") or {}
+        gauge = GaugeMetricFamily(
+            "comparimg_index", "index counts (files, groups, matches…)", labels=["what"]
+        )
+        for key, value in counts.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                gauge.add_metric([key], value)
+        yield gauge
+        for name, doc in (
+            ("queue_depth", "files waiting to be hashed"),
+            ("decisions_queued", "decisions waiting to be applied"),
+            ("uptime_seconds", "seconds since the daemon started"),
+        ):
+            value = status.get(name)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                yield GaugeMetricFamily(f"comparimg_{name}", doc, value=value)
+
+
+class LazyWorkerPool:
+    """One worker process for decoding (thumbnails), started on first use and closed with the app."""
+
+    def __init__(self, limits: Any):
+        self.limits = limits
+        self._pool: Any = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        """Return the pool, starting it if needed."""
+        from comparimg.workers import WorkerPool
+
+        with self._lock:
+            if self._pool is None:
+                self._pool = WorkerPool(1, self.limits)
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the worker if it was started."""
+        if self._pool is not None:
+            self._pool.close()

@@ -1,0 +1,183 @@
+"""Views about the daemon itself: status, configuration, scan jobs, export, events, metrics, the page."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from comparimg import config
+from comparimg.export import build_export
+from comparimg.index import Index, review
+from comparimg.model import Refused
+from comparimg.web.errors import BadInput
+from comparimg.web.events import sse_frame
+from comparimg.web.jobs import root_holding
+from comparimg.web.keys import (
+    CONFIG_PATH,
+    DAEMON,
+    EVENTS,
+    JOBS,
+    METRICS,
+    READERS,
+    SETTINGS,
+    SORTER,
+    current_settings,
+)
+from comparimg.web.port import apply_settings
+from comparimg.web.validation import boolean, integer, json_object, only_keys, path_id, text
+
+HEARTBEAT_SECONDS = 15.0
+STATIC = resources.files("comparimg.web") / "static"
+
+
+async def status_document(app: web.Application) -> dict[str, Any]:
+    """Return the status: the daemon's own view plus index counts and the decision queue."""
+    daemon_status = dict(app[DAEMON].status())
+
+    def read(index: Index) -> tuple[dict[str, int], int]:
+        return index.counts(), review.queued_count(index.db)
+
+    counts, queued = await app[READERS].run(read)
+    paused = [r["path"] for r in daemon_status.get("roots", []) if r.get("state") == "paused"]
+    return {
+        **daemon_status,
+        "counts": counts,
+        "decisions_queued": queued,
+        "queue_depth": daemon_status.get("queue", 0),
+        "paused_roots": paused,
+        "uptime_seconds": daemon_status.get("uptime", 0),
+        "last_errors": [str(e) for e in daemon_status.get("last_errors", [])],
+    }
+
+
+async def get_status(request: web.Request) -> web.Response:
+    """GET /api/status → state, counts, queue depth, decisions queued, paused roots, errors, version."""
+    return web.json_response(await status_document(request.app))
+
+
+async def get_config(request: web.Request) -> web.Response:
+    """GET /api/config → the settings in force, YAML-shaped."""
+    return web.json_response(config.settings_to_dict(current_settings(request.app)))
+
+
+async def patch_config(request: web.Request) -> web.Response:
+    """PATCH /api/config {partial YAML-shaped mapping} → the new settings, validated by the same schema as
+    the YAML file, saved atomically to the configuration file, then applied live. 400 for a bad value."""
+    patch = await json_object(request)
+    app = request.app
+    new = config.apply_patch(current_settings(app), patch)
+    await asyncio.to_thread(config.save_settings, new, app[CONFIG_PATH])
+    await apply_settings(app[DAEMON], new)
+    app[SETTINGS].current = new
+    app[SORTER].settings = new.sorter
+    app[SORTER].roots = new.root_paths()
+    app[EVENTS].publish("status", {"reason": "config"})
+    return web.json_response(config.settings_to_dict(new))
+
+
+async def post_job(request: web.Request) -> web.Response:
+    """POST /api/jobs {"path", "recursive"?, "threshold"?, "orientations"?} → 201 with the job.
+
+    The folder must resolve inside `http.allowed_scan_roots` (403 otherwise) and exist (400)."""
+    body = await json_object(request)
+    only_keys(body, {"path", "recursive", "threshold", "orientations"})
+    settings = current_settings(request.app)
+    raw = text(body.get("path"), "path")
+    if not os.path.isabs(raw):
+        raise BadInput("path must be absolute")
+    folder = Path(os.path.realpath(raw))
+    if root_holding(folder, settings.scan_roots()) is None:
+        raise Refused(f"{raw} is not under an allowed scan root")
+    if not folder.is_dir():
+        raise BadInput(f"{raw} is not a folder")
+    recursive = boolean(body.get("recursive", True), "recursive")
+    threshold = integer(body.get("threshold", settings.matching.threshold), "threshold", 0, 32)
+    orientations = boolean(body.get("orientations", settings.matching.orientations), "orientations")
+    root = root_holding(folder, settings.root_paths()) or folder
+    job = request.app[JOBS].start(str(folder), str(root), recursive, threshold, orientations)
+    return web.json_response(job.as_dict(), status=201)
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    """GET /api/jobs → {"jobs": [...]}, newest first."""
+    return web.json_response({"jobs": [job.as_dict() for job in request.app[JOBS].jobs()]})
+
+
+async def get_job(request: web.Request) -> web.Response:
+    """GET /api/jobs/{id} → one job with its progress. 404 for an unknown id."""
+    return web.json_response(request.app[JOBS].job(path_id(request)).as_dict())
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    """DELETE /api/jobs/{id} → the job (it stops before its next batch). 404 unknown, 409 ended."""
+    return web.json_response(request.app[JOBS].cancel(path_id(request)).as_dict())
+
+
+async def get_export(request: web.Request) -> web.Response:
+    """GET /api/export → the duplicates JSON (the same document as `comparimg scan --json`)."""
+    roots = [os.path.abspath(str(p)) for p in current_settings(request.app).root_paths()]
+
+    def read(index: Index) -> dict[str, Any]:
+        return build_export(index, roots, index.counts())
+
+    return web.json_response(await request.app[READERS].run(read))
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """GET /api/events → text/event-stream: group, job, decision, decision_applied, undone, status."""
+    hub = request.app[EVENTS]
+    queue = hub.subscribe()
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )
+    await response.prepare(request)
+    try:
+        await response.write(sse_frame("hello", {"status": await status_document(request.app)}))
+        while not hub.closed:
+            try:
+                item = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
+            except TimeoutError:
+                await response.write(b": ping\n\n")
+                continue
+            if item is None:
+                break
+            await response.write(sse_frame(*item))
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        hub.unsubscribe(queue)
+    with contextlib.suppress(ConnectionResetError):
+        await response.write_eof()
+    return response
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """GET /metrics → Prometheus text format (token required, as for the API)."""
+    body = await asyncio.to_thread(generate_latest, request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def index_page(request: web.Request) -> web.Response:
+    """GET / → the review page (static; it authenticates with the login cookie)."""
+    page = (STATIC / "index.html").read_text(encoding="utf-8")
+    return web.Response(
+        text=page,
+        content_type="text/html",
+        headers={
+            "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
+            "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def static_root() -> Path:
+    """Return the folder of the page's static files."""
+    return Path(str(STATIC))

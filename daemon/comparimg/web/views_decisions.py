@@ -1,0 +1,134 @@
+"""Views for decisions: queue, list, cancel, apply, undo, and the journal of actions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from comparimg.index import Index, journal
+from comparimg.web import decision_queue as dq
+from comparimg.web import port
+from comparimg.web.errors import BadInput
+from comparimg.web.keys import DAEMON, EVENTS, METRICS, SORTER, WRITER, WRITER_THREAD, current_settings
+from comparimg.web.validation import (
+    id_list,
+    integer,
+    json_object,
+    only_keys,
+    path_id,
+    query_choice,
+    query_int,
+    text,
+)
+
+
+def parse_decision(body: dict[str, Any]) -> dq.DecisionInput:
+    """Return a checked decision from a JSON body. Raise BadInput."""
+    only_keys(body, {"action", "file_id", "file_ids", "group_id", "target"})
+    action = body.get("action")
+    if action not in dq.ACTIONS:
+        raise BadInput(f"action must be one of {', '.join(dq.ACTIONS)}")
+    group_id = integer(body["group_id"], "group_id", 1) if body.get("group_id") is not None else None
+    if action == "not_duplicates":
+        ids = tuple(id_list(body["file_ids"], "file_ids", 2)) if body.get("file_ids") is not None else ()
+        if not ids and group_id is None:
+            raise BadInput("not_duplicates needs file_ids (two or more) or group_id")
+        return dq.DecisionInput(action, file_ids=ids, group_id=group_id)
+    if body.get("file_id") is None:
+        raise BadInput(f"{action} needs file_id")
+    target = text(body.get("target"), "target", 200) if action == "move" else None
+    return dq.DecisionInput(
+        action, file_id=integer(body["file_id"], "file_id", 1), group_id=group_id, target=target
+    )
+
+
+async def post_decision(request: web.Request) -> web.Response:
+    """POST /api/decisions → 201 with the decision (and, with `apply: on-decide`, its outcome)."""
+    decision = parse_decision(await json_object(request))
+    app = request.app
+    settings = current_settings(app)
+    writer = app[WRITER]
+    if decision.action == "not_duplicates":
+        ids = await app[WRITER_THREAD].run(dq.not_duplicates_ids, writer, decision, settings)
+        await port.not_duplicates(app[DAEMON], ids)
+        row = await app[WRITER_THREAD].run(dq.record_not_duplicates, writer, decision, ids)
+        app[EVENTS].publish("decision", {"decision": dq.decision_view(row)})
+        return web.json_response(dq.decision_view(row), status=201)
+    row = await app[WRITER_THREAD].run(dq.queue_decision, writer, decision, settings)
+    app[EVENTS].publish("decision", {"decision": dq.decision_view(row)})
+    body = dq.decision_view(row)
+    if settings.sorter.apply == "on-decide":
+        outcomes = await apply_decisions(app, [row["id"]])
+        row = await app[WRITER_THREAD].run(journal.get_decision, writer.db, row["id"])
+        body = {**dq.decision_view(row), "outcome": outcomes[0] if outcomes else None}
+    return web.json_response(body, status=201)
+
+
+async def list_decisions(request: web.Request) -> web.Response:
+    """GET /api/decisions?state=&limit=&offset= → {"decisions": [...], "total"}."""
+    state = query_choice(request, "state", dq.DECISION_STATES, None)
+    limit = query_int(request, "limit", 100, 1, 1000)
+    offset = query_int(request, "offset", 0, 0, 10**9)
+    rows, total = await request.app[WRITER_THREAD].run(
+        journal.list_decisions, request.app[WRITER].db, state, limit, offset
+    )
+    return web.json_response({"decisions": [dq.decision_view(r) for r in rows], "total": total})
+
+
+async def delete_decision(request: web.Request) -> web.Response:
+    """DELETE /api/decisions/{id} → the cancelled decision; 404 unknown, 409 no longer queued."""
+    decision_id = path_id(request)
+    row = await request.app[WRITER_THREAD].run(journal.cancel_decision, request.app[WRITER].db, decision_id)
+    request.app[EVENTS].publish("decision", {"decision": dq.decision_view(row)})
+    return web.json_response(dq.decision_view(row))
+
+
+async def apply_queue(request: web.Request) -> web.Response:
+    """POST /api/decisions/apply {"ids"?: [...]} → {"outcomes": [...], "applied", "refused", "failed"}."""
+    body = await json_object(request, allow_empty=True)
+    only_keys(body, {"ids"})
+    ids = id_list(body["ids"], "ids", 1) if body.get("ids") is not None else None
+    outcomes = await apply_decisions(request.app, ids)
+    counts = {
+        state: sum(1 for o in outcomes if o["state"] == state) for state in ("applied", "refused", "failed")
+    }
+    return web.json_response({"outcomes": outcomes, **counts})
+
+
+async def apply_decisions(app: web.Application, ids: list[int] | None) -> list[dict[str, Any]]:
+    """Apply queued decisions on the writer thread, tell the daemon which files left, publish events."""
+    outcomes = await app[WRITER_THREAD].run(dq.apply_queue, app[WRITER], app[SORTER], ids)
+    moved = [(o["file_id"], None) for o in outcomes if o["state"] == "applied" and o["action_id"]]
+    if moved:
+        await port.files_moved(app[DAEMON], moved, current_settings(app).root_paths())
+    for outcome in outcomes:
+        if outcome["action_id"]:
+            app[METRICS].actions.labels(outcome["action"], outcome["state"]).inc()
+    app[EVENTS].publish("decision_applied", {"outcomes": outcomes})
+    return outcomes
+
+
+async def undo(request: web.Request) -> web.Response:
+    """POST /api/undo/{action_id} → the restore action; 404 unknown, 409 not undoable, 403 file changed."""
+    action_id = path_id(request, "action_id")
+    await json_object(request, allow_empty=True)
+    result = await request.app[WRITER_THREAD].run(request.app[SORTER].undo, action_id)
+    if result.state == "done" and result.file_id is not None:
+        roots = current_settings(request.app).root_paths()
+        await port.files_moved(request.app[DAEMON], [(result.file_id, result.dest)], roots)
+    request.app[METRICS].actions.labels("restore", result.state).inc()
+    request.app[EVENTS].publish("undone", {"action": result.as_dict()})
+    return web.json_response(result.as_dict())
+
+
+async def list_actions(request: web.Request) -> web.Response:
+    """GET /api/actions?limit=&offset= → {"actions": [...]} newest first (the sorter's journal)."""
+    limit = query_int(request, "limit", 100, 1, 1000)
+    offset = query_int(request, "offset", 0, 0, 10**9)
+
+    def read(index: Index) -> list[dict[str, Any]]:
+        return [dq.action_view(r) for r in journal.list_actions(index.db, limit, offset)]
+
+    rows = await request.app[WRITER_THREAD].run(read, request.app[WRITER])
+    return web.json_response({"actions": rows})

@@ -1,0 +1,167 @@
+"""Views for reviewing: pages of groups, one group, a file's thumbnail and content."""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from comparimg import thumbnails
+from comparimg.config import Settings
+from comparimg.index import Index, journal, review
+from comparimg.model import ORIENTATIONS, NotFound, Refused
+from comparimg.web.decision_queue import decision_view, inside_roots
+from comparimg.web.keys import READERS, THUMBNAILER, current_settings
+from comparimg.web.validation import path_id, query_choice, query_int, text
+
+THUMBNAIL_SIZE = 256
+FORMAT_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "GIF": "image/gif",
+    "BMP": "image/bmp",
+    "WEBP": "image/webp",
+    "TIFF": "image/tiff",
+}
+
+
+async def list_groups(request: web.Request) -> web.Response:
+    """GET /api/groups?kind=&state=&folder=&sort=&limit=&offset=
+
+    Return {"groups": [...], "total", "limit", "offset"}.
+    """
+    kind = query_choice(request, "kind", ("exact", "near"), None)
+    state = query_choice(request, "state", review.STATES, None)
+    sort = query_choice(request, "sort", tuple(review.SORTS), "id") or "id"
+    folder = request.query.get("folder") or None
+    if folder is not None:
+        folder = text(folder, "folder")
+    limit = query_int(request, "limit", 50, 1, 500)
+    offset = query_int(request, "offset", 0, 0, 10**9)
+    settings = current_settings(request.app)
+
+    def read(index: Index) -> tuple[list[dict[str, Any]], int]:
+        page, total = review.group_page(index.db, kind, state, folder, sort, limit, offset)
+        return group_views(index, page, settings), total
+
+    groups, total = await request.app[READERS].run(read)
+    return web.json_response({"groups": groups, "total": total, "limit": limit, "offset": offset})
+
+
+async def get_group(request: web.Request) -> web.Response:
+    """GET /api/groups/{id} → one group with its members. 404 for an unknown id."""
+    group_id = path_id(request)
+    settings = current_settings(request.app)
+
+    def read(index: Index) -> dict[str, Any]:
+        summary = review.group_summary(index.db, group_id)
+        if summary is None:
+            raise NotFound(f"no group {group_id}")
+        return group_views(index, [summary], settings)[0]
+
+    return web.json_response(await request.app[READERS].run(read))
+
+
+def group_views(index: Index, page: list[review.GroupSummary], settings: Settings) -> list[dict[str, Any]]:
+    """Given a page of summaries, return the groups as the API shows them (members, files, decisions)."""
+    stored = {sg.id: sg.group for sg in index.groups_by_ids([s.id for s in page])}
+    member_ids = [m.file_id for group in stored.values() for m in group.members]
+    files = index.files_by_ids(member_ids)
+    decisions = journal.decision_states_by_file(index.db, member_ids)
+    references = [str(root.path) for root in settings.roots if root.reference]
+    views = []
+    for summary in page:
+        group = stored.get(summary.id)
+        if group is None:
+            continue
+        members = [
+            _member_view(m, files.get(m.file_id), decisions.get(m.file_id), references) for m in group.members
+        ]
+        views.append(
+            {
+                "id": summary.id,
+                "kind": summary.kind,
+                "leader": group.leader,
+                "state": summary.state,
+                "created": summary.created,
+                "decided": summary.decided,
+                "freed": summary.freed,
+                "members": members,
+            }
+        )
+    return views
+
+
+def _member_view(member, row, decision, references: list[str]) -> dict[str, Any]:
+    fingerprint = row.fingerprint if row else None
+    path = row.path if row else ""
+    return {
+        "file_id": member.file_id,
+        "path": path,
+        "size": row.identity.size if row else 0,
+        "width": fingerprint.width if fingerprint else 0,
+        "height": fingerprint.height if fingerprint else 0,
+        "format": fingerprint.format if fingerprint else "",
+        "mtime_ns": row.identity.mtime_ns if row else 0,
+        "distance": member.distance,
+        "orientation": ORIENTATIONS[member.orientation % len(ORIENTATIONS)],
+        "suggested": member.suggested,
+        "state": row.state if row else "missing",
+        "reference": any(path.startswith(ref.rstrip("/") + "/") for ref in references),
+        "decision": decision_view(decision) if decision else None,
+        "thumbnail_url": f"/api/files/{member.file_id}/thumbnail",
+        "content_url": f"/api/files/{member.file_id}/content",
+    }
+
+
+async def _servable_file(request: web.Request) -> tuple[Any, Path]:
+    """Return (row, path) of an indexed file that may be served. Raise NotFound / Refused."""
+    file_id = path_id(request)
+    row = await request.app[READERS].run(lambda index: index.file_by_id(file_id))
+    if row is None or row.state == "missing":
+        raise NotFound(f"no file {file_id}")
+    settings = current_settings(request.app)
+    if not inside_roots(row.path, settings.root_paths()):
+        raise Refused(f"file {file_id} is not inside a configured root")
+    try:
+        info = os.lstat(row.path)
+    except OSError as error:
+        raise NotFound(f"file {file_id} is not on disk any more") from error
+    if not stat.S_ISREG(info.st_mode):
+        raise Refused(f"file {file_id} is not a regular file")
+    return row, Path(row.path)
+
+
+async def file_content(request: web.Request) -> web.StreamResponse:
+    """GET /api/files/{id}/content → the file's bytes (indexed files inside a root only)."""
+    row, path = await _servable_file(request)
+    fingerprint = row.fingerprint
+    kind = FORMAT_TYPES.get(fingerprint.format if fingerprint else "")
+    kind = kind or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": kind,
+            "Cache-Control": "private, max-age=60",
+            "Content-Disposition": "inline",
+        },
+    )
+
+
+async def file_thumbnail(request: web.Request) -> web.StreamResponse:
+    """GET /api/files/{id}/thumbnail → a JPEG at most 256 px, made once per content hash in a worker."""
+    row, path = await _servable_file(request)
+    if row.fingerprint is None:
+        raise Refused(f"file {row.id} could not be decoded: {row.error}")
+    cache = current_settings(request.app).index_path.parent / "thumbnails"
+    target = thumbnails.cache_path(cache, row.fingerprint.content_hash, THUMBNAIL_SIZE)
+    if not target.exists():
+        pool = request.app[THUMBNAILER].get()
+        await pool.run_async(thumbnails.make_thumbnail, str(path), str(target), THUMBNAIL_SIZE)
+    return web.FileResponse(
+        target, headers={"Content-Type": "image/jpeg", "Cache-Control": "private, max-age=86400"}
+    )

@@ -1,0 +1,105 @@
+"""Shared set-up for the web tests: a real daemon (`service.Service` with the real scanner pipeline) on the
+test's event loop, and the real aiohttp app on loopback in front of it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from comparimg.config import parse_settings
+from comparimg.notify import Notifier
+from comparimg.service import ScannerPipeline, Service
+from comparimg.web import create_app
+
+
+def make_settings(tmp: Path, **overrides: Any):
+    """Return settings for a daemon living entirely in `tmp` (root `tmp/photos`, trash, move target)."""
+    (tmp / "photos").mkdir(exist_ok=True)
+    document = {
+        "roots": [str(tmp / "photos")],
+        "index": str(tmp / "state" / "index.sqlite3"),
+        "export": str(tmp / "state" / "duplicates.json"),
+        "hashing": {"workers": 1, "timeout_seconds": 30},
+        "watch": {"settle_seconds": 0.2, "rescan_interval": 0},
+        "http": {"listen": "127.0.0.1:8765", "token_file": str(tmp / "state" / "token")},
+        "sorter": {"trash": str(tmp / "trash"), "move_targets": {"best": str(tmp / "best")}},
+        **overrides,
+    }
+    return parse_settings(document, "test", tmp)
+
+
+@dataclasses.dataclass
+class Live:
+    """A running daemon and a client of its app."""
+
+    client: Any
+    service: Service
+    settings: Any
+    token: str
+    tmp: Path
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    async def get(self, path: str, **kwargs):
+        return await self.client.get(path, headers={**self.auth, **kwargs.pop("headers", {})}, **kwargs)
+
+    async def post(self, path: str, body: Any = None, **kwargs):
+        return await self.client.post(
+            path, json=body, headers={**self.auth, **kwargs.pop("headers", {})}, **kwargs
+        )
+
+    async def delete(self, path: str, **kwargs):
+        return await self.client.delete(path, headers={**self.auth, **kwargs.pop("headers", {})}, **kwargs)
+
+    async def patch(self, path: str, body: Any = None, **kwargs):
+        return await self.client.patch(
+            path, json=body, headers={**self.auth, **kwargs.pop("headers", {})}, **kwargs
+        )
+
+    async def json(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
+        call = {"GET": self.get, "POST": self.post, "DELETE": self.delete, "PATCH": self.patch}[method]
+        response = await (call(path, body) if method in ("POST", "PATCH") else call(path))
+        data = await response.json()
+        assert response.status == status, (response.status, data)
+        return data
+
+    async def wait_job(self, job_id: int, timeout: float = 60) -> dict:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            job = await self.json("GET", f"/api/jobs/{job_id}")
+            if job["state"] in ("done", "failed", "cancelled"):
+                return job
+            assert asyncio.get_running_loop().time() < deadline, job
+            await asyncio.sleep(0.05)
+
+
+async def start_live(tmp: Path, aiohttp_client, **overrides: Any) -> tuple[Live, asyncio.Task]:
+    """Start the daemon and its app; return the handle and the daemon's task."""
+    settings = make_settings(tmp, **overrides)
+    service = Service(settings, ScannerPipeline, notifier=Notifier(None))
+    task = asyncio.ensure_future(service.run())
+    while service.pipeline is None or service.state == "starting":
+        assert not task.done(), task.exception()
+        await asyncio.sleep(0.02)
+    client = await aiohttp_client(create_app(settings, service, tmp / "state" / "config.yaml"))
+    token = settings.http.token_file.read_text().strip()
+    return Live(client, service, settings, token, tmp), task
+
+
+async def stop_live(live: Live, task: asyncio.Task) -> None:
+    """Close the app, let the daemon finish hashing what the watcher saw, then stop it.
+
+    (Waiting for idle works around a hang seen in `Service` when it is stopped while hashing.)
+    """
+    await live.client.close()
+    for _ in range(200):
+        status = live.service.status()
+        if not status["queue"] and not status["pending"]:
+            break
+        await asyncio.sleep(0.05)
+    live.service.stop()
+    await asyncio.wait_for(task, 30)
