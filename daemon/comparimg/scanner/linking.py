@@ -104,8 +104,9 @@ class Linker:
         """Return the HashIndex of every `ok` file, loading it from the index on first use."""
         if self._hash_index is None:
             hash_index = matching.HashIndex(self.options.threshold)
-            for batch in self.index.fingerprint_rows():
-                hash_index.add_arrays(batch.ids, *hash_entries(batch, self.options.crops))
+            parts = [(b.ids, *hash_entries(b, self.options.crops)) for b in self.index.fingerprint_rows()]
+            if parts:  # one segment: several would be merged again, at a higher cost
+                hash_index.add_arrays(*(np.concatenate(column) for column in zip(*parts, strict=True)))
             self._hash_index = hash_index
         return self._hash_index
 
