@@ -55,13 +55,13 @@ export function formatDuration(seconds) {
 
 const ORIENTATION_LABELS = {
   identity: "same orientation",
-  rot90: "rotated 90°",
+  rot90: "rotated 90° left",
   rot180: "rotated 180°",
-  rot270: "rotated 270°",
-  flip_h: "flipped horizontally",
-  flip_v: "flipped vertically",
-  transpose: "transposed",
-  transverse: "transversed",
+  rot270: "rotated 90° right",
+  flip_h: "flipped left–right",
+  flip_v: "flipped upside down",
+  transpose: "flipped on the diagonal",
+  transverse: "flipped on the anti-diagonal",
 };
 export const ORIENTATIONS = Object.keys(ORIENTATION_LABELS);
 
