@@ -282,3 +282,19 @@ def test_the_bulk_load_builds_the_same_entries_as_one_fingerprint_at_a_time(tmp_
         expected_hashes, expected_present = matching.fingerprint_entries(fp if crops else Fingerprint(
             fp.content_hash, 1, 1, "PNG", fp.phash, ()))
         assert (hashes[i] == expected_hashes).all() and (present[i] == expected_present).all()
+
+
+@pytest.mark.parametrize("first_name", ["a-original.jpg", "z-original.jpg"])
+def test_an_edge_says_how_to_turn_file_a_into_file_b(index, pool, tmp_path, write_photo, first_name):
+    from comparimg.model import ORIENTATIONS
+
+    root = tmp_path / "turned"
+    original = write_photo(root / first_name, "coffee")
+    # ROTATE_90 turns anticlockwise: the original's "rot90" variant
+    turned = write_photo(root / "m-turned.jpg", "coffee", transpose=Image.Transpose.ROTATE_90)
+    scanner_for(index, pool).scan([root])
+    a, b = index.file_by_path(str(original)).id, index.file_by_path(str(turned)).id
+    (edge,) = index.matches_touching([a])
+    expected = "rot90" if edge.file_a == a else "rot270"
+    assert (edge.file_a, edge.file_b) == tuple(sorted((a, b)))
+    assert ORIENTATIONS[edge.orientation] == expected
