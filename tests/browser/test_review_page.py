@@ -133,7 +133,15 @@ def test_review_flow(guarded_page, daemon, write_photo, artifacts_dir):
 
 
 def test_shortcuts_focus_and_labels(guarded_page, daemon, artifacts_dir):
+    # Without the login link the page says how to log in, and the API stays closed.
+    page = guarded_page.page
+    page.goto(daemon.base_url + "/")
+    page.wait_for_selector("#banner:not([hidden])")
+    assert "login link" in page.locator("#banner").inner_text()
+    assert page.locator("#group-list .group").count() == 0
+
     page = login(guarded_page, daemon)
+    page.wait_for_selector("#banner", state="hidden")
     page.keyboard.press("?")
     page.wait_for_selector("#help[open]")
     help_text = page.locator("#help-body").inner_text()
