@@ -87,24 +87,37 @@ def fingerprint_entries(fp: Fingerprint) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _Segment:
-    """An immutable multi-index over a block of images: hashes (n, STRIDE), presence, and CSR buckets."""
+    """An immutable multi-index over a block of images: one CSR bucket block per (chunk, table), holding
+    each entry's row and its full hash side by side, so a query reads buckets sequentially."""
 
     def __init__(self, owners: np.ndarray, hashes: np.ndarray, present: np.ndarray):
         self.owners = owners  # int64 file ids, one per row
-        self.hashes = hashes
-        self.present = present
         self.alive = np.ones(len(owners), dtype=bool)
-        # One bucket block per (chunk, table); a 16-bit stable argsort per block is a fast radix sort.
-        blocks, counts = [], []
+        # A 16-bit stable argsort per block is a fast radix sort.
+        rows_blocks, hash_blocks, counts = [], [], []
         for chunk in range(CHUNKS):
             for table in range(STRIDE):
                 rows = np.flatnonzero(present[:, table]).astype(np.int32)
-                values = self._chunk_values(chunk, hashes[rows, table]).astype(np.uint16)
-                blocks.append(rows[np.argsort(values, kind="stable")])
-                counts.append(np.bincount(values, minlength=1 << CHUNK_BITS))
-        self.entries = np.concatenate(blocks)
+                values = hashes[rows, table]
+                order = np.argsort(self._chunk_values(chunk, values).astype(np.uint16), kind="stable")
+                rows_blocks.append(rows[order])
+                hash_blocks.append(values[order])
+                counts.append(np.bincount(self._chunk_values(chunk, values), minlength=1 << CHUNK_BITS))
+        self.entries = np.concatenate(rows_blocks)
+        self.entry_hashes = np.concatenate(hash_blocks)
         self.offsets = np.zeros(CHUNKS * STRIDE * (1 << CHUNK_BITS) + 1, dtype=np.int64)
         np.cumsum(np.concatenate(counts), out=self.offsets[1:])
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return the (rows, STRIDE) entry hashes and presence this segment was built from."""
+        hashes = np.zeros((len(self.owners), STRIDE), dtype=np.uint64)
+        present = np.zeros((len(self.owners), STRIDE), dtype=bool)
+        for table in range(STRIDE):  # chunk 0's blocks hold every entry once
+            start, stop = self.offsets[table << CHUNK_BITS], self.offsets[(table + 1) << CHUNK_BITS]
+            rows = self.entries[start:stop]
+            hashes[rows, table] = self.entry_hashes[start:stop]
+            present[rows, table] = True
+        return hashes, present
 
     @staticmethod
     def _chunk_values(chunk: int, values: np.ndarray) -> np.ndarray:
@@ -118,7 +131,7 @@ class _Segment:
         return len(self.owners)
 
     def nbytes(self) -> int:
-        arrays = (self.owners, self.hashes, self.present, self.alive, self.entries, self.offsets)
+        arrays = (self.owners, self.alive, self.entries, self.entry_hashes, self.offsets)
         return sum(array.nbytes for array in arrays)
 
     def search(self, rules: _Rules) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -139,11 +152,11 @@ class _Segment:
             return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
         rule_of = np.repeat(np.concatenate(rule_ids), counts)
         positions = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(total)
-        rows = self.entries[positions].astype(np.int64)
-        stored = self.hashes[rows, rules.tables[rule_of]]
-        distances = np.bitwise_count(stored ^ rules.hashes[rule_of]).astype(np.int64)
-        keep = (distances <= rules.thresholds[rule_of]) & self.alive[rows]
-        return rule_of[keep], rows[keep], distances[keep]
+        distances = np.bitwise_count(self.entry_hashes[positions] ^ rules.hashes[rule_of]).astype(np.int64)
+        near = np.flatnonzero(distances <= rules.thresholds[rule_of])
+        rows = self.entries[positions[near]].astype(np.int64)
+        live = self.alive[rows]
+        return rule_of[near][live], rows[live], distances[near][live]
 
 
 class HashIndex:
@@ -257,7 +270,7 @@ class HashIndex:
     def _merge_tail(self) -> None:
         while len(self._segments) > 1 and len(self._segments[-2]) <= _MERGE_RATIO * len(self._segments[-1]):
             newer, older = self._segments.pop(), self._segments.pop()
-            parts = [(s.owners[s.alive], s.hashes[s.alive], s.present[s.alive]) for s in (older, newer)]
+            parts = [(s.owners[s.alive], *(array[s.alive] for array in s.arrays())) for s in (older, newer)]
             owners, hashes, present = (np.concatenate(column) for column in zip(*parts, strict=True))
             self._segments.append(self._register(_Segment(owners, hashes, present)))
 

@@ -1,0 +1,102 @@
+"""HashIndex speed among 1 000 000 random fingerprints, against a brute-force numpy popcount scan.
+
+Run: pytest -m benchmark tests/benchmarks/test_matching_speed.py -s
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+import pytest
+
+from comparimg.matching import STRIDE, HashIndex
+from comparimg.model import Fingerprint
+
+pytestmark = pytest.mark.benchmark
+
+IMAGES = 1_000_000
+WINDOWS = 10
+QUERIES = 200
+
+
+def random_hashes(rng: np.random.Generator, shape) -> np.ndarray:
+    return rng.integers(0, np.iinfo(np.uint64).max, size=shape, dtype=np.uint64, endpoint=True)
+
+
+def brute_force(stored: np.ndarray, present: np.ndarray, fp: Fingerprint, threshold: int) -> set[int]:
+    """The same rules as HashIndex.query, as full popcount scans."""
+    phash = np.array(fp.phash, dtype=np.uint64)
+    hit = (np.bitwise_count(stored[:, :1] ^ phash[None, :]) <= threshold).any(axis=1)
+    if fp.windows:
+        windows = np.array(fp.windows, dtype=np.uint64)
+        slots = stored[:, 1 : 1 + len(windows)]
+        hit |= ((np.bitwise_count(stored[:, 1:] ^ phash[0]) <= threshold) & present[:, 1:]).any(axis=1)
+        hit |= (np.bitwise_count(stored[:, :1] ^ windows[None, :]) <= threshold).any(axis=1)
+        hit |= (
+            (np.bitwise_count(slots ^ windows[None, :]) <= threshold) & present[:, 1 : 1 + len(windows)]
+        ).any(axis=1)
+    return set(np.flatnonzero(hit).tolist())
+
+
+def planted_queries(rng: np.random.Generator, stored: np.ndarray, windows: int) -> list[Fingerprint]:
+    """Queries whose global hash (some orientation) lies 0..10 bits from a stored image's."""
+    queries = []
+    for _ in range(QUERIES):
+        target = int(rng.integers(len(stored)))
+        phash = random_hashes(rng, 8)
+        flips = rng.choice(64, size=int(rng.integers(0, 11)), replace=False)
+        phash[int(rng.integers(8))] = stored[target, 0] ^ np.uint64(sum(1 << int(bit) for bit in flips))
+        queries.append(
+            Fingerprint("", 1, 1, "PNG", tuple(phash.tolist()), tuple(random_hashes(rng, windows).tolist()))
+        )
+    return queries
+
+
+def timed(function, *args) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = function(*args)
+    return time.perf_counter() - start, result
+
+
+@pytest.mark.parametrize("windows", [0, WINDOWS], ids=["global", "with-windows"])
+def test_query_among_a_million(windows):
+    rng = np.random.default_rng(11)
+    stored = np.zeros((IMAGES, STRIDE), dtype=np.uint64)
+    stored[:, : 1 + windows] = random_hashes(rng, (IMAGES, 1 + windows))
+    present = np.zeros((IMAGES, STRIDE), dtype=bool)
+    present[:, : 1 + windows] = True
+    index = HashIndex(threshold=10)
+    load_seconds, _ = timed(index.add_arrays, np.arange(IMAGES, dtype=np.int64), stored, present)
+    queries = planted_queries(rng, stored, windows)
+    index_times, brute_times = [], []
+    for fp in queries:
+        seconds, candidates = timed(index.query, fp)
+        index_times.append(seconds)
+        if len(brute_times) < 20:
+            seconds, expected = timed(brute_force, stored, present, fp, 10)
+            brute_times.append(seconds)
+            assert {c.file_id for c in candidates} == expected
+    index_ms = 1000 * statistics.median(index_times)
+    brute_ms = 1000 * statistics.median(brute_times)
+    print(
+        f"\n[{windows} windows] images={IMAGES} bulk_load={load_seconds:.2f}s"
+        f" bytes_per_image={index.nbytes() / IMAGES:.0f}"
+        f" query_median={index_ms:.2f}ms p90={1000 * np.percentile(index_times, 90):.2f}ms"
+        f" brute_force_median={brute_ms:.1f}ms speedup={brute_ms / index_ms:.0f}x"
+    )
+    assert index_ms <= (5.0 if windows == 0 else 10.0)
+
+
+def test_bulk_load_from_fingerprints():
+    rng = np.random.default_rng(12)
+    count = 200_000
+    hashes = random_hashes(rng, (count, 1 + WINDOWS)).tolist()
+    fingerprints = [
+        (i, Fingerprint("", 1, 1, "PNG", (row[0],) * 8, tuple(row[1:]))) for i, row in enumerate(hashes)
+    ]
+    index = HashIndex()
+    seconds, _ = timed(index.add_many, fingerprints)
+    print(f"\nadd_many of {count} fingerprints: {seconds:.2f}s ({1e6 * seconds / count:.1f} µs per image)")
+    assert len(index) == count

@@ -1,0 +1,107 @@
+"""verify_pair on real photos: lightly edited copies pass, neighbouring parts of one photo do not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageOps
+
+from comparimg.hashing import verify_pair
+from comparimg.model import Candidate, ImageError
+
+
+def crop(image: Image.Image, left: float, top: float, right: float, bottom: float) -> Image.Image:
+    w, h = image.size
+    return image.crop((round(left * w), round(top * h), w - round(right * w), h - round(bottom * h)))
+
+
+def caption(image: Image.Image, fraction: float) -> Image.Image:
+    out = image.copy()
+    draw = ImageDraw.Draw(out)
+    bar = round(fraction * out.height)
+    draw.rectangle((0, out.height - bar, out.width, out.height), fill=(30, 30, 60))
+    draw.text((6, out.height - bar + 2), "Summer 2019 - archive copy", fill=(255, 255, 255))
+    return out
+
+
+def gamma(image: Image.Image, value: float) -> Image.Image:
+    return image.point([round(255 * (i / 255) ** value) for i in range(256)] * 3)
+
+
+EDITS = {
+    "crop_left_8": (lambda im: crop(im, 0.08, 0, 0, 0), 0),
+    "crop_corner_9": (lambda im: crop(im, 0, 0, 0.09, 0.09), 0),
+    "crop_centre_6": (lambda im: crop(im, 0.06, 0.06, 0.06, 0.06), 0),
+    "border_4": (lambda im: ImageOps.expand(im, border=16, fill=(255, 255, 255)), 0),
+    "caption_8": (lambda im: caption(im, 0.08), 0),
+    "gamma_and_small": (lambda im: gamma(im, 0.7).resize((150, 150), Image.Resampling.LANCZOS), 0),
+    "flip_gray": (lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).convert("L"), 4),
+    "rotated": (lambda im: im.transpose(Image.Transpose.ROTATE_90), 1),
+}
+
+
+@pytest.fixture(scope="module")
+def astronaut_file(tmp_path_factory, photos):
+    folder = tmp_path_factory.mktemp("verify")
+    image = Image.fromarray(photos["astronaut"]).resize((400, 400), Image.Resampling.LANCZOS)
+    image.save(folder / "original.png")
+    return folder, image
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+def test_lightly_edited_copies_are_verified(astronaut_file, edit):
+    folder, image = astronaut_file
+    function, orientation = EDITS[edit]
+    path = folder / f"{edit}.jpg"
+    function(image).save(path, quality=55)
+    verdict = verify_pair(str(folder / "original.png"), str(path), Candidate(1, 8, orientation))
+    assert verdict.matched, verdict
+    backwards = verify_pair(str(path), str(folder / "original.png"), Candidate(1, 8, _inverse(orientation)))
+    assert backwards.matched, backwards
+
+
+def _inverse(orientation: int) -> int:
+    return {1: 3, 3: 1}.get(orientation, orientation)
+
+
+def test_a_turned_copy_fails_with_the_wrong_orientation(astronaut_file):
+    folder, image = astronaut_file
+    image.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / "mirror.png")
+    verdict = verify_pair(str(folder / "original.png"), str(folder / "mirror.png"), Candidate(1, 8, 0))
+    assert not verdict.matched and verdict.score < 0.3
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea"])
+def test_neighbouring_parts_of_one_photo_are_not_verified(tmp_path, photos, name):
+    image = Image.fromarray(photos[name])
+    w, h = image.size
+    parts = {
+        "q0": (0, 0, w // 2, h // 2),
+        "q1": (w // 2, 0, w, h // 2),
+        "q2": (0, h // 2, w // 2, h),
+        "left": (0, 0, w * 6 // 10, h),
+        "right": (w * 4 // 10, 0, w, h),
+    }
+    for part, box in parts.items():
+        image.crop(box).save(tmp_path / f"{part}.png")
+    image.save(tmp_path / "whole.png")
+    pairs = [("q0", "q1", 0), ("q0", "q1", 4), ("q0", "q2", 5), ("left", "right", 0), ("whole", "q0", 0)]
+    for a, b, orientation in pairs:
+        verdict = verify_pair(
+            str(tmp_path / f"{a}.png"), str(tmp_path / f"{b}.png"), Candidate(1, 8, orientation)
+        )
+        assert not verdict.matched, (a, b, orientation, verdict)
+
+
+def test_different_photos_are_not_verified(tmp_path, photos):
+    for name in ("coffee", "chelsea"):
+        Image.fromarray(photos[name]).resize((400, 300)).save(tmp_path / f"{name}.png")
+    verdict = verify_pair(str(tmp_path / "coffee.png"), str(tmp_path / "chelsea.png"), Candidate(1, 10, 0))
+    assert not verdict.matched
+
+
+def test_unreadable_file_raises_image_error(astronaut_file, tmp_path):
+    folder, _ = astronaut_file
+    (tmp_path / "bad.png").write_bytes(np.random.default_rng(0).bytes(300))
+    with pytest.raises(ImageError):
+        verify_pair(str(folder / "original.png"), str(tmp_path / "bad.png"), Candidate(1, 0, 0))
