@@ -127,3 +127,17 @@ def test_close_stops_every_worker():
     assert len(processes) == 2
     pool.close()
     assert all(not p.is_alive() for p in processes)
+
+
+def test_a_worker_that_died_while_idle_is_replaced_before_the_next_task():
+    import signal
+    from multiprocessing.connection import wait
+
+    with WorkerPool(1, WorkerLimits(timeout_seconds=5)) as pool:
+        pid = pool.run(worker_pid)
+        (worker,) = pool._workers
+        os.kill(pid, signal.SIGKILL)
+        # The sentinel is readable once the death is known to the parent (as the pool will see it).
+        assert wait([worker.process.sentinel], timeout=10), "the worker should have died"
+        assert pool.run(square, 6) == 36
+        assert pool.replaced == 1

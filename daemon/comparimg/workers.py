@@ -85,6 +85,8 @@ class WorkerPool:
         """
         self.start()
         worker = self._idle.get()
+        if not worker.process.is_alive():  # died while idle (OOM killer...): not this task's fault
+            worker = self._replace(worker)
         try:
             outcome = worker.call(func, args, self.limits.timeout_seconds)
         except _WorkerLost as lost:
