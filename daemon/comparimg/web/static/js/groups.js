@@ -66,7 +66,9 @@ export async function loadGroups({ keepFocus = true } = {}) {
   view.hasNew = false;
   $("#new-groups").hidden = true;
   list.setAttribute("aria-busy", "false");
+  const hadFocus = list.contains(document.activeElement);
   render();
+  if (hadFocus) focusMember(false); // a live reload must not drop the keyboard user's place
   const count = document.getElementById("tab-groups-count");
   count.textContent = view.total ? formatNumber(view.total) : "";
 }
