@@ -34,14 +34,19 @@ def popcount(a: int, b: int) -> int:
     return bin(a ^ b).count("1")
 
 
+def chunk_close(a: int, b: int, radius: int) -> bool:
+    return min(bin(((a ^ b) >> shift) & 0xFFFF).count("1") for shift in (0, 16, 32, 48)) <= radius
+
+
 def brute_force(stored: dict[int, Fingerprint], query: Fingerprint, threshold: int) -> dict[int, tuple]:
-    """The query rules of matching.py, by brute force: {file id: (via, distance)}."""
+    """The query rules of matching.py, by brute force: {file id: (via, distance)}; window pairs count only
+    when a 16-bit chunk differs by at most one bit (the window search radius)."""
     found = {}
     for file_id, fp in stored.items():
         best_global = min(popcount(v, fp.phash[0]) for v in query.phash)
         pairs = [(query.phash[0], w) for w in fp.windows] + [(w, fp.phash[0]) for w in query.windows]
         pairs += list(zip(query.windows, fp.windows, strict=False))
-        best_window = min((popcount(a, b) for a, b in pairs), default=99)
+        best_window = min((popcount(a, b) for a, b in pairs if chunk_close(a, b, 1)), default=99)
         if best_global <= threshold:
             found[file_id] = ("global", best_global)
         elif best_window <= threshold:

@@ -15,6 +15,10 @@ Each image contributes one entry per hash: table 0 holds the global hash (identi
 - each of its windows with the same slot (both lost different parts: caption bar, watermark, border).
 
 Window comparisons use the identity orientation only: a copy that is both turned and cropped is not found.
+They are 31 of the 39 comparisons of a query, so their chunk search radius is `window_radius` (1 by
+default): a window pair within `window_threshold` bits is found when one of its 16-bit chunks differs by at
+most 1 bit — always up to 7 bits, most pairs up to 10 — at an eighth of the cost of radius 2. True copies
+match several windows at a few bits (measured: almost all at <= 6), so the loss is small.
 Entries live in segments (immutable CSR structures, merged like a binary counter) plus a small pending
 list scanned by brute force, so `add` is cheap and `add_many` builds one segment for a bulk load.
 """
@@ -56,9 +60,10 @@ class _Rules:
     orientations: np.ndarray  # int64
     is_global: np.ndarray  # bool: the query's global hash against global hashes
     thresholds: np.ndarray  # int64
+    radii: np.ndarray  # int64: chunk radius searched (below thresholds // CHUNKS the search is partial)
 
 
-def _query_rules(fp: Fingerprint, threshold: int, window_threshold: int) -> _Rules:
+def _query_rules(fp: Fingerprint, threshold: int, window_threshold: int, window_radius: int) -> _Rules:
     rows = [(h, 0, k, True, threshold) for k, h in enumerate(fp.phash)]
     windows = fp.windows[:MAX_WINDOWS]
     rows += [(h, 0, 0, False, window_threshold) for h in windows]
@@ -72,6 +77,9 @@ def _query_rules(fp: Fingerprint, threshold: int, window_threshold: int) -> _Rul
         orientations=np.array(columns[2], dtype=np.int64),
         is_global=np.array(columns[3], dtype=bool),
         thresholds=np.array(columns[4], dtype=np.int64),
+        radii=np.array(
+            [r[4] // CHUNKS if r[3] else min(r[4] // CHUNKS, window_radius) for r in rows], np.int64
+        ),
     )
 
 
@@ -91,8 +99,10 @@ class _Segment:
     each entry's row and its full hash side by side, so a query reads buckets sequentially."""
 
     def __init__(self, owners: np.ndarray, hashes: np.ndarray, present: np.ndarray):
-        self.owners = owners  # int64 file ids, one per row
+        self.owners = owners  # int64 file ids, one per row, each id once
         self.alive = np.ones(len(owners), dtype=bool)
+        self.order = np.argsort(owners, kind="stable").astype(np.int32)
+        self.sorted_ids = owners[self.order]
         # A 16-bit stable argsort per block is a fast radix sort.
         rows_blocks, hash_blocks, counts = [], [], []
         for chunk in range(CHUNKS):
@@ -107,6 +117,14 @@ class _Segment:
         self.entry_hashes = np.concatenate(hash_blocks)
         self.offsets = np.zeros(CHUNKS * STRIDE * (1 << CHUNK_BITS) + 1, dtype=np.int64)
         np.cumsum(np.concatenate(counts), out=self.offsets[1:])
+
+    def live_rows(self, file_ids: np.ndarray) -> np.ndarray:
+        """Given file ids, return the rows where they live in this segment (absent or dead ids left out)."""
+        if not len(self.sorted_ids):
+            return np.empty(0, dtype=np.int64)
+        positions = np.minimum(np.searchsorted(self.sorted_ids, file_ids), len(self.sorted_ids) - 1)
+        rows = self.order[positions[self.sorted_ids[positions] == file_ids]].astype(np.int64)
+        return rows[self.alive[rows]]
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """Return the (rows, STRIDE) entry hashes and presence this segment was built from."""
@@ -131,14 +149,22 @@ class _Segment:
         return len(self.owners)
 
     def nbytes(self) -> int:
-        arrays = (self.owners, self.alive, self.entries, self.entry_hashes, self.offsets)
+        arrays = (
+            self.owners,
+            self.alive,
+            self.order,
+            self.sorted_ids,
+            self.entries,
+            self.entry_hashes,
+            self.offsets,
+        )
         return sum(array.nbytes for array in arrays)
 
     def search(self, rules: _Rules) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Given query rules, return (rule index, row, distance) of every live entry within its threshold."""
         rule_ids, keys = [], []
-        for radius in np.unique(rules.thresholds // CHUNKS):
-            chosen = np.flatnonzero(rules.thresholds // CHUNKS == radius)
+        for radius in np.unique(rules.radii):
+            chosen = np.flatnonzero(rules.radii == radius)
             masks = _chunk_masks(int(radius))
             for chunk in range(CHUNKS):
                 values = self._keys(chunk, rules.tables[chosen], rules.hashes[chosen])
@@ -162,18 +188,21 @@ class _Segment:
 class HashIndex:
     """A multi-index of fingerprints by file id; see the module docstring."""
 
-    def __init__(self, threshold: int = 10, window_threshold: int | None = None):
+    def __init__(self, threshold: int = 10, window_threshold: int | None = None, window_radius: int = 1):
         self.threshold = threshold
         self.window_threshold = threshold if window_threshold is None else window_threshold
+        self.window_radius = window_radius
         self._segments: list[_Segment] = []
-        self._where: dict[int, tuple[_Segment | None, int]] = {}
         self._pending: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
-        return len(self._where)
+        return len(self._pending) + sum(int(segment.alive.sum()) for segment in self._segments)
 
     def __contains__(self, file_id: object) -> bool:
-        return file_id in self._where
+        if not isinstance(file_id, int | np.integer):
+            return False
+        ids = np.array([file_id], dtype=np.int64)
+        return file_id in self._pending or any(len(s.live_rows(ids)) for s in self._segments)
 
     def nbytes(self) -> int:
         """Return the memory held by the index arrays, in bytes (pending entries excluded)."""
@@ -183,7 +212,6 @@ class HashIndex:
         """Given a file id and its Fingerprint, index it (replacing what that id had)."""
         self.remove(file_id)
         self._pending[file_id] = fingerprint_entries(fp)
-        self._where[file_id] = (None, -1)
         if len(self._pending) >= _PENDING_LIMIT:
             self._flush()
 
@@ -202,20 +230,24 @@ class HashIndex:
     def add_arrays(self, file_ids: np.ndarray, hashes: np.ndarray, present: np.ndarray) -> None:
         """Given file ids (n,), entry hashes (n, STRIDE) uint64 — global hash then window slots — and
         which entries are present (n, STRIDE) bool, index them at once (the fastest bulk load)."""
-        for file_id in file_ids.tolist():
-            self.remove(file_id)
+        file_ids = np.asarray(file_ids, dtype=np.int64)
+        self._forget(file_ids)
         self._flush()
         _, first = np.unique(file_ids[::-1], return_index=True)  # the last row of a repeated id wins
         keep = np.sort(len(file_ids) - 1 - first)
-        self._segments.append(self._register(_Segment(file_ids[keep], hashes[keep], present[keep])))
+        self._segments.append(_Segment(file_ids[keep], hashes[keep], present[keep]))
         self._merge_tail()
 
     def remove(self, file_id: int) -> None:
         """Given a file id, forget it; an unknown id is ignored."""
-        segment, row = self._where.pop(file_id, (None, -1))
-        self._pending.pop(file_id, None)
-        if segment is not None:
-            segment.alive[row] = False
+        self._forget(np.array([file_id], dtype=np.int64))
+
+    def _forget(self, file_ids: np.ndarray) -> None:
+        if self._pending:
+            for file_id in set(self._pending).intersection(file_ids.tolist()):
+                del self._pending[file_id]
+        for segment in self._segments:
+            segment.alive[segment.live_rows(file_ids)] = False
 
     def query(
         self,
@@ -230,6 +262,7 @@ class HashIndex:
             fp,
             self.threshold if threshold is None else threshold,
             self.window_threshold if window_threshold is None else window_threshold,
+            self.window_radius,
         )
         best: dict[int, tuple[int, int, int, int]] = {}
         for owners, (rule_of, rows, distances) in self._search_all(rules):
@@ -253,7 +286,10 @@ class HashIndex:
         hashes = np.stack([entry[0] for entry in self._pending.values()])
         present = np.stack([entry[1] for entry in self._pending.values()])
         distances = np.bitwise_count(hashes[:, rules.tables] ^ rules.hashes[None, :]).astype(np.int64)
+        xor = hashes[:, rules.tables] ^ rules.hashes[None, :]
+        closest_chunk = np.bitwise_count(xor[..., None].view(np.uint16)).min(axis=-1)
         hits = present[:, rules.tables] & (distances <= rules.thresholds[None, :])
+        hits &= closest_chunk <= rules.radii[None, :]
         rows, rule_of = np.nonzero(hits)
         return owners, (rule_of, rows, distances[rows, rule_of])
 
@@ -264,7 +300,7 @@ class HashIndex:
         hashes = np.stack([entry[0] for entry in self._pending.values()])
         present = np.stack([entry[1] for entry in self._pending.values()])
         self._pending = {}
-        self._segments.append(self._register(_Segment(owners, hashes, present)))
+        self._segments.append(_Segment(owners, hashes, present))
         self._merge_tail()
 
     def _merge_tail(self) -> None:
@@ -272,12 +308,7 @@ class HashIndex:
             newer, older = self._segments.pop(), self._segments.pop()
             parts = [(s.owners[s.alive], *(array[s.alive] for array in s.arrays())) for s in (older, newer)]
             owners, hashes, present = (np.concatenate(column) for column in zip(*parts, strict=True))
-            self._segments.append(self._register(_Segment(owners, hashes, present)))
-
-    def _register(self, segment: _Segment) -> _Segment:
-        for row, file_id in enumerate(segment.owners.tolist()):
-            self._where[file_id] = (segment, row)
-        return segment
+            self._segments.append(_Segment(owners, hashes, present))
 
 
 def _keep_best(

@@ -25,18 +25,23 @@ def random_hashes(rng: np.random.Generator, shape) -> np.ndarray:
     return rng.integers(0, np.iinfo(np.uint64).max, size=shape, dtype=np.uint64, endpoint=True)
 
 
+def close(xor: np.ndarray, threshold: int, radius: int) -> np.ndarray:
+    """Given XORs, return where they are within `threshold` bits with a 16-bit chunk within `radius`."""
+    chunks = np.bitwise_count(np.ascontiguousarray(xor)[..., None].view(np.uint16)).min(axis=-1)
+    return (np.bitwise_count(xor) <= threshold) & (chunks <= radius)
+
+
 def brute_force(stored: np.ndarray, present: np.ndarray, fp: Fingerprint, threshold: int) -> set[int]:
-    """The same rules as HashIndex.query, as full popcount scans."""
+    """The same rules as HashIndex.query (window chunk radius 1), as full popcount scans."""
     phash = np.array(fp.phash, dtype=np.uint64)
     hit = (np.bitwise_count(stored[:, :1] ^ phash[None, :]) <= threshold).any(axis=1)
     if fp.windows:
         windows = np.array(fp.windows, dtype=np.uint64)
-        slots = stored[:, 1 : 1 + len(windows)]
-        hit |= ((np.bitwise_count(stored[:, 1:] ^ phash[0]) <= threshold) & present[:, 1:]).any(axis=1)
-        hit |= (np.bitwise_count(stored[:, :1] ^ windows[None, :]) <= threshold).any(axis=1)
-        hit |= (
-            (np.bitwise_count(slots ^ windows[None, :]) <= threshold) & present[:, 1 : 1 + len(windows)]
-        ).any(axis=1)
+        count = len(windows)
+        hit |= (close(stored[:, 1:] ^ phash[0], threshold, 1) & present[:, 1:]).any(axis=1)
+        hit |= close(stored[:, :1] ^ windows[None, :], threshold, 1).any(axis=1)
+        same_slot = close(stored[:, 1 : 1 + count] ^ windows[None, :], threshold, 1)
+        hit |= (same_slot & present[:, 1 : 1 + count]).any(axis=1)
     return set(np.flatnonzero(hit).tolist())
 
 
