@@ -4,7 +4,8 @@
 
 import { api } from "./api.js";
 import { $, h, debounce, toast } from "./dom.js";
-import { formatBytes, formatDate, formatNumber, orientationLabel } from "./format.js";
+import { formatNumber } from "./format.js";
+import { renderGroup } from "./group_card.js";
 import { clearDecision, decide, keepOnly, notDuplicates, store, subscribe } from "./store.js";
 
 const view = {
@@ -95,7 +96,7 @@ function render() {
       filtered ? null : h("p", {}, "Launch a scan from the ", h("a", { href: "#/detector", text: "Detector" }), " or wait for the watcher."),
     ));
   } else {
-    list.replaceChildren(...view.groups.map((g, i) => renderGroup(g, i)));
+    list.replaceChildren(...view.groups.map((g, i) => renderGroup(g, i, cardActions)));
   }
   renderPager($("#pager-top"));
   renderPager($("#pager-bottom"));
@@ -125,117 +126,13 @@ function renderPager(el) {
   );
 }
 
-function memberState(member) {
-  const d = store.byFile.get(member.id) || (member.decision && member.decision.state === "queued" ? member.decision : null);
-  return d ? d.action : null;
-}
-
-function groupSummary(group) {
-  const sizes = group.members.map((m) => Number(m.size || 0));
-  const keeper = group.members.find((m) => m.suggested) || group.members[0];
-  const freed = sizes.reduce((a, b) => a + b, 0) - Number(keeper?.size || 0);
-  const decided = group.members.filter((m) => memberState(m)).length;
-  return { freed, decided };
-}
-
-function renderGroup(group, index) {
-  const { freed, decided } = groupSummary(group);
-  const title = `Group ${group.id}`;
-  const headingId = `group-${group.id}-title`;
-  return h("article", {
-    class: `group${decided === group.members.length ? " is-decided" : ""}`,
-    "aria-labelledby": headingId,
-    dataset: { groupId: group.id, index },
-    onfocusin: (event) => {
-      const fig = event.target.closest(".member");
-      setCurrent(index, fig ? Number(fig.dataset.index) : view.current === index ? view.member : 0, false);
-    },
-  },
-    h("div", { class: "group-head" },
-      h("h3", { id: headingId, text: title }),
-      h("span", { class: `kind kind-${group.kind}`, text: group.kind }),
-      h("span", { class: "group-meta", text: `${group.members.length} images · ${formatBytes(freed)} to free${decided ? ` · ${decided}/${group.members.length} decided` : ""}` }),
-      h("div", { class: "group-actions" },
-        h("button", { type: "button", class: "btn btn-small", "aria-keyshortcuts": "s", title: "Keep the suggested image, trash the rest (s)",
-          onclick: () => keepSuggested(index) }, "Keep suggested, trash rest"),
-        h("button", { type: "button", class: "btn btn-small", "aria-keyshortcuts": "c", title: "Compare two images (c)",
-          onclick: () => compareGroup(index) }, "Compare"),
-        h("button", { type: "button", class: "btn btn-small", "aria-keyshortcuts": "n", title: "These are not duplicates (n)",
-          onclick: () => markNotDuplicates(index) }, "Not duplicates"),
-        decided ? h("button", { type: "button", class: "btn btn-small", "aria-keyshortcuts": "u", title: "Clear this group's decisions (u)",
-          onclick: () => clearGroup(index) }, "Clear") : null,
-      ),
-    ),
-    h("div", { class: "members", role: "list" }, group.members.map((m, i) => renderMember(group, index, m, i))),
-  );
-}
-
-function renderMember(group, groupIndex, member, i) {
-  const state = memberState(member);
-  const classes = ["member"];
-  if (member.suggested) classes.push("is-suggested");
-  if (state) classes.push(`is-${state === "not_duplicates" ? "keep" : state}`);
-  const facts = [
-    ["Size", `${member.width ?? "?"}×${member.height ?? "?"} · ${formatBytes(member.size)}`],
-    ["Format", (member.format || "—").toUpperCase()],
-    ["Date", formatDate(member.mtime)],
-  ];
-  if (group.kind === "near") {
-    facts.push(["Distance", String(member.distance)]);
-    facts.push(["Turned", orientationLabel(member.orientation)]);
-  }
-  const label = `Image ${i + 1} of ${group.members.length}: ${member.name}${member.suggested ? ", suggested keeper" : ""}${state ? `, marked ${state}` : ""}`;
-  const pressed = (action) => (state === action ? "true" : "false");
-  const moveControl = renderMoveControl(member, state);
-  return h("figure", {
-    class: classes.join(" "),
-    role: "listitem",
-    tabindex: "-1",
-    "aria-label": label,
-    dataset: { fileId: member.id, index: i },
-  },
-    member.suggested ? h("span", { class: "badge", text: "Suggested" }) : null,
-    state ? h("span", { class: "decision-badge", "aria-hidden": "true", text: state === "not_duplicates" ? "not dup" : state }) : null,
-    h("button", { type: "button", class: "thumb", "aria-label": `Compare ${member.name}`, onclick: () => compareGroup(groupIndex, i) },
-      h("img", { src: member.thumbnail, alt: "", loading: "lazy", decoding: "async" })),
-    h("figcaption", {},
-      h("div", { class: "name", title: member.path }, h("span", { class: "index-key", "aria-hidden": "true", text: i < 9 ? `${i + 1} ` : "" }), member.name),
-      h("button", { type: "button", class: "folder linklike", title: `Show only groups in ${member.folder}`,
-        "aria-label": `Show only groups in folder ${member.folder}`, onclick: () => filterFolder(member.folder) }, member.folder),
-    ),
-    h("dl", { class: "facts" }, facts.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })])),
-    h("div", { class: "member-actions" },
-      h("button", { type: "button", class: "btn btn-keep", "aria-pressed": pressed("keep"), "aria-keyshortcuts": "k",
-        "aria-label": `Keep ${member.name}`, onclick: () => toggle(member, "keep") }, "Keep"),
-      h("button", { type: "button", class: "btn btn-trash", "aria-pressed": pressed("trash"), "aria-keyshortcuts": "t",
-        "aria-label": `Trash ${member.name}`, onclick: () => toggle(member, "trash") }, "Trash"),
-      moveControl,
-    ),
-  );
-}
-
-function renderMoveControl(member, state) {
-  const targets = store.moveTargets;
-  if (!targets.length) return null;
-  if (targets.length === 1) {
-    return h("button", { type: "button", class: "btn btn-move", "aria-pressed": state === "move" ? "true" : "false", "aria-keyshortcuts": "m",
-      "aria-label": `Move ${member.name} to ${targets[0]}`, title: `Move to ${targets[0]}`, onclick: () => toggle(member, "move", targets[0]) }, "Move");
-  }
-  const current = store.byFile.get(member.id);
-  return h("select", { class: "btn btn-move", "aria-label": `Move ${member.name} to…`,
-    onchange: (event) => event.target.value && toggle(member, "move", event.target.value) },
-    h("option", { value: "", text: "Move to…" }),
-    targets.map((t) => h("option", { value: t, text: t, selected: current?.action === "move" && current.target === t })),
-  );
-}
-
 /** Re-render one group card in place (after a decision) and keep focus where it was. */
 function rerenderGroup(index) {
   const old = document.querySelector(`#group-list .group[data-index="${index}"]`);
   if (!old || !view.groups[index]) return;
   const hadFocus = old.contains(document.activeElement);
   const focusedLabel = hadFocus ? document.activeElement.getAttribute("aria-label") : null;
-  const fresh = renderGroup(view.groups[index], index);
+  const fresh = renderGroup(view.groups[index], index, cardActions);
   old.replaceWith(fresh);
   if (index === view.current) {
     fresh.classList.add("is-current");
@@ -386,6 +283,16 @@ function goToPage(page) {
     focusMember(false);
   });
 }
+
+const cardActions = {
+  keepSuggested: (index) => keepSuggested(index),
+  compareGroup: (index, memberIndex) => compareGroup(index, memberIndex),
+  markNotDuplicates: (index) => markNotDuplicates(index),
+  clearGroup: (index) => clearGroup(index),
+  toggle: (member, action, target) => toggle(member, action, target),
+  filterFolder: (folder) => filterFolder(folder),
+  focused: (index, memberIndex) => setCurrent(index, memberIndex ?? (view.current === index ? view.member : 0), false),
+};
 
 // --- wiring -------------------------------------------------------------------------------------------
 
