@@ -71,7 +71,11 @@ class WorkerPool:
                 return
             self._started = True
         for _ in range(self.size):
-            self._idle.put(self._start_worker())
+            worker = self._start_worker()
+            self._idle.put(worker)
+            if self._closed:  # closed while starting (start_in_background): do not leave it running
+                self._forget(worker)
+                worker.stop()
 
     def start_in_background(self) -> None:
         """Start the worker processes from another thread, so their start-up overlaps the caller's work."""
@@ -149,10 +153,14 @@ class WorkerPool:
             self._workers.add(worker)
         return worker
 
-    def _replace(self, worker: _Worker) -> _Worker:
-        worker.kill()
+    def _forget(self, worker: _Worker) -> None:
         with self._lock:
             self._workers.discard(worker)
+
+    def _replace(self, worker: _Worker) -> _Worker:
+        worker.kill()
+        self._forget(worker)
+        with self._lock:
             self.replaced += 1
         return self._start_worker()
 
