@@ -34,7 +34,7 @@ COARSE_KEEP = 2  # coarse placements refined at the middle size
 MID_STEPS = (-0.01, 0.0, 0.01)
 BLOCK = 16
 BLOCK_R = 0.6
-MIN_SCORE = 0.6  # fraction of textured blocks that must agree
+MIN_SCORE = 0.5  # fraction of textured blocks that must agree
 MIN_TEXTURED = 8
 FIT_GRID = 3  # regions per side whose local shifts correct the scale and translation
 FIT_MIN_REGIONS = 4
@@ -322,7 +322,7 @@ def _detail_score(a: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> tuple[
     block_a -= block_a.mean(axis=1, keepdims=True)
     block_b -= block_b.mean(axis=1, keepdims=True)
     std_a, std_b = block_a.std(axis=1), block_b.std(axis=1)
-    textured = inside & (np.maximum(std_a, std_b) > TEXTURE_STD)
+    textured = inside & (np.minimum(std_a, std_b) > TEXTURE_STD)
     if not textured.any():
         return 0.0, 0
     r = (block_a * block_b).mean(axis=1) / np.maximum(std_a * std_b, 1e-9)
