@@ -282,3 +282,16 @@ def run_install_service(args: argparse.Namespace) -> int:
 
 
 COMMANDS += [add_run_command, add_install_service_command]
+
+
+# ---- clients of the running daemon: status, groups, decide, apply, undo (owned by the web room) -------
+
+
+def add_client_commands(subcommands: argparse._SubParsersAction) -> None:
+    """Declare `comparimg status | groups | decide | apply | undo` (HTTP clients, see comparimg.client)."""
+    from comparimg.client import add_client_commands as add_clients
+
+    add_clients(subcommands)
+
+
+COMMANDS += [add_client_commands]

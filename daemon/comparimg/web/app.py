@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -59,11 +61,35 @@ def create_app(settings: Settings, daemon: DaemonPort, config_path: Path | None 
     return app
 
 
+async def serve(app: web.Application, host: str, port: int) -> Callable[[], Awaitable[None]]:
+    """Start `app` on host:port (on the running loop), log the login link, and return the coroutine
+    function that stops it (the companion seam of `service.Service`). Raise OSError if it cannot bind."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound = runner.addresses[0][1] if runner.addresses else port
+    settings = dataclasses.replace(current_settings(app).http, port=bound)
+    url = login_url_for(settings.host, settings.port, app[TOKEN])
+    log.info("event=http_listening host=%s port=%d token_file=%s", host, bound, settings.token_file)
+    print(f"comparimg: open {url} to log in (token in {settings.token_file})", file=sys.stderr, flush=True)
+    return runner.cleanup
+
+
 def login_url(settings: Settings, token: str) -> str:
     """Return the link that logs the page in (printed at start; it carries the token once)."""
-    host = settings.http.host
+    return login_url_for(settings.http.host, settings.http.port, token)
+
+
+def login_url_for(host: str, port: int, token: str) -> str:
+    """Return the login link for a listening address (a wildcard address is shown as 127.0.0.1)."""
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
     host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{settings.http.port}/login?token={token}"
+    return f"http://{host}:{port}/login?token={token}"
 
 
 async def _token(app: web.Application) -> AsyncIterator[None]:

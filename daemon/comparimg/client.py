@@ -1,0 +1,224 @@
+"""Command-line clients of the running daemon's HTTP API: `comparimg status | groups | decide | apply |
+undo`. They read the address and the token file from the configuration and speak JSON over loopback with
+the standard library (aiohttp stays in the web room)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from comparimg.config import load_settings
+from comparimg.model import ComparImgError
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_UNREACHABLE = 69  # EX_UNAVAILABLE
+EXIT_CONFIG = 78
+TIMEOUT_SECONDS = 120
+
+
+class ApiFailure(ComparImgError):
+    """The daemon answered with an error (`status`, `code`, `message`) or could not be reached (status 0)."""
+
+    def __init__(self, status: int, code: str, message: str):
+        self.status, self.code, self.message = status, code, message
+        super().__init__(f"{status} {code}: {message}" if status else message)
+
+
+def endpoint(args: argparse.Namespace) -> tuple[str, str]:
+    """Given the common options (--config, --url, --token-file), return (base URL, token).
+
+    Raise ConfigError for a bad configuration, OSError for an unreadable token file."""
+    settings = load_settings(args.config)
+    host = settings.http.host
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
+    host = f"[{host}]" if ":" in host else host
+    base = args.url or f"http://{host}:{settings.http.port}"
+    token_file = Path(args.token_file) if args.token_file else settings.http.token_file
+    return base.rstrip("/"), token_file.read_text(encoding="ascii").strip()
+
+
+def call(base: str, token: str, method: str, path: str, body: Any = None) -> Any:
+    """Send one API request and return the decoded JSON answer. Raise ApiFailure."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        f"{base}{path}",
+        data=data,
+        method=method,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json",
+            **({"Content-Type": "application/json"} if data is not None else {}),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
+            return json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        raise _failure(error) from None
+    except (urllib.error.URLError, OSError) as error:
+        raise ApiFailure(0, "unreachable", f"cannot reach the daemon at {base}: {error}") from None
+
+
+def _failure(error: urllib.error.HTTPError) -> ApiFailure:
+    try:
+        detail = json.loads(error.read())["error"]
+        return ApiFailure(error.code, detail["code"], detail["message"])
+    except (ValueError, KeyError, TypeError):
+        return ApiFailure(error.code, "http_error", str(error.reason))
+
+
+# --- what each subcommand asks --------------------------------------------------------------------------
+
+
+def status_request(args: argparse.Namespace) -> tuple[str, str, Any]:
+    return "GET", "/api/status", None
+
+
+def groups_request(args: argparse.Namespace) -> tuple[str, str, Any]:
+    query = {"kind": args.kind, "state": args.state, "limit": args.limit, "offset": args.offset}
+    text = "&".join(f"{key}={value}" for key, value in query.items() if value not in (None, ""))
+    return "GET", f"/api/groups?{text}", None
+
+
+def decide_request(args: argparse.Namespace) -> tuple[str, str, Any]:
+    if args.action == "not-duplicates":
+        body: dict[str, Any] = {"action": "not_duplicates"}
+        if args.group is not None:
+            body["group_id"] = args.group
+        if args.file_ids:
+            body["file_ids"] = args.file_ids
+        return "POST", "/api/decisions", body
+    if len(args.file_ids) != 1:
+        raise ApiFailure(0, "usage", f"{args.action} takes exactly one FILE_ID")
+    body = {"action": args.action, "file_id": args.file_ids[0]}
+    if args.action == "move":
+        body["target"] = args.target
+    return "POST", "/api/decisions", body
+
+
+def apply_request(args: argparse.Namespace) -> tuple[str, str, Any]:
+    return "POST", "/api/decisions/apply", {"ids": args.ids} if args.ids else {}
+
+
+def undo_request(args: argparse.Namespace) -> tuple[str, str, Any]:
+    return "POST", f"/api/undo/{args.action_id}", {}
+
+
+# --- how each answer is printed -------------------------------------------------------------------------
+
+
+def show_status(answer: dict) -> str:
+    counts = answer.get("counts", {})
+    paused = ", ".join(answer.get("paused_roots", [])) or "none"
+    return (
+        f"state {answer.get('state')}  files {counts.get('files_ok', 0)}  groups {counts.get('groups', 0)}  "
+        f"decisions queued {answer.get('decisions_queued', 0)}  hashing queue {answer.get('queue_depth', 0)}"
+        f"  paused roots: {paused}"
+    )
+
+
+def show_groups(answer: dict) -> str:
+    lines = [f"{answer['total']} group(s)"]
+    for group in answer["groups"]:
+        lines.append(f"group {group['id']} ({group['kind']}, {group['state']}):")
+        for member in group["members"]:
+            mark = "keep " if member["suggested"] == "keep" else "     "
+            lines.append(
+                f"  {mark}file {member['file_id']:>6}  {member['width']}x{member['height']}  "
+                f"{member['size']:>10} B  {member['path']}"
+            )
+    return "\n".join(lines)
+
+
+def show_decision(answer: dict) -> str:
+    who = answer.get("file_id") or answer.get("file_ids")
+    return f"decision {answer['id']}: {answer['action']} {who} → {answer['state']}"
+
+
+def show_apply(answer: dict) -> str:
+    lines = [f"applied {answer['applied']}, refused {answer['refused']}, failed {answer['failed']}"]
+    for outcome in answer["outcomes"]:
+        where = f" → {outcome['dest']}" if outcome.get("dest") else ""
+        why = f" ({outcome['reason']})" if outcome.get("reason") else ""
+        action = f" action {outcome['action_id']}" if outcome.get("action_id") else ""
+        lines.append(
+            f"  decision {outcome['decision_id']}: {outcome['action']} {outcome['source']}{where}: "
+            f"{outcome['state']}{action}{why}"
+        )
+    return "\n".join(lines)
+
+
+def show_undo(answer: dict) -> str:
+    return f"action {answer['undo_of']} undone: {answer['source']} → {answer['dest']} ({answer['state']})"
+
+
+COMMANDS = {
+    "status": (status_request, show_status, "show the daemon's state and counts"),
+    "groups": (groups_request, show_groups, "list duplicate groups"),
+    "decide": (decide_request, show_decision, "queue keep / trash / move, or mark not-duplicates"),
+    "apply": (apply_request, show_apply, "apply the queued decisions"),
+    "undo": (undo_request, show_undo, "put the file of an applied action back"),
+}
+
+
+def run_client(args: argparse.Namespace) -> int:
+    """Given parsed arguments of one client subcommand, ask the daemon and print the answer; return 0,
+    1 when the daemon refused, 69 when it cannot be reached, 78 for a bad configuration."""
+    make_request, show, _ = COMMANDS[args.command]
+    try:
+        base, token = endpoint(args)
+        answer = call(base, token, *make_request(args))
+    except ComparImgError as error:
+        print(f"comparimg {args.command}: {error}", file=sys.stderr)
+        if isinstance(error, ApiFailure):
+            return EXIT_UNREACHABLE if error.status == 0 and error.code == "unreachable" else EXIT_REFUSED
+        return EXIT_CONFIG
+    except OSError as error:
+        print(f"comparimg {args.command}: cannot read the token: {error}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(json.dumps(answer, indent=2) if args.json else show(answer))
+    if args.command == "apply" and (answer["refused"] or answer["failed"]):
+        return EXIT_REFUSED
+    return EXIT_OK
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    """Declare the options every client subcommand takes."""
+    parser.add_argument("--config", metavar="FILE", help="configuration of the daemon (address, token file)")
+    parser.add_argument(
+        "--url", metavar="URL", help="base URL of the daemon (default: from the configuration)"
+    )
+    parser.add_argument("--token-file", metavar="FILE", help="token file (default: from the configuration)")
+    parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
+    parser.set_defaults(handler=run_client)
+
+
+def add_client_commands(subcommands: argparse._SubParsersAction) -> None:
+    """Declare `comparimg status | groups | decide | apply | undo` on the cli's subparsers."""
+    for name, (_, _, help_text) in COMMANDS.items():
+        parser = subcommands.add_parser(name, help=f"{help_text} (running daemon)", description=help_text)
+        add_common(parser)
+        _add_arguments(name, parser)
+
+
+def _add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
+    if name == "groups":
+        parser.add_argument("--kind", choices=("exact", "near"))
+        parser.add_argument("--state", choices=("pending", "decided"))
+        parser.add_argument("--limit", type=int, default=50)
+        parser.add_argument("--offset", type=int, default=0)
+    elif name == "decide":
+        parser.add_argument("action", choices=("keep", "trash", "move", "not-duplicates"))
+        parser.add_argument("file_ids", nargs="*", type=int, metavar="FILE_ID")
+        parser.add_argument("--target", help="configured move target (for move)")
+        parser.add_argument("--group", type=int, help="group id (for not-duplicates)")
+    elif name == "apply":
+        parser.add_argument("ids", nargs="*", type=int, metavar="DECISION_ID", help="default: all queued")
+    elif name == "undo":
+        parser.add_argument("action_id", type=int, metavar="ACTION_ID")
