@@ -298,3 +298,16 @@ def test_an_edge_says_how_to_turn_file_a_into_file_b(index, pool, tmp_path, writ
     expected = "rot90" if edge.file_a == a else "rot270"
     assert (edge.file_a, edge.file_b) == tuple(sorted((a, b)))
     assert ORIENTATIONS[edge.orientation] == expected
+
+
+def test_exact_copies_share_one_verification(index, pool, tmp_path, write_photo):
+    root = tmp_path / "copies"
+    original = write_photo(root / "a.jpg", "chelsea")
+    for name in ("a-copy1.jpg", "a-copy2.jpg", "a-copy3.jpg"):
+        (root / name).write_bytes(original.read_bytes())
+    write_photo(root / "b-resized.png", "chelsea", size=(226, 150))
+    verifications = pool.calls.get("verify_pair", 0)
+    scanner_for(index, pool).scan([root])
+    assert pool.calls.get("verify_pair", 0) - verifications == 1
+    (stored,) = list(index.iter_groups())
+    assert len(stored.group.members) == 5

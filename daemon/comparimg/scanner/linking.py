@@ -46,6 +46,16 @@ class PairToVerify:
     other_id: int
     other_path: str
     candidate: Candidate
+    contents: tuple[str, str] = ("", "")  # both content hashes: a pair of the same bytes is verified once
+
+    def verdict_key(self) -> tuple:
+        """Return what the verdict depends on: the two contents and how the hashes met."""
+        if not all(self.contents):
+            return (self.query_id, self.other_id)
+        (query_content, other_content), c = self.contents, self.candidate
+        if query_content <= other_content:
+            return (query_content, other_content, c.orientation, c.via)
+        return (other_content, query_content, INVERSE_ORIENTATION[c.orientation], c.via)
 
 
 def query_fingerprint(fingerprint: Fingerprint, options: MatchOptions) -> Fingerprint:
@@ -138,7 +148,7 @@ class Linker:
     def _candidate_edges(self, rows, refused) -> tuple[list[Match], list[PairToVerify]]:
         exact: list[Match] = []
         to_verify: dict[tuple[int, int], PairToVerify] = {}
-        paths = {}
+        paths, contents = {}, {}
         for file_id, row in rows.items():
             fingerprint = query_fingerprint(row.fingerprint, self.options)
             same_bytes = set(self.index.ok_files_with_content_hash(row.fingerprint.content_hash)) - {file_id}
@@ -147,25 +157,30 @@ class Linker:
             candidates = self.hash_index.query(fingerprint, exclude=same_bytes | {file_id})
             others = self.index.files_by_ids(c.file_id for c in candidates if c.file_id not in paths)
             paths.update({fid: other.path for fid, other in others.items()})
+            contents.update({fid: other.fingerprint.content_hash for fid, other in others.items()
+                             if other.fingerprint})
             for candidate in candidates:
-                pair = (min(file_id, candidate.file_id), max(file_id, candidate.file_id))
-                if pair in refused or pair in to_verify or candidate.file_id not in paths:
+                other_id = candidate.file_id
+                pair = (min(file_id, other_id), max(file_id, other_id))
+                if pair in refused or pair in to_verify or other_id not in paths:
                     continue
-                to_verify[pair] = PairToVerify(file_id, row.path, candidate.file_id, paths[candidate.file_id],
-                                               candidate)
+                to_verify[pair] = PairToVerify(file_id, row.path, other_id, paths[other_id], candidate,
+                                               (row.fingerprint.content_hash, contents.get(other_id, "")))
         return exact, list(to_verify.values())
 
     def _verified_edges(self, pairs: list[PairToVerify]) -> list[Match]:
-        by_args = {(p.query_path, p.other_path, p.candidate): p for p in pairs}
+        alike: dict[tuple, list[PairToVerify]] = {}
+        for pair in pairs:
+            alike.setdefault(pair.verdict_key(), []).append(pair)
+        by_args = {(group[0].query_path, group[0].other_path, group[0].candidate): group
+                   for group in alike.values()}
         edges = []
         for args, outcome in self.pool.map_unordered(hashing.verify_pair, by_args):
-            pair = by_args[args]
             if isinstance(outcome, ImageError):
-                log.warning("verify_failed a=%s b=%s reason=%s",
-                            pair.query_path, pair.other_path, outcome.reason)
+                log.warning("verify_failed a=%s b=%s reason=%s", args[0], args[1], outcome.reason)
             elif outcome.matched:
-                c = pair.candidate
-                edges.append(edge_for(pair.query_id, pair.other_id, "near", c.distance, c.orientation))
+                edges += [edge_for(p.query_id, p.other_id, "near", p.candidate.distance,
+                                   p.candidate.orientation) for p in by_args[args]]
         return edges
 
     def unlink(self, file_ids: Collection[int]) -> set[int]:
