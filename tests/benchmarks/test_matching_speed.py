@@ -45,6 +45,18 @@ def brute_force(stored: np.ndarray, present: np.ndarray, fp: Fingerprint, thresh
     return set(np.flatnonzero(hit).tolist())
 
 
+def plain_scan(stored: np.ndarray, fp: Fingerprint, threshold: int) -> np.ndarray:
+    """The baseline: one numpy popcount pass over every stored hash for every query rule."""
+    phash = np.array(fp.phash, dtype=np.uint64)
+    hit = (np.bitwise_count(stored[:, :1] ^ phash[None, :]) <= threshold).any(axis=1)
+    if fp.windows:
+        windows = np.array(fp.windows, dtype=np.uint64)
+        hit |= (np.bitwise_count(stored[:, 1:] ^ phash[0]) <= threshold).any(axis=1)
+        hit |= (np.bitwise_count(stored[:, :1] ^ windows[None, :]) <= threshold).any(axis=1)
+        hit |= (np.bitwise_count(stored[:, 1 : 1 + len(windows)] ^ windows[None, :]) <= threshold).any(axis=1)
+    return np.flatnonzero(hit)
+
+
 def planted_queries(rng: np.random.Generator, stored: np.ndarray, windows: int) -> list[Fingerprint]:
     """Queries whose global hash (some orientation) lies 0..10 bits from a stored image's."""
     queries = []
@@ -65,6 +77,7 @@ def timed(function, *args) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
+@pytest.mark.timeout(1200)
 @pytest.mark.parametrize("windows", [0, WINDOWS], ids=["global", "with-windows"])
 def test_query_among_a_million(windows):
     rng = np.random.default_rng(11)
@@ -79,10 +92,11 @@ def test_query_among_a_million(windows):
     for fp in queries:
         seconds, candidates = timed(index.query, fp)
         index_times.append(seconds)
-        if len(brute_times) < 20:
-            seconds, expected = timed(brute_force, stored, present, fp, 10)
+        if len(brute_times) < 10:
+            seconds, _ = timed(plain_scan, stored, fp, 10)
             brute_times.append(seconds)
-            assert {c.file_id for c in candidates} == expected
+        if len(brute_times) <= 3:
+            assert {c.file_id for c in candidates} == brute_force(stored, present, fp, 10)
     index_ms = 1000 * statistics.median(index_times)
     brute_ms = 1000 * statistics.median(brute_times)
     print(
@@ -94,6 +108,7 @@ def test_query_among_a_million(windows):
     assert index_ms <= (5.0 if windows == 0 else 10.0)
 
 
+@pytest.mark.timeout(600)
 def test_bulk_load_from_fingerprints():
     rng = np.random.default_rng(12)
     count = 200_000
