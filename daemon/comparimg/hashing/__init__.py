@@ -29,9 +29,10 @@ __all__ = [
 FINGERPRINT_SIDE = 128
 
 
-def fingerprint_file(path: str) -> Fingerprint:
+def fingerprint_file(path: str, windows: bool = True) -> Fingerprint:
     """Given a path, return its Fingerprint (content hash, oriented width and height, format, perceptual
-    hash variants, window hashes). Raise ImageError with a short reason when it cannot be decoded."""
+    hash variants, and window hashes unless `windows` is false). Raise ImageError with a short reason when
+    it cannot be decoded."""
     content_hash = content_hash_file(path)
     picture = open_picture(path, min_side=FINGERPRINT_SIDE)
     return Fingerprint(
@@ -40,5 +41,5 @@ def fingerprint_file(path: str) -> Fingerprint:
         height=picture.height,
         format=picture.format,
         phash=orientation_variants(hash_pixels(picture.image)),
-        windows=window_hashes(picture.image),
+        windows=window_hashes(picture.image) if windows else (),
     )
