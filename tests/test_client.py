@@ -1,0 +1,160 @@
+"""`comparimg run` as a real subprocess, driven by the HTTP CLI clients; crash the sorter inside the daemon
+at each step of an action, restart the daemon, and check every file is in exactly one place."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+STEPS = ("intent", "linked", "source_removed", "recorded")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def setup(tmp_path, write_photo, cli_env):
+    photos = tmp_path / "photos"
+    first = write_photo(photos / "a.jpg", "astronaut", size=(200, 200))
+    (photos / "sub").mkdir()
+    (photos / "sub" / "b.jpg").write_bytes(first.read_bytes())
+    config = tmp_path / "comparimg.yaml"
+    config.write_text(yaml.safe_dump({
+        "roots": [str(photos)], "index": str(tmp_path / "state" / "index.sqlite3"),
+        "export": str(tmp_path / "state" / "duplicates.json"),
+        "hashing": {"workers": 1}, "watch": {"settle_seconds": 0.2},
+        "http": {"listen": f"127.0.0.1:{free_port()}", "token_file": str(tmp_path / "state" / "token")},
+        "sorter": {"trash": str(tmp_path / "trash")},
+    }))
+    return tmp_path, config, cli_env
+
+
+def start_daemon(config: Path, env: dict, crash_at: str | None = None) -> subprocess.Popen:
+    env = {**env, **({"COMPARIMG_CRASH_AT": crash_at} if crash_at else {})}
+    env.pop("COMPARIMG_CRASH_AT", None) if crash_at is None else None
+    process = subprocess.Popen([sys.executable, "-m", "comparimg", "run", "--config", str(config)], env=env,
+                               stderr=subprocess.PIPE, text=True)
+    return process
+
+
+def client(config: Path, env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in env.items() if k != "COMPARIMG_CRASH_AT"}
+    result = subprocess.run([sys.executable, "-m", "comparimg", *args, "--config", str(config)], env=clean,
+                            capture_output=True, text=True, timeout=60)
+    if check:
+        assert result.returncode == 0, (args, result.stdout, result.stderr)
+    return result
+
+
+def wait_for_group(config: Path, env: dict, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = client(config, env, "groups", "--json", check=False)
+        if result.returncode == 0 and json.loads(result.stdout)["total"]:
+            return json.loads(result.stdout)["groups"][0]
+        time.sleep(0.2)
+    raise AssertionError(f"no group appeared: {result.stdout} {result.stderr}")
+
+
+def wait_for_status(config: Path, env: dict, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = client(config, env, "status", "--json", check=False)
+        if result.returncode == 0:
+            return json.loads(result.stdout)
+        time.sleep(0.2)
+    raise AssertionError(f"the daemon did not answer: {result.stderr}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    process.stderr.close()
+
+
+def copies_of(data: bytes, *folders: Path) -> list[Path]:
+    return [p for f in folders if f.exists() for p in f.rglob("*") if p.is_file() and p.read_bytes() == data]
+
+
+def test_clients_status_groups_decide_apply_undo(setup):
+    _, config, env = setup
+    daemon = start_daemon(config, env)
+    try:
+        group = wait_for_group(config, env)
+        assert "state" in client(config, env, "status").stdout
+        assert "group" in client(config, env, "groups").stdout
+        victim = next(m for m in group["members"] if m["suggested"] == "trash")
+        original = Path(victim["path"]).read_bytes()
+        client(config, env, "decide", "trash", str(victim["file_id"]))
+        applied = json.loads(client(config, env, "apply", "--json").stdout)
+        assert applied["applied"] == 1
+        assert not Path(victim["path"]).exists()
+        action_id = applied["outcomes"][0]["action_id"]
+        assert "undone" in client(config, env, "undo", str(action_id)).stdout
+        assert Path(victim["path"]).read_bytes() == original
+        refused = client(config, env, "undo", str(action_id), check=False)
+        assert refused.returncode == 1 and "409" in refused.stderr
+    finally:
+        stop(daemon)
+
+
+def test_client_reports_an_unreachable_daemon(setup):
+    tmp, config, env = setup
+    (tmp / "state").mkdir(exist_ok=True)
+    (tmp / "state" / "token").write_text("x" * 40)
+    result = client(config, env, "status", check=False)
+    assert result.returncode == 69
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_daemon_crash_at_each_sorter_step_then_restart(setup, step):
+    tmp, config, env = setup
+    daemon = start_daemon(config, env, crash_at=step)
+    try:
+        group = wait_for_group(config, env)
+        victim = next(m for m in group["members"] if m["suggested"] == "trash")
+        original = Path(victim["path"]).read_bytes()
+        client(config, env, "decide", "trash", str(victim["file_id"]))
+        client(config, env, "apply", check=False)  # the daemon dies in the middle
+        assert daemon.wait(30) == 70
+    finally:
+        stop(daemon)
+    daemon = start_daemon(config, env)  # recovery runs at start-up
+    try:
+        assert wait_for_status(config, env)["state"]
+        assert len(copies_of(original, tmp / "photos", tmp / "trash")) == 2  # the keeper and the victim
+        if Path(victim["path"]).exists():  # rolled back: the decision is queued again
+            client(config, env, "apply")
+        assert not Path(victim["path"]).exists()
+        done = [a for a in _journal(tmp) if a["kind"] == "trash" and a["state"] == "done"]
+        assert len(done) == 1
+        client(config, env, "undo", str(done[0]["id"]))
+        assert Path(victim["path"]).read_bytes() == original
+        assert len(copies_of(original, tmp / "photos", tmp / "trash")) == 2
+    finally:
+        stop(daemon)
+
+
+def _journal(tmp: Path) -> list[dict]:
+    from comparimg.index import journal, open_index
+
+    with open_index(tmp / "state" / "index.sqlite3") as index:
+        rows = journal.list_actions(index.db)
+    assert not [r for r in rows if r["state"] == "open"]
+    return rows
