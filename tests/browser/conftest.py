@@ -61,9 +61,12 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Yield a Playwright Chromium browser (Debian's binary), or skip / fail when there is none."""
+    """Yield a Playwright Chromium browser (Debian's binary), or skip / fail when there is none.
+
+    Module scope, not session: sync Playwright keeps its event loop running while it is open, which would
+    break the asyncio tests that run after the browser tests."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
