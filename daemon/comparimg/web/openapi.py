@@ -276,7 +276,7 @@ PATHS: dict[str, Any] = {
             [
                 query("kind", {"enum": ["exact", "near"]}),
                 query("state", {"enum": ["pending", "decided"]}),
-                query("folder", {"type": "string", "minLength": 1, "maxLength": 4096}),
+                query("folder", {"type": "string", "minLength": 1, "maxLength": 512}),
                 query("sort", {"enum": ["size", "count", "distance", "newest", "path", "id"]}),
                 *PAGING,
             ],
@@ -290,7 +290,17 @@ PATHS: dict[str, Any] = {
     },
     "/api/files/{id}/content": {
         "get": operation(
-            "Bytes of an indexed file", answer(200, None, "file", "application/octet-stream"), [path_param()]
+            "Bytes of an indexed file",
+            {
+                "200": {
+                    "description": "file",
+                    "content": {
+                        "image/*": {"schema": {"type": "string"}},
+                        "application/octet-stream": {"schema": {"type": "string"}},
+                    },
+                }
+            },
+            [path_param()],
         )
     },
     "/api/decisions": {
@@ -347,6 +357,36 @@ PATHS: dict[str, Any] = {
 }
 
 
+def operation_id(method: str, path: str) -> str:
+    """Return a stable operationId such as `get_api_jobs_id`."""
+    words = "".join(c if c.isalnum() else "_" for c in path).strip("_")
+    return f"{method}_{'_'.join(w for w in words.split('_') if w)}"
+
+
+# POST answers whose id feeds other operations (schemathesis and clients follow these links).
+LINKS = {
+    ("/api/jobs", "post"): [("get", "/api/jobs/{id}"), ("delete", "/api/jobs/{id}")],
+    ("/api/decisions", "post"): [("delete", "/api/decisions/{id}")],
+}
+
+
+def _paths_with_ids_and_links() -> dict[str, Any]:
+    paths = {path: {method: dict(op) for method, op in ops.items()} for path, ops in PATHS.items()}
+    for path, ops in paths.items():
+        for method, op in ops.items():
+            op["operationId"] = operation_id(method, path)
+    for (path, method), targets in LINKS.items():
+        created = paths[path][method]["responses"]["201"] = dict(paths[path][method]["responses"]["201"])
+        created["links"] = {
+            operation_id(m, p): {
+                "operationId": operation_id(m, p),
+                "parameters": {"id": "$response.body#/id"},
+            }
+            for m, p in targets
+        }
+    return paths
+
+
 def document() -> dict[str, Any]:
     """Return the OpenAPI document."""
     return {
@@ -357,7 +397,7 @@ def document() -> dict[str, Any]:
             "description": "Every call needs `Authorization: Bearer TOKEN` (the token file) or the login "
             'cookie. Errors are `{"error": {"code", "message"}}` with a 4xx status.',
         },
-        "paths": PATHS,
+        "paths": _paths_with_ids_and_links(),
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

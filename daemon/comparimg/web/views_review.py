@@ -39,7 +39,7 @@ async def list_groups(request: web.Request) -> web.Response:
     sort = query_choice(request, "sort", tuple(review.SORTS), "id") or "id"
     folder = request.query.get("folder") or None
     if folder is not None:
-        folder = text(folder, "folder")
+        folder = text(folder, "folder", 512)
     limit = query_int(request, "limit", 50, 1, 500)
     offset = query_int(request, "offset", 0, 0, 10**9)
     settings = current_settings(request.app)
