@@ -230,11 +230,13 @@ def add_run_command(subcommands: argparse._SubParsersAction) -> None:
 
 def run_daemon(args: argparse.Namespace) -> int:
     """Given parsed `run` arguments, run the daemon until SIGTERM; return 0, or 78 for a bad configuration."""
-    from comparimg.service import run_command
+    from comparimg.service import default_config_file, run_command
 
-    config = os.path.abspath(args.config) if args.config else None
+    # Without --config: the built-in defaults, or the file PATCH /api/config saved on an earlier run.
+    config_file = Path(args.config).absolute() if args.config else default_config_file()
+    config = str(config_file) if args.config or config_file.exists() else None
     return run_command(config, args.watch, args.index, args.export, args.listen,
-                       companion=web_companion(config))
+                       companion=web_companion(str(config_file)))
 
 
 def web_companion(config_path: str | None):

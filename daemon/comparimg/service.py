@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from comparimg import __version__
-from comparimg.config import EXIT_CONFIG, Settings, apply_patch, load_settings
+from comparimg.config import EXIT_CONFIG, Settings, apply_patch, data_dir, load_settings
 from comparimg.export import build_export, write_export
 from comparimg.hashing import SUPPORTED_EXTENSIONS
 from comparimg.index import open_index
@@ -560,19 +560,38 @@ class Service:
             self._notifier.status(self._status_line())
             self._notifier.send("READY=1")
             return False
-        await self._apply_settings(new)
+        await self.apply_settings(new)
         self._notifier.send("READY=1", f"STATUS={self._status_line()}")
         return True
 
-    async def _apply_settings(self, new: Settings) -> None:
+    async def apply_settings(self, new: Settings) -> None:
+        """Given validated settings, apply them live (SIGHUP, `PATCH /api/config`): watcher, settle time,
+        export, logging; matching, hashing, include/exclude and reference roots restart the pipeline."""
         old, self.settings = self.settings, new
         self.tracker.settle_seconds = new.watch.settle_seconds
+        if new.logging != old.logging:
+            configure_logging(new.logging.format, new.logging.level)
         if new.index_path != old.index_path or new.http != old.http:
             log.warning("event=reload_partial reason=%r", "index and http changes need a restart")
+        if pipeline_changes(old, new):
+            pipeline_settings = dataclasses.replace(new, index_path=old.index_path)
+            await self.write(self._swap_pipeline, pipeline_settings)
         if new.watch != old.watch or self._root_paths(new) != self._root_paths(old):
             await self._restart_watcher()
+        elif pipeline_changes(old, new):
+            self._spawn(self.reconcile(reason="reload"))
         self._export_dirty.set()
         log.info("event=reloaded source=%r", new.source)
+
+    _apply_settings = apply_settings
+
+    def _swap_pipeline(self, settings: Settings) -> None:
+        """On the writer thread: given new settings, start a new pipeline, then close the old one."""
+        fresh = self._pipeline_factory(settings)
+        old, self.pipeline = self.pipeline, fresh
+        if old is not None:
+            old.close()
+        log.info("event=pipeline_restarted")
 
     async def _restart_watcher(self) -> None:
         if self.watcher is not None:
@@ -580,6 +599,16 @@ class Service:
         self._start_watcher()
         self._check_roots(initial=True)
         self._spawn(self.reconcile(reason="reload"))
+
+
+def pipeline_changes(old: Settings, new: Settings) -> bool:
+    """Given the settings in force and new ones, return whether the ingest pipeline must restart."""
+    return old.hashing != new.hashing or scan_options(old) != scan_options(new)
+
+
+def default_config_file() -> Path:
+    """Return where `comparimg run` without --config keeps its settings (`PATCH /api/config` writes there)."""
+    return data_dir() / "config.yaml"
 
 
 def format_settings_error(error: ConfigError) -> str:
