@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
@@ -62,6 +64,16 @@ def test_lightly_edited_copies_are_verified(astronaut_file, edit):
 
 def _inverse(orientation: int) -> int:
     return {1: 3, 3: 1}.get(orientation, orientation)
+
+
+def test_verdict_is_plain_and_picklable_for_worker_processes(astronaut_file):
+    folder, image = astronaut_file
+    crop(image, 0.1, 0.1, 0.1, 0.1).save(folder / "centre.png")
+    verdict = verify_pair(str(folder / "original.png"), str(folder / "centre.png"), Candidate(1, 3, 0))
+    assert pickle.loads(pickle.dumps(verdict)) == verdict
+    assert verdict.matched is True and isinstance(verdict.score, float)
+    assert verdict.scale == pytest.approx(0.8, abs=0.01)  # B (320 px of content) is 0.8 of A's width
+    assert verdict.offset == pytest.approx((40.0 * 256 / 400, 40.0 * 256 / 400), abs=1.0)
 
 
 def test_a_turned_copy_fails_with_the_wrong_orientation(astronaut_file):

@@ -211,6 +211,15 @@ def test_grouping_does_not_depend_on_edge_order():
         assert group.leader == min((files[m.file_id] for m in group.members), key=leader_key).file_id
 
 
+def test_member_orientation_turns_the_leader_into_the_member():
+    files = {0: facts(0, 50), 1: facts(1, 300), 2: facts(2, 40)}
+    # file 0 turned by rot90 gives file 1; file 1 turned by flip_h gives file 2
+    edges = [Match(0, 1, "near", 2, 1), Match(1, 2, "near", 3, 4), Match(0, 2, "near", 9, 0)]
+    [group] = group_matches(files, edges)
+    assert group.leader == 1
+    assert {m.file_id: m.orientation for m in group.members} == {1: 0, 0: 3, 2: 4}
+
+
 def test_not_duplicates_are_never_grouped_and_exact_groups_are_exact():
     files = {0: facts(0, content="same"), 1: facts(1, content="same"), 2: facts(2, 50), 3: facts(3, 40)}
     edges = [Match(0, 1, "exact", 0, 0), near(0, 2), near(2, 3)]

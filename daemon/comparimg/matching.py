@@ -40,6 +40,8 @@ MAX_WINDOWS = 11
 STRIDE = 1 + MAX_WINDOWS  # entries per image: global hash, then window slots
 _MASK16 = np.uint64(0xFFFF)
 _PENDING_LIMIT = 1024
+# The orientation that undoes each one (model.ORIENTATIONS order): rot90 and rot270 undo each other.
+INVERSE_ORIENTATION = (0, 3, 2, 1, 4, 5, 6, 7)
 _MERGE_RATIO = 4
 
 
@@ -257,7 +259,8 @@ class HashIndex:
         window_threshold: int | None = None,
     ) -> list[Candidate]:
         """Given a Fingerprint, return the indexed files whose hashes come within the thresholds (see the
-        module docstring), one Candidate per file, best first, without the ids in `exclude`."""
+        module docstring), one Candidate per file, best first (global matches before window matches), without
+        the ids in `exclude`. A candidate's orientation turns the queried picture into the indexed one."""
         rules = _query_rules(
             fp,
             self.threshold if threshold is None else threshold,
@@ -344,6 +347,8 @@ def group_matches(
     file joins the first leader it is directly matched to, so a group never holds two files related only
     through a third one. A group whose members all share one content hash is "exact", else "near".
     Edges naming unknown files or marked "not duplicates" are ignored; groups of one file are dropped.
+    A Match's orientation turns file_a into file_b; a member's orientation turns the leader into it.
+    Suggestions are provisional ("keep" for the leader): decisions.mark_suggestions applies the rules.
     """
     refused = {(min(a, b), max(a, b)) for a, b in not_duplicates}
     edges: dict[tuple[int, int], Match] = {}
@@ -423,7 +428,8 @@ def _make_group(leader: int, members: list[int], files: Mapping[int, FileFacts],
     listed = [GroupMember(leader, 0, 0, "keep")]
     for other in members:
         edge = edges[(min(leader, other), max(leader, other))]
-        listed.append(GroupMember(other, edge.distance, edge.orientation, "trash"))
+        orientation = edge.orientation if leader == edge.file_a else INVERSE_ORIENTATION[edge.orientation]
+        listed.append(GroupMember(other, edge.distance, orientation, "trash"))
     hashes = {files[member.file_id].content_hash for member in listed}
     exact = len(hashes) == 1 and "" not in hashes
     return Group("exact" if exact else "near", leader, tuple(listed))

@@ -88,8 +88,8 @@ def compare_arrays(a: np.ndarray, b: np.ndarray) -> Verdict:
     score, textured = _detail_score(a_fine, warped, mask)
     if textured < MIN_TEXTURED:
         score = _flat_score(a_fine, warped, mask)
-    offset = (placement.dy, placement.dx)
-    return Verdict(score >= MIN_SCORE, round(score, 4), placement.scale, offset)
+    offset = (round(float(placement.dy), 2), round(float(placement.dx), 2))
+    return Verdict(bool(score >= MIN_SCORE), round(float(score), 4), round(float(placement.scale), 4), offset)
 
 
 def _resized(pixels: np.ndarray, long_side: int) -> np.ndarray:
