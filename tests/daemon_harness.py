@@ -257,3 +257,20 @@ def make_tree(folder: Path, count: int, per_dir: int = 500, side: int = 8, seed:
         path.write_bytes(png_bytes(seed + i, side))
         paths.append(path)
     return paths
+
+
+def api_get(daemon: Daemon, path: str, timeout: float = 5.0) -> tuple[float, dict]:
+    """Given a running daemon with its web app, GET an API path with the token; return (seconds, JSON)."""
+    import re
+    import urllib.request
+
+    match = re.search(r"event=http_listening host=\S+ port=(\d+)", daemon.log())
+    assert match, "the web app did not log its port"
+    token = (daemon.workdir / "token").read_text().strip()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{match.group(1)}{path}", headers={"Authorization": f"Bearer {token}"}
+    )
+    started = time.monotonic()
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        body = json.loads(response.read())
+    return time.monotonic() - started, body
