@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.benchmark
+pytestmark = [pytest.mark.benchmark, pytest.mark.timeout(3600)]
 
 REPO = Path(__file__).resolve().parents[2]
 RUNS = 3
@@ -62,10 +62,11 @@ def time_scan(folder: Path, workers: int, *extra: str) -> tuple[float, dict]:
     """Given a folder and a worker count, run `comparimg scan`; return (wall seconds, the JSON stats)."""
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "comparimg", "scan", str(folder), "--workers", str(workers),
-                        "--json", f"{out}/d.json", *extra], env=scan_env(), check=True, capture_output=True,
-                       timeout=1800)
+        result = subprocess.run([sys.executable, "-m", "comparimg", "scan", str(folder), "--workers",
+                                 str(workers), "--json", f"{out}/d.json", *extra], env=scan_env(),
+                                capture_output=True, text=True, timeout=1800)
         wall = time.perf_counter() - started
+        assert result.returncode == 0, result.stderr[-3000:]
         return wall, json.loads(Path(out, "d.json").read_text())["stats"]
 
 
