@@ -248,6 +248,8 @@ class Service:
 
     async def _shutdown(self, stop_companion: Callable[[], Awaitable[None]] | None) -> None:
         self.state = "stopping"
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            asyncio.get_running_loop().remove_signal_handler(signum)
         self._notifier.stopping(self._status_line())
         if self.watcher is not None:
             await asyncio.to_thread(self.watcher.stop)

@@ -1,0 +1,143 @@
+"""The service's own pieces: settings for `run`, log lines, root presence, and the service in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from comparimg.config import load_settings
+from comparimg.model import ConfigError
+from comparimg.notify import Notifier
+from comparimg.service import (
+    LineFormatter,
+    RootState,
+    ScannerPipeline,
+    Service,
+    extensions_of,
+    pipeline_changes,
+    root_is_present,
+    settings_for_run,
+    snapshot_of,
+)
+
+
+def test_run_without_configuration_uses_the_defaults(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    settings = settings_for_run(None)
+    assert settings.root_paths() == (tmp_path / "Pictures",)
+    assert settings.index_path == tmp_path / ".local/share/comparimg/index.sqlite3"
+
+
+def test_command_line_overrides_the_file(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("roots: [/srv/a]\nwatch:\n  settle_seconds: 3\n")
+    settings = settings_for_run(str(config), ["/x", "y"], "idx.db", "/e.json", "0.0.0.0:9000")
+    assert settings.root_paths() == (Path("/x"), Path(os.path.abspath("y")))
+    assert settings.index_path == Path(os.path.abspath("idx.db"))
+    assert settings.export_path == Path("/e.json")
+    assert (settings.http.host, settings.http.port) == ("0.0.0.0", 9000)
+    assert settings.watch.settle_seconds == 3
+    assert settings.source == str(config)
+
+
+def test_a_bad_listen_override_names_the_command_line():
+    with pytest.raises(ConfigError) as caught:
+        settings_for_run(None, listen="nowhere")
+    assert "command line" in str(caught.value) and "nowhere" in str(caught.value)
+
+
+def record(message: str) -> logging.LogRecord:
+    return logging.LogRecord("comparimg.service", logging.INFO, __file__, 1, message, (), None)
+
+
+def test_text_log_line_is_one_line_of_key_values():
+    line = LineFormatter(as_json=False).format(record("event=indexed path='/a\nb.jpg'"))
+    assert "\n" not in line
+    assert line.split(" ", 3)[1:3] == ["info", "comparimg.service"]
+
+
+def test_json_log_line_parses():
+    line = LineFormatter(as_json=True).format(record("event=ready roots=1"))
+    assert json.loads(line)["message"] == "event=ready roots=1"
+
+
+def test_root_presence_tracks_disappearance_and_unmounts(tmp_path):
+    state = RootState(str(tmp_path / "r"))
+    assert not root_is_present(state)
+    (tmp_path / "r").mkdir()
+    assert root_is_present(state)
+    state.was_mount = True  # it was a mount point; an empty folder left behind is not the disk
+    assert not root_is_present(state)
+
+
+def test_snapshot_of_regular_files_only(tmp_path):
+    (tmp_path / "a").write_bytes(b"abc")
+    os.symlink(tmp_path / "a", tmp_path / "link")
+    assert snapshot_of(str(tmp_path / "a"))[0] == 3
+    assert snapshot_of(str(tmp_path / "link")) is None
+    assert snapshot_of(str(tmp_path)) is None
+    assert snapshot_of(str(tmp_path / "missing")) is None
+
+
+def test_extensions_come_from_include_globs():
+    assert extensions_of(("*.JPG", "*.png")) == frozenset({".jpg", ".png"})
+    assert ".jpg" in extensions_of(("IMG_*",))  # not an extension glob: the supported set
+
+
+def test_pipeline_restarts_only_for_what_it_uses(tmp_path):
+    base = load_settings(None)
+    threshold = dataclasses.replace(base, matching=dataclasses.replace(base.matching, threshold=4))
+    settle = dataclasses.replace(base, watch=dataclasses.replace(base.watch, settle_seconds=9))
+    assert pipeline_changes(base, threshold)
+    assert not pipeline_changes(base, settle)
+
+
+async def test_service_in_process_indexes_reloads_and_stops(tmp_path, write_photo):
+    root = tmp_path / "photos"
+    write_photo(root / "a.jpg", "astronaut")
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"roots: [{root}]\nindex: {tmp_path / 'i.db'}\nexport: {tmp_path / 'd.json'}\n"
+        "watch:\n  settle_seconds: 0.2\n  rescan_interval: 0\nhashing:\n  workers: 1\n"
+    )
+    service = Service(
+        load_settings(config),
+        ScannerPipeline,
+        reload_settings=lambda: load_settings(config),
+        notifier=Notifier(None),
+    )
+    running = asyncio.ensure_future(service.run())
+    try:
+        await wait_until(lambda: service.state == "watching")
+        write_photo(root / "copy.jpg", "astronaut")
+        await wait_until(
+            lambda: (tmp_path / "d.json").exists() and json.loads((tmp_path / "d.json").read_text())["groups"]
+        )
+        config.write_text(config.read_text() + "matching:\n  threshold: 6\n")
+        assert await service.reload()
+        assert service.settings.matching.threshold == 6
+        config.write_text("roots: 5\n")
+        assert not await service.reload()
+        assert service.settings.matching.threshold == 6
+        status = service.status()
+        assert status["state"] in ("watching", "scanning")
+        assert status["roots"] == [{"path": str(root), "state": "watching", "observer": "inotify"}]
+    finally:
+        service.stop()
+        assert await asyncio.wait_for(running, 15) == 0
+
+
+async def wait_until(predicate, timeout: float = 15.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
