@@ -15,6 +15,7 @@ photo. So both files are decoded again (JPEG draft mode) and compared at fine re
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,21 +127,34 @@ class _Level:
             round(b_fine.shape[1] * self.factor * biggest_scale) + 3,
         )
         self.fft_shape = tuple(fft.next_fast_len(self.a.shape[i] + b_shape[i], real=True) for i in range(2))
-        a64 = self.a.astype(np.float64)
-        self.fa = fft.rfft2(a64, self.fft_shape)
-        self.fa2 = fft.rfft2(a64 * a64, self.fft_shape)
-        self.ma = fft.rfft2(np.ones_like(a64), self.fft_shape)
 
-    def place(self, scale: float, near: _Placement | None = None) -> _Placement | None:
+    @functools.cached_property
+    def a_ffts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A's FFTs of values, squares and mask, computed once for every placement searched by FFT."""
+        a64 = self.a.astype(np.float64)
+        return tuple(fft.rfft2(x, self.fft_shape) for x in (a64, a64 * a64, np.ones_like(a64)))
+
+    def place_near(self, scale: float, near: _Placement) -> _Placement | None:
+        """Given a scale and a placement, return the best placement of B at that scale within 3 pixels of
+        it that keeps both covered by MIN_COVER, or None (direct NCC: cheaper than FFT for 49 offsets)."""
+        b = _scaled(self.b, scale * self.factor / self.b_factor)
+        dys = _near_offsets(near.dy * self.factor)
+        dxs = _near_offsets(near.dx * self.factor)
+        dys = dys[_cover_ok(dys, self.a.shape[0], b.shape[0])]
+        dxs = dxs[_cover_ok(dxs, self.a.shape[1], b.shape[1])]
+        scored = [(_overlap_ncc(self.a, b, int(dy), int(dx)), int(dy), int(dx)) for dy in dys for dx in dxs]
+        if not scored:
+            return None
+        ncc, dy, dx = max(scored)
+        return _Placement(float(scale), dy / self.factor, dx / self.factor, ncc)
+
+    def place(self, scale: float) -> _Placement | None:
         """Given a scale (fine B pixels to fine A pixels), return the best placement of B at that scale
-        that keeps both covered by MIN_COVER (and, given `near`, within 3 pixels of it), or None."""
+        that keeps both covered by MIN_COVER, or None."""
         b = _scaled(self.b, scale * self.factor / self.b_factor)
         ncc, dys, dxs = self._masked_ncc(b)
         rows_ok = _cover_ok(dys, self.a.shape[0], b.shape[0])
         columns_ok = _cover_ok(dxs, self.a.shape[1], b.shape[1])
-        if near is not None:
-            rows_ok &= np.abs(dys - near.dy * self.factor) <= 3
-            columns_ok &= np.abs(dxs - near.dx * self.factor) <= 3
         allowed = rows_ok[:, None] & columns_ok[None, :]
         if not allowed.any():
             return None
@@ -153,6 +167,7 @@ class _Level:
         # Padfield's masked NCC: the normalised cross-correlation over the overlap for every integer
         # offset of B's origin in A, from FFT correlations of values, squares and masks.
         shape = self.fft_shape
+        fa, fa2, ma = self.a_ffts
         b64 = b.astype(np.float64)
         fb, fb2, mb = (np.conj(fft.rfft2(x, shape)) for x in (b64, b64 * b64, np.ones_like(b64)))
         dys = np.arange(shape[0])
@@ -162,11 +177,11 @@ class _Level:
         rows = np.clip(np.minimum(self.a.shape[0], dys + b.shape[0]) - np.maximum(0, dys), 0, None)
         columns = np.clip(np.minimum(self.a.shape[1], dxs + b.shape[1]) - np.maximum(0, dxs), 0, None)
         overlap = np.maximum(rows[:, None] * columns[None, :], 1).astype(np.float64)
-        sum_a = fft.irfft2(self.fa * mb, shape)
-        sum_b = fft.irfft2(self.ma * fb, shape)
-        numerator = fft.irfft2(self.fa * fb, shape) - sum_a * sum_b / overlap
-        var_a = fft.irfft2(self.fa2 * mb, shape) - sum_a * sum_a / overlap
-        var_b = fft.irfft2(self.ma * fb2, shape) - sum_b * sum_b / overlap
+        sum_a = fft.irfft2(fa * mb, shape)
+        sum_b = fft.irfft2(ma * fb, shape)
+        numerator = fft.irfft2(fa * fb, shape) - sum_a * sum_b / overlap
+        var_a = fft.irfft2(fa2 * mb, shape) - sum_a * sum_a / overlap
+        var_b = fft.irfft2(ma * fb2, shape) - sum_b * sum_b / overlap
         ncc = numerator / np.sqrt(np.maximum(var_a * var_b, 1e-6 * overlap * overlap))
         return ncc, dys, dxs
 
@@ -188,10 +203,27 @@ def _refine_scale(a_fine: np.ndarray, b_fine: np.ndarray, placements: list[_Plac
     best_ncc = -np.inf
     for placement in placements:
         for step in MID_STEPS:
-            found = level.place(placement.scale * (1 + step), placement)
+            found = level.place_near(placement.scale * (1 + step), placement)
             if found is not None and found.ncc > best_ncc:
                 best, best_ncc = found, found.ncc
     return best
+
+
+def _near_offsets(centre: float) -> np.ndarray:
+    return np.arange(int(np.ceil(centre - 3)), int(np.floor(centre + 3)) + 1)
+
+
+def _overlap_ncc(a: np.ndarray, b: np.ndarray, dy: int, dx: int) -> float:
+    """Given A, B and the offset of B's origin in A, return the NCC of the overlap (as _masked_ncc)."""
+    top, bottom = max(0, dy), min(a.shape[0], dy + b.shape[0])
+    left, right = max(0, dx), min(a.shape[1], dx + b.shape[1])
+    part_a = a[top:bottom, left:right].astype(np.float64)
+    part_b = b[top - dy : bottom - dy, left - dx : right - dx].astype(np.float64)
+    part_a -= part_a.mean()
+    part_b -= part_b.mean()
+    count = part_a.size
+    denominator = np.sqrt(max(float((part_a * part_a).sum() * (part_b * part_b).sum()), 1e-6 * count * count))
+    return float((part_a * part_b).sum() / denominator)
 
 
 def _scaled(pixels: np.ndarray, scale: float) -> np.ndarray:
