@@ -12,19 +12,11 @@ from pathlib import Path
 import pytest
 
 from comparimg.config import load_settings
+from comparimg.logs import LineFormatter
 from comparimg.model import ConfigError
 from comparimg.notify import Notifier
-from comparimg.service import (
-    LineFormatter,
-    RootState,
-    ScannerPipeline,
-    Service,
-    extensions_of,
-    pipeline_changes,
-    root_is_present,
-    settings_for_run,
-    snapshot_of,
-)
+from comparimg.pipeline import ScannerPipeline, extensions_of, pipeline_changes
+from comparimg.service import RootState, Service, root_is_present, settings_for_run, snapshot_of
 
 
 def test_run_without_configuration_uses_the_defaults(monkeypatch, tmp_path):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -28,15 +27,12 @@ from typing import Any, Protocol
 
 from comparimg import __version__
 from comparimg.config import EXIT_CONFIG, Settings, apply_patch, data_dir, load_settings
-from comparimg.export import build_export, write_export
-from comparimg.hashing import SUPPORTED_EXTENSIONS
-from comparimg.index import open_index
+from comparimg.logs import configure_logging
 from comparimg.model import ConfigError
 from comparimg.notify import Notifier, watchdog_interval
-from comparimg.scanner import MatchOptions, Scanner, ScanOptions
+from comparimg.pipeline import ScannerPipeline, pipeline_changes
 from comparimg.stability import StabilityTracker
 from comparimg.watcher import Hint, PathFilter, Watcher, log_watch_limit
-from comparimg.workers import WorkerLimits, WorkerPool
 
 log = logging.getLogger("comparimg.service")
 
@@ -603,11 +599,6 @@ class Service:
         self._spawn(self.reconcile(reason="reload"))
 
 
-def pipeline_changes(old: Settings, new: Settings) -> bool:
-    """Given the settings in force and new ones, return whether the ingest pipeline must restart."""
-    return old.hashing != new.hashing or scan_options(old) != scan_options(new)
-
-
 def default_config_file() -> Path:
     """Return where `comparimg run` without --config keeps its settings (`PATCH /api/config` writes there)."""
     return data_dir() / "config.yaml"
@@ -640,104 +631,6 @@ def settings_for_run(
     if not patch:
         return settings
     return dataclasses.replace(apply_patch(settings, patch, source="command line"), source=settings.source)
-
-
-class LineFormatter(logging.Formatter):
-    """One line per event: `time level logger message` (messages are already key=value), or JSON."""
-
-    def __init__(self, as_json: bool):
-        super().__init__()
-        self.as_json = as_json
-
-    def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage().replace("\n", " ")
-        if record.exc_info:
-            message += " traceback=" + json.dumps(self.formatException(record.exc_info))
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        stamp += f".{int(record.msecs):03d}Z"
-        if not self.as_json:
-            return f"{stamp} {record.levelname.lower()} {record.name} {message}"
-        return json.dumps(
-            {"time": stamp, "level": record.levelname.lower(), "logger": record.name, "message": message}
-        )
-
-
-def configure_logging(format_name: str, level: str) -> None:
-    """Given `logging.format` ("text" or "json") and `logging.level`, send every log line to stderr."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(LineFormatter(format_name == "json"))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level.upper())
-    # watchdog logs every lost event at warning level; ours says the same thing once, with the action.
-    logging.getLogger("watchdog").setLevel(logging.ERROR)
-
-
-class ScannerPipeline:
-    """The ingest path of the daemon over the scanner room: one index writer, one worker pool."""
-
-    def __init__(self, settings: Settings):
-        """Given settings, open the index (creating it), start the hashing workers and the scanner."""
-        self.settings = settings
-        self.index = open_index(settings.index_path)
-        hashing_settings = settings.hashing
-        limits = WorkerLimits(hashing_settings.timeout_seconds, hashing_settings.memory_limit_mb)
-        self.pool = WorkerPool(hashing_settings.workers, limits)
-        self.scanner = Scanner(self.index, self.pool, scan_options(settings))
-
-    def ingest(self, found: list[tuple[str, str]]) -> dict[str, Any]:
-        """Given (path, root) pairs of settled files, index, link and regroup them; return the report."""
-        return self.scanner.ingest_files(found).as_dict()
-
-    def move(self, source: str, destination: str, root: str) -> dict[str, Any]:
-        """Given a file or folder that moved within a root, follow it without re-hashing."""
-        return self.scanner.move_path(source, destination, root).as_dict()
-
-    def forget(self, paths: list[str]) -> int:
-        """Given paths (files or folders) that are gone, mark their rows missing; return how many."""
-        return self.scanner.forget_paths(paths)
-
-    def reconcile(self, root: str) -> dict[str, Any]:
-        """Given a present root, bring the index in line with it (an incremental scan)."""
-        return self.scanner.scan([root]).as_dict()
-
-    def counts(self) -> dict[str, int]:
-        """Return the index counts (files by state, groups)."""
-        return self.index.counts()
-
-    def write_export(self, target: Path) -> int:
-        """Given the export path, write the duplicates JSON atomically; return the number of groups."""
-        roots = [os.path.abspath(str(p)) for p in self.settings.root_paths()]
-        with self.index.open_reader() as reader:
-            document = build_export(reader, roots, reader.counts())
-        write_export(document, target)
-        return len(document["groups"])
-
-    def close(self) -> None:
-        """Stop the workers and close the index."""
-        self.pool.close()
-        self.index.close()
-
-
-def scan_options(settings: Settings) -> ScanOptions:
-    """Given settings, return the scanner options: extensions from `watch.include`, excludes, matching."""
-    match = MatchOptions(
-        threshold=settings.matching.threshold,
-        orientations=settings.matching.orientations,
-        crops=settings.matching.crops,
-        reference_roots=tuple(str(r.path) for r in settings.roots if r.reference),
-    )
-    return ScanOptions(
-        match=match, extensions=extensions_of(settings.watch.include), exclude=tuple(settings.watch.exclude)
-    )
-
-
-def extensions_of(include: tuple[str, ...]) -> frozenset[str]:
-    """Given include globs such as "*.jpg", return the extensions they name (".jpg"), lower case."""
-    found = {p[1:].lower() for p in include if p.startswith("*.") and not any(c in p[2:] for c in "*?[")}
-    return frozenset(found) or SUPPORTED_EXTENSIONS
 
 
 async def run_service(

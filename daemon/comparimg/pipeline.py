@@ -1,0 +1,88 @@
+"""The daemon's ingest path over the scanner room: one index writer, one worker pool, the export.
+
+`service.Service` drives a `Pipeline` (see its protocol); `ScannerPipeline` is the real one. Every method
+runs on the service's writer thread, except `write_export`, which reads through a connection of its own.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from comparimg.config import Settings
+from comparimg.export import build_export, write_export
+from comparimg.hashing import SUPPORTED_EXTENSIONS
+from comparimg.index import open_index
+from comparimg.scanner import MatchOptions, Scanner, ScanOptions
+from comparimg.workers import WorkerLimits, WorkerPool
+
+
+class ScannerPipeline:
+    """The ingest path of the daemon over the scanner room: one index writer, one worker pool."""
+
+    def __init__(self, settings: Settings):
+        """Given settings, open the index (creating it), start the hashing workers and the scanner."""
+        self.settings = settings
+        self.index = open_index(settings.index_path)
+        hashing_settings = settings.hashing
+        limits = WorkerLimits(hashing_settings.timeout_seconds, hashing_settings.memory_limit_mb)
+        self.pool = WorkerPool(hashing_settings.workers, limits)
+        self.scanner = Scanner(self.index, self.pool, scan_options(settings))
+
+    def ingest(self, found: list[tuple[str, str]]) -> dict[str, Any]:
+        """Given (path, root) pairs of settled files, index, link and regroup them; return the report."""
+        return self.scanner.ingest_files(found).as_dict()
+
+    def move(self, source: str, destination: str, root: str) -> dict[str, Any]:
+        """Given a file or folder that moved within a root, follow it without re-hashing."""
+        return self.scanner.move_path(source, destination, root).as_dict()
+
+    def forget(self, paths: list[str]) -> int:
+        """Given paths (files or folders) that are gone, mark their rows missing; return how many."""
+        return self.scanner.forget_paths(paths)
+
+    def reconcile(self, root: str) -> dict[str, Any]:
+        """Given a present root, bring the index in line with it (an incremental scan)."""
+        return self.scanner.scan([root]).as_dict()
+
+    def counts(self) -> dict[str, int]:
+        """Return the index counts (files by state, groups)."""
+        return self.index.counts()
+
+    def write_export(self, target: Path) -> int:
+        """Given the export path, write the duplicates JSON atomically; return the number of groups."""
+        roots = [os.path.abspath(str(p)) for p in self.settings.root_paths()]
+        with self.index.open_reader() as reader:
+            document = build_export(reader, roots, reader.counts())
+        write_export(document, target)
+        return len(document["groups"])
+
+    def close(self) -> None:
+        """Stop the workers and close the index."""
+        self.pool.close()
+        self.index.close()
+
+
+def scan_options(settings: Settings) -> ScanOptions:
+    """Given settings, return the scanner options: extensions from `watch.include`, excludes, matching."""
+    match = MatchOptions(
+        threshold=settings.matching.threshold,
+        orientations=settings.matching.orientations,
+        crops=settings.matching.crops,
+        reference_roots=tuple(str(r.path) for r in settings.roots if r.reference),
+    )
+    return ScanOptions(
+        match=match, extensions=extensions_of(settings.watch.include), exclude=tuple(settings.watch.exclude)
+    )
+
+
+def extensions_of(include: tuple[str, ...]) -> frozenset[str]:
+    """Given include globs such as "*.jpg", return the extensions they name (".jpg"), lower case."""
+    found = {p[1:].lower() for p in include if p.startswith("*.") and not any(c in p[2:] for c in "*?[")}
+    return frozenset(found) or SUPPORTED_EXTENSIONS
+
+
+def pipeline_changes(old: Settings, new: Settings) -> bool:
+    """Given the settings in force and new ones, return whether the ingest pipeline must restart."""
+    return old.hashing != new.hashing or scan_options(old) != scan_options(new)
