@@ -250,3 +250,18 @@ def test_daemon_stays_up_when_files_come_and_go_fast(tmp_path, root):
     wait_for(lambda: len(present(daemon.rows())) == len(list(root.iterdir())), timeout=30)
     daemon.stop()
     assert present(daemon.rows()) == fresh_scan([root], tmp_path)
+
+
+def test_sigterm_during_the_start_up_reconcile_exits_promptly(tmp_path, root):
+    for i in range(3000):
+        (root / f"s{i:05d}.png").write_bytes(png_bytes(i))
+    daemon = Daemon(tmp_path, [root]).start(wait_ready=False)
+    daemon.wait_log("event=reconcile_start", timeout=30)
+    time.sleep(1.0)
+    started = time.monotonic()
+    assert daemon.stop() == 0
+    assert time.monotonic() - started < 8
+    assert "event=reconcile_interrupted" in daemon.log()
+    with sqlite3.connect(daemon.index) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    conn.close()

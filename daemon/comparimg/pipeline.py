@@ -7,6 +7,7 @@ runs on the service's writer thread, except `write_export`, which reads through 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +43,10 @@ class ScannerPipeline:
         """Given paths (files or folders) that are gone, mark their rows missing; return how many."""
         return self.scanner.forget_paths(paths)
 
-    def reconcile(self, root: str) -> dict[str, Any]:
-        """Given a present root, bring the index in line with it (an incremental scan)."""
-        return self.scanner.scan([root]).as_dict()
+    def reconcile(self, root: str, progress: Callable[[object], None] | None = None) -> dict[str, Any]:
+        """Given a present root and an optional progress callback (which may raise to stop the scan),
+        bring the index in line with the root (an incremental scan)."""
+        return self.scanner.scan([root], progress).as_dict()
 
     def counts(self) -> dict[str, int]:
         """Return the index counts (files by state, groups)."""

@@ -18,6 +18,7 @@ import os
 import signal
 import stat
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -53,7 +54,7 @@ class Pipeline(Protocol):
     def ingest(self, found: list[tuple[str, str]]) -> dict[str, Any]: ...
     def move(self, source: str, destination: str, root: str) -> dict[str, Any]: ...
     def forget(self, paths: list[str]) -> int: ...
-    def reconcile(self, root: str) -> dict[str, Any]: ...
+    def reconcile(self, root: str, progress: Callable[[object], None]) -> dict[str, Any]: ...
     def write_export(self, target: Path) -> int: ...
     def counts(self) -> dict[str, int]: ...
     def close(self) -> None: ...
@@ -62,6 +63,10 @@ class Pipeline(Protocol):
 PipelineFactory = Callable[[Settings], Pipeline]
 # Called once the service runs; returns a coroutine function that stops what it started (the web app).
 Companion = Callable[["Service"], Awaitable[Callable[[], Awaitable[None]]]]
+
+
+class ReconcileStopped(Exception):
+    """Raised inside a scan (through its progress callback) to end it early because the daemon stops."""
 
 
 @dataclass
@@ -133,6 +138,7 @@ class Service:
         self._exporter = ThreadPoolExecutor(1, thread_name_prefix="comparimg-export")
         self._tasks: list[asyncio.Task] = []
         self._stopping = asyncio.Event()
+        self._stop_flag = threading.Event()  # the same, readable from the writer thread
         self._wake_settle = asyncio.Event()
         self._export_dirty = asyncio.Event()
         self._reconciling: set[str] = set()
@@ -171,6 +177,7 @@ class Service:
 
     def stop(self) -> None:
         """Ask the service to drain and exit (SIGTERM)."""
+        self._stop_flag.set()
         if not self._stopping.is_set():
             log.info("event=stopping")
             self._stopping.set()
@@ -204,12 +211,15 @@ class Service:
             self.state = "scanning"
             self._notifier.ready(self._status_line())
             log.info("event=ready roots=%d version=%s", len(self.roots), __version__)
-            await self.reconcile(reason="start-up")
-            self._set_state()
+            self._spawn(self._start_up_reconcile())
             await self._stopping.wait()
         finally:
             await self._shutdown(stop_companion)
         return 0
+
+    async def _start_up_reconcile(self) -> None:
+        await self.reconcile(reason="start-up")
+        self._set_state()
 
     def _install_signals(self) -> None:
         assert self._loop is not None
@@ -356,7 +366,8 @@ class Service:
             return
         if hint.path in self.tracker:
             self.tracker.touch(hint.path)
-        self.tracker.observe(hint.path, snapshot)
+        if self.tracker.observe(hint.path, snapshot):  # only with settle_seconds = 0
+            self._spawn(self._ready.put((hint.path, hint.root)))
         self._wake_settle.set()
 
     def _hint_moved(self, hint: Hint) -> None:
@@ -479,7 +490,16 @@ class Service:
         assert self.pipeline is not None
         if not self._root_present_now(root):
             return None
-        return self.pipeline.reconcile(root)
+        try:
+            return self.pipeline.reconcile(root, self._stop_requested)
+        except ReconcileStopped:
+            log.info("event=reconcile_interrupted root=%r reason=%r", root, "stopping")
+            return None
+
+    def _stop_requested(self, _progress: object = None) -> None:
+        """On the writer thread, as a scan's progress callback: end the scan early when stopping."""
+        if self._stop_flag.is_set():
+            raise ReconcileStopped()
 
     async def _rescan_loop(self) -> None:
         interval = self.settings.watch.rescan_interval
