@@ -87,6 +87,7 @@ export function normalizeMember(m, group) {
     orientation: orientationName(m.orientation ?? 0),
     suggested: m.suggested === "keep" || m.suggested === true,
     reference: Boolean(m.reference),
+    fileState: m.state ?? "ok", // ok | error | missing (the file row's state)
     thumbnail: m.thumbnail_url ?? `/api/files/${id}/thumbnail`,
     content: m.content_url ?? `/api/files/${id}/content`,
     decision: decision && typeof decision === "object" ? normalizeDecision(decision) : null,

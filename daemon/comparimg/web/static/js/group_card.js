@@ -58,12 +58,15 @@ function renderMember(group, groupIndex, member, i, on) {
   const state = memberState(member);
   const classes = ["member"];
   if (member.suggested) classes.push("is-suggested");
+  if (member.fileState !== "ok") classes.push("is-gone");
   if (state) classes.push(`is-${state === "not_duplicates" ? "keep" : state}`);
   const facts = [
     ["Size", `${member.width ?? "?"}×${member.height ?? "?"} · ${formatBytes(member.size)}`],
     ["Format", (member.format || "—").toUpperCase()],
     ["Date", formatDate(member.mtime)],
   ];
+  if (member.reference) facts.push(["Folder", "reference (always kept)"]);
+  if (member.fileState !== "ok") facts.push(["File", member.fileState === "missing" ? "missing from disk" : member.fileState]);
   if (group.kind === "near") {
     facts.push(["Distance", String(member.distance)]);
     facts.push(["Turned", orientationLabel(member.orientation)]);
