@@ -56,7 +56,9 @@ def test_review_flow(guarded_page, daemon, write_photo, artifacts_dir):
     assert page.locator("#group-list .member .name", has_text="astronaut.jpg").count() == 0
     assert cats.locator(".member.is-suggested").count() == 1
     images_loaded(page, "#group-list .thumb img")
-    page.screenshot(path=str(artifacts_dir / "groups-view.png"), full_page=False)
+    page.set_viewport_size({"width": 1400, "height": 1250})  # both groups, facts included
+    page.screenshot(path=str(artifacts_dir / "groups-view.png"))
+    page.set_viewport_size({"width": 1400, "height": 900})
 
     # Compare view from the keyboard: side by side, then the slider overlay.
     focus_group_with_keyboard(page, "cat.jpg")

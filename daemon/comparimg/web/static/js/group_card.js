@@ -88,7 +88,7 @@ function renderMember(group, groupIndex, member, i, on) {
     h("figcaption", {},
       h("div", { class: "name", title: member.path }, h("span", { class: "index-key", "aria-hidden": "true", text: i < 9 ? `${i + 1} ` : "" }), member.name),
       h("button", { type: "button", class: "folder linklike", title: `Show only groups in ${member.folder}`,
-        "aria-label": `Show only groups in folder ${member.folder}`, onclick: () => on.filterFolder(member.folder) }, member.folder),
+        "aria-label": `Show only groups in folder ${member.folder}`, onclick: () => on.filterFolder(member.folder) }, shortFolder(member.folder)),
     ),
     h("dl", { class: "facts" }, facts.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })])),
     h("div", { class: "member-actions" },
@@ -114,4 +114,12 @@ function renderMoveControl(member, state, on) {
     h("option", { value: "", text: "Move to…" }),
     targets.map((t) => h("option", { value: t, text: t, selected: current?.action === "move" && current.target === t })),
   );
+}
+
+/** The end of a long folder path (the part that tells copies apart); the whole path is in the title. */
+function shortFolder(folder, max = 36) {
+  if (folder.length <= max) return folder;
+  const tail = folder.slice(-(max - 1));
+  const cut = tail.indexOf("/");
+  return `…${cut > 0 && cut < 20 ? tail.slice(cut) : tail}`;
 }
