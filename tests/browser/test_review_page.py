@@ -129,6 +129,18 @@ def test_review_flow(guarded_page, daemon, write_photo, artifacts_dir):
     page.wait_for_timeout(800)
     assert group_card(page, "coffee.png").count() == 0
 
+    # ... and after another scan of the folder.
+    page.keyboard.press("d")
+    page.fill("#job-path", str(album))
+    page.click("#job-launch")
+    wait_for(
+        lambda: page.locator('#job-list .job[data-state="done"]').count() == 2, timeout=60, what="second scan"
+    )
+    page.keyboard.press("g")
+    group_card(page, "cat.jpg").wait_for()
+    page.wait_for_timeout(800)
+    assert group_card(page, "coffee.png").count() == 0
+
     # Nothing was loaded from anywhere but the daemon, and the page raised no error.
     assert guarded_page.blocked == []
     assert [e for e in guarded_page.errors if "pageerror" in e] == []
