@@ -265,3 +265,17 @@ def test_sigterm_during_the_start_up_reconcile_exits_promptly(tmp_path, root):
     with sqlite3.connect(daemon.index) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     conn.close()
+
+
+def test_scheduled_rescan_finds_what_no_event_reported(tmp_path, root):
+    # A polling observer that never polls in this test's time: only the rescan can find the new file.
+    daemon = Daemon(tmp_path, [root], settle=0.2, polling_interval=3600)
+    rescan = "  rescan_interval: 1\n  observer: polling\n"
+    daemon.write_config(daemon.config_text().replace("  rescan_interval: 0\n", rescan))
+    daemon.start()
+    try:
+        (root / "quiet.png").write_bytes(png_bytes(7))
+        wait_for(lambda: str(root / "quiet.png") in present(daemon.rows()), timeout=10)
+        assert "reason='schedule'" in daemon.log()
+    finally:
+        daemon.stop()

@@ -20,6 +20,7 @@ import stat
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -89,7 +90,7 @@ class Stats:
     reconciles: int = 0
     overflows: int = 0
     exports: int = 0
-    errors: list[str] = field(default_factory=list)
+    errors: deque[str] = field(default_factory=lambda: deque(maxlen=50))
 
 
 def snapshot_of(path: str) -> tuple[int, int] | None:
@@ -167,7 +168,7 @@ class Service:
             "deleted": self.stats.deleted,
             "reconciles": self.stats.reconciles,
             "overflows": self.stats.overflows,
-            "last_errors": self.stats.errors[-10:],
+            "last_errors": list(self.stats.errors)[-10:],
         }
 
     async def write(self, func: Callable[..., Any], *args: Any) -> Any:
