@@ -39,6 +39,7 @@ EDITS = {
     "gamma_and_small": (lambda im: gamma(im, 0.7).resize((150, 150), Image.Resampling.LANCZOS), 0),
     "flip_gray": (lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).convert("L"), 4),
     "rotated": (lambda im: im.transpose(Image.Transpose.ROTATE_90), 1),
+    "squashed": (lambda im: im.resize((300, 400), Image.Resampling.BICUBIC), 0),
 }
 
 

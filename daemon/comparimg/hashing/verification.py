@@ -3,14 +3,23 @@
 A 64-bit hash cannot tell a copy from a mirror-symmetric neighbour or from the next quadrant of the same
 photo. So both files are decoded again (JPEG draft mode) and compared at fine resolution:
 
-1. the queried picture A is turned by the candidate's orientation;
+1. the queried picture A is turned by the candidate's orientation; B stretched onto A's frame is tried
+   first (resized, re-encoded, recoloured copies end there);
 2. alignment: masked normalised cross-correlation (FFT, Padfield's formula) over a grid of scales at a
    coarse size finds where B lies in A (B may be a crop of A, A a crop of B, either may have a border),
    only among placements where each picture covers at least `MIN_COVER` of the other in each dimension;
-   the scale is refined at a middle size, the translation at the fine size by phase correlation;
+   the best coarse placements are refined at a middle size (direct NCC over nearby offsets and scales),
+   then scale and translation at the fine size from the local shifts of a 3×3 grid of regions (phase
+   correlation per region, least squares);
 3. evidence: the aligned pictures are band-pass filtered (fine detail, no shading) and cut into blocks;
    the score is the fraction of textured blocks whose detail correlates (Pearson r ≥ `BLOCK_R`).
    A watermark or caption bar spoils only the blocks it covers; a different picture spoils nearly all.
+   Blocks count only when both sides have detail there (a watermark on a flat sky neither helps nor
+   hurts). Pictures with too little detail fall back on the correlation of the smooth overlap.
+
+Measured on the public corpora (21 photos, 16 edits; quadrants as hard negatives): true copies score
+0.55-1.0 (nearly all 1.0; the lowest is a big watermark over a low-detail clock), different pictures that
+reach verification score at most ~0.2, hence MIN_SCORE = 0.5.
 """
 
 from __future__ import annotations
@@ -78,6 +87,11 @@ def compare_arrays(a: np.ndarray, b: np.ndarray) -> Verdict:
     """Given two grayscale arrays (A already turned), return the Verdict of aligning B onto A and comparing
     their fine detail."""
     a_fine, b_fine = _resized(a, FINE_SIDE), _resized(b, FINE_SIDE)
+    same_frame = _same_frame_score(a_fine, b_fine)
+    if same_frame >= MIN_SCORE:
+        return Verdict(
+            True, round(same_frame, 4), round(a_fine.shape[1] / b_fine.shape[1], 4), reason="same frame"
+        )
     placements = _coarse_placements(a_fine, b_fine)
     if not placements:
         return Verdict(False, 0.0, reason="sizes cannot overlap enough")
@@ -91,6 +105,18 @@ def compare_arrays(a: np.ndarray, b: np.ndarray) -> Verdict:
         score = _flat_score(a_fine, warped, mask)
     offset = (round(float(placement.dy), 2), round(float(placement.dx), 2))
     return Verdict(bool(score >= MIN_SCORE), round(float(score), 4), round(float(placement.scale), 4), offset)
+
+
+def _same_frame_score(a_fine: np.ndarray, b_fine: np.ndarray) -> float:
+    """Given A and B at the fine size, return the detail score of B stretched onto A's frame: the cheap
+    first hypothesis, right for resized (even to another aspect ratio), re-encoded, recoloured copies."""
+    stretched = Image.fromarray(b_fine, mode="F").resize(
+        (a_fine.shape[1], a_fine.shape[0]), Image.Resampling.BILINEAR
+    )
+    warped = np.asarray(stretched, dtype=np.float32)
+    mask = np.ones(a_fine.shape, dtype=bool)
+    score, textured = _detail_score(a_fine, warped, mask)
+    return score if textured >= MIN_TEXTURED else _flat_score(a_fine, warped, mask)
 
 
 def _resized(pixels: np.ndarray, long_side: int) -> np.ndarray:
