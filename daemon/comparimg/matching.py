@@ -106,15 +106,18 @@ class _Segment:
         self.order = np.argsort(owners, kind="stable").astype(np.int32)
         self.sorted_ids = owners[self.order]
         # A 16-bit stable argsort per block is a fast radix sort.
+        columns = []
+        for table in range(STRIDE):
+            rows = np.flatnonzero(present[:, table]).astype(np.int32)
+            columns.append((rows, np.ascontiguousarray(hashes[rows, table])))
         rows_blocks, hash_blocks, counts = [], [], []
         for chunk in range(CHUNKS):
-            for table in range(STRIDE):
-                rows = np.flatnonzero(present[:, table]).astype(np.int32)
-                values = hashes[rows, table]
-                order = np.argsort(self._chunk_values(chunk, values).astype(np.uint16), kind="stable")
+            for rows, values in columns:
+                chunk_values = (values >> np.uint64(chunk * CHUNK_BITS)).astype(np.uint16)
+                order = np.argsort(chunk_values, kind="stable")
                 rows_blocks.append(rows[order])
                 hash_blocks.append(values[order])
-                counts.append(np.bincount(self._chunk_values(chunk, values), minlength=1 << CHUNK_BITS))
+                counts.append(np.bincount(chunk_values, minlength=1 << CHUNK_BITS))
         self.entries = np.concatenate(rows_blocks)
         self.entry_hashes = np.concatenate(hash_blocks)
         self.offsets = np.zeros(CHUNKS * STRIDE * (1 << CHUNK_BITS) + 1, dtype=np.int64)
