@@ -56,6 +56,7 @@ class ScanReport:
     moved: int = 0
     errors: int = 0
     missing: int = 0
+    verified: int = 0  # candidate pairs checked by hashing.verify_pair
     groups: int = 0
     seconds: float = 0.0
     absent_roots: list[str] = field(default_factory=list)
@@ -99,6 +100,7 @@ class Scanner:
         started = time.monotonic()
         report = ScanReport()
         seen_at = self.clock()
+        verified_before = self.linker.verifications
         to_link: list[int] = []
         to_regroup: set[int] = set()
         for root in [os.path.abspath(r) for r in roots]:
@@ -116,6 +118,7 @@ class Scanner:
             progress(ScanProgress("matching", report.files, report.hashed, report.errors))
         to_regroup |= self.linker.link(to_link)
         self.linker.regroup(to_regroup)
+        report.verified = self.linker.verifications - verified_before
         report.groups = self.index.counts()["groups"]
         report.seconds = round(time.monotonic() - started, 3)
         return report
@@ -239,7 +242,9 @@ class Scanner:
             to_link += self._hash(to_hash, seen_at, report, batch, None)
         finally:
             batch.commit()
+        verified_before = self.linker.verifications
         regroup = self.linker.link(to_link) | self._unlink_paths(gone)
+        report.verified = self.linker.verifications - verified_before
         report.missing = len(gone)
         report.groups = self.linker.regroup(regroup)
         report.seconds = round(time.monotonic() - started, 3)

@@ -108,6 +108,7 @@ class Linker:
         self.options = options
         self.clock = clock
         self._hash_index: matching.HashIndex | None = None
+        self.verifications = 0  # verify_pair tasks run so far (for reports)
 
     @property
     def hash_index(self) -> matching.HashIndex:
@@ -175,6 +176,7 @@ class Linker:
         by_args = {(group[0].query_path, group[0].other_path, group[0].candidate): group
                    for group in alike.values()}
         edges = []
+        self.verifications += len(by_args)
         for args, outcome in self.pool.map_unordered(hashing.verify_pair, by_args):
             if isinstance(outcome, ImageError):
                 log.warning("verify_failed a=%s b=%s reason=%s", args[0], args[1], outcome.reason)
