@@ -40,6 +40,7 @@ EDITS = {
     "flip_gray": (lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).convert("L"), 4),
     "rotated": (lambda im: im.transpose(Image.Transpose.ROTATE_90), 1),
     "squashed": (lambda im: im.resize((300, 400), Image.Resampling.BICUBIC), 0),
+    "thumbnail": (lambda im: im.resize((56, 56), Image.Resampling.LANCZOS), 0),
 }
 
 

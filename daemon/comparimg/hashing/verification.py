@@ -35,14 +35,16 @@ from comparimg.hashing.decoding import open_picture
 from comparimg.hashing.perceptual import turn_array
 from comparimg.model import Candidate
 
-FINE_SIDE = 256  # long side of the pictures compared block by block
+FINE_SIDE = 256  # long side of the pictures compared block by block (less when one picture is smaller)
+MIN_FINE_SIDE = 96
 MID_SIDE = 128
 COARSE_SIDE = 64
 MIN_COVER = 0.7  # each picture covers at least this share of the other's width and height
 SCALE_STEP = 1.035
 COARSE_KEEP = 2  # coarse placements refined at the middle size
 MID_STEPS = (-0.01, 0.0, 0.01)
-BLOCK = 16
+BLOCK = 16  # at FINE_SIDE; proportionally smaller for smaller pictures
+MIN_BLOCK = 8
 BLOCK_R = 0.6
 MIN_SCORE = 0.5  # fraction of textured blocks that must agree
 MIN_TEXTURED = 8
@@ -86,7 +88,9 @@ def verify_pair(path_a: str, path_b: str, candidate: Candidate) -> Verdict:
 def compare_arrays(a: np.ndarray, b: np.ndarray) -> Verdict:
     """Given two grayscale arrays (A already turned), return the Verdict of aligning B onto A and comparing
     their fine detail."""
-    a_fine, b_fine = _resized(a, FINE_SIDE), _resized(b, FINE_SIDE)
+    # A thumbnail has no detail finer than its own pixels: compare at the smaller picture's size.
+    side = int(np.clip(min(max(a.shape), max(b.shape)), MIN_FINE_SIDE, FINE_SIDE))
+    a_fine, b_fine = _resized(a, side), _resized(b, side)
     same_frame = _same_frame_score(a_fine, b_fine)
     if same_frame >= MIN_SCORE:
         return Verdict(
@@ -217,14 +221,15 @@ def _coarse_placements(a_fine: np.ndarray, b_fine: np.ndarray) -> list[_Placemen
     scales = _scales(a_fine.shape, b_fine.shape)
     if not len(scales):
         return []
-    level = _Level(a_fine, b_fine, COARSE_SIDE, float(scales[-1]))
+    level = _Level(a_fine, b_fine, min(COARSE_SIDE, max(a_fine.shape)), float(scales[-1]))
     found = [placement for scale in scales if (placement := level.place(float(scale))) is not None]
     return sorted(found, key=lambda placement: -placement.ncc)
 
 
 def _refine_scale(a_fine: np.ndarray, b_fine: np.ndarray, placements: list[_Placement]) -> _Placement:
     """Given A, B and coarse placements, return the best of their refinements at the middle size."""
-    level = _Level(a_fine, b_fine, MID_SIDE, max(p.scale for p in placements) * 1.02)
+    side = min(MID_SIDE, max(a_fine.shape))
+    level = _Level(a_fine, b_fine, side, max(p.scale for p in placements) * 1.02)
     best = placements[0]
     best_ncc = -np.inf
     for placement in placements:
@@ -369,10 +374,11 @@ def _detail_score(a: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> tuple[
     """Given A, B warped onto A and the overlap mask, return (share of agreeing textured blocks, number of
     textured blocks)."""
     detail_a, detail_b = _band_pass(a), _band_pass(_fill_outside(warped, mask))
-    rows, columns = a.shape[0] // BLOCK, a.shape[1] // BLOCK
+    block = max(MIN_BLOCK, round(BLOCK * max(a.shape) / FINE_SIDE))
+    rows, columns = a.shape[0] // block, a.shape[1] // block
 
     def blocks(x: np.ndarray) -> np.ndarray:
-        return x[: rows * BLOCK, : columns * BLOCK].reshape(rows, BLOCK, columns, BLOCK).swapaxes(1, 2)
+        return x[: rows * block, : columns * block].reshape(rows, block, columns, block).swapaxes(1, 2)
 
     block_a = blocks(detail_a).reshape(rows * columns, -1).astype(np.float64)
     block_b = blocks(detail_b).reshape(rows * columns, -1).astype(np.float64)
