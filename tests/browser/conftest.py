@@ -108,6 +108,7 @@ class Daemon:
     login_url: str
     root: Path
     trash: Path
+    archive: Path
     token: str
     output: list[str] = field(default_factory=list)
 
@@ -135,8 +136,9 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     """Start the real daemon on a free loopback port (temp index, root, trash, token); stop it after."""
     root = tmp_path / "photos"
     trash = tmp_path / "trash"
+    archive = tmp_path / "archive"
     data = tmp_path / "data"
-    for folder in (root, trash, data):
+    for folder in (root, trash, archive, data):
         folder.mkdir()
     port = free_port()
     config = tmp_path / "comparimg.yaml"
@@ -157,6 +159,7 @@ http:
   allowed_scan_roots: [{root}]
 sorter:
   trash: {trash}
+  move_targets: {{archive: {archive}}}
   apply: manual
 logging:
   level: info
@@ -184,7 +187,7 @@ logging:
         parts = urlsplit(login_url)
         base_url = f"{parts.scheme}://{parts.netloc}"
         token = (data / "token").read_text().strip()
-        running = Daemon(process, base_url, login_url, root, trash, token, output)
+        running = Daemon(process, base_url, login_url, root, trash, archive, token, output)
         while True:  # the URL may be printed a moment before the server accepts connections
             try:
                 running.api("/api/status")

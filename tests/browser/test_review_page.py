@@ -115,6 +115,26 @@ def test_review_flow(guarded_page, daemon, write_photo, artifacts_dir):
         assert (album / name).read_bytes() == content, f"{name} differs after undo"
     assert not [p for p in daemon.trash.rglob("*.jpg") if p.is_file()]
 
+    # Move: "m" sends the current image to the configured move target; apply; undo brings it back.
+    page.keyboard.press("g")
+    wait_for(lambda: len(member_names(cats)) == 4, what="the cats regrouped after undo")
+    focus_group_with_keyboard(page, "cat.jpg")
+    for _ in range(member_names(cats).index("cat_small.jpg")):
+        page.keyboard.press("ArrowRight")
+    page.keyboard.press("m")
+    wait_for(lambda: cats.locator(".member.is-move").count() == 1, what="one image marked to move")
+    assert "cat_small.jpg" in cats.locator(".member.is-move .name").inner_text()
+    page.keyboard.press("q")
+    wait_for(lambda: page.locator("#queue-list tbody tr").count() == 1, what="one queued move")
+    page.click("#apply-button")
+    wait_for(lambda: undo_buttons.count() == 1, what="the move in the journal")
+    moved = [p for p in daemon.archive.rglob("cat_small.jpg") if p.is_file()]
+    assert len(moved) == 1 and moved[0].read_bytes() == originals["cat_small.jpg"]
+    assert not (album / "cat_small.jpg").exists()
+    undo_buttons.first.click()
+    wait_for(lambda: (album / "cat_small.jpg").exists(), what="the moved file restored")
+    assert (album / "cat_small.jpg").read_bytes() == originals["cat_small.jpg"]
+
     # "Not duplicates": the coffee group disappears, and stays gone after a reload.
     page.keyboard.press("g")
     coffees.wait_for()
