@@ -3,6 +3,7 @@
 
 import { api, normalizeDecision } from "./api.js";
 
+const PAGE = 1000;
 const subscribers = new Set();
 export const store = {
   decisions: [], // queued decisions, oldest first
@@ -28,8 +29,13 @@ function index() {
 
 /** Reload the queued decisions from the daemon. */
 export async function refreshDecisions() {
-  const { decisions } = await api.decisions({ state: "queued", limit: 1000 });
-  store.decisions = decisions.filter((d) => d.state === "queued").sort((a, b) => a.id - b.id);
+  const all = [];
+  for (let offset = 0; ; offset += PAGE) { // the API pages by at most 1000
+    const { decisions, total } = await api.decisions({ state: "queued", limit: PAGE, offset });
+    all.push(...decisions);
+    if (decisions.length < PAGE || all.length >= (total ?? 0) || offset > 200_000) break;
+  }
+  store.decisions = all.filter((d) => d.state === "queued").sort((a, b) => a.id - b.id);
   index();
   notify("decisions");
   return store.decisions;
