@@ -279,3 +279,36 @@ def test_scheduled_rescan_finds_what_no_event_reported(tmp_path, root):
         assert "reason='schedule'" in daemon.log()
     finally:
         daemon.stop()
+
+
+def test_a_taken_port_is_a_clean_start_failure(tmp_path, root):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "comparimg",
+                "run",
+                "--watch",
+                str(root),
+                "--index",
+                str(tmp_path / "i.db"),
+                "--export",
+                str(tmp_path / "d.json"),
+                "--listen",
+                f"127.0.0.1:{port}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env_with_package(),
+        )
+    finally:
+        taken.close()
+    assert done.returncode == 1
+    assert "event=start_failed" in done.stderr and "address already in use" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -43,6 +43,7 @@ STATUS_SECONDS = 5.0
 EXPORT_DEBOUNCE_SECONDS = 0.2
 DRAIN_SECONDS = 5.0
 INGEST_BATCH = 64
+EXIT_START_FAILED = 1
 
 
 class Pipeline(Protocol):
@@ -682,4 +683,8 @@ def run_command(
         print(format_settings_error(error), file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(settings.logging.format, settings.logging.level)
-    return asyncio.run(run_service(settings, load, companion))
+    try:
+        return asyncio.run(run_service(settings, load, companion))
+    except OSError as error:  # the index, the workers or the listening socket could not be set up
+        log.error("event=start_failed error=%r", str(error))
+        return EXIT_START_FAILED
