@@ -311,3 +311,25 @@ def test_exact_copies_share_one_verification(index, pool, tmp_path, write_photo)
     assert pool.calls.get("verify_pair", 0) - verifications == 1 == report.verified
     (stored,) = list(index.iter_groups())
     assert len(stored.group.members) == 5
+
+
+def test_a_missing_file_back_under_another_name_is_a_move(index, pool, tree):
+    scanner = scanner_for(index, pool)
+    scanner.scan([tree])
+    row = index.file_by_path(str(tree / "coffee.jpg"))
+    os.rename(tree / "coffee.jpg", tree.parent / "away.jpg")
+    assert scanner.scan([tree]).missing == 1
+    os.rename(tree.parent / "away.jpg", tree / "copies" / "coffee-back.jpg")
+    report = scanner.scan([tree])
+    assert (report.hashed, report.moved) == (0, 1)
+    assert index.file_by_path(str(tree / "copies" / "coffee-back.jpg")).id == row.id
+    assert ("near", ["coffee-back.jpg", "coffee-turned.jpg"]) in groups_by_path(index)
+
+
+def test_a_file_moved_over_a_changed_one_takes_its_place(index, pool, tree):
+    scanner = scanner_for(index, pool)
+    scanner.scan([tree])
+    os.replace(tree / "rocket.jpg", tree / "coffee-turned.jpg")  # coffee-turned's bytes are gone
+    report = scanner.scan([tree])
+    assert (report.hashed, report.moved) == (0, 1)
+    assert all("coffee.jpg" not in names for _, names in groups_by_path(index))

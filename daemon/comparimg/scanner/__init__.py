@@ -1,6 +1,6 @@
 """The scanner room: walk roots, read only what changed, hash in workers, link duplicates, regroup.
 
-    scanner = Scanner(index, pool, ScanOptions(threshold=10))
+    scanner = Scanner(index, pool, ScanOptions(match=MatchOptions(threshold=10)))
     report = scanner.scan(["/home/me/Pictures"])           # a full reconcile of these roots
     scanner.ingest_files([("/home/me/Pictures/new.jpg", "/home/me/Pictures")])   # files the watcher saw
     scanner.forget_paths(["/home/me/Pictures/gone.jpg"])   # files the watcher saw deleted
@@ -79,6 +79,19 @@ class ScanProgress:
 ProgressCallback = Callable[[ScanProgress], None]
 
 
+@dataclass(slots=True)
+class _Pass:
+    """The state of one scan or ingest: when it saw files, what it did, what is left to link and regroup."""
+
+    seen_at: float
+    batch: _WriteBatch
+    report: ScanReport = field(default_factory=ScanReport)
+    to_link: list[int] = field(default_factory=list)
+    to_regroup: set[int] = field(default_factory=set)
+    unreadable: list[str] = field(default_factory=list)
+    progress: ProgressCallback | None = None
+
+
 class Scanner:
     """The ingest pipeline of one index: survey, hash, link, regroup. See the module docstring."""
 
@@ -98,157 +111,143 @@ class Scanner:
         Absent roots are reported in `absent_roots` (their files are left alone, not marked missing).
         """
         started = time.monotonic()
-        report = ScanReport()
-        seen_at = self.clock()
-        verified_before = self.linker.verifications
-        to_link: list[int] = []
-        to_regroup: set[int] = set()
+        run = _Pass(self.clock(), _WriteBatch(self.index), progress=progress)
         for root in [os.path.abspath(r) for r in roots]:
             if not os.path.exists(root):
-                report.absent_roots.append(root)
+                run.report.absent_roots.append(root)
                 continue
             with self.index.transaction():
                 self.index.clear_walk_errors(root)
-            unreadable = self._scan_root(root, seen_at, report, to_link, progress)
+            run.unreadable = []
+            self._ingest(walk_images(root, self.options.extensions, self.options.exclude), run)
             if os.path.isdir(root):
-                gone = self.index.files_not_seen_since(root, seen_at, unreadable)
-                report.missing += len(gone)
-                to_regroup |= self.linker.unlink(gone)
+                gone = self.index.files_not_seen_since(root, run.seen_at, run.unreadable)
+                run.report.missing += len(gone)
+                run.to_regroup |= self.linker.unlink(gone)
         if progress:
-            progress(ScanProgress("matching", report.files, report.hashed, report.errors))
-        to_regroup |= self.linker.link(to_link)
-        self.linker.regroup(to_regroup)
-        report.verified = self.linker.verifications - verified_before
-        report.groups = self.index.counts()["groups"]
-        report.seconds = round(time.monotonic() - started, 3)
-        return report
-
-    def _scan_root(self, root, seen_at, report, to_link, progress) -> list[str]:
-        unreadable: list[str] = []
-        batch = _WriteBatch(self.index)
-        try:
-            to_hash = self._survey(walk_images(root, self.options.extensions, self.options.exclude),
-                                   seen_at, report, to_link, unreadable, batch)
-            for file_id in self._hash(to_hash, seen_at, report, batch, progress):
-                to_link.append(file_id)
-        finally:
-            batch.commit()
-        return unreadable
-
-    def _survey(self, walk: Iterable[FoundFile | WalkProblem], seen_at: float, report: ScanReport,
-                to_link: list[int], unreadable: list[str], batch: _WriteBatch) -> Iterator[FoundFile]:
-        for item in walk:
-            batch.tick()
-            if isinstance(item, WalkProblem):
-                report.errors += 1
-                if item.unreadable_dir:
-                    unreadable.append(item.path)
-                self.index.record_walk_error(item.path, _root_of(item.path), item.reason, seen_at)
-                continue
-            report.files += 1
-            outcome = self._reuse(item, seen_at)
-            if outcome == "hash":
-                yield item
-            elif outcome in ("unchanged", "unchanged-error"):
-                report.unchanged += 1
-                report.errors += outcome == "unchanged-error"
-            elif isinstance(outcome, tuple):
-                kind, file_id = outcome
-                report.moved += kind == "moved"
-                to_link.append(file_id)
-
-    def _reuse(self, found: FoundFile, seen_at: float) -> str | tuple[str, int]:
-        """Given a found file, reuse what the index knows without reading it, if anything.
-
-        Return "unchanged" or "unchanged-error" (only touched), ("moved" | "linked" | "returned", file_id)
-        when its edges must be recomputed, or "hash" when it must be read.
-        """
-        row = self.index.file_by_path(found.path)
-        if row is not None and row.identity == found.identity:
-            return self._same_file(row, seen_at)
-        for other in self.index.files_by_identity(found.identity):
-            if other.path != found.path and other.state == "ok":
-                return self._known_elsewhere(other, found, seen_at)
-        return "hash"
-
-    def _same_file(self, row: FileRow, seen_at: float) -> str | tuple[str, int]:
-        if row.state == "error" and row.error in RETRIED_REASONS:
-            return "hash"
-        if row.state == "missing":
-            self.index.mark_present(row.id, seen_at)
-            return ("returned", row.id) if row.error is None else "unchanged-error"
-        self.index.touch_files([row.id], seen_at)
-        return "unchanged-error" if row.state == "error" else "unchanged"
-
-    def _known_elsewhere(self, other: FileRow, found: FoundFile, seen_at: float) -> tuple[str, int]:
-        if _holds(other.path, other.identity):
-            return "linked", self.index.copy_fingerprint(other, found.path, found.root, seen_at)
-        self.index.rename_file(other.id, found.path, found.root, seen_at)
-        return "moved", other.id
-
-    def _hash(self, to_hash: Iterable[FoundFile], seen_at: float, report: ScanReport, batch: _WriteBatch,
-              progress: ProgressCallback | None) -> Iterator[int]:
-        in_flight: dict[str, FoundFile] = {}
-
-        # No transaction stays open while waiting for a worker: other writers (decisions) may not wait.
-        def paths() -> Iterator[tuple[str]]:
-            for found in self._split_unreadable(to_hash, seen_at, report):
-                in_flight[found.path] = found
-                batch.commit()
-                yield (found.path,)
-            batch.commit()
-
-        for (path,), outcome in self.pool.map_unordered(hashing.fingerprint_file, paths()):
-            found = in_flight.pop(path)
-            if isinstance(outcome, ImageError):
-                report.errors += 1
-                self.index.record_file_error(path, found.root, found.identity, outcome.reason, seen_at)
-            else:
-                report.hashed += 1
-                yield self.index.upsert_fingerprint(path, found.root, found.identity, outcome, seen_at)
-            if progress:
-                progress(ScanProgress("walking", report.files, report.hashed, report.errors))
-
-    def _split_unreadable(self, to_hash: Iterable[FoundFile], seen_at: float,
-                          report: ScanReport) -> Iterator[FoundFile]:
-        for found in to_hash:
-            if os.access(found.path, os.R_OK):
-                yield found
-            else:
-                report.errors += 1
-                self.index.record_file_error(found.path, found.root, found.identity, "permission denied",
-                                             seen_at)
+            progress(ScanProgress("matching", run.report.files, run.report.hashed, run.report.errors))
+        return self._finish(run, started)
 
     def ingest_files(self, found: Iterable[tuple[str, str]]) -> ScanReport:
         """Given (path, root) pairs of files that appeared or changed, index, link and regroup them.
 
         A path that vanished is treated as deleted. Return what was done.
         """
-        report = ScanReport()
         started = time.monotonic()
-        seen_at = self.clock()
-        files: list[FoundFile] = []
-        gone: list[str] = []
+        run = _Pass(self.clock(), _WriteBatch(self.index))
+        files, gone = [], []
         for path, root in found:
             item = _stat_found(os.path.abspath(path), os.path.abspath(root))
             if item is None:
-                gone.append(path)
+                gone.append(os.path.abspath(path))
             else:
                 files.append(item)
-        to_link: list[int] = []
-        batch = _WriteBatch(self.index)
+        self._ingest(files, run)
+        run.to_regroup |= self._unlink_paths(gone)
+        run.report.missing = len(gone)
+        return self._finish(run, started)
+
+    def _ingest(self, items: Iterable[FoundFile | WalkProblem], run: _Pass) -> None:
         try:
-            to_hash = self._survey(files, seen_at, report, to_link, [], batch)
-            to_link += self._hash(to_hash, seen_at, report, batch, None)
+            for file_id in self._hash(self._survey(items, run), run):
+                run.to_link.append(file_id)
         finally:
-            batch.commit()
+            run.batch.commit()
+
+    def _finish(self, run: _Pass, started: float) -> ScanReport:
         verified_before = self.linker.verifications
-        regroup = self.linker.link(to_link) | self._unlink_paths(gone)
-        report.verified = self.linker.verifications - verified_before
-        report.missing = len(gone)
-        report.groups = self.linker.regroup(regroup)
-        report.seconds = round(time.monotonic() - started, 3)
-        return report
+        run.to_regroup |= self.linker.link(run.to_link)
+        self.linker.regroup(run.to_regroup)
+        run.report.verified = self.linker.verifications - verified_before
+        run.report.groups = self.index.counts()["groups"]
+        run.report.seconds = round(time.monotonic() - started, 3)
+        return run.report
+
+    def _survey(self, items: Iterable[FoundFile | WalkProblem], run: _Pass) -> Iterator[FoundFile]:
+        """Given walked items, record problems and reuse what the index knows; yield the files to read."""
+        for item in items:
+            run.batch.tick()
+            if isinstance(item, WalkProblem):
+                run.report.errors += 1
+                if item.unreadable_dir:
+                    run.unreadable.append(item.path)
+                self.index.record_walk_error(item.path, os.path.dirname(item.path), item.reason, run.seen_at)
+                continue
+            run.report.files += 1
+            if not self._reuse(item, run):
+                yield item
+
+    def _reuse(self, found: FoundFile, run: _Pass) -> bool:
+        """Given a found file, reuse what the index knows of it without reading it; return whether it could.
+
+        Unchanged: only touched. Moved (its identity at a path that no longer holds it): the row follows.
+        Hard link (the other path still holds it): the fingerprint is copied.
+        """
+        row = self.index.file_by_path(found.path)
+        if row is not None and row.identity == found.identity:
+            return self._same_file(row, run)
+        for other in self.index.files_by_identity(found.identity):
+            if other.path != found.path and other.fingerprint is not None and other.state != "error":
+                if row is not None:  # a changed file replaced by a moved one: its old edges go
+                    run.to_regroup |= self.linker.neighbours_of([row.id])
+                self._known_elsewhere(other, found, run)
+                return True
+        return False
+
+    def _same_file(self, row: FileRow, run: _Pass) -> bool:
+        if row.state == "error" and row.error in RETRIED_REASONS:
+            return False
+        run.report.unchanged += 1
+        run.report.errors += row.state == "error"
+        if row.state == "missing":
+            self.index.mark_present(row.id, run.seen_at)
+            if row.error is None:
+                run.to_link.append(row.id)  # its edges were dropped when it went missing
+        else:
+            self.index.touch_files([row.id], run.seen_at)
+        return True
+
+    def _known_elsewhere(self, other: FileRow, found: FoundFile, run: _Pass) -> None:
+        if other.state == "ok" and _holds(other.path, other.identity):
+            run.to_link.append(self.index.copy_fingerprint(other, found.path, found.root, run.seen_at))
+            return
+        self.index.rename_file(other.id, found.path, found.root, run.seen_at)
+        run.report.moved += 1
+        if other.state == "missing":
+            run.to_link.append(other.id)  # its edges were dropped when it went missing
+
+    def _hash(self, to_hash: Iterable[FoundFile], run: _Pass) -> Iterator[int]:
+        """Given files to read, fingerprint them in the workers and store the results; yield the new ids."""
+        in_flight: dict[str, FoundFile] = {}
+
+        # No transaction stays open while waiting for a worker: other writers (decisions) may not wait.
+        def paths() -> Iterator[tuple[str]]:
+            for found in self._readable(to_hash, run):
+                in_flight[found.path] = found
+                run.batch.commit()
+                yield (found.path,)
+            run.batch.commit()
+
+        report = run.report
+        for (path,), outcome in self.pool.map_unordered(hashing.fingerprint_file, paths()):
+            found = in_flight.pop(path)
+            if isinstance(outcome, ImageError):
+                report.errors += 1
+                self.index.record_file_error(path, found.root, found.identity, outcome.reason, run.seen_at)
+            else:
+                report.hashed += 1
+                yield self.index.upsert_fingerprint(path, found.root, found.identity, outcome, run.seen_at)
+            if run.progress:
+                run.progress(ScanProgress("walking", report.files, report.hashed, report.errors))
+
+    def _readable(self, to_hash: Iterable[FoundFile], run: _Pass) -> Iterator[FoundFile]:
+        for found in to_hash:
+            if os.access(found.path, os.R_OK):
+                yield found
+            else:
+                run.report.errors += 1
+                self.index.record_file_error(found.path, found.root, found.identity, "permission denied",
+                                             run.seen_at)
 
     def forget_paths(self, paths: Iterable[str]) -> int:
         """Given paths of files (or folders) the watcher saw deleted, mark their rows missing and regroup.
@@ -280,9 +279,12 @@ class Scanner:
             moved.append((row.id, dest))
         if not moved:
             return self.ingest_files([(dest, root)]) if os.path.isfile(dest) else ScanReport()
+        replaced = [r.id for r in (self.index.file_by_path(new) for _, new in moved) if r is not None]
+        regroup = self.linker.neighbours_of(replaced)
         with self.index.transaction():
             for file_id, new_path in moved:
                 self.index.rename_file(file_id, new_path, root, self.clock())
+        self.linker.regroup(regroup - set(replaced))
         return ScanReport(moved=len(moved))
 
 
@@ -322,7 +324,4 @@ def _stat_found(path: str, root: str) -> FoundFile | None:
     except FileNotFoundError:
         return None
 
-
-def _root_of(path: str) -> str:
-    return os.path.dirname(path)
 

@@ -185,6 +185,13 @@ class Linker:
                                    p.candidate.orientation) for p in by_args[args]]
         return edges
 
+    def neighbours_of(self, file_ids: Collection[int]) -> set[int]:
+        """Given file ids, return them with every file they share a match edge with."""
+        found = set(file_ids)
+        for match in self.index.matches_touching(file_ids):
+            found.update((match.file_a, match.file_b))
+        return found
+
     def unlink(self, file_ids: Collection[int]) -> set[int]:
         """Given ids of files now missing, mark them so, drop their edges; return the files to regroup."""
         affected = set(file_ids)
