@@ -246,17 +246,41 @@ async def test_cancel_a_job(tmp_path, aiohttp_client):
         await stop_live(live, task)
 
 
+async def read_events_until(response, wanted: bytes, seconds: float = 30) -> bytes:
+    """Read server-sent events (heartbeats included) until `wanted` shows up; fail after `seconds`."""
+    seen = b""
+    async with asyncio.timeout(seconds):
+        while wanted not in seen:
+            seen += await response.content.readuntil(b"\n\n")
+    return seen
+
+
 async def test_events_stream_job_progress(live, album):
     response = await live.get("/api/events")
     assert response.headers["Content-Type"].startswith("text/event-stream")
     first = await response.content.readuntil(b"\n\n")
     assert first.startswith(b"event: hello")
     await live.json("POST", "/api/jobs", {"path": str(album)}, status=201)
-    seen = b""
-    while b"event: group" not in seen:
-        seen += await asyncio.wait_for(response.content.readuntil(b"\n\n"), 30)
+    seen = await read_events_until(response, b"event: group")
     assert b"event: job" in seen
     response.close()
+
+
+async def test_events_tell_of_groups_the_watcher_finds(live, write_photo):
+    response = await live.get("/api/events")
+    await response.content.readuntil(b"\n\n")  # hello
+    first = write_photo(live.tmp / "photos" / "w" / "one.jpg", "rocket", size=(120, 120))
+    (live.tmp / "photos" / "w" / "two.jpg").write_bytes(first.read_bytes())
+    await read_events_until(response, b"event: group")
+    response.close()
+
+
+async def test_the_page_and_its_files_are_served(live):
+    page = await live.client.get("/")
+    assert page.status == 200
+    assert "Content-Security-Policy" in page.headers
+    script = await live.client.get("/js/main.js")
+    assert script.status == 200
 
 
 async def test_unknown_ids_are_404(live):

@@ -82,3 +82,10 @@ def group_summary(db: Database, group_id: int) -> GroupSummary | None:
 def queued_count(db: Database) -> int:
     """Return the number of decisions waiting to be applied."""
     return db.execute("SELECT count(*) FROM decisions WHERE state = 'queued'").fetchone()[0]
+
+
+def group_signature(db: Database) -> tuple[int, int, int]:
+    """Return (groups, highest group id, memberships): it changes when groups are added, dropped or grow."""
+    count, highest = db.execute("SELECT count(*), coalesce(max(id), 0) FROM groups").fetchone()
+    members = db.execute("SELECT count(*) FROM group_members").fetchone()[0]
+    return count, highest, members

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 import sys
@@ -12,7 +14,7 @@ from aiohttp import web
 
 from comparimg.config import Settings
 from comparimg.hashing.decoding import content_hash_file
-from comparimg.index import open_index
+from comparimg.index import open_index, review
 from comparimg.sorter import Sorter
 from comparimg.web.errors import error_middleware
 from comparimg.web.events import EventHub
@@ -40,6 +42,7 @@ from comparimg.web.security import ensure_token, security_middleware
 from comparimg.workers import WorkerLimits
 
 log = logging.getLogger("comparimg.web")
+CHANGE_POLL_SECONDS = 1.0
 
 
 def create_app(settings: Settings, daemon: DaemonPort, config_path: Path | None = None) -> web.Application:
@@ -124,8 +127,36 @@ async def _index_and_sorter(app: web.Application) -> AsyncIterator[None]:
 async def _jobs_and_metrics(app: web.Application) -> AsyncIterator[None]:
     app[JOBS] = JobRunner(app[DAEMON], app[EVENTS].publish)
     app[METRICS] = Metrics(app[DAEMON].status)
+    initial = await app[READERS].run(_group_signature)
+    watcher = asyncio.ensure_future(_publish_changes(app, initial))
     yield
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
     await app[JOBS].close()
+
+
+async def _publish_changes(app: web.Application, last_groups: tuple[int, int, int]) -> None:
+    """Publish `group` when the groups change (whoever found them: watcher, rescan or job) and `status`
+    when the daemon's state changes, by looking every CHANGE_POLL_SECONDS (cheap: two counts)."""
+    last_state = app[DAEMON].status().get("state")
+    while True:
+        await asyncio.sleep(CHANGE_POLL_SECONDS)
+        try:
+            groups = await app[READERS].run(_group_signature)
+        except Exception:  # a loop boundary: log, keep watching
+            log.exception("event=change_poll_failed")
+            continue
+        state = app[DAEMON].status().get("state")
+        if groups != last_groups:
+            app[EVENTS].publish("group", {"groups": groups[0], "last_id": groups[1]})
+        if state != last_state:
+            app[EVENTS].publish("status", {"state": state})
+        last_groups, last_state = groups, state
+
+
+def _group_signature(index) -> tuple[int, int, int]:
+    return review.group_signature(index.db)
 
 
 async def _end_event_streams(app: web.Application) -> None:
