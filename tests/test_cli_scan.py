@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -148,3 +149,51 @@ def _read_available(fd: int) -> bytes:
         return os.read(fd, 65536)
     except OSError:  # EIO once the terminal's other side is closed and drained
         return b""
+
+
+def test_a_scan_killed_midway_resumes_from_a_sound_index(cli_env, tmp_path):
+    import os
+    import signal
+    import sqlite3
+    import time
+
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "many"
+    root.mkdir()
+    rng = np.random.default_rng(7)
+    for i in range(300):
+        Image.fromarray((rng.random((24, 32)) * 255).astype("uint8")).save(root / f"{i:03d}.png")
+    db = tmp_path / "index.sqlite3"
+    process = subprocess.Popen([sys.executable, "-m", "comparimg", "scan", str(root), "--index", str(db),
+                                "--workers", "1"], env=cli_env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while _indexed_files(db) < 20:  # wait for a condition (rows committed), not for a duration
+            assert process.poll() is None, "the scan ended before it could be killed"
+            assert time.monotonic() < deadline, "no rows were committed within a minute"
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+    done_before = _indexed_files(db)
+    resumed = comparimg(cli_env, "scan", root, "--index", db)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"300 files, {300 - done_before} hashed, {done_before} skipped unchanged" in resumed.stdout
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert conn.execute("SELECT count(*), count(DISTINCT path) FROM files").fetchone() == (300, 300)
+
+
+def _indexed_files(db: Path) -> int:
+    import sqlite3
+
+    if not db.exists():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
+            return conn.execute("SELECT count(*) FROM files").fetchone()[0]
+    except sqlite3.OperationalError:  # the schema is not there yet
+        return 0
