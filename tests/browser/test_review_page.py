@@ -43,6 +43,11 @@ def test_review_flow(guarded_page, daemon, write_photo, artifacts_dir):
     page.click("#job-launch")
     page.wait_for_selector("#job-list .job")
     page.wait_for_selector('#job-list .job[data-state="done"]', timeout=60_000)
+    # The status bar follows through the event stream: seven files indexed, two groups.
+    wait_for(
+        lambda: page.inner_text("#st-files") == "7" and page.inner_text("#st-groups") == "2",
+        what="live status",
+    )
 
     # Groups appear: the four cats together, the two coffees together, the astronaut alone.
     page.keyboard.press("g")
