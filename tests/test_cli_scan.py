@@ -96,6 +96,13 @@ def test_an_index_that_cannot_be_created_is_a_failure(cli_env, photos_dir, tmp_p
     assert result.returncode == 1 and "comparimg scan:" in result.stderr
 
 
+def test_a_file_that_is_not_an_index_is_a_failure_without_traceback(cli_env, photos_dir, tmp_path):
+    (tmp_path / "notes.txt").write_text("not a database " * 100)
+    result = comparimg(cli_env, "scan", photos_dir, "--index", tmp_path / "notes.txt")
+    assert result.returncode == 1
+    assert "comparimg scan: cannot" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_check_config_accepts_the_example(cli_env):
     result = comparimg(cli_env, "check-config", REPO / "config" / "comparimg.example.yaml")
     assert result.returncode == 0, result.stderr

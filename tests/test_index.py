@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from comparimg.index import MIGRATIONS, IndexSchemaTooNew, Migration, open_index
+from comparimg.index import MIGRATIONS, IndexSchemaTooNew, IndexUnavailable, Migration, open_index
 from comparimg.model import FileIdentity, Fingerprint, Group, GroupMember, Match
 
 NOW = 1_700_000_000.0
@@ -70,7 +70,7 @@ def test_a_failing_migration_leaves_the_old_version(tmp_path):
     path = tmp_path / "index.sqlite3"
     open_index(path).close()
     broken = (*MIGRATIONS, Migration(len(MIGRATIONS) + 1, "bad", ("CREATE TABLE t (x)", "NOT SQL")))
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(IndexUnavailable, match="syntax error"):
         open_index(path, broken)
     with open_index(path) as index:
         assert index.schema_version() == len(MIGRATIONS)
@@ -83,6 +83,15 @@ def test_a_newer_file_is_refused(tmp_path):
         index.db.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
     with pytest.raises(IndexSchemaTooNew, match="999"):
         open_index(path)
+
+
+def test_a_file_that_is_not_an_index_is_refused_with_its_path(tmp_path):
+    not_a_database = tmp_path / "notes.sqlite3"
+    not_a_database.write_text("just some text, long enough to fill a header page " * 20)
+    with pytest.raises(IndexUnavailable, match=r"notes\.sqlite3"):
+        open_index(not_a_database)
+    with pytest.raises(IndexUnavailable, match="cannot open"):
+        open_index(tmp_path)  # a folder
 
 
 def test_fingerprint_round_trips_with_64_bit_hashes(index):

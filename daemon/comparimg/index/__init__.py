@@ -11,6 +11,7 @@ each reading thread opens its own reader.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -20,7 +21,14 @@ from sqlite_utils import Database
 from comparimg.index.connection import connect_reader, connect_writer, write_transaction
 from comparimg.index.files import FileRow, FileRows, HashArrays, blob_to_hashes, hashes_to_blob
 from comparimg.index.relations import RelationRows, StoredGroup, WalkError
-from comparimg.index.schema import MIGRATIONS, IndexSchemaTooNew, Migration, migrate, schema_version
+from comparimg.index.schema import (
+    MIGRATIONS,
+    IndexSchemaTooNew,
+    IndexUnavailable,
+    Migration,
+    migrate,
+    schema_version,
+)
 
 __all__ = [
     "MIGRATIONS",
@@ -28,6 +36,7 @@ __all__ = [
     "HashArrays",
     "Index",
     "IndexSchemaTooNew",
+    "IndexUnavailable",
     "Migration",
     "StoredGroup",
     "WalkError",
@@ -84,12 +93,19 @@ class Index(FileRows, RelationRows):
 def open_index(path: Path | str, migrations: tuple[Migration, ...] = MIGRATIONS) -> Index:
     """Given the index file path, return the writer Index, creating directories and file and migrating.
 
-    Raise IndexSchemaTooNew when the file comes from a newer version.
+    Raise IndexSchemaTooNew when the file comes from a newer version, IndexUnavailable when it cannot be
+    opened or created (OSError for its directories).
     """
     path = Path(path)
-    db = connect_writer(path)
+    try:
+        db = connect_writer(path)
+    except sqlite3.Error as error:
+        raise IndexUnavailable(f"cannot open the index {path}: {error}") from error
     try:
         migrate(db, migrations)
+    except sqlite3.DatabaseError as error:
+        db.close()
+        raise IndexUnavailable(f"cannot use the index {path}: {error}") from error
     except BaseException:
         db.close()
         raise

@@ -15,7 +15,11 @@ from comparimg.index.journal_tables import JOURNAL_TABLES
 from comparimg.model import ComparImgError
 
 
-class IndexSchemaTooNew(ComparImgError):
+class IndexUnavailable(ComparImgError):
+    """The index file cannot be opened or created (not a database, a folder, no permission...)."""
+
+
+class IndexSchemaTooNew(IndexUnavailable):
     """The index file was written by a newer ComparImg (its schema version is above ours)."""
 
 
