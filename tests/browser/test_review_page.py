@@ -75,6 +75,18 @@ def test_review_flow(guarded_page, daemon, write_photo, artifacts_dir):
     page.wait_for_selector("#cmp-stage .cmp-slider")
     images_loaded(page)
     page.screenshot(path=str(artifacts_dir / "compare-slider.png"))
+    # Zoom doubles the canvas; blink alternates the two images; 0 fits again.
+    width = page.evaluate("document.querySelector('#cmp-stage .cmp-canvas').offsetWidth")
+    page.keyboard.press("+")
+    page.keyboard.press("+")
+    assert page.inner_text("#cmp-zoom-level") == "2×"
+    zoomed = page.evaluate("document.querySelector('#cmp-stage .cmp-canvas').offsetWidth")
+    assert abs(zoomed - 2 * width) <= 2, (width, zoomed)
+    page.keyboard.press("3")
+    shown = {page.inner_text("#cmp-stage [role=status]")}
+    wait_for(lambda: shown.add(page.inner_text("#cmp-stage [role=status]")) or len(shown) == 2, what="blink")
+    page.keyboard.press("0")
+    assert page.inner_text("#cmp-zoom-level") == "fit"
     page.keyboard.press("Escape")
     page.wait_for_selector("#compare:not([open])", state="attached")
 
