@@ -98,9 +98,15 @@ function init() {
     groupsChanged();
     statusSoon();
   });
+  const groupsSeen = new Map(); // job id → groups it had found at its last event
   on(["job", "job_progress", "job_done", "job_finished", "job_cancelled"], (data) => {
     updateJob(data);
-    if (["done", "finished", "completed", "cancelled"].includes(String(data?.state ?? data?.job?.state))) groupsChanged();
+    const job = data?.job ?? data;
+    // Results appear while the job runs: a batch that found groups reloads the groups view.
+    const found = Number(job?.groups ?? 0);
+    if (found > (groupsSeen.get(job?.id) ?? 0)) groupsChanged();
+    groupsSeen.set(job?.id, found);
+    if (["done", "finished", "completed", "cancelled"].includes(String(job?.state))) groupsChanged();
     statusSoon();
   });
   on(["decision", "decision_queued", "decisions", "decision_applied", "applied", "undo", "undone", "action"], (data, type) => {
