@@ -104,7 +104,7 @@ function init() {
     const job = data?.job ?? data;
     // Results appear while the job runs: a batch that found groups reloads the groups view.
     const found = Number(job?.groups ?? 0);
-    if (found > (groupsSeen.get(job?.id) ?? 0)) groupsChanged();
+    if (found > 0 && found !== groupsSeen.get(job?.id)) groupsChanged();
     groupsSeen.set(job?.id, found);
     if (["done", "finished", "completed", "cancelled"].includes(String(job?.state))) groupsChanged();
     statusSoon();
