@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from comparimg import __version__
 from comparimg.config import EXIT_CONFIG, Settings, apply_patch, data_dir, load_settings
 from comparimg.logs import configure_logging
-from comparimg.model import ConfigError
+from comparimg.model import ComparImgError, ConfigError
 from comparimg.notify import Notifier, watchdog_interval
 from comparimg.pipeline import ScannerPipeline, pipeline_changes
 from comparimg.stability import StabilityTracker
@@ -685,6 +685,6 @@ def run_command(
     configure_logging(settings.logging.format, settings.logging.level)
     try:
         return asyncio.run(run_service(settings, load, companion))
-    except OSError as error:  # the index, the workers or the listening socket could not be set up
+    except (OSError, ComparImgError) as error:  # the index, the workers or the socket could not be set up
         log.error("event=start_failed error=%r", str(error))
         return EXIT_START_FAILED
