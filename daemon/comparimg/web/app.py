@@ -37,7 +37,7 @@ from comparimg.web.keys import (
 )
 from comparimg.web.port import DaemonPort
 from comparimg.web.routes import add_routes
-from comparimg.web.runtime import LazyWorkerPool, Metrics, ReaderPool, WriterThread
+from comparimg.web.runtime import DaemonWriter, LazyWorkerPool, Metrics, ReaderPool
 from comparimg.web.security import ensure_token, security_middleware
 from comparimg.workers import WorkerLimits
 
@@ -102,7 +102,7 @@ async def _token(app: web.Application) -> AsyncIterator[None]:
 
 async def _index_and_sorter(app: web.Application) -> AsyncIterator[None]:
     settings = current_settings(app)
-    app[WRITER_THREAD] = writer_thread = WriterThread()
+    app[WRITER_THREAD] = writer_thread = DaemonWriter(app[DAEMON].write)
     app[WRITER] = writer = await writer_thread.run(open_index, settings.index_path)
     app[SORTER] = sorter = Sorter(writer.db, settings.root_paths(), settings.sorter, content_hash_file)
     recovered = await writer_thread.run(sorter.recover)
@@ -121,7 +121,6 @@ async def _index_and_sorter(app: web.Application) -> AsyncIterator[None]:
     app[THUMBNAILER].close()
     app[READERS].close()
     await writer_thread.run(writer.close)
-    writer_thread.close()
 
 
 async def _jobs_and_metrics(app: web.Application) -> AsyncIterator[None]:

@@ -2,8 +2,8 @@
 
 `cli run` passes a companion to the service; once the service runs, the companion calls
 `web.create_app(settings, service, config_path=...)` and starts it on the same loop. The web room owns the
-decision queue, the sorter, jobs and everything HTTP; index writes that touch files and groups go through
-the service's single writer thread (`write`), with the pipeline's scanner.
+decision queue, the sorter, jobs and everything HTTP; every index write of the web room (decisions, the
+sorter's journal, not-duplicates, rows of moved files) runs on the service's single writer thread (`write`).
 """
 
 from __future__ import annotations

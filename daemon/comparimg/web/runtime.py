@@ -1,12 +1,12 @@
-"""The web room's own resources: reader connections on a thread pool, the single writer thread for the
-decision queue and the sorter, and the Prometheus registry."""
+"""The web room's own resources: reader connections on a thread pool, writes routed to the daemon's one
+writer thread (decision queue, sorter journal), the thumbnail worker and the Prometheus registry."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -56,19 +56,19 @@ class ReaderPool:
         self._threads.shutdown(wait=True)
 
 
-class WriterThread:
-    """The one thread that writes decisions and runs the sorter (its journal needs one writer)."""
+class DaemonWriter:
+    """Runs the web room's writes (decisions, the sorter and its journal) on the daemon's one writer thread.
 
-    def __init__(self) -> None:
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="comparimg-web-write")
+    Sharing that thread means a decision never waits on, or fails against, a scan's open write transaction:
+    it simply runs between two of the daemon's write batches.
+    """
+
+    def __init__(self, write: Callable[..., Awaitable[Any]]):
+        self._write = write
 
     async def run(self, func: Callable[..., T], *args: Any) -> T:
-        """Await `func(*args)` run on the writer thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._thread, func, *args)
-
-    def close(self) -> None:
-        """Let the running action finish, then stop."""
-        self._thread.shutdown(wait=True)
+        """Await `func(*args)` run on the daemon's writer thread."""
+        return await self._write(func, *args)
 
 
 class Metrics:
