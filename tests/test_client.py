@@ -4,6 +4,7 @@ at each step of an action, restart the daemon, and check every file is in exactl
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -41,11 +42,12 @@ def setup(tmp_path, write_photo, cli_env):
 
 
 def start_daemon(config: Path, env: dict, crash_at: str | None = None) -> subprocess.Popen:
-    env = {**env, **({"COMPARIMG_CRASH_AT": crash_at} if crash_at else {})}
-    env.pop("COMPARIMG_CRASH_AT", None) if crash_at is None else None
-    process = subprocess.Popen([sys.executable, "-m", "comparimg", "run", "--config", str(config)], env=env,
-                               stderr=subprocess.PIPE, text=True)
-    return process
+    env = {key: value for key, value in env.items() if key != "COMPARIMG_CRASH_AT"}
+    if crash_at:
+        env["COMPARIMG_CRASH_AT"] = crash_at
+    with open(config.parent / "daemon.log", "a") as log:  # a file, not a pipe nobody reads (it fills up)
+        return subprocess.Popen([sys.executable, "-m", "comparimg", "run", "--config", str(config)], env=env,
+                                stderr=log, text=True)
 
 
 def client(config: Path, env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -85,7 +87,6 @@ def stop(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-    process.stderr.close()
 
 
 def copies_of(data: bytes, *folders: Path) -> list[Path]:
@@ -93,11 +94,12 @@ def copies_of(data: bytes, *folders: Path) -> list[Path]:
 
 
 def test_clients_status_groups_decide_apply_undo(setup):
-    _, config, env = setup
+    tmp, config, env = setup
     daemon = start_daemon(config, env)
     try:
         group = wait_for_group(config, env)
         assert "state" in client(config, env, "status").stdout
+        assert "/login?token=" in (tmp / "daemon.log").read_text()
         assert "group" in client(config, env, "groups").stdout
         victim = next(m for m in group["members"] if m["suggested"] == "trash")
         original = Path(victim["path"]).read_bytes()
@@ -110,6 +112,27 @@ def test_clients_status_groups_decide_apply_undo(setup):
         assert Path(victim["path"]).read_bytes() == original
         refused = client(config, env, "undo", str(action_id), check=False)
         assert refused.returncode == 1 and "409" in refused.stderr
+    finally:
+        stop(daemon)
+
+
+def test_not_duplicates_survive_a_restart_and_a_rehash(setup):
+    tmp, config, env = setup
+    daemon = start_daemon(config, env)
+    try:
+        group = wait_for_group(config, env)
+        client(config, env, "decide", "not-duplicates", "--group", str(group["id"]))
+        assert json.loads(client(config, env, "groups", "--json").stdout)["total"] == 0
+    finally:
+        stop(daemon)
+    os.utime(tmp / "photos" / "sub" / "b.jpg")  # changed mtime: re-hashed and matched again at start-up
+    daemon = start_daemon(config, env)
+    try:
+        wait_for_status(config, env)
+        deadline = time.monotonic() + 20
+        while wait_for_status(config, env)["state"] != "watching" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert json.loads(client(config, env, "groups", "--json").stdout)["total"] == 0
     finally:
         stop(daemon)
 
