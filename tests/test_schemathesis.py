@@ -6,6 +6,7 @@ the daemon's roots at random folders); both have hand-written tests in test_api.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -51,12 +52,14 @@ def test_schemathesis_finds_no_server_error_and_no_schema_break(daemon, tmp_path
     command = shutil.which("st") or shutil.which("schemathesis")
     if command is None:
         pytest.fail("schemathesis is not installed (pip install schemathesis)")
+    seed = os.environ.get("COMPARIMG_SCHEMATHESIS_SEED", "1")
     result = subprocess.run(
         [command, "run", f"{base}/api/openapi.json", "--header", f"Authorization: Bearer {token}",
          "--checks", CHECKS, "--max-examples", MAX_EXAMPLES, "--exclude-path", "/api/events",
-         "--exclude-method", "PATCH", "--phases", "examples,coverage,fuzzing,stateful", "--seed", "1",
+         "--exclude-method", "PATCH", "--phases", "examples,coverage,fuzzing,stateful", "--seed", seed,
          "--request-timeout", "30", "--no-color", "--generation-database", "none",
          "--report-dir", str(tmp_path / "report")],
         capture_output=True, text=True, timeout=280, cwd=tmp_path)
     report = "\n".join(line[:300] for line in result.stdout.splitlines())
+    print(report[report.find("SUMMARY") :])
     assert result.returncode == 0, report[report.find("FAILURES") :][:8000] + result.stderr[-2000:]
