@@ -268,3 +268,25 @@ def test_crash_at_each_step_across_file_systems(tmp_path, photo, shm_trash, step
 @pytest.mark.parametrize("step", ["intent", "info_written", "linked", "source_removed"])
 def test_crash_at_each_step_freedesktop(tmp_path, photo, step):
     check_crash_then_recover(tmp_path, photo, tmp_path / "top", "freedesktop", step)
+
+
+def test_a_file_swapped_after_the_re_check_is_left_in_place(tmp_path, photo):
+    request = request_for(photo)
+    intruder = tmp_path / "intruder.jpg"
+    intruder.write_bytes(b"swapped in")
+    calls = []
+
+    def hash_then_swap(path: str) -> str:
+        digest = content_hash_file(path)
+        if path == str(photo) and not calls:
+            calls.append(path)
+            os.replace(intruder, photo)  # the swap lands between the re-check and the link
+        return digest
+
+    index = open_index(tmp_path / "index.sqlite3")
+    settings = SorterSettings(trash_dir=tmp_path / "trash", trash_layout="folder", move_targets={})
+    result = Sorter(index.db, (tmp_path / "root",), settings, hash_then_swap).apply(request)
+    assert result.state == "failed" and "replaced" in result.reason
+    assert photo.read_bytes() == b"swapped in"
+    assert not [p for p in (tmp_path / "trash").rglob("*") if p.is_file()]
+    assert journal.open_actions(index.db) == []

@@ -239,6 +239,9 @@ class Sorter:
                 raise OSError("the copy does not match the original's content hash")
         dest = self._link_free_name(action_id, job.placement, dest, linked_from)
         crash_point("linked")
+        if not cross_fs and files.inode_of(dest) != job.identity.inode:
+            dest.unlink()  # the source was swapped after the re-check: that file is not ours to move
+            raise OSError("the file was replaced while being moved")
         if cross_fs:
             linked_from.unlink()
             crash_point("temp_removed")
