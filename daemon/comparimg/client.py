@@ -77,16 +77,19 @@ def _failure(error: urllib.error.HTTPError) -> ApiFailure:
 
 
 def status_request(args: argparse.Namespace) -> tuple[str, str, Any]:
+    """Return (method, path, body) for `status`."""
     return "GET", "/api/status", None
 
 
 def groups_request(args: argparse.Namespace) -> tuple[str, str, Any]:
+    """Return (method, path, body) for `groups`."""
     query = {"kind": args.kind, "state": args.state, "limit": args.limit, "offset": args.offset}
     text = "&".join(f"{key}={value}" for key, value in query.items() if value not in (None, ""))
     return "GET", f"/api/groups?{text}", None
 
 
 def decide_request(args: argparse.Namespace) -> tuple[str, str, Any]:
+    """Return (method, path, body) for `decide`. Raise ApiFailure for a bad FILE_ID count."""
     if args.action == "not-duplicates":
         body: dict[str, Any] = {"action": "not_duplicates"}
         if args.group is not None:
@@ -103,10 +106,12 @@ def decide_request(args: argparse.Namespace) -> tuple[str, str, Any]:
 
 
 def apply_request(args: argparse.Namespace) -> tuple[str, str, Any]:
+    """Return (method, path, body) for `apply`."""
     return "POST", "/api/decisions/apply", {"ids": args.ids} if args.ids else {}
 
 
 def undo_request(args: argparse.Namespace) -> tuple[str, str, Any]:
+    """Return (method, path, body) for `undo`."""
     return "POST", f"/api/undo/{args.action_id}", {}
 
 
@@ -114,6 +119,7 @@ def undo_request(args: argparse.Namespace) -> tuple[str, str, Any]:
 
 
 def show_status(answer: dict) -> str:
+    """Return the status as one line."""
     counts = answer.get("counts", {})
     paused = ", ".join(answer.get("paused_roots", [])) or "none"
     return (
@@ -124,6 +130,7 @@ def show_status(answer: dict) -> str:
 
 
 def show_groups(answer: dict) -> str:
+    """Return the groups, one line per member, the suggested keeper marked."""
     lines = [f"{answer['total']} group(s)"]
     for group in answer["groups"]:
         lines.append(f"group {group['id']} ({group['kind']}, {group['state']}):")
@@ -137,11 +144,13 @@ def show_groups(answer: dict) -> str:
 
 
 def show_decision(answer: dict) -> str:
+    """Return the decision as one line."""
     who = answer.get("file_id") or answer.get("file_ids")
     return f"decision {answer['id']}: {answer['action']} {who} → {answer['state']}"
 
 
 def show_apply(answer: dict) -> str:
+    """Return the outcome of each applied decision."""
     lines = [f"applied {answer['applied']}, refused {answer['refused']}, failed {answer['failed']}"]
     for outcome in answer["outcomes"]:
         where = f" → {outcome['dest']}" if outcome.get("dest") else ""
@@ -155,6 +164,7 @@ def show_apply(answer: dict) -> str:
 
 
 def show_undo(answer: dict) -> str:
+    """Return the restore as one line."""
     return f"action {answer['undo_of']} undone: {answer['source']} → {answer['dest']} ({answer['state']})"
 
 

@@ -53,6 +53,7 @@ class GroupSummary:
 
     @property
     def state(self) -> str:
+        """Return "decided" when every member has a decision, else "pending"."""
         return "decided" if self.decided >= self.members else "pending"
 
 

@@ -65,6 +65,7 @@ class ActionResult:
     undo_of: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        """Return the result as a plain dict (the API shape)."""
         return dataclasses.asdict(self)
 
 

@@ -43,6 +43,7 @@ class Job:
     finished: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        """Return the job as the API shows it."""
         return dataclasses.asdict(self)
 
 

@@ -19,6 +19,7 @@ NULL_NUM = {"type": ["number", "null"]}
 
 
 def ref(name: str) -> dict[str, str]:
+    """Return a reference to a component schema."""
     return {"$ref": f"#/components/schemas/{name}"}
 
 
@@ -210,10 +211,12 @@ SCHEMAS: dict[str, Any] = {
 
 
 def json_body(schema: str) -> dict[str, Any]:
+    """Return a required JSON request body of the given schema."""
     return {"required": True, "content": {"application/json": {"schema": ref(schema)}}}
 
 
 def answer(status: int, schema: str | None, description: str, media: str = "application/json") -> dict:
+    """Return one documented response: status, description and media type."""
     content = {media: {"schema": ref(schema) if schema else {"type": "string"}}}
     return {str(status): {"description": description, "content": content}}
 
@@ -224,6 +227,7 @@ ERRORS = {
 
 
 def operation(summary: str, ok: dict, parameters: list | None = None, body: dict | None = None) -> dict:
+    """Return an operation: its success response(s), the shared error response, parameters, body."""
     result: dict[str, Any] = {"summary": summary, "responses": {**ok, **ERRORS}}
     if parameters:
         result["parameters"] = parameters
@@ -233,10 +237,12 @@ def operation(summary: str, ok: dict, parameters: list | None = None, body: dict
 
 
 def path_param(name: str = "id") -> dict:
+    """Return a positive integer path parameter."""
     return {"name": name, "in": "path", "required": True, "schema": ID}
 
 
 def query(name: str, schema: dict) -> dict:
+    """Return an optional query parameter."""
     return {"name": name, "in": "query", "required": False, "schema": schema}
 
 

@@ -99,6 +99,7 @@ class _StatusCollector:
         self.status = status
 
     def collect(self):
+        """Yield the gauges of the current status (called by prometheus-client at scrape time)."""
         status = self.status()
         counts = status.get("counts") or {}
         gauge = GaugeMetricFamily(
