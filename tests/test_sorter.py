@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -289,4 +290,40 @@ def test_a_file_swapped_after_the_re_check_is_left_in_place(tmp_path, photo):
     assert result.state == "failed" and "replaced" in result.reason
     assert photo.read_bytes() == b"swapped in"
     assert not [p for p in (tmp_path / "trash").rglob("*") if p.is_file()]
+    assert journal.open_actions(index.db) == []
+
+
+FULL_DISK_CHILD = """
+import json, resource, signal, sys
+from pathlib import Path
+from comparimg.config import SorterSettings
+from comparimg.hashing.decoding import content_hash_file
+from comparimg.index import open_index, journal
+from comparimg.sorter import Sorter, SortRequest
+from comparimg.sorter.files import identity_of
+tmp, trash, source = sys.argv[1:]
+index = open_index(Path(tmp) / "index.sqlite3")
+request = SortRequest("trash", Path(source), identity_of(Path(source)), content_hash_file(source))
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, like a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, 400_000))
+sorter = Sorter(index.db, (Path(tmp) / "root",), SorterSettings(trash_dir=Path(trash)), content_hash_file)
+print(json.dumps(sorter.apply(request).as_dict()))
+"""
+
+
+def test_a_copy_that_runs_out_of_space_leaves_the_source_and_no_debris(tmp_path, shm_trash):
+    source = tmp_path / "root" / "big.jpg"
+    source.parent.mkdir(parents=True)
+    data = os.urandom(2_000_000)
+    source.write_bytes(data)
+    open_index(tmp_path / "index.sqlite3").close()  # the schema exists before the limit applies
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "daemon")}
+    run = subprocess.run([sys.executable, "-c", FULL_DISK_CHILD, str(tmp_path), str(shm_trash), str(source)],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["state"] == "failed" and "too large" in result["reason"].lower()
+    assert source.read_bytes() == data
+    assert not [p for p in shm_trash.rglob("*") if p.is_file()]
+    index = open_index(tmp_path / "index.sqlite3")
     assert journal.open_actions(index.db) == []
