@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -291,3 +292,27 @@ async def test_unknown_ids_are_404(live):
     assert (await live.delete("/api/decisions/999")).status == 404
     assert (await live.post("/api/undo/999", {})).status == 404
     assert (await live.post("/api/decisions", {"action": "trash", "file_id": 999})).status == 404
+
+
+async def test_trash_on_another_file_system_through_the_api(tmp_path, aiohttp_client, write_photo):
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs /dev/shm on another file system")
+    trash = shm / f"comparimg-api-{tmp_path.name}"
+    live, task = await start_live(tmp_path, aiohttp_client, sorter={"trash": str(trash)})
+    try:
+        first = write_photo(tmp_path / "photos" / "x" / "a.jpg", "chelsea", size=(150, 150))
+        (tmp_path / "photos" / "x" / "b.jpg").write_bytes(first.read_bytes())
+        await run_job(live, tmp_path / "photos" / "x")
+        member = (await live.json("GET", "/api/groups"))["groups"][0]["members"][-1]
+        original = Path(member["path"]).read_bytes()
+        decision = {"action": "trash", "file_id": member["file_id"]}
+        await live.json("POST", "/api/decisions", decision, status=201)
+        outcome = (await live.json("POST", "/api/decisions/apply", {}))["outcomes"][0]
+        assert outcome["state"] == "applied" and outcome["dest"].startswith(str(trash))
+        assert Path(outcome["dest"]).read_bytes() == original and not Path(member["path"]).exists()
+        await live.json("POST", f"/api/undo/{outcome['action_id']}")
+        assert Path(member["path"]).read_bytes() == original
+    finally:
+        await stop_live(live, task)
+        shutil.rmtree(trash, ignore_errors=True)
