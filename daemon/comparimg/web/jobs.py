@@ -51,6 +51,8 @@ def list_images(
     folder: str, recursive: bool, extensions: frozenset[str], exclude: tuple[str, ...]
 ) -> list[str]:
     """Return the image paths a job covers: the whole tree, or only the folder's own files."""
+    if not recursive:
+        exclude = (*exclude, "*/*")  # prunes the walk below the first level of sub-folders
     found = (item.path for item in walk_images(folder, extensions, exclude) if isinstance(item, FoundFile))
     if recursive:
         return list(found)
