@@ -55,7 +55,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        code = error.reason.lower().replace(" ", "_")
+        code = "too_large" if error.status == 413 else error.reason.lower().replace(" ", "_")
         return error_response(error.status, code, error.text or error.reason)
     except tuple(cls for cls, _, _ in STATUS_OF) as error:
         status, code = next((s, c) for cls, s, c in STATUS_OF if isinstance(error, cls))
