@@ -10,7 +10,8 @@ from typing import Any
 
 from comparimg.config import parse_settings
 from comparimg.notify import Notifier
-from comparimg.service import ScannerPipeline, Service
+from comparimg.pipeline import ScannerPipeline
+from comparimg.service import Service
 from comparimg.web import create_app
 
 

@@ -20,7 +20,7 @@ from comparimg.scanner import Scanner
 
 
 class PipelinePort(Protocol):
-    """The part of `service.ScannerPipeline` the web room uses (only on the writer thread)."""
+    """The part of `pipeline.ScannerPipeline` the web room uses (only on the writer thread)."""
 
     scanner: Scanner
 
