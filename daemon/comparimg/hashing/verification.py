@@ -3,8 +3,10 @@
 A 64-bit hash cannot tell a copy from a mirror-symmetric neighbour or from the next quadrant of the same
 photo. So both files are decoded again (JPEG draft mode) and compared at fine resolution:
 
-1. the queried picture A is turned by the candidate's orientation; B stretched onto A's frame is tried
-   first (resized, re-encoded, recoloured copies end there);
+0. a uniform border (frame, letterbox) is cut off both pictures;
+1. the queried picture A is turned by the candidate's orientation (then upright, when that fails: a
+   nearly symmetric picture may meet its copy's hash best in a wrong orientation); B stretched onto A's
+   frame is tried first (resized, re-encoded, recoloured copies end there);
 2. alignment: masked normalised cross-correlation (FFT, Padfield's formula) over a grid of scales at a
    coarse size finds where B lies in A (B may be a crop of A, A a crop of B, either may have a border),
    only among placements where each picture covers at least `MIN_COVER` of the other in each dimension;
@@ -32,7 +34,7 @@ from PIL import Image
 from scipy import fft, ndimage
 
 from comparimg.hashing.decoding import open_picture
-from comparimg.hashing.perceptual import turn_array
+from comparimg.hashing.perceptual import content_box, turn_array
 from comparimg.model import Candidate
 
 FINE_SIDE = 256  # long side of the pictures compared block by block (less when one picture is smaller)
@@ -78,11 +80,23 @@ class _Placement:
 def verify_pair(path_a: str, path_b: str, candidate: Candidate) -> Verdict:
     """Given the queried file, an indexed file and the Candidate that links them (its orientation turns
     A into B), return the Verdict of a fine comparison. Raise ImageError when either cannot be decoded."""
-    picture_a = open_picture(path_a, min_side=FINE_SIDE)
-    picture_b = open_picture(path_b, min_side=FINE_SIDE)
-    a = turn_array(np.asarray(picture_a.image, dtype=np.float32), candidate.orientation)
-    b = np.asarray(picture_b.image, dtype=np.float32)
-    return compare_arrays(np.ascontiguousarray(a), b)
+    a = _without_border(np.asarray(open_picture(path_a, min_side=FINE_SIDE).image, dtype=np.float32))
+    b = _without_border(np.asarray(open_picture(path_b, min_side=FINE_SIDE).image, dtype=np.float32))
+    verdict = compare_arrays(np.ascontiguousarray(turn_array(a, candidate.orientation)), b)
+    if verdict.matched or candidate.orientation == 0:
+        return verdict
+    # A nearly symmetric picture can meet its copy's hash best in a wrong orientation: try upright too.
+    upright = compare_arrays(a, b)
+    return upright if upright.matched else verdict
+
+
+def _without_border(pixels: np.ndarray) -> np.ndarray:
+    """Given a grayscale array, return it without its uniform border (letterbox, frame), if it has one."""
+    box = content_box(pixels)
+    if box is None:
+        return pixels
+    left, top, right, bottom = box
+    return np.ascontiguousarray(pixels[top:bottom, left:right])
 
 
 def compare_arrays(a: np.ndarray, b: np.ndarray) -> Verdict:
