@@ -31,11 +31,12 @@ def test_run_without_configuration_uses_the_defaults(monkeypatch, tmp_path):
 def test_command_line_overrides_the_file(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("roots: [/srv/a]\nwatch:\n  settle_seconds: 3\n")
-    settings = settings_for_run(str(config), ["/x", "y"], "idx.db", "/e.json", "0.0.0.0:9000")
+    settings = settings_for_run(str(config), ["/x", "y"], "idx.db", "/e.json", "0.0.0.0:9000", "~/tok")
     assert settings.root_paths() == (Path("/x"), Path(os.path.abspath("y")))
     assert settings.index_path == Path(os.path.abspath("idx.db"))
     assert settings.export_path == Path("/e.json")
     assert (settings.http.host, settings.http.port) == ("0.0.0.0", 9000)
+    assert settings.http.token_file == Path(os.path.expanduser("~/tok"))
     assert settings.watch.settle_seconds == 3
     assert settings.source == str(config)
 

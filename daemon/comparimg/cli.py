@@ -226,6 +226,7 @@ def add_run_command(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument("--index", metavar="DB", help="SQLite index file")
     parser.add_argument("--export", metavar="FILE", help="duplicates JSON kept current")
     parser.add_argument("--listen", metavar="HOST:PORT", help="address of the API and review page")
+    parser.add_argument("--token-file", metavar="FILE", help="file (mode 0600) holding the API token")
     parser.set_defaults(handler=run_daemon)
 
 
@@ -237,7 +238,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     config_file = Path(args.config).absolute() if args.config else default_config_file()
     config = str(config_file) if args.config or config_file.exists() else None
     return run_command(config, args.watch, args.index, args.export, args.listen,
-                       companion=web_companion(str(config_file)))
+                       companion=web_companion(str(config_file)), token_file=args.token_file)
 
 
 def web_companion(config_path: str | None):

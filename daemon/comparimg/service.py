@@ -637,6 +637,7 @@ def settings_for_run(
     index: str | None = None,
     export: str | None = None,
     listen: str | None = None,
+    token_file: str | None = None,
 ) -> Settings:
     """Given `comparimg run`'s options, return the settings: the file (or built-in defaults) with the
     command-line overrides applied. Raise ConfigError naming the file or "command line"."""
@@ -648,8 +649,11 @@ def settings_for_run(
         patch["index"] = os.path.abspath(os.path.expanduser(index))
     if export:
         patch["export"] = os.path.abspath(os.path.expanduser(export))
-    if listen:
-        patch["http"] = {"listen": listen}
+    http = {"listen": listen} if listen else {}
+    if token_file:
+        http["token_file"] = os.path.abspath(os.path.expanduser(token_file))
+    if http:
+        patch["http"] = http
     if not patch:
         return settings
     return dataclasses.replace(apply_patch(settings, patch, source="command line"), source=settings.source)
@@ -670,12 +674,13 @@ def run_command(
     export: str | None = None,
     listen: str | None = None,
     companion: Companion | None = None,
+    token_file: str | None = None,
 ) -> int:
     """Given `comparimg run`'s options, run the daemon until SIGTERM; return the exit status
     (78 for a bad configuration, naming the file, key path and value)."""
 
     def load() -> Settings:
-        return settings_for_run(config, watch, index, export, listen)
+        return settings_for_run(config, watch, index, export, listen, token_file)
 
     try:
         settings = load()
