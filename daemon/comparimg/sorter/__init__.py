@@ -17,9 +17,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlite_utils import Database
-
-from comparimg.index import journal
+from comparimg.index import (
+    Database,  # the writer connection the index room hands out
+    journal,
+)
 from comparimg.model import Conflict, FileIdentity, Refused
 from comparimg.sorter import files
 from comparimg.sorter.files import crash_point

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from comparimg import thumbnails
+from comparimg.hashing import thumbnails
 from comparimg.config import Settings
 from comparimg.index import Index, journal, review
 from comparimg.model import ORIENTATIONS, NotFound, Refused
