@@ -1,5 +1,6 @@
 """Thumbnails for the review page: decode an image (hostile input: run this in a worker process) and write
-a small JPEG atomically into a cache keyed by content hash. Part of the hashing room, the one place that decodes pictures."""
+a small JPEG atomically into a cache keyed by content hash. Part of the hashing room, the one place that
+decodes pictures."""
 
 from __future__ import annotations
 

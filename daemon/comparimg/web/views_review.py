@@ -10,8 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from comparimg.hashing import thumbnails
 from comparimg.config import Settings
+from comparimg.hashing import thumbnails
 from comparimg.index import Index, journal, review
 from comparimg.model import ORIENTATIONS, NotFound, Refused
 from comparimg.web.decision_queue import decision_view, inside_roots
