@@ -3,7 +3,8 @@
 A 64-bit hash cannot tell a copy from a mirror-symmetric neighbour or from the next quadrant of the same
 photo. So both files are decoded again (JPEG draft mode) and compared at fine resolution:
 
-0. a uniform border (frame, letterbox) is cut off both pictures;
+0. the pictures as they are, then (when that fails and one has a uniform border: frame, letterbox) without
+   their borders;
 1. the queried picture A is turned by the candidate's orientation (then upright, when that fails: a
    nearly symmetric picture may meet its copy's hash best in a wrong orientation); B stretched onto A's
    frame is tried first (resized, re-encoded, recoloured copies end there);
@@ -80,14 +81,21 @@ class _Placement:
 def verify_pair(path_a: str, path_b: str, candidate: Candidate) -> Verdict:
     """Given the queried file, an indexed file and the Candidate that links them (its orientation turns
     A into B), return the Verdict of a fine comparison. Raise ImageError when either cannot be decoded."""
-    a = _without_border(np.asarray(open_picture(path_a, min_side=FINE_SIDE).image, dtype=np.float32))
-    b = _without_border(np.asarray(open_picture(path_b, min_side=FINE_SIDE).image, dtype=np.float32))
-    verdict = compare_arrays(np.ascontiguousarray(turn_array(a, candidate.orientation)), b)
-    if verdict.matched or candidate.orientation == 0:
-        return verdict
-    # A nearly symmetric picture can meet its copy's hash best in a wrong orientation: try upright too.
-    upright = compare_arrays(a, b)
-    return upright if upright.matched else verdict
+    a = np.asarray(open_picture(path_a, min_side=FINE_SIDE).image, dtype=np.float32)
+    b = np.asarray(open_picture(path_b, min_side=FINE_SIDE).image, dtype=np.float32)
+    attempts = [(a, b)]
+    without = (_without_border(a), _without_border(b))
+    if without[0].shape != a.shape or without[1].shape != b.shape:
+        attempts.append(without)  # a frame or letterbox added to one copy
+    orientations = [candidate.orientation] if candidate.orientation == 0 else [candidate.orientation, 0]
+    verdict = Verdict(False, 0.0)
+    for first, second in attempts:
+        for orientation in orientations:
+            found = compare_arrays(np.ascontiguousarray(turn_array(first, orientation)), second)
+            if found.matched:
+                return found
+            verdict = max(verdict, found, key=lambda v: v.score)
+    return verdict
 
 
 def _without_border(pixels: np.ndarray) -> np.ndarray:
