@@ -42,7 +42,8 @@ FINE_SIDE = 256  # long side of the pictures compared block by block (less when 
 MIN_FINE_SIDE = 96
 MID_SIDE = 128
 COARSE_SIDE = 64
-MIN_COVER = 0.7  # each picture covers at least this share of the other's width and height
+MIN_COVER = 0.7  # each picture covers at least this share of the other's width and height (search)
+FINAL_COVER = 0.75  # ... and this share once aligned: a crop of 10 % per border against a small border
 SCALE_STEP = 1.035
 COARSE_KEEP = 2  # coarse placements refined at the middle size
 MID_STEPS = (-0.01, 0.0, 0.01)
@@ -125,6 +126,8 @@ def compare_arrays(a: np.ndarray, b: np.ndarray) -> Verdict:
     for _ in range(FIT_ROUNDS):
         warped, mask = _warp(b_fine, a_fine.shape, placement)
         placement = _refine_fit(a_fine, warped, mask, placement)
+    if _cover(placement, a_fine.shape, b_fine.shape) < FINAL_COVER:
+        return Verdict(False, 0.0, round(float(placement.scale), 4), reason="overlap too small")
     warped, mask = _warp(b_fine, a_fine.shape, placement)
     score, textured = _detail_score(a_fine, warped, mask)
     if textured < MIN_TEXTURED:
@@ -151,6 +154,17 @@ def _resized(pixels: np.ndarray, long_side: int) -> np.ndarray:
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     image = Image.fromarray(pixels.astype(np.float32), mode="F")
     return np.asarray(image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float32)
+
+
+def _cover(placement: _Placement, shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> float:
+    """Given a placement of B in A, return the smallest share of either picture's width or height that
+    the other covers."""
+    shares = []
+    for axis, offset in ((0, placement.dy), (1, placement.dx)):
+        extent_b = placement.scale * shape_b[axis]
+        overlap = min(shape_a[axis], offset + extent_b) - max(0.0, offset)
+        shares += [overlap / shape_a[axis], overlap / extent_b]
+    return float(min(shares))
 
 
 def _scales(shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> np.ndarray:
