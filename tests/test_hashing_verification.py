@@ -95,11 +95,13 @@ def test_neighbouring_parts_of_one_photo_are_not_verified(tmp_path, photos, name
         "q2": (0, h // 2, w // 2, h),
         "left": (0, 0, w * 6 // 10, h),
         "right": (w * 4 // 10, 0, w, h),
+        "most": (0, 0, w * 9 // 10, h),  # a true crop of the whole; "left" is two thirds of it
     }
     for part, box in parts.items():
         image.crop(box).save(tmp_path / f"{part}.png")
     image.save(tmp_path / "whole.png")
     pairs = [("q0", "q1", 0), ("q0", "q1", 4), ("q0", "q2", 5), ("left", "right", 0), ("whole", "q0", 0)]
+    pairs += [("left", "most", 0), ("most", "left", 0)]
     for a, b, orientation in pairs:
         verdict = verify_pair(
             str(tmp_path / f"{a}.png"), str(tmp_path / f"{b}.png"), Candidate(1, 8, orientation)
