@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from comparimg.atomic_files import write_text_atomically
 from comparimg.model import ConfigError
 
 EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h, what systemd and the CLI report for a bad configuration
@@ -379,19 +379,7 @@ def apply_patch(settings: Settings, patch: object, source: str = "PATCH /api/con
 
 def save_settings(settings: Settings, path: str | os.PathLike) -> None:
     """Write Settings as YAML to `path` atomically (temp file, fsync, rename). Raise OSError."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(settings_to_dict(settings), sort_keys=False)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_text_atomically(path, yaml.safe_dump(settings_to_dict(settings), sort_keys=False))
 
 
 def documented_keys() -> dict[str, str]:

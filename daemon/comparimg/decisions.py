@@ -13,7 +13,8 @@ from comparimg.model import FileFacts, Group
 
 
 def keeper_key(facts: FileFacts) -> tuple:
-    """Given a file's facts, return its sort key in keeper order (first = best to keep)."""
+    """Given a file's facts, return its sort key in keeper order (first = best to keep): reference files,
+    then more pixels, a bigger file, an older mtime, a shorter path, then path and id."""
     return (
         not facts.reference,
         -facts.width * facts.height,

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
+from comparimg.atomic_files import write_text_atomically
 from comparimg.index import FileRow, Index, StoredGroup
 from comparimg.index.files import prefix_range
 from comparimg.model import ORIENTATIONS
@@ -83,17 +82,4 @@ def _member(row: FileRow, member) -> dict:
 
 def write_export(document: dict, path: str | os.PathLike) -> None:
     """Given the duplicates document and a path, write it atomically (temp file, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False,
-                                     encoding="utf-8") as temp:
-        try:
-            json.dump(document, temp, indent=2, ensure_ascii=False)
-            temp.write("\n")
-            temp.flush()
-            os.fsync(temp.fileno())
-            os.chmod(temp.name, EXPORT_MODE)
-        except BaseException:
-            os.unlink(temp.name)
-            raise
-    os.replace(temp.name, path)
+    write_text_atomically(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n", EXPORT_MODE)

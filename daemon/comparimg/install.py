@@ -14,9 +14,10 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from comparimg.atomic_files import write_text_atomically
 
 SYSTEM_UNIT = """\
 # ComparImg daemon as a system service. Install with `comparimg install-service` (or copy to
@@ -255,12 +256,12 @@ def install(
         config=config,
         exec_start=exec_start_command(),
     )
-    write_atomically(plan.unit_path, plan.unit_text, 0o644)
+    write_text_atomically(plan.unit_path, plan.unit_text, 0o644)
     print(f"wrote {plan.unit_path}")
     if plan.config_path.exists():
         print(f"kept existing {plan.config_path}")
     else:
-        write_atomically(plan.config_path, plan.config_text, 0o640 if not user_mode else 0o600)
+        write_text_atomically(plan.config_path, plan.config_text, 0o640 if not user_mode else 0o600)
         print(f"wrote {plan.config_path}")
     return run_or_print(plan.commands, enable)
 
@@ -278,22 +279,6 @@ def run_or_print(commands: tuple[tuple[str, ...], ...], enable: bool) -> int:
         if done.returncode != 0:
             return done.returncode
     return 0
-
-
-def write_atomically(path: Path, text: str, mode: int) -> None:
-    """Given a path, text and a file mode, write the file via a temp file and rename. Raise OSError."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def _group_name(gid: int) -> str:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from comparimg.decisions import keeper_key
 from comparimg.model import Candidate, FileFacts, Fingerprint, Group, GroupMember, Match
 
 CHUNKS = 4
@@ -371,19 +372,8 @@ def group_matches(
     return sorted(groups, key=lambda g: (min(m.file_id for m in g.members), g.leader))
 
 
-def leader_key(facts: FileFacts) -> tuple:
-    """Given a file's facts, return its sort key in keeper order: reference files first, then more pixels,
-    a bigger file, an older mtime, a shorter path, then path and id. It is the order of
-    decisions.suggest_keeper (the rooms may not import each other; a test keeps them in step)."""
-    return (
-        not facts.reference,
-        -facts.width * facts.height,
-        -facts.size,
-        facts.mtime_ns,
-        len(facts.path),
-        facts.path,
-        facts.file_id,
-    )
+# Leaders are taken in keeper order, so a group's leader is the copy the keeper rules would keep.
+leader_key = keeper_key
 
 
 def _edge_rank(match: Match) -> tuple[int, int, int]:
