@@ -72,6 +72,11 @@ EDITS = {
     "darker_gray": (lambda im: ImageEnhance.Brightness(im).enhance(0.82).convert("L"), "webp"),
     "flip": (lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT), "bmp"),
     "rot270": (lambda im: im.transpose(Image.Transpose.ROTATE_270), "png"),
+    # Turned and cropped or captioned: the query's global hash meets a window of the original (a crop),
+    # or one of its turned windows meets the original's global hash (a caption).
+    "rot90_crop_left8": (lambda im: crop(im, 0.08, 0, 0, 0).transpose(Image.Transpose.ROTATE_90), "jpg"),
+    "flip_corner7": (lambda im: crop(im, 0.07, 0.07, 0, 0).transpose(Image.Transpose.FLIP_LEFT_RIGHT), "png"),
+    "rot180_caption": (lambda im: caption(im).transpose(Image.Transpose.ROTATE_180), "png"),
 }
 
 

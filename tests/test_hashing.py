@@ -84,7 +84,10 @@ def test_fingerprint_records_size_format_content_hash_and_windows(tmp_path, writ
     assert (fp.width, fp.height, fp.format) == (600, 400, "JPEG")
     assert fp.content_hash == hashlib.sha256(path.read_bytes()).hexdigest()
     assert hashing.content_hash_file(str(path)) == fp.content_hash
-    assert len(fp.windows) == len(perceptual.WINDOW_TRIMS)  # no border: no content slot
+    slots = perceptual.WINDOW_SLOTS
+    assert len(fp.windows) == slots * (1 + len(perceptual.TURNED_WINDOWS))
+    assert fp.windows[perceptual.CONTENT_SLOT] == perceptual.ABSENT  # no border: no content hash
+    assert all(fp.windows[k * slots + perceptual.CONTENT_SLOT] == perceptual.ABSENT for k in range(4))
     assert distance(fp.phash[0], int(str(imagehash.phash(Image.open(path))), 16)) <= 4
 
 
@@ -188,3 +191,39 @@ def test_gif_first_frame_is_hashed(tmp_path, photos):
     animated = hashing.fingerprint_file(str(tmp_path / "anim.gif"))
     first = hashing.fingerprint_file(str(tmp_path / "first.png"))
     assert distance(animated.phash[0], first.phash[0]) <= 2
+
+
+def test_matching_reads_the_window_layout_hashing_writes():
+    from comparimg import matching
+
+    assert matching._SLOT_TRIMS == perceptual.WINDOW_TRIMS and matching._STEPS == perceptual.ORIENTATION_STEPS
+    assert matching.TURNED_WINDOWS == perceptual.TURNED_WINDOWS and matching.ABSENT == perceptual.ABSENT
+    assert matching.MAX_WINDOWS == perceptual.WINDOW_SLOTS
+
+
+@pytest.mark.parametrize("orientation", range(8))
+def test_turned_windows_are_the_windows_of_the_turned_picture(photos, orientation):
+    """Window slot k turned by an orientation (stored, or derived by bit transposition) hashes like the
+    window of the turned picture at SLOT_AFTER_TURN[orientation][k]."""
+    from comparimg import matching
+
+    image = Image.fromarray(photos["coffee"]).convert("L").resize((360, 240), Image.Resampling.LANCZOS)
+    turned = matching.window_orientations(perceptual.window_hashes(image))
+    assert sorted(turned) == list(range(8))
+    pixels = np.ascontiguousarray(perceptual.turn_array(np.asarray(image), orientation))
+    other = perceptual.window_hashes(Image.fromarray(pixels))
+    for slot in range(len(perceptual.WINDOW_TRIMS)):
+        where = matching.SLOT_AFTER_TURN[orientation][slot]
+        assert distance(int(turned[orientation][slot]), other[where]) <= 4, (slot, where)
+
+
+def test_transposed_hashes_are_bit_transpositions():
+    from comparimg import matching
+
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        block = perceptual.low_frequencies(rng.random((32, 32)) * 255)
+        for orientation, source in matching._TRANSPOSED_FROM.items():
+            expected = perceptual.threshold_hash(perceptual.turn_coefficients(block, orientation))
+            derived = perceptual.threshold_hash(perceptual.turn_coefficients(block, source))
+            assert int(matching.transpose_bits(np.array([derived], np.uint64))[0]) == expected

@@ -5,9 +5,19 @@ from __future__ import annotations
 import itertools
 import random
 
+import numpy as np
 import pytest
 
-from comparimg.matching import HashIndex, group_matches, leader_key
+from comparimg.matching import (
+    ABSENT,
+    MAX_WINDOWS,
+    SLOT_AFTER_TURN,
+    TURNED_WINDOWS,
+    HashIndex,
+    group_matches,
+    leader_key,
+    window_orientations,
+)
 from comparimg.model import FileFacts, Fingerprint, Match
 
 RNG_SEED = 7
@@ -30,27 +40,58 @@ def random_fp(rng: random.Random, windows: int = 10) -> Fingerprint:
     )
 
 
-def popcount(a: int, b: int) -> int:
-    return bin(a ^ b).count("1")
+def random_phash(rng: random.Random) -> tuple[int, ...]:
+    return tuple(rng.getrandbits(64) for _ in range(8))
 
 
-def chunk_close(a: int, b: int, radius: int) -> bool:
-    return min(bin(((a ^ b) >> shift) & 0xFFFF).count("1") for shift in (0, 16, 32, 48)) <= radius
+def turned_layout(rng: random.Random, content: bool = True) -> list[int]:
+    """Random window hashes in the layout with turned windows (the content slot empty unless `content`)."""
+    windows = [rng.getrandbits(64) for _ in range(MAX_WINDOWS * (1 + len(TURNED_WINDOWS)))]
+    if not content:
+        for block in range(1 + len(TURNED_WINDOWS)):
+            windows[block * MAX_WINDOWS + MAX_WINDOWS - 1] = ABSENT
+    return windows
 
 
 def brute_force(stored: dict[int, Fingerprint], query: Fingerprint, threshold: int) -> dict[int, tuple]:
     """The query rules of matching.py, by brute force: {file id: (via, distance)}; window pairs count only
     when a 16-bit chunk differs by at most one bit (the window search radius)."""
+    ids = list(stored)
+    glob = np.array([stored[i].phash[0] for i in ids], dtype=np.uint64)
+    wins = np.zeros((len(ids), MAX_WINDOWS), dtype=np.uint64)
+    for row, file_id in enumerate(ids):
+        upright = stored[file_id].windows[:MAX_WINDOWS]
+        wins[row, : len(upright)] = upright
+    turned = window_orientations(query.windows) if query.windows else {0: np.zeros(0, np.uint64)}
+    if len(query.phash) < 8:
+        turned = {0: turned[0]}
+    query_windows = np.concatenate(list(turned.values()))
+    query_windows = query_windows[query_windows != ABSENT]
+    slotted = np.zeros((len(turned), MAX_WINDOWS), dtype=np.uint64)  # each turned window at its new slot
+    for row, (orientation, hashes) in enumerate(turned.items()):
+        for slot, value in enumerate(hashes.tolist()):
+            slotted[row, SLOT_AFTER_TURN[orientation][slot]] = value
+    phash = np.array(query.phash, dtype=np.uint64)
+
+    def distance(xor: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        # Distances of window pairs (99 where not comparable), reduced over the last axis.
+        chunks = np.bitwise_count(np.ascontiguousarray(xor)[..., None].view(np.uint16)).min(axis=-1)
+        found = np.where(valid & (chunks <= 1), np.bitwise_count(xor).astype(np.int64), 99)
+        return found.reshape(len(ids), -1).min(axis=1) if found.size else np.full(len(ids), 99)
+
+    best_global = np.bitwise_count(glob[:, None] ^ phash[None, :]).min(axis=1).astype(np.int64)
+    present = wins != ABSENT
+    best_window = np.minimum.reduce([
+        distance(wins[:, None, :] ^ phash[None, :, None], present[:, None, :]),
+        distance(glob[:, None] ^ query_windows[None, :], np.ones((len(ids), len(query_windows)), bool)),
+        distance(wins[:, None, :] ^ slotted[None], present[:, None, :] & (slotted != ABSENT)[None]),
+    ])
     found = {}
-    for file_id, fp in stored.items():
-        best_global = min(popcount(v, fp.phash[0]) for v in query.phash)
-        pairs = [(query.phash[0], w) for w in fp.windows] + [(w, fp.phash[0]) for w in query.windows]
-        pairs += list(zip(query.windows, fp.windows, strict=False))
-        best_window = min((popcount(a, b) for a, b in pairs if chunk_close(a, b, 1)), default=99)
-        if best_global <= threshold:
-            found[file_id] = ("global", best_global)
-        elif best_window <= threshold:
-            found[file_id] = ("window", best_window)
+    for row, file_id in enumerate(ids):
+        if best_global[row] <= threshold:
+            found[file_id] = ("global", int(best_global[row]))
+        elif best_window[row] <= threshold:
+            found[file_id] = ("window", int(best_window[row]))
     return found
 
 
@@ -59,6 +100,9 @@ def planted():
     """2 000 random fingerprints, and queries planted at every distance 0..14 from some of them."""
     rng = random.Random(RNG_SEED)
     stored = {file_id: random_fp(rng, windows=rng.choice([0, 10, 11])) for file_id in range(2000)}
+    for file_id in range(0, 2000, 3):  # fingerprints with turned windows, some without a content hash
+        windows = tuple(turned_layout(rng, file_id % 2 == 1))
+        stored[file_id] = Fingerprint("", 1, 1, "PNG", stored[file_id].phash, windows)
     queries = []
     for distance in range(15):
         target = stored[rng.randrange(2000)]
@@ -67,13 +111,20 @@ def planted():
         phash[orientation] = flip_bits(target.phash[0], distance, rng)
         queries.append(Fingerprint("", 1, 1, "PNG", tuple(phash), ()))
         if target.windows:
-            slot = rng.randrange(len(target.windows))
+            slot = rng.randrange(min(len(target.windows), 10))
             windows = [rng.getrandbits(64) for _ in range(10)]
             windows[slot] = flip_bits(target.windows[slot], distance, rng)
             queries.append(Fingerprint("", 1, 1, "PNG", tuple(phash[::-1]), tuple(windows)))
             queries.append(
                 Fingerprint("", 1, 1, "PNG", (flip_bits(target.windows[slot], distance, rng),) * 8)
             )
+        # A query with turned windows, one of them (any orientation) near the target's global hash.
+        windows = turned_layout(rng, distance % 2 == 0)
+        position = rng.randrange(1 + len(TURNED_WINDOWS)) * MAX_WINDOWS + rng.randrange(MAX_WINDOWS - 1)
+        windows[position] = flip_bits(target.phash[0], distance, rng)
+        phash = tuple(rng.getrandbits(64) for _ in range(8))
+        queries.append(Fingerprint("", 1, 1, "PNG", phash, tuple(windows)))
+        queries.append(Fingerprint("", 1, 1, "PNG", phash[:1], tuple(windows)))  # without orientations
     return stored, queries
 
 
@@ -118,6 +169,39 @@ def test_global_candidate_reports_the_orientation_that_met():
         3,
         "global",
     )
+
+
+@pytest.mark.parametrize("orientation", range(8))
+def test_turned_window_candidates_report_the_orientation_that_met(orientation):
+    """Both directions: the query's global hash turned against a stored window (the query is a turned crop)
+    and the query's windows turned against a stored global hash (the stored file is a turned crop)."""
+    rng = random.Random(orientation)
+    cropped = Fingerprint("", 1, 1, "PNG", random_phash(rng), tuple(turned_layout(rng)))
+    index = HashIndex()
+    index.add(1, cropped)
+    phash = [rng.getrandbits(64) for _ in range(8)]
+    phash[orientation] = flip_bits(cropped.windows[4], 3, rng)
+    [candidate] = index.query(Fingerprint("", 1, 1, "PNG", tuple(phash)))
+    found = (candidate.file_id, candidate.distance, candidate.orientation, candidate.via)
+    assert found == (1, 3, orientation, "window")
+
+    query = Fingerprint("", 1, 1, "PNG", random_phash(rng), tuple(turned_layout(rng)))
+    whole = int(window_orientations(query.windows)[orientation][2])
+    index.add(2, Fingerprint("", 1, 1, "PNG", (flip_bits(whole, 2, rng),) * 8))
+    found = {c.file_id: c for c in index.query(query)}
+    assert (found[2].distance, found[2].orientation, found[2].via) == (2, orientation, "window")
+
+
+def test_empty_window_slots_never_match():
+    rng = random.Random(3)
+    windows = turned_layout(rng, content=False)
+    stored = Fingerprint("", 1, 1, "PNG", (rng.getrandbits(64),) * 8, tuple(windows))
+    bulk, single = HashIndex(), HashIndex()
+    bulk.add_many([(1, stored)])
+    single.add(1, stored)
+    query = Fingerprint("", 1, 1, "PNG", (rng.getrandbits(64),) * 8, tuple(turned_layout(rng, content=False)))
+    assert bulk.query(query) == single.query(query) == []
+    assert bulk.query(Fingerprint("", 1, 1, "PNG", (ABSENT,) * 8)) == []
 
 
 def test_remove_replace_contains_exclude_and_thresholds():

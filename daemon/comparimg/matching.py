@@ -10,15 +10,21 @@ Each image contributes one entry per hash: table 0 holds the global hash (identi
 1 + k holds window slot k (`Fingerprint.windows[k]`, see the hashing room). A query compares:
 
 - its global hash in all 8 orientations with the global hashes (`via="global"`);
-- its global hash with every window slot (the query is a crop of the indexed image);
-- each of its windows with the global hashes (the indexed image is a crop of the query);
-- each of its windows with the same slot (both lost different parts: caption bar, watermark, border).
+- its global hash in all 8 orientations with every window slot (the query is a crop of the indexed image,
+  perhaps turned);
+- each of its windows in all 8 orientations with the global hashes (the indexed image is a crop of the
+  query, perhaps turned): fingerprints carry their windows upright and flipped / rotated by 180°
+  (`TURNED_WINDOWS`), the transposed orientations are the same hashes with their bits transposed;
+- each of its windows in all 8 orientations with the slot where that turn puts them (both lost different
+  parts: caption bar, watermark, border; `SLOT_AFTER_TURN`).
 
-Window comparisons use the identity orientation only: a copy that is both turned and cropped is not found.
-They are 31 of the 39 comparisons of a query, so their chunk search radius is `window_radius` (1 by
-default): a window pair within `window_threshold` bits is found when one of its 16-bit chunks differs by at
-most 1 bit — always up to 7 bits, most pairs up to 10 — at an eighth of the cost of radius 2. True copies
-match several windows at a few bits (measured: almost all at <= 6), so the loss is small.
+A candidate's orientation is the one of the query hash that met (it turns the query into the indexed image).
+Orientations of the windows are used only when the query gives all 8 orientations of its global hash.
+Window comparisons are 264 of the 272 comparisons of a query, so their chunk search radius is
+`window_radius` (1 by default): a window pair within `window_threshold` bits is found when one of its 16-bit
+chunks differs by at most 1 bit — always up to 7 bits, most pairs up to 10 — at an eighth of the cost of
+radius 2. True copies match several windows at a few bits (measured: almost all at <= 6), so the loss is
+small.
 Entries live in segments (immutable CSR structures, merged like a binary counter) plus a small pending
 list scanned by brute force, so `add` is cheap and `add_many` builds one segment for a bulk load.
 """
@@ -44,6 +50,7 @@ _PENDING_LIMIT = 1024
 # The orientation that undoes each one (model.ORIENTATIONS order): rot90 and rot270 undo each other.
 INVERSE_ORIENTATION = (0, 3, 2, 1, 4, 5, 6, 7)
 _MERGE_RATIO = 4
+_ALL_ORIENTATIONS = range(8)
 
 
 @functools.cache
@@ -66,12 +73,91 @@ class _Rules:
     radii: np.ndarray  # int64: chunk radius searched (below thresholds // CHUNKS the search is partial)
 
 
+# Window layout (hashing room, perceptual.TURNED_WINDOWS): MAX_WINDOWS upright slots, then the slots turned
+# by each of these orientations; a slot holding ABSENT is no hash. Transposed orientations are derived.
+TURNED_WINDOWS = (4, 5, 2)  # flip_h, flip_v, rot180
+ABSENT = 0
+# Window slots as the borders they trim (left, top, right, bottom), as perceptual.WINDOW_TRIMS (then the
+# content slot, which any turn keeps), and each orientation's steps as perceptual.ORIENTATION_STEPS:
+# transpose, then reverse rows, then reverse columns.
+_SLOT_TRIMS = (
+    (0.05, 0.05, 0.05, 0.05), (0.10, 0.10, 0.10, 0.10), (0.10, 0.0, 0.0, 0.0), (0.0, 0.0, 0.10, 0.0),
+    (0.0, 0.10, 0.0, 0.0), (0.0, 0.0, 0.0, 0.10), (0.10, 0.10, 0.0, 0.0), (0.0, 0.10, 0.10, 0.0),
+    (0.10, 0.0, 0.0, 0.10), (0.0, 0.0, 0.10, 0.10),
+)
+_STEPS = (
+    (False, False, False), (True, True, False), (False, True, True), (True, False, True),
+    (False, False, True), (False, True, False), (True, False, False), (True, True, True),
+)
+
+
+def _turned_slot(slot: int, orientation: int) -> int:
+    # The slot of the turned picture that holds window `slot` of the upright picture, turned.
+    if slot >= len(_SLOT_TRIMS):
+        return slot
+    left, top, right, bottom = _SLOT_TRIMS[slot]
+    transpose, reverse_rows, reverse_columns = _STEPS[orientation]
+    if transpose:
+        left, top, right, bottom = top, left, bottom, right
+    if reverse_rows:
+        top, bottom = bottom, top
+    if reverse_columns:
+        left, right = right, left
+    return _SLOT_TRIMS.index((left, top, right, bottom))
+
+
+# SLOT_AFTER_TURN[orientation][slot]: where window `slot` lies once the picture is turned by `orientation`.
+SLOT_AFTER_TURN = tuple(tuple(_turned_slot(slot, k) for slot in range(MAX_WINDOWS)) for k in range(8))
+# The transposed orientations (rot90, rot270, transpose, transverse) as the bit transposition of the hashes
+# of a stored one: transposing a DCT block keeps its median (model.ORIENTATIONS ids).
+_TRANSPOSED_FROM = {1: 4, 3: 5, 6: 0, 7: 2}
+
+
+def transpose_bits(hashes: np.ndarray) -> np.ndarray:
+    """Given 64-bit hashes (uint64), return them with their 8×8 bit matrix (first bit most significant,
+    row by row) transposed: the hashes of the transposed DCT blocks."""
+    bits = np.unpackbits(np.asarray(hashes, dtype=">u8").view(np.uint8).reshape(-1, 8), axis=1)
+    turned = np.packbits(bits.reshape(-1, 8, 8).transpose(0, 2, 1).reshape(-1, 64), axis=1)
+    return turned.view(">u8").ravel().astype(np.uint64)
+
+
+def window_orientations(windows: tuple[int, ...]) -> dict[int, np.ndarray]:
+    """Given Fingerprint.windows, return {orientation: its MAX_WINDOWS window hashes turned that way} (uint64,
+    ABSENT where a slot is empty): identity only for a fingerprint without turned windows."""
+    slots = np.zeros(MAX_WINDOWS, dtype=np.uint64)
+    upright = windows[:MAX_WINDOWS]
+    slots[: len(upright)] = upright
+    turned = {0: slots}
+    if len(windows) != MAX_WINDOWS * (1 + len(TURNED_WINDOWS)):
+        return turned
+    for position, orientation in enumerate(TURNED_WINDOWS, start=1):
+        block = windows[position * MAX_WINDOWS : (position + 1) * MAX_WINDOWS]
+        turned[orientation] = np.array(block, dtype=np.uint64)
+    for orientation, source in _TRANSPOSED_FROM.items():
+        transposed = transpose_bits(turned[source])
+        transposed[turned[source] == ABSENT] = ABSENT
+        turned[orientation] = transposed
+    return dict(sorted(turned.items()))
+
+
 def _query_rules(fp: Fingerprint, threshold: int, window_threshold: int, window_radius: int) -> _Rules:
+    # Global hashes in every orientation given against the global hashes and against every window slot;
+    # windows in every orientation against the global hashes and against the slot where the turn puts them
+    # (only when the global orientations are given: turned copies are wanted).
     rows = [(h, 0, k, True, threshold) for k, h in enumerate(fp.phash)]
-    windows = fp.windows[:MAX_WINDOWS]
-    rows += [(h, 0, 0, False, window_threshold) for h in windows]
-    rows += [(fp.phash[0], 1 + k, 0, False, window_threshold) for k in range(MAX_WINDOWS)]
-    rows += [(h, 1 + k, 0, False, window_threshold) for k, h in enumerate(windows)]
+    slots = range(MAX_WINDOWS)
+    rows += [(h, 1 + slot, k, False, window_threshold) for k, h in enumerate(fp.phash) for slot in slots]
+    if fp.windows:
+        turned = window_orientations(fp.windows)
+        if len(fp.phash) < len(_ALL_ORIENTATIONS):
+            turned = {0: turned[0]}
+        for k, hashes in turned.items():
+            rows += [(h, 0, k, False, window_threshold) for h in hashes.tolist() if h != ABSENT]
+            rows += [
+                (h, 1 + SLOT_AFTER_TURN[k][slot], k, False, window_threshold)
+                for slot, h in enumerate(hashes.tolist())
+                if h != ABSENT
+            ]
     rows = [row for row in rows if row[4] >= 0]  # a negative threshold turns a kind of rule off
     columns = list(zip(*rows, strict=True))
     return _Rules(
@@ -94,6 +180,7 @@ def fingerprint_entries(fp: Fingerprint) -> tuple[np.ndarray, np.ndarray]:
     hashes[0] = fp.phash[0]
     hashes[1 : 1 + len(windows)] = windows
     present[: 1 + len(windows)] = True
+    present[1:] &= hashes[1:] != ABSENT
     return hashes, present
 
 
@@ -103,6 +190,8 @@ class _Segment:
 
     def __init__(self, owners: np.ndarray, hashes: np.ndarray, present: np.ndarray):
         self.owners = owners  # int64 file ids, one per row, each id once
+        present = present.copy()
+        present[:, 1:] &= hashes[:, 1:] != ABSENT  # an empty window slot (no border: no content hash)
         self.alive = np.ones(len(owners), dtype=bool)
         self.order = np.argsort(owners, kind="stable").astype(np.int32)
         self.sorted_ids = owners[self.order]

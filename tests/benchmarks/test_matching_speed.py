@@ -11,7 +11,15 @@ import time
 import numpy as np
 import pytest
 
-from comparimg.matching import STRIDE, HashIndex
+from comparimg.matching import (
+    ABSENT,
+    MAX_WINDOWS,
+    SLOT_AFTER_TURN,
+    STRIDE,
+    TURNED_WINDOWS,
+    HashIndex,
+    window_orientations,
+)
 from comparimg.model import Fingerprint
 
 pytestmark = pytest.mark.benchmark
@@ -31,17 +39,29 @@ def close(xor: np.ndarray, threshold: int, radius: int) -> np.ndarray:
     return (np.bitwise_count(xor) <= threshold) & (chunks <= radius)
 
 
+def query_windows(fp: Fingerprint) -> tuple[np.ndarray, np.ndarray]:
+    """Given a query, return (its window hashes in every orientation, the same per orientation (rows) at
+    the slot where that turn puts them)."""
+    turned = window_orientations(fp.windows)
+    every = np.concatenate(list(turned.values()))
+    slotted = np.zeros((len(turned), MAX_WINDOWS), dtype=np.uint64)
+    for row, (orientation, hashes) in enumerate(turned.items()):
+        slotted[row, list(SLOT_AFTER_TURN[orientation])] = hashes
+    return every[every != ABSENT], slotted
+
+
 def brute_force(stored: np.ndarray, present: np.ndarray, fp: Fingerprint, threshold: int) -> set[int]:
     """The same rules as HashIndex.query (window chunk radius 1), as full popcount scans."""
     phash = np.array(fp.phash, dtype=np.uint64)
     hit = (np.bitwise_count(stored[:, :1] ^ phash[None, :]) <= threshold).any(axis=1)
+    for variant in phash:
+        hit |= (close(stored[:, 1:] ^ variant, threshold, 1) & present[:, 1:]).any(axis=1)
     if fp.windows:
-        windows = np.array(fp.windows, dtype=np.uint64)
-        count = len(windows)
-        hit |= (close(stored[:, 1:] ^ phash[0], threshold, 1) & present[:, 1:]).any(axis=1)
+        windows, upright = query_windows(fp)
         hit |= close(stored[:, :1] ^ windows[None, :], threshold, 1).any(axis=1)
-        same_slot = close(stored[:, 1 : 1 + count] ^ windows[None, :], threshold, 1)
-        hit |= (same_slot & present[:, 1 : 1 + count]).any(axis=1)
+        for row in upright:
+            same_slot = close(stored[:, 1:] ^ row[None, :], threshold, 1)
+            hit |= (same_slot & present[:, 1:] & (row != ABSENT)[None, :]).any(axis=1)
     return set(np.flatnonzero(hit).tolist())
 
 
@@ -49,25 +69,29 @@ def plain_scan(stored: np.ndarray, fp: Fingerprint, threshold: int) -> np.ndarra
     """The baseline: one numpy popcount pass over every stored hash for every query rule."""
     phash = np.array(fp.phash, dtype=np.uint64)
     hit = (np.bitwise_count(stored[:, :1] ^ phash[None, :]) <= threshold).any(axis=1)
+    for variant in phash:
+        hit |= (np.bitwise_count(stored[:, 1:] ^ variant) <= threshold).any(axis=1)
     if fp.windows:
-        windows = np.array(fp.windows, dtype=np.uint64)
-        hit |= (np.bitwise_count(stored[:, 1:] ^ phash[0]) <= threshold).any(axis=1)
+        windows, upright = query_windows(fp)
         hit |= (np.bitwise_count(stored[:, :1] ^ windows[None, :]) <= threshold).any(axis=1)
-        hit |= (np.bitwise_count(stored[:, 1 : 1 + len(windows)] ^ windows[None, :]) <= threshold).any(axis=1)
+        for row in upright:
+            hit |= (np.bitwise_count(stored[:, 1:] ^ row[None, :]) <= threshold).any(axis=1)
     return np.flatnonzero(hit)
 
 
 def planted_queries(rng: np.random.Generator, stored: np.ndarray, windows: int) -> list[Fingerprint]:
-    """Queries whose global hash (some orientation) lies 0..10 bits from a stored image's."""
+    """Queries whose global hash (some orientation) lies 0..10 bits from a stored image's; with windows,
+    they carry them as fingerprint_file does: upright and turned, the content slot empty."""
     queries = []
     for _ in range(QUERIES):
         target = int(rng.integers(len(stored)))
         phash = random_hashes(rng, 8)
         flips = rng.choice(64, size=int(rng.integers(0, 11)), replace=False)
         phash[int(rng.integers(8))] = stored[target, 0] ^ np.uint64(sum(1 << int(bit) for bit in flips))
-        queries.append(
-            Fingerprint("", 1, 1, "PNG", tuple(phash.tolist()), tuple(random_hashes(rng, windows).tolist()))
-        )
+        hashes = random_hashes(rng, (1 + len(TURNED_WINDOWS), MAX_WINDOWS)) if windows else np.zeros((0, 0))
+        hashes[:, windows:] = ABSENT
+        query_windows = tuple(hashes.ravel().tolist())
+        queries.append(Fingerprint("", 1, 1, "PNG", tuple(phash.tolist()), query_windows))
     return queries
 
 

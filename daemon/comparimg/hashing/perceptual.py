@@ -104,8 +104,17 @@ WINDOW_TRIMS: tuple[tuple[float, float, float, float], ...] = (
     (0.10, 0.0, 0.0, 0.10),  # top-right part
     (0.0, 0.0, 0.10, 0.10),  # top-left part
 )
-# One more slot, present only when the picture has a uniform border: the hash of what lies inside it.
+# One more slot, filled only when the picture has a uniform border: the hash of what lies inside it.
 CONTENT_SLOT = len(WINDOW_TRIMS)
+WINDOW_SLOTS = CONTENT_SLOT + 1
+# Fingerprint.windows layout: WINDOW_SLOTS positional slots (the content slot holds ABSENT when there is no
+# border), then, for each of TURNED_WINDOWS, the hashes of the same WINDOW_SLOTS windows turned that way
+# (from each window's DCT block, as orientation_variants). The transposed orientations are not stored:
+# transposing a picture transposes its DCT block, which keeps the median, so their hashes are these with
+# the 8×8 bit matrix transposed (the matching room does that). Older fingerprints hold only the upright
+# slots (10, or 11 with the content slot).
+TURNED_WINDOWS: tuple[int, ...] = (4, 5, 2)  # flip_h, flip_v, rot180 (model.ORIENTATIONS ids)
+ABSENT = 0  # a DCT hash is 0 only when no coefficient exceeds the median (a blank window): never a match
 WINDOW_BASE_SIDE = 128
 _FLAT_STD = 4.0
 _FLAT_STEP = 12.0
@@ -114,9 +123,11 @@ _MIN_BORDER = 0.01
 
 
 def window_hashes(image: Image.Image) -> tuple[int, ...]:
-    """Given a grayscale image, return the hashes of its WINDOW_TRIMS windows, then of its content inside a
-    uniform border when it has one. Windows are taken from a copy reduced to WINDOW_BASE_SIDE pixels on
-    the short side: it keeps them ~6× cheaper than from the decoded picture at the same accuracy."""
+    """Given a grayscale image, return its window hashes in the layout described at TURNED_WINDOWS: the
+    hashes of its WINDOW_TRIMS windows and of its content inside a uniform border (ABSENT when it has
+    none), then the same windows turned by each of TURNED_WINDOWS. Windows are taken from a copy reduced
+    to WINDOW_BASE_SIDE pixels on the short side: it keeps them ~6× cheaper than from the decoded picture
+    at the same accuracy."""
     image = _window_base(image)
     width, height = image.size
     boxes = [
@@ -124,9 +135,15 @@ def window_hashes(image: Image.Image) -> tuple[int, ...]:
         for left, top, right, bottom in WINDOW_TRIMS
     ]
     content = content_box(np.asarray(image, dtype=np.float32))
-    if content is not None:
-        boxes.append(content)
-    return tuple(dct_hash(hash_pixels(image, box)) for box in boxes)
+    blocks = [low_frequencies(hash_pixels(image, box)) for box in boxes]
+    blocks.append(None if content is None else low_frequencies(hash_pixels(image, content)))
+    hashes = []
+    for orientation in (0, *TURNED_WINDOWS):
+        hashes += [
+            ABSENT if block is None else threshold_hash(turn_coefficients(block, orientation))
+            for block in blocks
+        ]
+    return tuple(hashes)
 
 
 def _window_base(image: Image.Image) -> Image.Image:
