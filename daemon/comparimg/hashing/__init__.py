@@ -7,12 +7,19 @@ Pure functions over paths, meant to run in worker processes:
   of window k; an extra last slot `perceptual.CONTENT_SLOT` holds the hash of the content inside a uniform
   border, only when there is one).
 - `content_hash_file(path)`: SHA-256 of the bytes, streamed.
-- `verify_pair(path_a, path_b, candidate)`: the precise check behind a hash match.
+- `verify_pair(path_a, path_b, candidate)`: the precise check behind a hash match (decoded pictures are
+  reused within a process through `pictures.CACHE`, keyed by path, size and mtime_ns).
 """
 
 from __future__ import annotations
 
-from comparimg.hashing.decoding import ACCEPTED_FORMATS, SUPPORTED_EXTENSIONS, content_hash_file, open_picture
+from comparimg.hashing import pictures
+from comparimg.hashing.decoding import (
+    ACCEPTED_FORMATS,
+    SUPPORTED_EXTENSIONS,
+    content_hash_file,
+    open_pictures,
+)
 from comparimg.hashing.perceptual import hash_pixels, orientation_variants, window_hashes
 from comparimg.hashing.verification import Verdict, verify_pair
 from comparimg.model import Fingerprint
@@ -32,9 +39,13 @@ FINGERPRINT_SIDE = 128
 def fingerprint_file(path: str, windows: bool = True) -> Fingerprint:
     """Given a path, return its Fingerprint (content hash, oriented width and height, format, perceptual
     hash variants, and window hashes unless `windows` is false). Raise ImageError with a short reason when
-    it cannot be decoded."""
+    it cannot be decoded. The picture at the verification size, when the same decode gives it, is kept in
+    this process's `pictures.CACHE` for the checks that usually follow."""
+    key = pictures.file_key(path)
     content_hash = content_hash_file(path)
-    picture = open_picture(path, min_side=FINGERPRINT_SIDE)
+    picture, spare = open_pictures(path, FINGERPRINT_SIDE, pictures.VERIFY_SIDE)
+    if spare is not None:
+        pictures.remember(key, path, spare)
     return Fingerprint(
         content_hash=content_hash,
         width=picture.width,

@@ -105,12 +105,19 @@ def open_picture(path: str, min_side: int = 256) -> Picture:
     """Given a path, return its picture as grayscale with at least `min_side` pixels on the short side when
     the file has that many (JPEG decoded at reduced scale, big pictures reduced), EXIF orientation applied.
     Raise ImageError with a short reason for anything that cannot be decoded."""
+    return open_pictures(path, min_side)[0]
+
+
+def open_pictures(path: str, min_side: int, spare_side: int | None = None) -> tuple[Picture, Picture | None]:
+    """Given a path, return (its picture as open_picture(path, min_side) does, the picture as
+    open_picture(path, spare_side) would return it when the same decode gives it, else None): a picture
+    at a second size for the cost of a reduce. Raise ImageError as open_picture."""
     _check_file(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # decoder chatter about odd EXIF or MPO headers is not an error
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            return _decode(path, min_side)
+            return _decode(path, min_side, spare_side)
         except ImageError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -132,26 +139,39 @@ def _check_file(path: str) -> None:
         raise ImageError("empty file")
 
 
-def _decode(path: str, min_side: int) -> Picture:
+def _decode(path: str, min_side: int, spare_side: int | None) -> tuple[Picture, Picture | None]:
     with Image.open(path, formats=ACCEPTED_FORMATS) as image:
         file_format = "JPEG" if image.format == "MPO" else str(image.format)
         width, height = image.size
+        same_decode = spare_side is not None
         if image.format in ("JPEG", "MPO"):
-            image.draft("L", _draft_request(image.size, min_side))
+            request = _draft_request(image.size, min_side)
+            if image.draft("L", request) is not None and spare_side is not None:
+                # The spare picture needs the same draft scale (JPEG decodes at 1/1, 1/2, 1/4 or 1/8).
+                spare = _draft_scale((width, height), _draft_request((width, height), spare_side))
+                same_decode = spare == _draft_scale((width, height), request)
         image.load()
         orientation = _exif_orientation(image)
         gray = _to_gray(image)
-    gray = _reduce(gray, min_side)
-    gray = _apply_orientation(gray, orientation)
     if orientation in (5, 6, 7, 8):
         width, height = height, width
-    return Picture(gray, width, height, file_format)
+    picture = Picture(_apply_orientation(_reduce(gray, min_side), orientation), width, height, file_format)
+    if not same_decode or spare_side is None:
+        return picture, None
+    spare = Picture(_apply_orientation(_reduce(gray, spare_side), orientation), width, height, file_format)
+    return picture, spare
 
 
 def _draft_request(size: tuple[int, int], min_side: int) -> tuple[int, int]:
     # draft() keeps the result at least as large as the request; keep the short side >= min_side.
     scale = min_side / max(1, min(size))
     return (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
+
+
+def _draft_scale(size: tuple[int, int], request: tuple[int, int]) -> int:
+    # The reduction JpegImageFile.draft picks for a request: the largest of 8, 4, 2, 1 it allows.
+    scale = min(size[0] // request[0], size[1] // request[1])
+    return next(s for s in (8, 4, 2, 1) if scale >= s or s == 1)
 
 
 def _exif_orientation(image: Image.Image) -> int:

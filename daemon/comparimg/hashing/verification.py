@@ -1,7 +1,8 @@
 """The precise check behind a hash match: are two files the same picture, or only alike at 8×8?
 
 A 64-bit hash cannot tell a copy from a mirror-symmetric neighbour or from the next quadrant of the same
-photo. So both files are decoded again (JPEG draft mode) and compared at fine resolution:
+photo. So both files are decoded again (JPEG draft mode; a picture decoded moments ago in the same process
+comes from `pictures.CACHE`) and compared at fine resolution:
 
 0. the pictures as they are, then (when that fails and one has a uniform border: frame, letterbox) without
    their borders;
@@ -34,8 +35,8 @@ import numpy as np
 from PIL import Image
 from scipy import fft, ndimage
 
-from comparimg.hashing.decoding import open_picture
 from comparimg.hashing.perceptual import content_box, turn_array
+from comparimg.hashing.pictures import verification_picture
 from comparimg.model import Candidate
 
 FINE_SIDE = 256  # long side of the pictures compared block by block (less when one picture is smaller)
@@ -82,8 +83,8 @@ class _Placement:
 def verify_pair(path_a: str, path_b: str, candidate: Candidate) -> Verdict:
     """Given the queried file, an indexed file and the Candidate that links them (its orientation turns
     A into B), return the Verdict of a fine comparison. Raise ImageError when either cannot be decoded."""
-    a = np.asarray(open_picture(path_a, min_side=FINE_SIDE).image, dtype=np.float32)
-    b = np.asarray(open_picture(path_b, min_side=FINE_SIDE).image, dtype=np.float32)
+    a = verification_picture(path_a).astype(np.float32)
+    b = verification_picture(path_b).astype(np.float32)
     attempts = [(a, b)]
     without = (_without_border(a), _without_border(b))
     if without[0].shape != a.shape or without[1].shape != b.shape:
