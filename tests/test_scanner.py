@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 
 import pytest
 from PIL import Image
 
 from comparimg import hashing
 from comparimg.index import open_index
-from comparimg.scanner import MatchOptions, Scanner, ScanOptions
+from comparimg.scanner import Cancelled, MatchOptions, Scanner, ScanOptions
 from comparimg.scanner.walk import FoundFile, WalkProblem, walk_images
 from comparimg.workers import WorkerLimits, WorkerPool
 
@@ -333,3 +334,45 @@ def test_a_file_moved_over_a_changed_one_takes_its_place(index, pool, tree):
     report = scanner.scan([tree])
     assert (report.hashed, report.moved) == (0, 1)
     assert all("coffee.jpg" not in names for _, names in groups_by_path(index))
+
+
+def test_a_cancelled_scan_marks_nothing_missing_and_records_no_errors(tmp_path, index, pool, tree):
+    scanner_for(index, pool).scan([tree])
+    states = ("ok", "error", "missing")
+    before = {r.path: (r.state, r.error) for r in index.iter_files_under(str(tree), states)}
+    cancel = threading.Event()
+    cancel.set()
+    stopped = Scanner(index, pool, ScanOptions(), cancel=cancel)
+    (tree / "new.jpg").write_bytes((tree / "rocket.jpg").read_bytes())
+    with pytest.raises(Cancelled):
+        stopped.scan([tree])
+    after = {r.path: (r.state, r.error) for r in index.iter_files_under(str(tree), states)}
+    assert after == before
+
+
+def test_files_hashed_but_not_linked_when_stopped_are_linked_by_the_next_scan(tmp_path, index, pool, tree):
+    cancel = threading.Event()
+    stopped = Scanner(index, pool, ScanOptions(), cancel=cancel)
+    verify = stopped.linker._verified_edges
+
+    def stop_while_verifying(pairs):
+        cancel.set()  # SIGTERM lands while the candidate pairs are being verified
+        return verify(pairs)
+
+    stopped.linker._verified_edges = stop_while_verifying
+    with pytest.raises(Cancelled):
+        stopped.scan([tree])
+    rows = list(index.iter_files_under(str(tree)))
+    assert len(rows) == 7 and all(r.state == "ok" for r in rows)  # hashed and kept, no error rows
+    assert sorted(index.files_needing_link()) == sorted(r.id for r in rows)
+    assert groups_by_path(index) == []
+
+    report = scanner_for(index, pool).scan([tree])  # the next start: every file is unchanged
+    assert report.hashed == 0 and report.unchanged == 7
+    assert index.files_needing_link() == []
+    fresh = open_index(tmp_path / "fresh.sqlite3")
+    try:
+        scanner_for(fresh, pool).scan([tree])
+        assert groups_by_path(index) == groups_by_path(fresh)
+    finally:
+        fresh.close()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 
 import pytest
 
 from comparimg.model import ImageError
-from comparimg.workers import WorkerLimits, WorkerPool
+from comparimg.workers import Cancelled, WorkerLimits, WorkerPool
 
 
 def square(x: int) -> int:
@@ -141,3 +142,20 @@ def test_a_worker_that_died_while_idle_is_replaced_before_the_next_task():
         assert wait([worker.process.sentinel], timeout=10), "the worker should have died"
         assert pool.run(square, 6) == 36
         assert pool.replaced == 1
+
+
+def test_a_cancelled_map_stops_at_once_and_close_kills_the_busy_workers():
+    pool = WorkerPool(2, WorkerLimits(timeout_seconds=60))
+    pool.start()
+    pids = {p.process.pid for p in pool._workers}
+    cancel = threading.Event()
+    results = pool.map_unordered(sleep_forever, [(i,) for i in range(10)], cancel)
+    threading.Timer(0.5, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        next(results)
+    assert time.monotonic() - started < 1.5
+    started = time.monotonic()
+    pool.close()  # both workers are still inside sleep_forever: killed, not waited for
+    assert time.monotonic() - started < 2.0
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in pids)  # killed and reaped

@@ -7,6 +7,7 @@ runs on the service's writer thread, except `write_export`, which reads through 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,14 +23,16 @@ from comparimg.workers import WorkerLimits, WorkerPool
 class ScannerPipeline:
     """The ingest path of the daemon over the scanner room: one index writer, one worker pool."""
 
-    def __init__(self, settings: Settings):
-        """Given settings, open the index (creating it), start the hashing workers and the scanner."""
+    def __init__(self, settings: Settings, cancel: threading.Event | None = None):
+        """Given settings and optionally the daemon's stop event, open the index (creating it), start the
+        hashing workers and the scanner. Once `cancel` is set, `ingest` and `reconcile` raise `Cancelled`
+        within a fraction of a second, leaving the rest to the next start's reconcile."""
         self.settings = settings
         self.index = open_index(settings.index_path)
         hashing_settings = settings.hashing
         limits = WorkerLimits(hashing_settings.timeout_seconds, hashing_settings.memory_limit_mb)
         self.pool = WorkerPool(hashing_settings.workers, limits)
-        self.scanner = Scanner(self.index, self.pool, scan_options(settings))
+        self.scanner = Scanner(self.index, self.pool, scan_options(settings), cancel=cancel)
 
     def ingest(self, found: list[tuple[str, str]]) -> dict[str, Any]:
         """Given (path, root) pairs of settled files, index, link and regroup them; return the report."""
@@ -61,7 +64,7 @@ class ScannerPipeline:
         return len(document["groups"])
 
     def close(self) -> None:
-        """Stop the workers and close the index."""
+        """Stop the workers (killing those still busy with abandoned tasks) and close the index."""
         self.pool.close()
         self.index.close()
 

@@ -33,6 +33,7 @@ from comparimg.logs import configure_logging
 from comparimg.model import ComparImgError, ConfigError
 from comparimg.notify import Notifier, watchdog_interval
 from comparimg.pipeline import ScannerPipeline, pipeline_changes
+from comparimg.scanner import Cancelled
 from comparimg.stability import StabilityTracker
 from comparimg.watcher import Hint, PathFilter, Watcher, log_watch_limit
 
@@ -41,7 +42,7 @@ log = logging.getLogger("comparimg.service")
 ROOT_CHECK_SECONDS = 1.0
 STATUS_SECONDS = 5.0
 EXPORT_DEBOUNCE_SECONDS = 0.2
-DRAIN_SECONDS = 5.0
+DRAIN_SECONDS = 2.0  # the writer's current job gives up within ~0.1 s of the stop; this bounds the rest
 INGEST_BATCH = 64
 EXIT_START_FAILED = 1
 
@@ -62,13 +63,16 @@ class Pipeline(Protocol):
     def close(self) -> None: ...
 
 
-PipelineFactory = Callable[[Settings], Pipeline]
+# Called with the settings and the service's stop event: once it is set, `ingest` and `reconcile` give up
+# within a fraction of a second (raising `Cancelled`) and what they left undone is reconciled at next start.
+PipelineFactory = Callable[[Settings, threading.Event], Pipeline]
 # Called once the service runs; returns a coroutine function that stops what it started (the web app).
 Companion = Callable[["Service"], Awaitable[Callable[[], Awaitable[None]]]]
 
 
-class ReconcileStopped(Exception):
-    """Raised inside a scan (through its progress callback) to end it early because the daemon stops."""
+class ReconcileStopped(Cancelled):
+    """Raised inside a scan (through its progress callback) to end it early because the daemon stops
+    (a `Cancelled`, so the scanner regroups what it already changed before passing it on)."""
 
 
 @dataclass
@@ -202,7 +206,7 @@ class Service:
         """Run until `stop()`; return the exit status (0)."""
         self._loop = asyncio.get_running_loop()
         self._install_signals()
-        self.pipeline = await self.write(self._pipeline_factory, self.settings)
+        self.pipeline = await self.write(self._pipeline_factory, self.settings, self._stop_flag)
         stop_companion = None
         try:
             self._start_watcher()
@@ -275,12 +279,16 @@ class Service:
         log.info("event=stopped hashed=%d", self.stats.hashed)
 
     async def _drain(self) -> None:
-        """Let queued and in-flight files finish, for at most DRAIN_SECONDS (the rest is reconciled later)."""
+        """Wait, for at most DRAIN_SECONDS, for the batch on the writer thread to commit what it finished
+        and give up the rest (the stop event cancels it); queued files are not started. Whatever is left
+        is found again by the next start's reconcile."""
         deadline = self._clock() + DRAIN_SECONDS
-        while (self._ready.qsize() or self._in_flight) and self._clock() < deadline:
-            await asyncio.sleep(0.05)
-        if self._ready.qsize() or self._in_flight:
-            log.warning("event=drain_timeout left=%d", self._ready.qsize() + self._in_flight)
+        while self._in_flight and self._clock() < deadline:
+            await asyncio.sleep(0.02)
+        if self._in_flight:
+            log.warning("event=drain_timeout left=%d", self._in_flight)
+        if self._ready.qsize():
+            log.info("event=drain_skipped queued=%d reason=%r", self._ready.qsize(), "reconciled at start-up")
 
     # ---- roots and the watcher ---------------------------------------------------------------------
 
@@ -464,17 +472,28 @@ class Service:
                 report = await self.write(self._ingest_if_present, batch)
             finally:
                 self._in_flight -= len(batch)
+            if report is None:  # stopped before or while it ran
+                continue
             self.stats.hashed += report.get("hashed", 0)
             self.stats.moved += report.get("moved", 0)
             for path, _ in batch:
                 log.info("event=indexed path=%r", path)
             self._export_dirty.set()
 
-    def _ingest_if_present(self, batch: list[tuple[str, str]]) -> dict[str, Any]:
-        """On the writer thread: given (path, root) pairs, ingest those whose root is still there."""
+    def _ingest_if_present(self, batch: list[tuple[str, str]]) -> dict[str, Any] | None:
+        """On the writer thread: given (path, root) pairs, ingest those whose root is still there.
+
+        Return None when the daemon stops before or while it runs (the files are reconciled at start-up).
+        """
         assert self.pipeline is not None
+        if self._stop_flag.is_set():
+            return None
         present = [(path, root) for path, root in batch if self._root_present_now(root)]
-        return self.pipeline.ingest(present) if present else {}
+        try:
+            return self.pipeline.ingest(present) if present else {}
+        except Cancelled:
+            log.info("event=ingest_interrupted files=%d reason=%r", len(present), "stopping")
+            return None
 
     async def _reconcile_root(self, root: str, reason: str) -> None:
         assert self.pipeline is not None
@@ -494,7 +513,7 @@ class Service:
             return None
         try:
             return self.pipeline.reconcile(root, self._stop_requested)
-        except ReconcileStopped:
+        except Cancelled:  # ReconcileStopped included
             log.info("event=reconcile_interrupted root=%r reason=%r", root, "stopping")
             return None
 
@@ -607,7 +626,7 @@ class Service:
 
     def _swap_pipeline(self, settings: Settings) -> None:
         """On the writer thread: given new settings, start a new pipeline, then close the old one."""
-        fresh = self._pipeline_factory(settings)
+        fresh = self._pipeline_factory(settings, self._stop_flag)
         old, self.pipeline = self.pipeline, fresh
         if old is not None:
             old.close()

@@ -16,6 +16,7 @@ Tasks are plain module-level functions and picklable arguments; a task reports a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -34,6 +35,11 @@ from comparimg.model import ImageError
 PRELOAD = ("comparimg.hashing",)
 log = logging.getLogger(__name__)
 JOIN_SECONDS = 5.0
+CANCEL_POLL_SECONDS = 0.05
+
+
+class Cancelled(Exception):
+    """Work given up because its caller asked to stop (the daemon is stopping); nothing was recorded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,16 +94,18 @@ class WorkerPool:
         memory (the worker is then replaced).
         """
         self.start()
-        worker = self._idle.get()
+        worker = self._take_idle()
         if not worker.process.is_alive():  # died while idle (OOM killer...): not this task's fault
             worker = self._replace(worker)
         try:
             outcome = worker.call(func, args, self.limits.timeout_seconds)
         except _WorkerLost as lost:
+            if self._closed:  # killed by close(): the task was abandoned, not the file's fault
+                raise ImageError("worker pool closed") from None
             worker = self._replace(worker)
             raise ImageError(lost.reason) from None
         finally:
-            if worker.tasks >= self.limits.max_tasks:
+            if worker.tasks >= self.limits.max_tasks and not self._closed:
                 worker = self._replace(worker)
             self._idle.put(worker)
         status, value = outcome
@@ -117,27 +125,44 @@ class WorkerPool:
         return self._threads.submit(self.run, func, *args)
 
     def map_unordered(
-        self, func: Callable[..., Any], arguments: Iterable[tuple]
+        self, func: Callable[..., Any], arguments: Iterable[tuple], cancel: threading.Event | None = None
     ) -> Iterator[tuple[tuple, Any | ImageError]]:
-        """Given a function and an iterable of argument tuples, yield (arguments, result or ImageError).
+        """Given a function, an iterable of argument tuples and optionally a stop event, yield
+        (arguments, result or ImageError).
 
-        Results come in completion order; at most twice the pool size tasks are in flight at once.
+        Results come in completion order; at most twice the pool size tasks are in flight at once. Once
+        `cancel` is set, raise Cancelled within CANCEL_POLL_SECONDS: queued tasks are dropped, running
+        ones are left to finish (or to be killed by `close`) and their results are never yielded.
         """
         pending: dict[Future, tuple] = {}
-        for args in arguments:
-            pending[self.submit(func, *args)] = args
-            if len(pending) >= 2 * self.size:
-                yield from _collect(pending, FIRST_COMPLETED)
-        while pending:
-            yield from _collect(pending, FIRST_COMPLETED)
+        try:
+            for args in arguments:
+                _check(cancel)
+                pending[self.submit(func, *args)] = args
+                if len(pending) >= 2 * self.size:
+                    yield from _collect(pending, cancel)
+            while pending:
+                yield from _collect(pending, cancel)
+        finally:
+            for future in pending:
+                future.cancel()
 
     def close(self) -> None:
-        """Stop every worker (closing its pipe ends its loop; one that does not leave is killed)."""
+        """Stop every worker: an idle one by closing its pipe (one that does not leave is killed), a busy
+        one (its task abandoned, as after `map_unordered` was cancelled) by killing it at once."""
         self._closed = True
-        self._threads.shutdown(wait=True)
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        idle = set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                idle.add(self._idle.get_nowait())
         with self._lock:
             workers = list(self._workers)
             self._workers.clear()
+        for worker in workers:
+            if worker not in idle:
+                worker.process.kill()
+        self._threads.shutdown(wait=True)
         for worker in workers:
             worker.stop()
 
@@ -146,6 +171,13 @@ class WorkerPool:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def _take_idle(self) -> _Worker:
+        while True:
+            if self._closed:
+                raise ImageError("worker pool closed")
+            with contextlib.suppress(queue.Empty):
+                return self._idle.get(timeout=CANCEL_POLL_SECONDS)
 
     def _start_worker(self) -> _Worker:
         worker = _Worker(self._context, self.limits.memory_limit_mb)
@@ -165,9 +197,18 @@ class WorkerPool:
         return self._start_worker()
 
 
-def _collect(pending: dict[Future, tuple], return_when: str) -> Iterator[tuple[tuple, Any]]:
-    done, _ = wait(pending, return_when=return_when)
+def _check(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled()
+
+
+def _collect(pending: dict[Future, tuple], cancel: threading.Event | None) -> Iterator[tuple[tuple, Any]]:
+    done: set[Future] = set()
+    while not done:
+        _check(cancel)
+        done, _ = wait(pending, timeout=CANCEL_POLL_SECONDS if cancel else None, return_when=FIRST_COMPLETED)
     for future in done:
+        _check(cancel)
         args = pending.pop(future)
         try:
             yield args, future.result()

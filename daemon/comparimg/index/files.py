@@ -144,6 +144,7 @@ class FileRows:
             "windows": hashes_to_blob(fingerprint.windows),
             "state": "ok",
             "error": None,
+            "needs_link": 1,  # cleared by `mark_linked` in the transaction that stores its matches
         }
         return self._upsert(path, root, identity, values, now)
 
@@ -151,7 +152,7 @@ class FileRows:
         """Given a file that could not be hashed and the reason, store it as `error`; return the file id."""
         values = {
             "content_hash": None, "width": None, "height": None, "format": None, "phash": None,
-            "phash_variants": None, "windows": None, "state": "error", "error": reason,
+            "phash_variants": None, "windows": None, "state": "error", "error": reason, "needs_link": 0,
         }
         return self._upsert(path, root, identity, values, now)
 
@@ -184,6 +185,7 @@ class FileRows:
         self.db.execute("DELETE FROM files WHERE path = ? AND id != ?", [new_path, file_id])
         self.db.execute(
             "UPDATE files SET path = ?, root = ?, last_seen = ?, "
+            "needs_link = CASE WHEN state = 'missing' AND error IS NULL THEN 1 ELSE needs_link END, "
             "state = CASE WHEN state = 'missing' THEN (CASE WHEN error IS NULL THEN 'ok' ELSE 'error' END) "
             "ELSE state END WHERE id = ?",
             [new_path, root, now, file_id],
@@ -198,10 +200,20 @@ class FileRows:
     def mark_present(self, file_id: int, now: float) -> None:
         """Given the id of a `missing` file found again unchanged, mark it `ok` (or `error` if it had one)."""
         self.db.execute(
-            "UPDATE files SET state = CASE WHEN error IS NULL THEN 'ok' ELSE 'error' END, last_seen = ? "
-            "WHERE id = ?",
+            "UPDATE files SET state = CASE WHEN error IS NULL THEN 'ok' ELSE 'error' END, last_seen = ?, "
+            "needs_link = (error IS NULL) WHERE id = ?",
             [now, file_id],
         )
+
+    def files_needing_link(self) -> list[int]:
+        """Return ids of `ok` files whose fingerprint was stored (or that came back) but not yet linked."""
+        return [r[0] for r in self.db.execute("SELECT id FROM files WHERE needs_link = 1 AND state = 'ok'")]
+
+    def mark_linked(self, file_ids: Iterable[int]) -> None:
+        """Given ids of files whose match edges were just stored, record that they are linked."""
+        for chunk in chunked(list(file_ids)):
+            marks = ",".join("?" * len(chunk))
+            self.db.execute(f"UPDATE files SET needs_link = 0 WHERE id IN ({marks})", chunk)
 
     def mark_missing(self, file_ids: Iterable[int]) -> None:
         """Given file ids, mark them `missing` and drop their match edges (their rows and ids stay)."""

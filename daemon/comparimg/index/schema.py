@@ -98,6 +98,10 @@ CORE_TABLES = (
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "files, matches, groups, not-duplicates, walk errors", CORE_TABLES),
     Migration(2, "decision queue and sorter journal", JOURNAL_TABLES),
+    Migration(3, "files whose fingerprint is stored but not yet linked (a stop between the two)", (
+        "ALTER TABLE files ADD COLUMN needs_link INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX files_needs_link ON files (id) WHERE needs_link = 1",
+    )),
 )
 
 

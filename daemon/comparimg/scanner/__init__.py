@@ -11,12 +11,19 @@ with the identity of a row whose path no longer holds it is a move (the row foll
 hard link to a known file copies its fingerprint. Files not seen below a root that was walked are marked
 missing; a root that is absent marks nothing.
 
+A scanner given a `cancel` event stops within a fraction of a second once it is set (between walked files,
+hashed files and verified pairs), raising `Cancelled`: what is committed is whole, nothing half-done is
+recorded (no error rows for abandoned files), and a file hashed but not yet linked keeps its `needs_link`
+mark, so the next scan or ingest links it.
+
 All methods write through the index writer: call them from one thread (the daemon's writer thread).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,11 +33,11 @@ from comparimg.index import FileRow, Index
 from comparimg.model import FileIdentity, ImageError
 from comparimg.scanner.linking import Linker, MatchOptions
 from comparimg.scanner.walk import FoundFile, WalkProblem, describe_os_error, identity_of, walk_images
-from comparimg.workers import WorkerPool
+from comparimg.workers import Cancelled, WorkerPool
 
 __all__ = [
-    "FoundFile", "MatchOptions", "ScanOptions", "ScanProgress", "ScanReport", "Scanner", "WalkProblem",
-    "describe_os_error",
+    "Cancelled", "FoundFile", "MatchOptions", "ScanOptions", "ScanProgress", "ScanReport", "Scanner",
+    "WalkProblem", "describe_os_error",
 ]
 
 COMMIT_EVERY = 200
@@ -96,12 +103,17 @@ class Scanner:
     """The ingest pipeline of one index: survey, hash, link, regroup. See the module docstring."""
 
     def __init__(self, index: Index, pool: WorkerPool, options: ScanOptions = ScanOptions(),
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, cancel: threading.Event | None = None):
         self.index = index
         self.pool = pool
         self.options = options
         self.clock = clock
-        self.linker = Linker(index, pool, options.match, clock)
+        self.cancel = cancel if cancel is not None else threading.Event()
+        self.linker = Linker(index, pool, options.match, clock, self.cancel)
+
+    def _check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled()
 
     def scan(
         self, roots: Sequence[str | os.PathLike], progress: ProgressCallback | None = None
@@ -112,21 +124,22 @@ class Scanner:
         """
         started = time.monotonic()
         run = _Pass(self.clock(), _WriteBatch(self.index), progress=progress)
-        for root in [os.path.abspath(r) for r in roots]:
-            if not os.path.exists(root):
-                run.report.absent_roots.append(root)
-                continue
-            with self.index.transaction():
-                self.index.clear_walk_errors(root)
-            run.unreadable = []
-            self._ingest(walk_images(root, self.options.extensions, self.options.exclude), run)
-            if os.path.isdir(root):
-                gone = self.index.files_not_seen_since(root, run.seen_at, run.unreadable)
-                run.report.missing += len(gone)
-                run.to_regroup |= self.linker.unlink(gone)
-        if progress:
-            progress(ScanProgress("matching", run.report.files, run.report.hashed, run.report.errors))
-        return self._finish(run, started)
+        with self._regroup_if_cancelled(run):
+            for root in [os.path.abspath(r) for r in roots]:
+                if not os.path.exists(root):
+                    run.report.absent_roots.append(root)
+                    continue
+                with self.index.transaction():
+                    self.index.clear_walk_errors(root)
+                run.unreadable = []
+                self._ingest(walk_images(root, self.options.extensions, self.options.exclude), run)
+                if os.path.isdir(root):
+                    gone = self.index.files_not_seen_since(root, run.seen_at, run.unreadable)
+                    run.report.missing += len(gone)
+                    run.to_regroup |= self.linker.unlink(gone)
+            if progress:
+                progress(ScanProgress("matching", run.report.files, run.report.hashed, run.report.errors))
+            return self._finish(run, started)
 
     def ingest_files(self, found: Iterable[tuple[str, str]]) -> ScanReport:
         """Given (path, root) pairs of files that appeared or changed, index, link and regroup them.
@@ -142,10 +155,21 @@ class Scanner:
                 gone.append(os.path.abspath(path))
             else:
                 files.append(item)
-        self._ingest(files, run)
-        run.to_regroup |= self._unlink_paths(gone)
-        run.report.missing = len(gone)
-        return self._finish(run, started)
+        with self._regroup_if_cancelled(run):
+            self._ingest(files, run)
+            run.to_regroup |= self._unlink_paths(gone)
+            run.report.missing = len(gone)
+            return self._finish(run, started)
+
+    @contextlib.contextmanager
+    def _regroup_if_cancelled(self, run: _Pass) -> Iterator[None]:
+        """On Cancelled, regroup what already changed (unlinked, replaced files) before passing it on:
+        those changes are committed and nothing would regroup them later. Linking is not awaited."""
+        try:
+            yield
+        except Cancelled:
+            self.linker.regroup(run.to_regroup)
+            raise
 
     def _ingest(self, items: Iterable[FoundFile | WalkProblem], run: _Pass) -> None:
         try:
@@ -156,7 +180,9 @@ class Scanner:
 
     def _finish(self, run: _Pass, started: float) -> ScanReport:
         verified_before = self.linker.verifications
-        run.to_regroup |= self.linker.link(run.to_link)
+        # With the files left unlinked by an earlier stop (or kill) between hashing and linking.
+        to_link = list(dict.fromkeys([*run.to_link, *self.index.files_needing_link()]))
+        run.to_regroup |= self.linker.link(to_link)
         self.linker.regroup(run.to_regroup)
         run.report.verified = self.linker.verifications - verified_before
         run.report.groups = self.index.counts()["groups"]
@@ -166,6 +192,7 @@ class Scanner:
     def _survey(self, items: Iterable[FoundFile | WalkProblem], run: _Pass) -> Iterator[FoundFile]:
         """Given walked items, record problems and reuse what the index knows; yield the files to read."""
         for item in items:
+            self._check_cancel()
             run.batch.tick()
             if isinstance(item, WalkProblem):
                 run.report.errors += 1
@@ -229,7 +256,8 @@ class Scanner:
             run.batch.commit()
 
         report = run.report
-        for (path,), outcome in self.pool.map_unordered(hashing.fingerprint_file, paths()):
+        for (path,), outcome in self.pool.map_unordered(hashing.fingerprint_file, paths(), self.cancel):
+            self._check_cancel()  # an outcome after the stop may be the worker being killed: not recorded
             found = in_flight.pop(path)
             if isinstance(outcome, ImageError):
                 report.errors += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import numpy as np
 from comparimg import decisions, hashing, matching
 from comparimg.index import HashArrays, Index
 from comparimg.model import Candidate, Fingerprint, ImageError, Match
-from comparimg.workers import WorkerPool
+from comparimg.workers import Cancelled, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +103,9 @@ class Linker:
     """
 
     def __init__(self, index: Index, pool: WorkerPool, options: MatchOptions,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, cancel: threading.Event | None = None):
         self.index = index
+        self.cancel = cancel  # once set, `link` raises Cancelled without storing anything
         self.pool = pool
         self.options = options
         self.clock = clock
@@ -144,6 +146,7 @@ class Linker:
         with self.index.transaction():
             for file_id in file_ids:
                 self.index.replace_matches(file_id, edges_of[file_id].values())
+            self.index.mark_linked(file_ids)
         return affected | set(edges_of)
 
     def _candidate_edges(self, rows, refused) -> tuple[list[Match], list[PairToVerify]]:
@@ -177,7 +180,9 @@ class Linker:
                    for group in alike.values()}
         edges = []
         self.verifications += len(by_args)
-        for args, outcome in self.pool.map_unordered(hashing.verify_pair, by_args):
+        for args, outcome in self.pool.map_unordered(hashing.verify_pair, by_args, self.cancel):
+            if self.cancel is not None and self.cancel.is_set():
+                raise Cancelled()
             if isinstance(outcome, ImageError):
                 log.warning("verify_failed a=%s b=%s reason=%s", args[0], args[1], outcome.reason)
             elif outcome.matched:
