@@ -15,7 +15,6 @@ from comparimg.matching import (
     TURNED_WINDOWS,
     HashIndex,
     group_matches,
-    leader_key,
     window_orientations,
 )
 from comparimg.model import FileFacts, Fingerprint, Match
@@ -262,20 +261,37 @@ def member_sets(groups) -> list[set[int]]:
     return [{m.file_id for m in g.members} for g in groups]
 
 
-def test_no_chaining_through_an_intermediate():
-    # B (1) is the biggest: it leads, takes A (0) and C (2) that it matches; but A~D and D≁B.
-    files = {0: facts(0, 90), 1: facts(1, 200), 2: facts(2, 80), 3: facts(3, 50)}
-    groups = group_matches(files, [near(0, 1), near(1, 2), near(0, 3)])
-    assert member_sets(groups) == [{0, 1, 2}]
-    assert groups[0].leader == 1
-    # A~B, B~C, A≁C with A the best keeper: C may not join A through B.
-    files = {0: facts(0, 300), 1: facts(1, 200), 2: facts(2, 100)}
-    groups = group_matches(files, [near(0, 1), near(1, 2)])
-    assert member_sets(groups) == [{0, 1}]
+def assert_members_match_their_leader(groups, edges):
+    pairs = {(min(m.file_a, m.file_b), max(m.file_a, m.file_b)) for m in edges}
     for group in groups:
         for member in group.members:
             pair = (min(member.file_id, group.leader), max(member.file_id, group.leader))
-            assert member.file_id == group.leader or pair in {(0, 1), (1, 2)}
+            assert member.file_id == group.leader or pair in pairs, (group, member)
+
+
+def test_no_chaining_through_an_intermediate():
+    # B (1) matches A (0) and C (2): it leads and takes both; D (3) matches only A, which is taken.
+    files = {0: facts(0, 90), 1: facts(1, 200), 2: facts(2, 80), 3: facts(3, 50)}
+    edges = [near(0, 1), near(1, 2), near(0, 3)]
+    groups = group_matches(files, edges)
+    assert member_sets(groups) == [{0, 1, 2}]
+    assert groups[0].leader == 1
+    assert_members_match_their_leader(groups, edges)
+    # A chain A~B~C~D~E of different framings: no group holds two files joined only through others.
+    files = {i: facts(i, 100 + i) for i in range(5)}
+    edges = [near(i, i + 1) for i in range(4)]
+    groups = group_matches(files, edges)
+    assert_members_match_their_leader(groups, edges)
+    assert all(len(g.members) <= 3 for g in groups)
+
+
+def test_the_original_leads_its_copies_even_when_a_copy_is_the_better_keeper():
+    # 0 is an original; 1 (upscaled, the best keeper by resolution), 2 (cropped) and 3 (watermarked) are
+    # its copies. The crop and the watermark do not match the upscaled copy, only the original.
+    files = {0: facts(0, 100), 1: facts(1, 200), 2: facts(2, 90), 3: facts(3, 100, 900)}
+    edges = [near(0, 1), near(0, 2), near(0, 3), near(1, 3)]
+    [group] = group_matches(files, edges)
+    assert group.leader == 0 and {m.file_id for m in group.members} == {0, 1, 2, 3}
 
 
 def test_grouping_does_not_depend_on_edge_order():
@@ -291,8 +307,7 @@ def test_grouping_does_not_depend_on_edge_order():
         flipped = [Match(m.file_b, m.file_a, m.kind, m.distance, m.orientation) for m in shuffled]
         assert group_matches(files, shuffled) == expected
         assert group_matches(files, flipped) == expected
-    for group in expected:
-        assert group.leader == min((files[m.file_id] for m in group.members), key=leader_key).file_id
+    assert_members_match_their_leader(expected, edges)
 
 
 def test_member_orientation_turns_the_leader_into_the_member():

@@ -32,6 +32,7 @@ list scanned by brute force, so `add` is cheap and `add_many` builds one segment
 from __future__ import annotations
 
 import functools
+import heapq
 import itertools
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -436,9 +437,12 @@ def group_matches(
     """Given the files' facts, verified Match edges and pairs people marked "not duplicates", return the
     duplicate groups, the same whatever the order of the edges.
 
-    Within each connected component, leaders are taken in keeper order (`leader_key`); each
-    file joins the first leader it is directly matched to, so a group never holds two files related only
-    through a third one. A group whose members all share one content hash is "exact", else "near".
+    Within each connected component, groups are stars: the file directly matched to the most files not yet
+    grouped leads (ties in keeper order, `leader_key`) and takes them all; then the next. Every member is
+    directly matched to its leader, so a group never holds a file related to it only through a third one,
+    and the leader is the copy the others were made from when there is one (an original matches each of
+    its edited copies, the copies need not match each other). A group whose members all share one content
+    hash is "exact", else "near".
     Edges naming unknown files or marked "not duplicates" are ignored; groups of one file are dropped.
     A Match's orientation turns file_a into file_b; a member's orientation turns the leader into it.
     Suggestions are provisional ("keep" for the leader): decisions.mark_suggestions applies the rules.
@@ -457,11 +461,11 @@ def group_matches(
         neighbours.setdefault(b, set()).add(a)
     groups = []
     for component in _components(neighbours):
-        groups += _leader_groups(component, files, edges)
+        groups += _star_groups(component, files, edges, neighbours)
     return sorted(groups, key=lambda g: (min(m.file_id for m in g.members), g.leader))
 
 
-# Leaders are taken in keeper order, so a group's leader is the copy the keeper rules would keep.
+# Between equally connected files, the one the keeper rules would keep leads.
 leader_key = keeper_key
 
 
@@ -487,21 +491,30 @@ def _components(neighbours: Mapping[int, set[int]]) -> list[list[int]]:
     return components
 
 
-def _leader_groups(component: list[int], files: Mapping[int, FileFacts], edges: Mapping) -> list[Group]:
-    order = sorted(component, key=lambda file_id: leader_key(files[file_id]))
-    assigned: set[int] = set()
+def _star_groups(
+    component: list[int], files: Mapping[int, FileFacts], edges: Mapping, neighbours: Mapping[int, set[int]]
+) -> list[Group]:
+    """Greedy star cover of one component: O(edges · log n) with a lazily updated heap of free degrees."""
+    free = set(component)
+    degree = {node: len(neighbours[node]) for node in component}
+    heap = [(-degree[node], leader_key(files[node]), node) for node in component]
+    heapq.heapify(heap)
     groups = []
-    for leader in order:
-        if leader in assigned:
+    while heap:
+        negative_degree, key, leader = heapq.heappop(heap)
+        if leader not in free:
             continue
-        members = [
-            other
-            for other in order
-            if other != leader and other not in assigned and (min(leader, other), max(leader, other)) in edges
-        ]
+        if -negative_degree != degree[leader]:
+            heapq.heappush(heap, (-degree[leader], key, leader))
+            continue
+        members = sorted(neighbours[leader] & free, key=lambda node: leader_key(files[node]))
+        free.discard(leader)
         if not members:
             continue
-        assigned.update([leader, *members])
+        free.difference_update(members)
+        for taken in (leader, *members):
+            for other in neighbours[taken] & free:
+                degree[other] -= 1
         groups.append(_make_group(leader, members, files, edges))
     return groups
 
