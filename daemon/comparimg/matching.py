@@ -378,12 +378,16 @@ class HashIndex:
         if self._pending:
             yield self._scan_pending(rules)
 
-    def _scan_pending(self, rules: _Rules) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    def _pending_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         owners = np.fromiter(self._pending, dtype=np.int64, count=len(self._pending))
         hashes = np.stack([entry[0] for entry in self._pending.values()])
         present = np.stack([entry[1] for entry in self._pending.values()])
-        distances = np.bitwise_count(hashes[:, rules.tables] ^ rules.hashes[None, :]).astype(np.int64)
+        return owners, hashes, present
+
+    def _scan_pending(self, rules: _Rules) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        owners, hashes, present = self._pending_arrays()
         xor = hashes[:, rules.tables] ^ rules.hashes[None, :]
+        distances = np.bitwise_count(xor).astype(np.int64)
         closest_chunk = np.bitwise_count(xor[..., None].view(np.uint16)).min(axis=-1)
         hits = present[:, rules.tables] & (distances <= rules.thresholds[None, :])
         hits &= closest_chunk <= rules.radii[None, :]
@@ -393,9 +397,7 @@ class HashIndex:
     def _flush(self) -> None:
         if not self._pending:
             return
-        owners = np.fromiter(self._pending, dtype=np.int64, count=len(self._pending))
-        hashes = np.stack([entry[0] for entry in self._pending.values()])
-        present = np.stack([entry[1] for entry in self._pending.values()])
+        owners, hashes, present = self._pending_arrays()
         self._pending = {}
         self._segments.append(_Segment(owners, hashes, present))
         self._merge_tail()
