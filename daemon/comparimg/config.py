@@ -236,11 +236,7 @@ class _Parser:
 
     @staticmethod
     def yaml_keys(cls: type) -> list[str]:
-        reverse = {field: key for key, field in _SECTION_ALIASES.get(cls, {}).items()}
-        keys = [reverse.get(field.name, field.name) for field in dataclasses.fields(cls)]
-        if cls is HttpSettings:
-            keys = ["listen", *[key for key in keys if key not in ("host", "port")]]
-        return keys
+        return (["listen"] if cls is HttpSettings else []) + list(_yaml_fields(cls).values())
 
     def listen(self, key_path: str, value: object) -> dict[str, Any]:
         if not isinstance(value, str) or ":" not in value:
@@ -338,16 +334,22 @@ def settings_to_dict(settings: Settings) -> dict[str, Any]:
     return document
 
 
-def _section_to_dict(section: Any, cls: type) -> dict[str, Any]:
+def _yaml_fields(cls: type) -> dict[str, str]:
+    """Given a settings class, return {field name: YAML key} for the fields written under their own key
+    (HttpSettings' host and port are written together as `listen`)."""
     reverse = {field: key for key, field in _SECTION_ALIASES.get(cls, {}).items()}
+    names = (field.name for field in dataclasses.fields(cls))
+    skipped = ("host", "port") if cls is HttpSettings else ()
+    return {name: reverse.get(name, name) for name in names if name not in skipped}
+
+
+def _section_to_dict(section: Any, cls: type) -> dict[str, Any]:
     result: dict[str, Any] = {}
     if cls is HttpSettings:
         host = f"[{section.host}]" if ":" in section.host else section.host
         result["listen"] = f"{host}:{section.port}"
-    for field in dataclasses.fields(cls):
-        if cls is HttpSettings and field.name in ("host", "port"):
-            continue
-        result[reverse.get(field.name, field.name)] = _plain(getattr(section, field.name))
+    for name, key in _yaml_fields(cls).items():
+        result[key] = _plain(getattr(section, name))
     return result
 
 
@@ -393,11 +395,8 @@ def documented_keys() -> dict[str, str]:
     }
     for section, cls in _SECTIONS.items():
         docs = {field.name: field.metadata["doc"] for field in dataclasses.fields(cls)}
-        reverse = {field: key for key, field in _SECTION_ALIASES.get(cls, {}).items()}
-        for name, doc in docs.items():
-            if cls is HttpSettings and name in ("host", "port"):
-                continue
-            keys[f"{section}.{reverse.get(name, name)}"] = doc
+        for name, key in _yaml_fields(cls).items():
+            keys[f"{section}.{key}"] = docs[name]
         if cls is HttpSettings:
             keys[f"{section}.listen"] = "HOST:PORT to listen on"
     return keys

@@ -21,8 +21,6 @@ ORIENTATIONS: tuple[str, ...] = (
     "transverse",
 )
 
-GROUP_KINDS = ("exact", "near")
-
 
 class ComparImgError(Exception):
     """Base class of every error the project raises on purpose."""
