@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -261,10 +261,6 @@ def _inside(root: str, path: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-class WatchLimitReached(OSError):
-    """The inotify watch limit (fs.inotify.max_user_watches) stopped a root from being watched."""
-
-
 class Watcher:
     """Watches roots with inotify or polling and sends hints to a sink (called on watchdog threads)."""
 
@@ -363,8 +359,3 @@ def log_watch_limit(path: str) -> None:
         path,
         "inotify watch limit reached; raise fs.inotify.max_user_watches (sysctl) - falling back to polling",
     )
-
-
-def roots_as_strings(roots: Iterable[Path | str]) -> list[str]:
-    """Given root paths, return them as absolute strings without a trailing slash."""
-    return [os.path.abspath(os.fspath(r)) for r in roots]
