@@ -140,9 +140,7 @@ class Linker:
         for match in [*near, *exact]:  # an exact edge replaces a near one for the same pair
             for end in (match.file_a, match.file_b):
                 edges_of.setdefault(end, {})[(match.file_a, match.file_b)] = match
-        affected = set(file_ids)
-        for match in self.index.matches_touching(file_ids):
-            affected.update((match.file_a, match.file_b))
+        affected = self.neighbours_of(file_ids)
         with self.index.transaction():
             for file_id in file_ids:
                 self.index.replace_matches(file_id, edges_of[file_id].values())
@@ -199,9 +197,7 @@ class Linker:
 
     def unlink(self, file_ids: Collection[int]) -> set[int]:
         """Given ids of files now missing, mark them so, drop their edges; return the files to regroup."""
-        affected = set(file_ids)
-        for match in self.index.matches_touching(file_ids):
-            affected.update((match.file_a, match.file_b))
+        affected = self.neighbours_of(file_ids)
         with self.index.transaction():
             self.index.mark_missing(file_ids)
         if self._hash_index is not None:
