@@ -107,6 +107,10 @@ def snapshot_of(path: str) -> tuple[int, int] | None:
     return (st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
 
 
+def _absolute(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))
+
+
 def root_is_present(state: RootState) -> bool:
     """Given a root's state, return whether it is there now (a directory, and still a mount if it was one)."""
     if not os.path.isdir(state.path):
@@ -305,7 +309,7 @@ class Service:
 
     @staticmethod
     def _root_paths(settings: Settings) -> list[str]:
-        return [os.path.abspath(os.path.expanduser(str(r))) for r in settings.root_paths()]
+        return [_absolute(str(r)) for r in settings.root_paths()]
 
     def _check_roots(self, initial: bool = False) -> list[str]:
         """Pause roots that vanished, resume those back; return the roots that came back."""
@@ -663,14 +667,14 @@ def settings_for_run(
     settings = load_settings(config)
     patch: dict[str, Any] = {}
     if watch:
-        patch["roots"] = [os.path.abspath(os.path.expanduser(p)) for p in watch]
+        patch["roots"] = [_absolute(p) for p in watch]
     if index:
-        patch["index"] = os.path.abspath(os.path.expanduser(index))
+        patch["index"] = _absolute(index)
     if export:
-        patch["export"] = os.path.abspath(os.path.expanduser(export))
+        patch["export"] = _absolute(export)
     http = {"listen": listen} if listen else {}
     if token_file:
-        http["token_file"] = os.path.abspath(os.path.expanduser(token_file))
+        http["token_file"] = _absolute(token_file)
     if http:
         patch["http"] = http
     if not patch:
