@@ -217,17 +217,13 @@ class Sorter:
         current = files.identity_of(job.source)
         if current is None:
             return f"{job.source} is gone or is not a regular file"
-        if job.kind != "restore" and not self._inside_a_root(job.source):
+        if job.kind != "restore" and not files.inside_roots(job.source, self.roots):
             return f"{job.source} resolves outside every root"
         if current != job.identity:
             return "file changed since the decision (device, inode, size or mtime)"
         if self.hash_file(str(job.source)) != job.content_hash:
             return "file content changed since the decision"
         return None
-
-    def _inside_a_root(self, path: Path) -> bool:
-        real = os.path.realpath(path)
-        return any(real.startswith(os.path.realpath(root) + os.sep) for root in self.roots)
 
     def _place(self, action_id: int, job: _Job, dest: Path, cross_fs: bool) -> Path:
         """Put the file at a free name (journaling each name tried) and unlink the source; return the name."""

@@ -42,6 +42,12 @@ def inode_of(path: Path) -> int | None:
         return None
 
 
+def inside_roots(path: str | Path, roots: tuple[Path, ...]) -> bool:
+    """Return True when `path` resolves (symlinks followed) strictly inside one of `roots`."""
+    real = os.path.realpath(path)
+    return any(real.startswith(os.path.realpath(root) + os.sep) for root in roots)
+
+
 def fsync_dir(path: Path) -> None:
     """Flush a folder's entries to disk so a link or unlink in it survives a power cut."""
     descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)

@@ -6,7 +6,6 @@ Plain functions with no HTTP in them; they run on the web room's writer thread (
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from comparimg.config import Settings
 from comparimg.index import FileRow, Index, journal
 from comparimg.model import FileIdentity, NotFound, Refused
 from comparimg.sorter import ActionResult, Sorter, SortRequest
+from comparimg.sorter.files import inside_roots
 
 ACTIONS = ("keep", "trash", "move", "not_duplicates")
 DECISION_STATES = ("queued", "applied", "refused", "cancelled", "failed", "undone")
@@ -29,12 +29,6 @@ class DecisionInput:
     file_ids: tuple[int, ...] = ()
     group_id: int | None = None
     target: str | None = None
-
-
-def inside_roots(path: str, roots: tuple[Path, ...]) -> bool:
-    """Return True when `path` resolves (symlinks followed) strictly inside one of `roots`."""
-    real = os.path.realpath(path)
-    return any(real.startswith(os.path.realpath(root) + os.sep) for root in roots)
 
 
 def checked_file(index: Index, file_id: int, settings: Settings) -> FileRow:

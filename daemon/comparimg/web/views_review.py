@@ -14,7 +14,8 @@ from comparimg.config import Settings
 from comparimg.hashing import thumbnails
 from comparimg.index import Index, journal, review
 from comparimg.model import ORIENTATIONS, NotFound, Refused
-from comparimg.web.decision_queue import decision_view, inside_roots
+from comparimg.sorter.files import inside_roots
+from comparimg.web.decision_queue import decision_view
 from comparimg.web.keys import READERS, THUMBNAILER, current_settings
 from comparimg.web.validation import path_id, query_choice, query_int, text
 
