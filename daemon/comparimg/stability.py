@@ -82,8 +82,7 @@ class StabilityTracker:
         paths: list[str] = []
         while self._deadlines and self._deadlines[0][0] <= now:
             deadline, path = heapq.heappop(self._deadlines)
-            pending = self._pending.get(path)
-            if pending is not None and pending.since + self.settle_seconds == deadline:
+            if self._is_current(deadline, path):
                 paths.append(path)
         return paths
 
@@ -91,11 +90,15 @@ class StabilityTracker:
         """Return the clock time at which the next path becomes due, or None when nothing is pending."""
         while self._deadlines:
             deadline, path = self._deadlines[0]
-            pending = self._pending.get(path)
-            if pending is not None and pending.since + self.settle_seconds == deadline:
+            if self._is_current(deadline, path):
                 return deadline
             heapq.heappop(self._deadlines)
         return None
+
+    def _is_current(self, deadline: float, path: str) -> bool:
+        # A heap entry is stale once its path left the tracker or was re-armed with a later window.
+        pending = self._pending.get(path)
+        return pending is not None and pending.since + self.settle_seconds == deadline
 
     def _arm(self, path: str, snapshot: Snapshot, now: float) -> None:
         self._pending[path] = _Pending(snapshot, now)
