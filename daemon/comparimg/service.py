@@ -378,8 +378,7 @@ class Service:
         if snapshot is None:
             self.tracker.forget(hint.path)
             return
-        if hint.path in self.tracker:
-            self.tracker.touch(hint.path)
+        self.tracker.touch(hint.path)  # no-op unless already pending
         if self.tracker.observe(hint.path, snapshot):  # only with settle_seconds = 0
             self._spawn(self._ready.put((hint.path, hint.root)))
         self._wake_settle.set()
