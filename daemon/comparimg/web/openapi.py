@@ -7,6 +7,8 @@ from typing import Any
 from aiohttp import web
 
 from comparimg import __version__
+from comparimg.sorter import plan
+from comparimg.web import decision_queue
 
 INT = {"type": "integer"}
 ID = {"type": "integer", "minimum": 1}
@@ -36,8 +38,10 @@ def obj(properties: dict[str, Any], required: tuple[str, ...] | None = None, ext
 
 
 JOB_STATES = ["queued", "running", "done", "cancelled", "failed"]
-DECISION_STATES = ["queued", "applied", "refused", "cancelled", "failed", "undone"]
-ACTION_STATES = ["open", "done", "rolled_back", "refused", "failed", "undone"]
+DECISION_STATES = list(decision_queue.DECISION_STATES)
+DECISION_ACTIONS = list(decision_queue.ACTIONS)
+ACTION_STATES = list(plan.ACTION_STATES)
+ACTION_KINDS = list(plan.ACTION_KINDS)
 
 SCHEMAS: dict[str, Any] = {
     "Error": obj({"error": obj({"code": STR, "message": STR})}),
@@ -88,7 +92,7 @@ SCHEMAS: dict[str, Any] = {
     "Decision": obj(
         {
             "id": INT,
-            "action": {"enum": ["keep", "trash", "move", "not_duplicates"]},
+            "action": {"enum": DECISION_ACTIONS},
             "file_id": NULL_INT,
             "file_ids": {"type": ["array", "null"], "items": INT},
             "group_id": NULL_INT,
@@ -104,7 +108,7 @@ SCHEMAS: dict[str, Any] = {
     ),
     "DecisionRequest": obj(
         {
-            "action": {"enum": ["keep", "trash", "move", "not_duplicates"]},
+            "action": {"enum": DECISION_ACTIONS},
             "file_id": ID,
             "file_ids": {"type": "array", "items": ID, "minItems": 2},
             "group_id": ID,
@@ -172,7 +176,7 @@ SCHEMAS: dict[str, Any] = {
     "ActionResult": obj(
         {
             "action_id": NULL_INT,
-            "kind": {"enum": ["trash", "move", "restore"]},
+            "kind": {"enum": ACTION_KINDS},
             "state": {"enum": ACTION_STATES},
             "source": STR,
             "dest": NULL_STR,
@@ -185,7 +189,7 @@ SCHEMAS: dict[str, Any] = {
     "JournalEntry": obj(
         {
             "id": INT,
-            "kind": {"enum": ["trash", "move", "restore"]},
+            "kind": {"enum": ACTION_KINDS},
             "decision_id": NULL_INT,
             "undo_of": NULL_INT,
             "file_id": NULL_INT,
