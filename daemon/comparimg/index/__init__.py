@@ -12,7 +12,6 @@ each reading thread opens its own reader.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -110,8 +109,3 @@ def open_index(path: Path | str, migrations: tuple[Migration, ...] = MIGRATIONS)
         db.close()
         raise
     return Index(path, db, writable=True)
-
-
-def iter_hash_batches(index: Index, batch: int = 65536) -> Iterator[HashArrays]:
-    """Given an index, yield the hashes of its `ok` files in numpy batches (for building a HashIndex)."""
-    return index.fingerprint_rows(batch)
