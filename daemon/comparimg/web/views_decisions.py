@@ -53,12 +53,11 @@ async def post_decision(request: web.Request) -> web.Response:
         ids = await app[WRITER_THREAD].run(dq.not_duplicates_ids, writer, decision, settings)
         await port.not_duplicates(app[DAEMON], ids)
         row = await app[WRITER_THREAD].run(dq.record_not_duplicates, writer, decision, ids)
-        app[EVENTS].publish("decision", {"decision": dq.decision_view(row)})
-        return web.json_response(dq.decision_view(row), status=201)
-    row = await app[WRITER_THREAD].run(dq.queue_decision, writer, decision, settings)
-    app[EVENTS].publish("decision", {"decision": dq.decision_view(row)})
+    else:
+        row = await app[WRITER_THREAD].run(dq.queue_decision, writer, decision, settings)
     body = dq.decision_view(row)
-    if settings.sorter.apply == "on-decide":
+    app[EVENTS].publish("decision", {"decision": body})
+    if decision.action != "not_duplicates" and settings.sorter.apply == "on-decide":
         outcomes = await apply_decisions(app, [row["id"]])
         row = await app[WRITER_THREAD].run(journal.get_decision, writer.db, row["id"])
         body = {**dq.decision_view(row), "outcome": outcomes[0] if outcomes else None}
