@@ -27,12 +27,16 @@ EXIT_INTERRUPTED = 130
 PROGRESS_INTERVAL = 0.1
 
 
-def threshold_bits(text: str) -> int:
-    """Given the --threshold text, return it as an int in 0..32. Raise ArgumentTypeError otherwise."""
+def _whole_number(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def threshold_bits(text: str) -> int:
+    """Given the --threshold text, return it as an int in 0..32. Raise ArgumentTypeError otherwise."""
+    value = _whole_number(text)
     if not 0 <= value <= 32:
         raise argparse.ArgumentTypeError(f"must be between 0 and 32 bits, got {value}")
     return value
@@ -40,10 +44,7 @@ def threshold_bits(text: str) -> int:
 
 def worker_count(text: str) -> int:
     """Given the --workers text, return it as an int ≥ 0 (0: one per CPU). Raise ArgumentTypeError if not."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    value = _whole_number(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 (one per CPU) or more, got {value}")
     return value
