@@ -6,7 +6,6 @@ runs on the service's writer thread, except `write_export`, which reads through 
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -57,7 +56,7 @@ class ScannerPipeline:
 
     def write_export(self, target: Path) -> int:
         """Given the export path, write the duplicates JSON atomically; return the number of groups."""
-        roots = [os.path.abspath(str(p)) for p in self.settings.root_paths()]
+        roots = [str(p) for p in self.settings.root_paths()]  # build_export makes them absolute
         with self.index.open_reader() as reader:
             document = build_export(reader, roots, reader.counts())
         write_export(document, target)
