@@ -16,6 +16,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from comparimg.index import Index
 from comparimg.index.connection import connect_reader
+from comparimg.workers import WorkerLimits, WorkerPool
 
 T = TypeVar("T")
 READER_THREADS = 4
@@ -122,15 +123,13 @@ class _StatusCollector:
 class LazyWorkerPool:
     """One worker process for decoding (thumbnails), started on first use and closed with the app."""
 
-    def __init__(self, limits: Any):
+    def __init__(self, limits: WorkerLimits):
         self.limits = limits
-        self._pool: Any = None
+        self._pool: WorkerPool | None = None
         self._lock = threading.Lock()
 
-    def get(self) -> Any:
+    def get(self) -> WorkerPool:
         """Return the pool, starting it if needed."""
-        from comparimg.workers import WorkerPool
-
         with self._lock:
             if self._pool is None:
                 self._pool = WorkerPool(1, self.limits)
