@@ -57,6 +57,15 @@ class Index(FileRows, RelationRows):
         """Return a context manager running its block in one write transaction (see `write_transaction`)."""
         return write_transaction(self.db, durable)
 
+    def begin_writes(self) -> None:
+        """Open a write transaction that spans several calls (the scanner's batches); end it with
+        `commit_writes`. For a single block, prefer `transaction()`."""
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def commit_writes(self) -> None:
+        """Commit the transaction opened by `begin_writes`."""
+        self.db.execute("COMMIT")
+
     def open_reader(self) -> Index:
         """Return a new read-only Index on the same file, for use in the calling thread."""
         return Index(self.path, connect_reader(self.path), writable=False)

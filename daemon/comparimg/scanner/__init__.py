@@ -326,7 +326,7 @@ class _WriteBatch:
 
     def tick(self) -> None:
         if not self.open:
-            self.index.db.execute("BEGIN IMMEDIATE")
+            self.index.begin_writes()
             self.open = True
         self.count += 1
         if self.count >= COMMIT_EVERY:
@@ -334,7 +334,7 @@ class _WriteBatch:
 
     def commit(self) -> None:
         if self.open:
-            self.index.db.execute("COMMIT")
+            self.index.commit_writes()
             self.open = False
         self.count = 0
 
