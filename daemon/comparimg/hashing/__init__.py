@@ -9,9 +9,16 @@ Pure functions over paths, meant to run in worker processes:
 - `content_hash_file(path)`: SHA-256 of the bytes, streamed.
 - `verify_pair(path_a, path_b, candidate)`: the precise check behind a hash match (decoded pictures are
   reused within a process through `pictures.CACHE`, keyed by path, size and mtime_ns).
+
+Importing this package does not load `verification` (and scipy, a third of a second): the parent process
+only names `verify_pair` to send it to a worker, and a worker loads it on its first check, or earlier
+through `warm_up()` while it decodes.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 from comparimg.hashing import pictures
 from comparimg.hashing.decoding import (
@@ -21,8 +28,10 @@ from comparimg.hashing.decoding import (
     open_pictures,
 )
 from comparimg.hashing.perceptual import hash_pixels, orientation_variants, window_hashes
-from comparimg.hashing.verification import Verdict, verify_pair
-from comparimg.model import Fingerprint
+from comparimg.model import Candidate, Fingerprint
+
+if TYPE_CHECKING:
+    from comparimg.hashing.verification import Verdict
 
 __all__ = [
     "ACCEPTED_FORMATS",
@@ -31,7 +40,9 @@ __all__ = [
     "content_hash_file",
     "fingerprint_file",
     "verify_pair",
+    "warm_up",
 ]
+VERIFICATION_MODULE = "comparimg.hashing.verification"
 # Short side the picture is decoded at for hashing: enough for 32×32 windows of 80 % of it.
 FINGERPRINT_SIDE = 128
 
@@ -54,3 +65,21 @@ def fingerprint_file(path: str, windows: bool = True) -> Fingerprint:
         phash=orientation_variants(hash_pixels(picture.image)),
         windows=window_hashes(picture.image) if windows else (),
     )
+
+
+def verify_pair(path_a: str, path_b: str, candidate: Candidate) -> Verdict:
+    """Given the queried file, an indexed file and the Candidate linking them, return the Verdict of
+    `verification.verify_pair` (loaded on first use). Raise ImageError when either cannot be decoded."""
+    return importlib.import_module(VERIFICATION_MODULE).verify_pair(path_a, path_b, candidate)
+
+
+def warm_up() -> None:
+    """Load what `verify_pair` needs, so the first check does not wait for it (workers call it in the
+    background at start)."""
+    importlib.import_module(VERIFICATION_MODULE)
+
+
+def __getattr__(name: str):
+    if name == "Verdict":
+        return importlib.import_module(VERIFICATION_MODULE).Verdict
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
