@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -134,8 +134,12 @@ class Linker:
                 self._hash_index.add(file_id, query_fingerprint(row.fingerprint, self.options))
         # else: the first use loads the HashIndex from the index, where these files already are.
         refused = self.index.not_duplicate_pairs(rows)
-        exact, to_verify = self._candidate_edges(rows, refused)
-        near = self._verified_edges(to_verify)
+        same_bytes = {fid: set(self.index.ok_files_with_content_hash(row.fingerprint.content_hash)) - {fid}
+                      for fid, row in rows.items()}
+        exact = [edge_for(file_id, other, "exact", 0, 0) for file_id, others in same_bytes.items()
+                 for other in others if (min(file_id, other), max(file_id, other)) not in refused]
+        # Pairs are verified as they are found: the workers start while the other files are queried.
+        near = self._verified_edges(self._candidate_pairs(rows, refused, same_bytes))
         edges_of: dict[int, dict[tuple[int, int], Match]] = {file_id: {} for file_id in file_ids}
         for match in [*near, *exact]:  # an exact edge replaces a near one for the same pair
             for end in (match.file_a, match.file_b):
@@ -147,16 +151,14 @@ class Linker:
             self.index.mark_linked(file_ids)
         return affected | set(edges_of)
 
-    def _candidate_edges(self, rows, refused) -> tuple[list[Match], list[PairToVerify]]:
-        exact: list[Match] = []
-        to_verify: dict[tuple[int, int], PairToVerify] = {}
+    def _candidate_pairs(self, rows, refused, same_bytes) -> Iterator[PairToVerify]:
+        """Given the rows to link, the refused pairs and each row's files of the same bytes, yield each
+        candidate pair to verify once, as the HashIndex finds it."""
+        seen: set[tuple[int, int]] = set()
         paths, contents = {}, {}
         for file_id, row in rows.items():
             fingerprint = query_fingerprint(row.fingerprint, self.options)
-            same_bytes = set(self.index.ok_files_with_content_hash(row.fingerprint.content_hash)) - {file_id}
-            exact += [edge_for(file_id, other, "exact", 0, 0) for other in same_bytes
-                      if (min(file_id, other), max(file_id, other)) not in refused]
-            candidates = self.hash_index.query(fingerprint, exclude=same_bytes | {file_id})
+            candidates = self.hash_index.query(fingerprint, exclude=same_bytes[file_id] | {file_id})
             others = self.index.files_by_ids(c.file_id for c in candidates if c.file_id not in paths)
             paths.update({fid: other.path for fid, other in others.items()})
             contents.update({fid: other.fingerprint.content_hash for fid, other in others.items()
@@ -164,29 +166,40 @@ class Linker:
             for candidate in candidates:
                 other_id = candidate.file_id
                 pair = (min(file_id, other_id), max(file_id, other_id))
-                if pair in refused or pair in to_verify or other_id not in paths:
+                if pair in refused or pair in seen or other_id not in paths:
                     continue
-                to_verify[pair] = PairToVerify(file_id, row.path, other_id, paths[other_id], candidate,
-                                               (row.fingerprint.content_hash, contents.get(other_id, "")))
-        return exact, list(to_verify.values())
+                seen.add(pair)
+                yield PairToVerify(file_id, row.path, other_id, paths[other_id], candidate,
+                                   (row.fingerprint.content_hash, contents.get(other_id, "")))
 
-    def _verified_edges(self, pairs: list[PairToVerify]) -> list[Match]:
-        alike: dict[tuple, list[PairToVerify]] = {}
-        for pair in pairs:
-            alike.setdefault(pair.verdict_key(), []).append(pair)
-        by_args = {(group[0].query_path, group[0].other_path, group[0].candidate): group
-                   for group in alike.values()}
-        edges = []
-        self.verifications += len(by_args)
-        for args, outcome in self.pool.map_unordered(hashing.verify_pair, by_args, self.cancel):
+    def _verified_edges(self, pairs: Iterable[PairToVerify]) -> list[Match]:
+        """Given candidate pairs (consumed lazily), verify each distinct one in the workers (pairs of the
+        same two contents met the same way share one check); return the near edges of those that pass."""
+        sharing: dict[tuple, list[PairToVerify]] = {}  # verdict key -> the pairs it decides
+        key_of: dict[tuple, tuple] = {}  # verify_pair arguments -> verdict key
+
+        def checks() -> Iterator[tuple]:
+            for pair in pairs:
+                key = pair.verdict_key()
+                if key in sharing:
+                    sharing[key].append(pair)
+                    continue
+                sharing[key] = [pair]
+                self.verifications += 1
+                args = (pair.query_path, pair.other_path, pair.candidate)
+                key_of.setdefault(args, key)
+                yield args
+
+        matched = []
+        for args, outcome in self.pool.map_unordered(hashing.verify_pair, checks(), self.cancel):
             if self.cancel is not None and self.cancel.is_set():
                 raise Cancelled()
             if isinstance(outcome, ImageError):
                 log.warning("verify_failed a=%s b=%s reason=%s", args[0], args[1], outcome.reason)
             elif outcome.matched:
-                edges += [edge_for(p.query_id, p.other_id, "near", p.candidate.distance,
-                                   p.candidate.orientation) for p in by_args[args]]
-        return edges
+                matched.append(key_of[args])
+        return [edge_for(p.query_id, p.other_id, "near", p.candidate.distance, p.candidate.orientation)
+                for key in matched for p in sharing[key]]
 
     def neighbours_of(self, file_ids: Collection[int]) -> set[int]:
         """Given file ids, return them with every file they share a match edge with."""
