@@ -8,8 +8,15 @@ import threading
 import numpy as np
 import pytest
 
-from comparimg.index import MIGRATIONS, IndexSchemaTooNew, IndexUnavailable, Migration, open_index
-from comparimg.model import FileIdentity, Fingerprint, Group, GroupMember, Match
+from comparimg.index import (
+    MIGRATIONS,
+    IndexSchemaTooNew,
+    IndexUnavailable,
+    Migration,
+    hashes_to_blob,
+    open_index,
+)
+from comparimg.model import FINGERPRINT_VERSION, FileIdentity, Fingerprint, Group, GroupMember, Match
 
 NOW = 1_700_000_000.0
 
@@ -120,6 +127,39 @@ def test_rename_keeps_id_and_fingerprint(index):
     assert index.file_by_path("/photos/0.jpg") is None
     row = index.file_by_path("/photos/moved/0.jpg")
     assert row.id == file_id and row.fingerprint == fingerprint(0)
+
+
+def test_migration_4_counts_existing_rows_as_fingerprint_version_1(tmp_path):
+    path = tmp_path / "index.sqlite3"
+    with open_index(path, MIGRATIONS[:3]) as old:
+        old.db.execute(
+            "INSERT INTO files (root, path, device, inode, size, mtime_ns, content_hash, width, height, "
+            "format, phash, phash_variants, windows, state, first_seen, last_seen) "
+            "VALUES ('/p', '/p/a.jpg', 1, 2, 3, 4, 'c', 10, 20, 'JPEG', 1, ?, ?, 'ok', 0, 0)",
+            [hashes_to_blob(range(8)), hashes_to_blob([9] * 11)],
+        )
+    with open_index(path) as index:
+        row = index.file_by_path("/p/a.jpg")
+        assert (row.fingerprint_version, row.fingerprint_is_stale) == (1, True)
+        assert row.fingerprint == Fingerprint("c", 10, 20, "JPEG", tuple(range(8)), (9,) * 11)
+
+
+def test_every_fingerprint_write_records_the_current_version(index):
+    (file_id,) = add(index, 1)
+    with index.transaction():
+        index.db.execute("UPDATE files SET fingerprint_version = 1")
+    assert index.file_by_id(file_id).fingerprint_is_stale
+    with index.transaction():
+        index.rename_file(file_id, "/photos/moved.jpg", "/photos", NOW)
+    assert index.file_by_id(file_id).fingerprint_version == 1, "a moved row keeps what it holds"
+    with index.transaction():
+        assert index.upsert_fingerprint("/photos/moved.jpg", "/photos", identity(0), fingerprint(0),
+                                        NOW) == file_id
+        linked = index.copy_fingerprint(index.file_by_id(file_id), "/photos/link.jpg", "/photos", NOW)
+        failed = index.record_file_error("/photos/bad.jpg", "/photos", identity(7), "not an image", NOW)
+    for fid in (file_id, linked, failed):
+        row = index.file_by_id(fid)
+        assert row.fingerprint_version == FINGERPRINT_VERSION and not row.fingerprint_is_stale
 
 
 def test_error_rows_keep_the_reason_and_are_listed_under_their_root(index):

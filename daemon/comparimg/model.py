@@ -21,6 +21,19 @@ ORIENTATIONS: tuple[str, ...] = (
     "transverse",
 )
 
+# The version of what a stored Fingerprint holds and how it is computed. Bump it whenever the hashing room
+# changes either (a new hash, a new window layout, a different resize...): every `ok` row of the index
+# records the version that wrote it, and the scanner reads again a file whose row is older, even when the
+# file itself is unchanged, so an index never keeps matching with hashes the current code would not make.
+#
+#   1  rows written before the index recorded a version (schema migration 4): 10 or 11 upright windows
+#   2  44 window slots: the upright windows and content slot, then the same windows turned three ways
+#
+# Every row written before migration 4 counts as version 1, even one whose window list already has the
+# version-2 length: the length alone does not prove how the hashes were made, and reading each old file
+# once again costs one scan, while a wrong guess would hide matches for good.
+FINGERPRINT_VERSION: int = 2
+
 
 class ComparImgError(Exception):
     """Base class of every error the project raises on purpose."""

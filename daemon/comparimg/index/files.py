@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 from sqlite_utils import Database
 
-from comparimg.model import FileFacts, FileIdentity, Fingerprint
+from comparimg.model import FINGERPRINT_VERSION, FileFacts, FileIdentity, Fingerprint
 
 FILE_COLUMNS = (
     "id, root, path, device, inode, size, mtime_ns, content_hash, width, height, format, "
-    "phash_variants, windows, state, error"
+    "phash_variants, windows, state, error, fingerprint_version"
 )
 BATCH = 500
 
@@ -28,6 +28,13 @@ class FileRow:
     state: str  # "ok" | "error" | "missing"
     error: str | None
     fingerprint: Fingerprint | None
+    # The model.FINGERPRINT_VERSION of the code that wrote the row (1 for rows older than the column).
+    fingerprint_version: int
+
+    @property
+    def fingerprint_is_stale(self) -> bool:
+        """Return whether the row holds a fingerprint made by older hashing code than the running one."""
+        return self.fingerprint is not None and self.fingerprint_version < FINGERPRINT_VERSION
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +78,13 @@ def prefix_range(root: str) -> tuple[str, str]:
 
 def _row_to_file(row: tuple) -> FileRow:
     (id_, root, path, device, inode, size, mtime_ns, content_hash, width, height, fmt, variants, windows,
-     state, error) = row
+     state, error, version) = row
     fingerprint = None
     if variants is not None:
         fingerprint = Fingerprint(content_hash, width, height, fmt, blob_to_hashes(variants),
                                   blob_to_hashes(windows))
-    return FileRow(id_, root, path, FileIdentity(device, inode, size, mtime_ns), state, error, fingerprint)
+    return FileRow(id_, root, path, FileIdentity(device, inode, size, mtime_ns), state, error, fingerprint,
+                   version)
 
 
 class FileRows:
@@ -133,7 +141,8 @@ class FileRows:
 
     def upsert_fingerprint(self, path: str, root: str, identity: FileIdentity, fingerprint: Fingerprint,
                            now: float) -> int:
-        """Given a file's path, root, identity and fingerprint, store it as `ok`; return the file id."""
+        """Given a file's path, root, identity and fingerprint made by the running code, store it as `ok`
+        with the current FINGERPRINT_VERSION; return the file id."""
         values = {
             "content_hash": fingerprint.content_hash,
             "width": fingerprint.width,
@@ -145,6 +154,7 @@ class FileRows:
             "state": "ok",
             "error": None,
             "needs_link": 1,  # cleared by `mark_linked` in the transaction that stores its matches
+            "fingerprint_version": FINGERPRINT_VERSION,
         }
         return self._upsert(path, root, identity, values, now)
 
@@ -153,6 +163,7 @@ class FileRows:
         values = {
             "content_hash": None, "width": None, "height": None, "format": None, "phash": None,
             "phash_variants": None, "windows": None, "state": "error", "error": reason, "needs_link": 0,
+            "fingerprint_version": FINGERPRINT_VERSION,  # the code that failed to read it
         }
         return self._upsert(path, root, identity, values, now)
 
@@ -173,8 +184,11 @@ class FileRows:
         return row[0]
 
     def copy_fingerprint(self, source: FileRow, path: str, root: str, now: float) -> int:
-        """Given the row of a file with the same identity (a hard link), store its fingerprint for `path`."""
-        assert source.fingerprint is not None
+        """Given the row of a file with the same identity (a hard link), store its fingerprint for `path`.
+
+        The source must hold a current fingerprint (a stale one would be stored as current).
+        """
+        assert source.fingerprint is not None and not source.fingerprint_is_stale
         return self.upsert_fingerprint(path, root, source.identity, source.fingerprint, now)
 
     def rename_file(self, file_id: int, new_path: str, root: str, now: float) -> None:

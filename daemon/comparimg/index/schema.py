@@ -102,6 +102,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE files ADD COLUMN needs_link INTEGER NOT NULL DEFAULT 0",
         "CREATE INDEX files_needs_link ON files (id) WHERE needs_link = 1",
     )),
+    # Rows already stored were written by the code before versions were kept: version 1 (see
+    # model.FINGERPRINT_VERSION), so the next scan reads them again once.
+    Migration(4, "the fingerprint version that wrote each row (older rows are hashed again)", (
+        "ALTER TABLE files ADD COLUMN fingerprint_version INTEGER NOT NULL DEFAULT 1",
+    )),
 )
 
 

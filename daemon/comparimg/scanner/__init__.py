@@ -11,6 +11,12 @@ with the identity of a row whose path no longer holds it is a move (the row foll
 hard link to a known file copies its fingerprint. Files not seen below a root that was walked are marked
 missing; a root that is absent marks nothing.
 
+A row whose fingerprint was made by older hashing code (`FileRow.fingerprint_is_stale`, see
+`model.FINGERPRINT_VERSION`) is read again even though its file is unchanged: it keeps its row id (so
+not-duplicate marks and decisions keyed by id stay), is linked and regrouped like a changed file, and is
+counted in `hashed` and `rehashed`. A move of such a row still follows it, then reads it; a hard link to it
+is read rather than given the stale fingerprint. Error rows are not read again for this (they hold none).
+
 A scanner given a `cancel` event stops within a fraction of a second once it is set (between walked files,
 hashed files and verified pairs), raising `Cancelled`: what is committed is whole, nothing half-done is
 recorded (no error rows for abandoned files), and a file hashed but not yet linked keeps its `needs_link`
@@ -59,6 +65,7 @@ class ScanReport:
 
     files: int = 0
     hashed: int = 0
+    rehashed: int = 0  # of `hashed`: unchanged files read again because their fingerprint was stale
     unchanged: int = 0
     moved: int = 0
     errors: int = 0
@@ -97,6 +104,7 @@ class _Pass:
     to_regroup: set[int] = field(default_factory=set)
     unreadable: list[str] = field(default_factory=list)
     progress: ProgressCallback | None = None
+    stale: set[str] = field(default_factory=set)  # paths read again only because their fingerprint was stale
 
 
 class Scanner:
@@ -208,7 +216,8 @@ class Scanner:
         """Given a found file, reuse what the index knows of it without reading it; return whether it could.
 
         Unchanged: only touched. Moved (its identity at a path that no longer holds it): the row follows.
-        Hard link (the other path still holds it): the fingerprint is copied.
+        Hard link (the other path still holds it): the fingerprint is copied. A stale fingerprint is never
+        reused: the file is read (a moved row follows first, so the new fingerprint lands on it).
         """
         row = self.index.file_by_path(found.path)
         if row is not None and row.identity == found.identity:
@@ -217,12 +226,14 @@ class Scanner:
             if other.path != found.path and other.fingerprint is not None and other.state != "error":
                 if row is not None:  # a changed file replaced by a moved one: its old edges go
                     run.to_regroup |= self.linker.neighbours_of([row.id])
-                self._known_elsewhere(other, found, run)
-                return True
+                return self._known_elsewhere(other, found, run)
         return False
 
     def _same_file(self, row: FileRow, run: _Pass) -> bool:
         if row.state == "error" and row.error in RETRIED_REASONS:
+            return False
+        if row.error is None and row.fingerprint_is_stale:  # present or missing, it is read again
+            run.stale.add(row.path)
             return False
         run.report.unchanged += 1
         run.report.errors += row.state == "error"
@@ -234,14 +245,21 @@ class Scanner:
             self.index.touch_files([row.id], run.seen_at)
         return True
 
-    def _known_elsewhere(self, other: FileRow, found: FoundFile, run: _Pass) -> None:
+    def _known_elsewhere(self, other: FileRow, found: FoundFile, run: _Pass) -> bool:
+        """Reuse the row of the same file at another path; return False when the file must still be read."""
         if other.state == "ok" and _holds(other.path, other.identity):
+            if other.fingerprint_is_stale:  # a hard link: its own row, made from the file
+                return False
             run.to_link.append(self.index.copy_fingerprint(other, found.path, found.root, run.seen_at))
-            return
+            return True
         self.index.rename_file(other.id, found.path, found.root, run.seen_at)
         run.report.moved += 1
+        if other.fingerprint_is_stale:  # the row followed; reading it now stores the new fingerprint on it
+            run.stale.add(found.path)
+            return False
         if other.state == "missing":
             run.to_link.append(other.id)  # its edges were dropped when it went missing
+        return True
 
     def _hash(self, to_hash: Iterable[FoundFile], run: _Pass) -> Iterator[int]:
         """Given files to read, fingerprint them in the workers and store the results; yield the new ids."""
@@ -264,6 +282,8 @@ class Scanner:
                 self.index.record_file_error(path, found.root, found.identity, outcome.reason, run.seen_at)
             else:
                 report.hashed += 1
+                if path in run.stale:
+                    report.rehashed += 1
                 yield self.index.upsert_fingerprint(path, found.root, found.identity, outcome, run.seen_at)
             if run.progress:
                 run.progress(ScanProgress("walking", report.files, report.hashed, report.errors))
