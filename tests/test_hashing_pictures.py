@@ -47,6 +47,23 @@ def test_verify_pair_reuses_pictures_and_fingerprint_offers_its_decode(tmp_path,
     assert opened == [copy]  # big came from fingerprint_file, copy was decoded once
 
 
+def test_previews_from_another_worker_spare_the_decodes_and_go_stale_with_the_file(
+        tmp_path, write_photo, monkeypatch):
+    big = str(write_photo(tmp_path / "big.jpg", "coffee", size=(3072, 2048)))
+    copy = str(write_photo(tmp_path / "copy.jpg", "coffee", size=(3072, 2048), quality=60))
+    previews = [hashing.fingerprint_with_preview(path)[1] for path in (big, copy)]
+    assert [p[0] for p in previews] == [pictures.file_key(big), pictures.file_key(copy)]
+    pictures.CACHE.clear()  # as in another worker process
+    opened = count_decodes(monkeypatch)
+    assert hashing.verify_pair(big, copy, Candidate(1, 0, 0), previews).matched
+    assert opened == []  # both pictures came with the task
+    pictures.CACHE.clear()
+    stat = os.stat(copy)
+    os.utime(copy, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # the file changed since
+    assert hashing.verify_pair(big, copy, Candidate(1, 0, 0), previews).matched
+    assert opened == [copy]  # a preview of an older state of the file is not used
+
+
 def test_a_changed_file_is_decoded_again(tmp_path, write_photo, monkeypatch):
     path = tmp_path / "a.png"
     write_photo(path, "astronaut", size=(300, 300))

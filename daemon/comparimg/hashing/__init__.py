@@ -6,6 +6,9 @@ Pure functions over paths, meant to run in worker processes:
   variants, and window hashes (`Fingerprint.windows`, see `perceptual.WINDOW_TRIMS`: slot k holds the hash
   of window k; an extra last slot `perceptual.CONTENT_SLOT` holds the hash of the content inside a uniform
   border, only when there is one).
+- `fingerprint_with_preview(path)`: the same and the picture decoded at the verification size, for the
+  parent to send along with later checks of the file (`verify_pair(..., previews)`), which another worker
+  than the one that decoded it may run.
 - `content_hash_file(path)`: SHA-256 of the bytes, streamed.
 - `verify_pair(path_a, path_b, candidate)`: the precise check behind a hash match (decoded pictures are
   reused within a process through `pictures.CACHE`, keyed by path, size and mtime_ns).
@@ -18,6 +21,7 @@ through `warm_up()` while it decodes.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from comparimg.hashing import pictures
@@ -28,6 +32,7 @@ from comparimg.hashing.decoding import (
     open_pictures,
 )
 from comparimg.hashing.perceptual import hash_pixels, orientation_variants, window_hashes
+from comparimg.hashing.pictures import Preview
 from comparimg.model import Candidate, Fingerprint
 
 if TYPE_CHECKING:
@@ -39,6 +44,7 @@ __all__ = [
     "Verdict",
     "content_hash_file",
     "fingerprint_file",
+    "fingerprint_with_preview",
     "verify_pair",
     "warm_up",
 ]
@@ -52,12 +58,18 @@ def fingerprint_file(path: str, windows: bool = True) -> Fingerprint:
     hash variants, and window hashes unless `windows` is false). Raise ImageError with a short reason when
     it cannot be decoded. The picture at the verification size, when the same decode gives it, is kept in
     this process's `pictures.CACHE` for the checks that usually follow."""
+    return fingerprint_with_preview(path, windows)[0]
+
+
+def fingerprint_with_preview(path: str, windows: bool = True) -> tuple[Fingerprint, Preview | None]:
+    """Given a path, return (its Fingerprint as fingerprint_file does, the Preview kept in this process's
+    cache or None): a parent with several workers passes the preview on with the checks of this file,
+    which another worker may run."""
     key = pictures.file_key(path)
     content_hash = content_hash_file(path)
     picture, spare = open_pictures(path, FINGERPRINT_SIDE, pictures.VERIFY_SIDE)
-    if spare is not None:
-        pictures.remember(key, path, spare)
-    return Fingerprint(
+    preview = None if spare is None else pictures.remember(key, path, spare)
+    fingerprint = Fingerprint(
         content_hash=content_hash,
         width=picture.width,
         height=picture.height,
@@ -65,11 +77,14 @@ def fingerprint_file(path: str, windows: bool = True) -> Fingerprint:
         phash=orientation_variants(hash_pixels(picture.image)),
         windows=window_hashes(picture.image) if windows else (),
     )
+    return fingerprint, preview
 
 
-def verify_pair(path_a: str, path_b: str, candidate: Candidate) -> Verdict:
-    """Given the queried file, an indexed file and the Candidate linking them, return the Verdict of
-    `verification.verify_pair` (loaded on first use). Raise ImageError when either cannot be decoded."""
+def verify_pair(path_a: str, path_b: str, candidate: Candidate, previews: Sequence[Preview] = ()) -> Verdict:
+    """Given the queried file, an indexed file, the Candidate linking them and optionally previews of
+    either file decoded elsewhere, return the Verdict of `verification.verify_pair` (loaded on first use).
+    Raise ImageError when either cannot be decoded."""
+    pictures.offer(previews)
     return importlib.import_module(VERIFICATION_MODULE).verify_pair(path_a, path_b, candidate)
 
 

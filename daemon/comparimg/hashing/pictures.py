@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -21,6 +22,7 @@ VERIFY_SIDE = 256  # short side of the pictures verification decodes (its fine s
 MAX_BYTES = 64 << 20
 
 FileKey = tuple[str, int, int]  # (path, size, mtime_ns)
+Preview = tuple[FileKey, np.ndarray]  # a picture at the verification size and the file it was decoded from
 
 
 class PictureCache:
@@ -35,6 +37,9 @@ class PictureCache:
 
     def __len__(self) -> int:
         return len(self._pictures)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._pictures
 
     def get(self, key: FileKey) -> np.ndarray | None:
         """Given a FileKey, return its picture (now the most recently used), or None."""
@@ -79,11 +84,21 @@ def file_key(path: str) -> FileKey | None:
     return (os.path.abspath(path), status.st_size, status.st_mtime_ns)
 
 
-def remember(key: FileKey | None, path: str, picture: Picture) -> None:
+def remember(key: FileKey | None, path: str, picture: Picture) -> Preview | None:
     """Given the FileKey taken before decoding `path` and its picture at the verification size, keep it
-    when the file did not change meanwhile."""
-    if key is not None and file_key(path) == key:
-        CACHE.put(key, np.asarray(picture.image, dtype=np.uint8))
+    when the file did not change meanwhile, and return it as a Preview (else None)."""
+    if key is None or file_key(path) != key:
+        return None
+    CACHE.put(key, np.asarray(picture.image, dtype=np.uint8))
+    pixels = CACHE.get(key)
+    return None if pixels is None else (key, pixels)
+
+
+def offer(previews: Iterable[Preview]) -> None:
+    """Given previews decoded by another process (sent along with a task), keep those not already kept."""
+    for key, pixels in previews:
+        if key not in CACHE:
+            CACHE.put(key, pixels)
 
 
 def verification_picture(path: str) -> np.ndarray:

@@ -274,7 +274,8 @@ class Scanner:
             run.batch.commit()
 
         report = run.report
-        for (path,), outcome in self.pool.map_unordered(hashing.fingerprint_file, paths(), self.cancel):
+        fingerprint_file = hashing.fingerprint_with_preview  # the preview goes to the linker's checks
+        for (path,), outcome in self.pool.map_unordered(fingerprint_file, paths(), self.cancel):
             self._check_cancel()  # an outcome after the stop may be the worker being killed: not recorded
             found = in_flight.pop(path)
             if isinstance(outcome, ImageError):
@@ -284,7 +285,10 @@ class Scanner:
                 report.hashed += 1
                 if path in run.stale:
                     report.rehashed += 1
-                yield self.index.upsert_fingerprint(path, found.root, found.identity, outcome, run.seen_at)
+                fingerprint, preview = outcome
+                self.linker.remember_preview(preview)
+                yield self.index.upsert_fingerprint(path, found.root, found.identity, fingerprint,
+                                                    run.seen_at)
             if run.progress:
                 run.progress(ScanProgress("walking", report.files, report.hashed, report.errors))
 

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from comparimg import decisions, hashing, matching
+from comparimg.hashing import pictures
 from comparimg.index import HashArrays, Index
 from comparimg.model import Candidate, Fingerprint, ImageError, Match
 from comparimg.workers import Cancelled, WorkerPool
 
 log = logging.getLogger(__name__)
+PREVIEW_BYTES = 64 << 20  # previews kept for checks in other workers (~700 at 256 px)
 
 # Turning by an orientation and then by its inverse gives the picture back (model.ORIENTATIONS order).
 INVERSE_ORIENTATION = (0, 3, 2, 1, 4, 5, 6, 7)
@@ -111,6 +113,21 @@ class Linker:
         self.clock = clock
         self._hash_index: matching.HashIndex | None = None
         self.verifications = 0  # verify_pair tasks run so far (for reports)
+        # With several workers a check may run in another worker than the one that decoded its files: the
+        # previews they return are kept here and sent along (one worker keeps its own).
+        self.previews = pictures.PictureCache(PREVIEW_BYTES) if pool.size > 1 else None
+
+    def remember_preview(self, preview: pictures.Preview | None) -> None:
+        """Given the preview a worker returned with a fingerprint (or None), keep it for the checks."""
+        if preview is not None and self.previews is not None:
+            self.previews.put(*preview)
+
+    def _previews_of(self, *paths: str) -> tuple[pictures.Preview, ...]:
+        if self.previews is None:
+            return ()
+        keys = [pictures.file_key(path) for path in paths]
+        found = [(key, self.previews.get(key)) for key in keys if key is not None]
+        return tuple((key, pixels) for key, pixels in found if pixels is not None)
 
     @property
     def hash_index(self) -> matching.HashIndex:
@@ -188,7 +205,7 @@ class Linker:
                 self.verifications += 1
                 args = (pair.query_path, pair.other_path, pair.candidate)
                 key_of.setdefault(args, key)
-                yield args
+                yield (*args, self._previews_of(pair.query_path, pair.other_path))
 
         matched = []
         for args, outcome in self.pool.map_unordered(hashing.verify_pair, checks(), self.cancel):
@@ -197,7 +214,7 @@ class Linker:
             if isinstance(outcome, ImageError):
                 log.warning("verify_failed a=%s b=%s reason=%s", args[0], args[1], outcome.reason)
             elif outcome.matched:
-                matched.append(key_of[args])
+                matched.append(key_of[args[:3]])
         return [edge_for(p.query_id, p.other_id, "near", p.candidate.distance, p.candidate.orientation)
                 for key in matched for p in sharing[key]]
 
