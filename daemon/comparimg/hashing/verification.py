@@ -28,10 +28,10 @@ reach verification score at most ~0.2, hence MIN_SCORE = 0.5.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 from scipy import fft, ndimage
 
@@ -115,7 +115,8 @@ def compare_arrays(a: np.ndarray, b: np.ndarray) -> Verdict:
     # A thumbnail has no detail finer than its own pixels: compare at the smaller picture's size.
     side = int(np.clip(min(max(a.shape), max(b.shape)), MIN_FINE_SIDE, FINE_SIDE))
     a_fine, b_fine = _resized(a, side), _resized(b, side)
-    same_frame = _same_frame_score(a_fine, b_fine)
+    detail_a = _band_pass(a_fine)
+    same_frame = _same_frame_score(a_fine, detail_a, b_fine)
     if same_frame >= MIN_SCORE:
         return Verdict(
             True, round(same_frame, 4), round(a_fine.shape[1] / b_fine.shape[1], 4), reason="same frame"
@@ -130,22 +131,23 @@ def compare_arrays(a: np.ndarray, b: np.ndarray) -> Verdict:
     if _cover(placement, a_fine.shape, b_fine.shape) < FINAL_COVER:
         return Verdict(False, 0.0, round(float(placement.scale), 4), reason="overlap too small")
     warped, mask = _warp(b_fine, a_fine.shape, placement)
-    score, textured = _detail_score(a_fine, warped, mask)
+    score, textured = _detail_score(detail_a, warped, mask)
     if textured < MIN_TEXTURED:
         score = _flat_score(a_fine, warped, mask)
     offset = (round(float(placement.dy), 2), round(float(placement.dx), 2))
     return Verdict(bool(score >= MIN_SCORE), round(float(score), 4), round(float(placement.scale), 4), offset)
 
 
-def _same_frame_score(a_fine: np.ndarray, b_fine: np.ndarray) -> float:
-    """Given A and B at the fine size, return the detail score of B stretched onto A's frame: the cheap
-    first hypothesis, right for resized (even to another aspect ratio), re-encoded, recoloured copies."""
+def _same_frame_score(a_fine: np.ndarray, detail_a: np.ndarray, b_fine: np.ndarray) -> float:
+    """Given A at the fine size, its detail (`_band_pass`) and B at the fine size, return the detail score
+    of B stretched onto A's frame: the cheap first hypothesis, right for resized (even to another aspect
+    ratio), re-encoded, recoloured copies."""
     stretched = Image.fromarray(b_fine, mode="F").resize(
         (a_fine.shape[1], a_fine.shape[0]), Image.Resampling.BILINEAR
     )
     warped = np.asarray(stretched, dtype=np.float32)
     mask = np.ones(a_fine.shape, dtype=bool)
-    score, textured = _detail_score(a_fine, warped, mask)
+    score, textured = _detail_score(detail_a, warped, mask)
     return score if textured >= MIN_TEXTURED else _flat_score(a_fine, warped, mask)
 
 
@@ -182,75 +184,139 @@ def _scales(shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> np.ndarray:
 
 
 class _Level:
-    """A and B smoothed at one working size, with A's FFTs ready for any placement of B."""
+    """A and B smoothed at one working size, with A's integral images (sums and sums of squares) ready for
+    the overlap of any placement of B."""
 
-    def __init__(self, a_fine: np.ndarray, b_fine: np.ndarray, side: int, biggest_scale: float):
-        self.a = _smooth(_resized(a_fine, side), 0.7)
+    def __init__(self, a_fine: np.ndarray, b_fine: np.ndarray, side: int):
+        # Working in float64 keeps the sums exact enough for the difference of large terms in the NCC.
+        self.a = _smooth(_resized(a_fine, side), 0.7).astype(np.float64)
         self.b = _smooth(_resized(b_fine, side), 0.7)
         self.factor = self.a.shape[1] / a_fine.shape[1]
         self.b_factor = self.b.shape[1] / b_fine.shape[1]
-        b_shape = (
-            round(b_fine.shape[0] * self.factor * biggest_scale) + 3,
-            round(b_fine.shape[1] * self.factor * biggest_scale) + 3,
-        )
-        self.fft_shape = tuple(fft.next_fast_len(self.a.shape[i] + b_shape[i], real=True) for i in range(2))
+        self.a_sums = _integral(self.a)
+        self.a_squares = _integral(self.a * self.a)
 
-    @functools.cached_property
-    def a_ffts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """A's FFTs of values, squares and mask, computed once for every placement searched by FFT."""
-        a64 = self.a.astype(np.float64)
-        return tuple(fft.rfft2(x, self.fft_shape) for x in (a64, a64 * a64, np.ones_like(a64)))
+    def scaled_b(self, scale: float) -> np.ndarray:
+        """Given a scale (fine B pixels to fine A pixels), return B at this level resized by it."""
+        return _scaled(self.b, scale * self.factor / self.b_factor).astype(np.float64)
+
+    def ncc(self, b: np.ndarray, dys: np.ndarray, dxs: np.ndarray, products: np.ndarray) -> np.ndarray:
+        """Given B (already scaled), offsets of its origin in A (rows and columns) and `products`, the sums
+        of A·B over the overlap for each offset, return the NCC of the overlap for each offset (Padfield's
+        formula, the other sums from integral images: the overlap is a rectangle)."""
+        height_a, width_a = self.a.shape
+        height_b, width_b = b.shape
+        tops, bottoms = np.maximum(0, dys), np.minimum(height_a, dys + height_b)
+        lefts, rights = np.maximum(0, dxs), np.minimum(width_a, dxs + width_b)
+        area = np.maximum(np.outer(bottoms - tops, rights - lefts), 1).astype(np.float64)
+        span_a = (tops, bottoms, lefts, rights)
+        span_b = (tops - dys, bottoms - dys, lefts - dxs, rights - dxs)
+        sum_a, sum_b = _box_sums(self.a_sums, *span_a), _box_sums(_integral(b), *span_b)
+        var_a = _box_sums(self.a_squares, *span_a) - sum_a * sum_a / area
+        var_b = _box_sums(_integral(b * b), *span_b) - sum_b * sum_b / area
+        numerator = products - sum_a * sum_b / area
+        return numerator / np.sqrt(np.maximum(var_a * var_b, 1e-6 * area * area))
+
+    def best(self, scale: float, b: np.ndarray, dys: np.ndarray, dxs: np.ndarray, products) -> _Placement:
+        """Given a scale, B scaled by it, offsets and the sums of products there, return the placement of
+        highest NCC."""
+        ncc = self.ncc(b, dys, dxs, products)
+        row, column = np.unravel_index(int(np.argmax(ncc)), ncc.shape)
+        factor = self.factor
+        return _Placement(float(scale), dys[row] / factor, dxs[column] / factor, float(ncc[row, column]))
+
+    def place_all(self, scales: np.ndarray) -> list[_Placement]:
+        """Given scales (fine B pixels to fine A pixels), return for each the best placement of B that keeps
+        both covered by MIN_COVER (none for a scale where no placement does). The sums of products come
+        from one batched FFT correlation of A with every scaled B."""
+        scaled = [self.scaled_b(float(scale)) for scale in scales]
+        offsets = [self._allowed_offsets(b) for b in scaled]
+        searched = [
+            (float(scale), b, dys, dxs)
+            for scale, b, (dys, dxs) in zip(scales, scaled, offsets, strict=True)
+            if len(dys) and len(dxs)
+        ]
+        if not searched:
+            return []
+        shape = _correlation_shape(self.a.shape, [(b.shape, dys, dxs) for _, b, dys, dxs in searched])
+        stack = np.zeros((len(searched), *shape))
+        for layer, (_, b, _, _) in zip(stack, searched, strict=True):
+            layer[: b.shape[0], : b.shape[1]] = b
+        products = fft.irfft2(fft.rfft2(self.a, shape) * np.conj(fft.rfft2(stack)), shape)
+        found = []
+        for (scale, b, dys, dxs), layer in zip(searched, products, strict=True):
+            # irfft2 wraps negative offsets round to the end of each axis
+            window = layer[np.ix_(dys % shape[0], dxs % shape[1])]
+            found.append(self.best(scale, b, dys, dxs, window))
+        return found
 
     def place_near(self, scale: float, near: _Placement) -> _Placement | None:
         """Given a scale and a placement, return the best placement of B at that scale within 3 pixels of
-        it that keeps both covered by MIN_COVER, or None (direct NCC: cheaper than FFT for 49 offsets)."""
-        b = _scaled(self.b, scale * self.factor / self.b_factor)
+        it that keeps both covered by MIN_COVER, or None."""
+        b = self.scaled_b(scale)
         dys = _near_offsets(near.dy * self.factor)
         dxs = _near_offsets(near.dx * self.factor)
         dys = dys[_cover_ok(dys, self.a.shape[0], b.shape[0])]
         dxs = dxs[_cover_ok(dxs, self.a.shape[1], b.shape[1])]
-        scored = [(_overlap_ncc(self.a, b, int(dy), int(dx)), int(dy), int(dx)) for dy in dys for dx in dxs]
-        if not scored:
+        if not len(dys) or not len(dxs):
             return None
-        ncc, dy, dx = max(scored)
-        return _Placement(float(scale), dy / self.factor, dx / self.factor, ncc)
+        return self.best(scale, b, dys, dxs, self._products_near(b, dys, dxs))
 
-    def place(self, scale: float) -> _Placement | None:
-        """Given a scale (fine B pixels to fine A pixels), return the best placement of B at that scale
-        that keeps both covered by MIN_COVER, or None."""
-        b = _scaled(self.b, scale * self.factor / self.b_factor)
-        ncc, dys, dxs = self._masked_ncc(b)
-        rows_ok = _cover_ok(dys, self.a.shape[0], b.shape[0])
-        columns_ok = _cover_ok(dxs, self.a.shape[1], b.shape[1])
-        allowed = rows_ok[:, None] & columns_ok[None, :]
-        if not allowed.any():
-            return None
-        scores = np.where(allowed, ncc, -np.inf)
-        row, column = np.unravel_index(int(np.argmax(scores)), scores.shape)
-        factor = self.factor
-        return _Placement(float(scale), dys[row] / factor, dxs[column] / factor, float(scores[row, column]))
+    def _allowed_offsets(self, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        dys = np.arange(1 - b.shape[0], self.a.shape[0])
+        dxs = np.arange(1 - b.shape[1], self.a.shape[1])
+        return dys[_cover_ok(dys, self.a.shape[0], b.shape[0])], dxs[
+            _cover_ok(dxs, self.a.shape[1], b.shape[1])
+        ]
 
-    def _masked_ncc(self, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        # Padfield's masked NCC: the normalised cross-correlation over the overlap for every integer
-        # offset of B's origin in A, from FFT correlations of values, squares and masks.
-        shape = self.fft_shape
-        fa, fa2, ma = self.a_ffts
-        b64 = b.astype(np.float64)
-        fb, fb2, mb = (np.conj(fft.rfft2(x, shape)) for x in (b64, b64 * b64, np.ones_like(b64)))
-        dys = np.arange(shape[0])
-        dxs = np.arange(shape[1])
-        dys = np.where(dys < self.a.shape[0], dys, dys - shape[0])
-        dxs = np.where(dxs < self.a.shape[1], dxs, dxs - shape[1])
-        rows = np.clip(np.minimum(self.a.shape[0], dys + b.shape[0]) - np.maximum(0, dys), 0, None)
-        columns = np.clip(np.minimum(self.a.shape[1], dxs + b.shape[1]) - np.maximum(0, dxs), 0, None)
-        overlap = np.maximum(rows[:, None] * columns[None, :], 1).astype(np.float64)
-        sum_a = fft.irfft2(fa * mb, shape)
-        sum_b = fft.irfft2(ma * fb, shape)
-        numerator = fft.irfft2(fa * fb, shape) - sum_a * sum_b / overlap
-        var_a = fft.irfft2(fa2 * mb, shape) - sum_a * sum_a / overlap
-        var_b = fft.irfft2(ma * fb2, shape) - sum_b * sum_b / overlap
-        ncc = numerator / np.sqrt(np.maximum(var_a * var_b, 1e-6 * overlap * overlap))
-        return ncc, dys, dxs
+    def _products_near(self, b: np.ndarray, dys: np.ndarray, dxs: np.ndarray) -> np.ndarray:
+        # A (zero outside) under every offset of the small contiguous neighbourhood: a "valid" correlation.
+        height, width = len(dys) + b.shape[0] - 1, len(dxs) + b.shape[1] - 1
+        region = _window(self.a, int(dys[0]), int(dxs[0]), height, width)
+        return np.einsum("yxij,ij->yx", sliding_window_view(region, b.shape), b)
+
+
+def _window(pixels: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
+    """Given an array and a rectangle that may reach past it, return the rectangle's pixels (zero outside)."""
+    window = np.zeros((height, width))
+    rows = slice(max(0, top), min(pixels.shape[0], top + height))
+    columns = slice(max(0, left), min(pixels.shape[1], left + width))
+    window[rows.start - top : rows.stop - top, columns.start - left : columns.stop - left] = pixels[
+        rows, columns
+    ]
+    return window
+
+
+def _correlation_shape(shape_a: tuple[int, ...], searches: list) -> tuple[int, int]:
+    """Given A's shape and, for each scaled B, its shape and the offsets searched (rows, columns), return
+    the smallest fast FFT shape whose circular correlation gives the sums of products at those offsets
+    without wrapping: A's zero padding must absorb B's pixels that fall before or past A."""
+    size = []
+    for axis in range(2):
+        needed = [
+            max(shape_a[axis] - int(offsets[axis][0]), shape_b[axis] + int(offsets[axis][-1]), shape_b[axis])
+            for shape_b, *offsets in searches
+        ]
+        size.append(fft.next_fast_len(max(needed), real=True))
+    return size[0], size[1]
+
+
+def _integral(pixels: np.ndarray) -> np.ndarray:
+    """Given an array, return its integral image with a leading row and column of zeros."""
+    integral = np.zeros((pixels.shape[0] + 1, pixels.shape[1] + 1))
+    np.cumsum(np.cumsum(pixels, axis=0), axis=1, out=integral[1:, 1:])
+    return integral
+
+
+def _box_sums(integral: np.ndarray, tops, bottoms, lefts, rights) -> np.ndarray:
+    """Given an integral image and the spans of rectangles (rows for the first axis of the result, columns
+    for the second), return the sum over each rectangle."""
+    return (
+        integral[np.ix_(bottoms, rights)]
+        - integral[np.ix_(tops, rights)]
+        - integral[np.ix_(bottoms, lefts)]
+        + integral[np.ix_(tops, lefts)]
+    )
 
 
 def _coarse_placements(a_fine: np.ndarray, b_fine: np.ndarray) -> list[_Placement]:
@@ -258,15 +324,13 @@ def _coarse_placements(a_fine: np.ndarray, b_fine: np.ndarray) -> list[_Placemen
     scales = _scales(a_fine.shape, b_fine.shape)
     if not len(scales):
         return []
-    level = _Level(a_fine, b_fine, min(COARSE_SIDE, max(a_fine.shape)), float(scales[-1]))
-    found = [placement for scale in scales if (placement := level.place(float(scale))) is not None]
-    return sorted(found, key=lambda placement: -placement.ncc)
+    level = _Level(a_fine, b_fine, min(COARSE_SIDE, max(a_fine.shape)))
+    return sorted(level.place_all(scales), key=lambda placement: -placement.ncc)
 
 
 def _refine_scale(a_fine: np.ndarray, b_fine: np.ndarray, placements: list[_Placement]) -> _Placement:
     """Given A, B and coarse placements, return the best of their refinements at the middle size."""
-    side = min(MID_SIDE, max(a_fine.shape))
-    level = _Level(a_fine, b_fine, side, max(p.scale for p in placements) * 1.02)
+    level = _Level(a_fine, b_fine, min(MID_SIDE, max(a_fine.shape)))
     best = placements[0]
     best_ncc = -np.inf
     for placement in placements:
@@ -279,19 +343,6 @@ def _refine_scale(a_fine: np.ndarray, b_fine: np.ndarray, placements: list[_Plac
 
 def _near_offsets(centre: float) -> np.ndarray:
     return np.arange(int(np.ceil(centre - 3)), int(np.floor(centre + 3)) + 1)
-
-
-def _overlap_ncc(a: np.ndarray, b: np.ndarray, dy: int, dx: int) -> float:
-    """Given A, B and the offset of B's origin in A, return the NCC of the overlap (as _masked_ncc)."""
-    top, bottom = max(0, dy), min(a.shape[0], dy + b.shape[0])
-    left, right = max(0, dx), min(a.shape[1], dx + b.shape[1])
-    part_a = a[top:bottom, left:right].astype(np.float64)
-    part_b = b[top - dy : bottom - dy, left - dx : right - dx].astype(np.float64)
-    part_a -= part_a.mean()
-    part_b -= part_b.mean()
-    count = part_a.size
-    denominator = np.sqrt(max(float((part_a * part_a).sum() * (part_b * part_b).sum()), 1e-6 * count * count))
-    return float((part_a * part_b).sum() / denominator)
 
 
 def _scaled(pixels: np.ndarray, scale: float) -> np.ndarray:
@@ -319,9 +370,11 @@ def _warp(b: np.ndarray, shape: tuple[int, ...], placement: _Placement) -> tuple
         size, Image.Transform.AFFINE, data, Image.Resampling.BILINEAR
     )
     ones = Image.fromarray(np.ones_like(b), mode="F")
-    cover = ones.transform(size, Image.Transform.AFFINE, data, Image.Resampling.NEAREST)
-    mask = ndimage.binary_erosion(np.asarray(cover) > 0.5, iterations=2)
-    return np.asarray(image, dtype=np.float32), mask
+    cover = np.asarray(ones.transform(size, Image.Transform.AFFINE, data, Image.Resampling.NEAREST)) > 0.5
+    # B's footprint is a rectangle, so eroding it is eroding its rows and its columns.
+    rows = ndimage.binary_erosion(cover.any(axis=1), iterations=2)
+    columns = ndimage.binary_erosion(cover.any(axis=0), iterations=2)
+    return np.asarray(image, dtype=np.float32), rows[:, None] & columns[None, :]
 
 
 def _phase_shift(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
@@ -399,6 +452,12 @@ def _fill_outside(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
     # Pixels outside B's footprint take the nearest valid value, so filtering does not see a false edge.
     if mask.all() or not mask.any():
         return pixels
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    inside = pixels[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+    if mask[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1].all():
+        # a rectangle: the nearest valid pixel is the nearest one on the rectangle's edge
+        pad = ((rows[0], len(mask) - 1 - rows[-1]), (columns[0], mask.shape[1] - 1 - columns[-1]))
+        return np.pad(inside, pad, mode="edge")
     nearest = ndimage.distance_transform_edt(~mask, return_distances=False, return_indices=True)
     return pixels[nearest[0], nearest[1]]
 
@@ -407,10 +466,11 @@ def _band_pass(pixels: np.ndarray) -> np.ndarray:
     return ndimage.gaussian_filter(pixels, 1.0) - ndimage.gaussian_filter(pixels, 3.0)
 
 
-def _detail_score(a: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> tuple[float, int]:
-    """Given A, B warped onto A and the overlap mask, return (share of agreeing textured blocks, number of
-    textured blocks)."""
-    detail_a, detail_b = _band_pass(a), _band_pass(_fill_outside(warped, mask))
+def _detail_score(detail_a: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> tuple[float, int]:
+    """Given A's detail (`_band_pass`), B warped onto A and the overlap mask, return (share of agreeing
+    textured blocks, number of textured blocks)."""
+    a = detail_a
+    detail_b = _band_pass(_fill_outside(warped, mask))
     block = max(MIN_BLOCK, round(BLOCK * max(a.shape) / FINE_SIDE))
     rows, columns = a.shape[0] // block, a.shape[1] // block
 
