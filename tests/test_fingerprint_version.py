@@ -11,6 +11,7 @@ import os
 import pytest
 from PIL import Image
 
+from comparimg import hashing
 from comparimg.index import MIGRATIONS, open_index
 from comparimg.index.files import blob_to_hashes, hashes_to_blob
 from comparimg.model import FINGERPRINT_VERSION
@@ -28,7 +29,7 @@ class RecordingPool(WorkerPool):
         self.fingerprinted: list[str] = []
 
     def run(self, func, *args):
-        if func.__name__ == "fingerprint_file":
+        if func.__name__.startswith("fingerprint"):  # fingerprint_file or a variant of it
             self.fingerprinted.append(os.path.basename(args[0]))
         return super().run(func, *args)
 
@@ -205,3 +206,14 @@ def test_a_missing_old_row_that_comes_back_is_hashed_again(index_path, pool, tre
         back = index.file_by_path(str(tree / "rocket.jpg"))
         assert (back.id, back.state, back.fingerprint_version) == (rocket.id, "ok", FINGERPRINT_VERSION)
         assert index.files_needing_link() == []
+
+
+# The window count each version's hashing gives every picture: a tripwire for a layout change that
+# forgot to bump model.FINGERPRINT_VERSION (which would leave old rows unread).
+WINDOW_COUNT_OF_VERSION = {2: 44}
+
+
+def test_the_window_layout_is_the_one_of_the_fingerprint_version(tmp_path, write_photo):
+    fingerprint = hashing.fingerprint_file(str(write_photo(tmp_path / "coffee.jpg", "coffee")))
+    assert len(fingerprint.windows) == WINDOW_COUNT_OF_VERSION[FINGERPRINT_VERSION], (
+        "the window layout changed: bump model.FINGERPRINT_VERSION and record its count here")
