@@ -49,10 +49,18 @@ def threshold_hash(coefficients: np.ndarray) -> int:
     return bits_to_int(coefficients > np.median(coefficients))
 
 
+def threshold_hashes(blocks: np.ndarray) -> list[int]:
+    """Given coefficient blocks (..., 8, 8), return threshold_hash of each, in order, in one pass."""
+    flat = blocks.reshape(-1, LOW * LOW)
+    bits = flat > np.median(flat, axis=1, keepdims=True)
+    return np.packbits(bits, axis=1).view(">u8").ravel().tolist()
+
+
 def turn_coefficients(coefficients: np.ndarray, orientation: int) -> np.ndarray:
-    """Given an 8×8 DCT block and an orientation id, return the block of the turned picture."""
+    """Given an 8×8 DCT block (or a stack of them, (..., 8, 8)) and an orientation id, return the block
+    of the turned picture."""
     transpose, reverse_rows, reverse_columns = ORIENTATION_STEPS[orientation]
-    block = coefficients.T if transpose else coefficients
+    block = coefficients.swapaxes(-1, -2) if transpose else coefficients
     if reverse_rows:
         block = block * _SIGN[:, None]
     if reverse_columns:
@@ -74,7 +82,8 @@ def turn_array(pixels: np.ndarray, orientation: int) -> np.ndarray:
 def orientation_variants(pixels: np.ndarray) -> tuple[int, ...]:
     """Given a 32×32 grayscale array, return the 8 hashes of the picture turned by each orientation."""
     coefficients = low_frequencies(pixels)
-    return tuple(threshold_hash(turn_coefficients(coefficients, k)) for k in range(len(ORIENTATION_STEPS)))
+    turned = np.stack([turn_coefficients(coefficients, k) for k in range(len(ORIENTATION_STEPS))])
+    return tuple(threshold_hashes(turned))
 
 
 def dct_hash(pixels: np.ndarray) -> int:
@@ -135,14 +144,13 @@ def window_hashes(image: Image.Image) -> tuple[int, ...]:
         for left, top, right, bottom in WINDOW_TRIMS
     ]
     content = content_box(np.asarray(image, dtype=np.float32))
-    blocks = [low_frequencies(hash_pixels(image, box)) for box in boxes]
-    blocks.append(None if content is None else low_frequencies(hash_pixels(image, content)))
-    hashes = []
+    if content is not None:
+        boxes.append(content)
+    blocks = np.stack([low_frequencies(hash_pixels(image, box)) for box in boxes])
+    hashes: list[int] = []
     for orientation in (0, *TURNED_WINDOWS):
-        hashes += [
-            ABSENT if block is None else threshold_hash(turn_coefficients(block, orientation))
-            for block in blocks
-        ]
+        turned = threshold_hashes(turn_coefficients(blocks, orientation))
+        hashes += turned if content is not None else [*turned, ABSENT]
     return tuple(hashes)
 
 
