@@ -28,6 +28,7 @@ reach verification score at most ~0.2, hence MIN_SCORE = 0.5.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,19 +86,24 @@ def verify_pair(path_a: str, path_b: str, candidate: Candidate) -> Verdict:
     A into B), return the Verdict of a fine comparison. Raise ImageError when either cannot be decoded."""
     a = verification_picture(path_a).astype(np.float32)
     b = verification_picture(path_b).astype(np.float32)
-    attempts = [(a, b)]
-    without = (_without_border(a), _without_border(b))
-    if without[0].shape != a.shape or without[1].shape != b.shape:
-        attempts.append(without)  # a frame or letterbox added to one copy
     orientations = [candidate.orientation] if candidate.orientation == 0 else [candidate.orientation, 0]
     verdict = Verdict(False, 0.0)
-    for first, second in attempts:
+    for first, second in _attempts(a, b):
         for orientation in orientations:
             found = compare_arrays(np.ascontiguousarray(turn_array(first, orientation)), second)
             if found.matched:
                 return found
             verdict = max(verdict, found, key=lambda v: v.score)
     return verdict
+
+
+def _attempts(a: np.ndarray, b: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Given A and B, yield the pictures to compare: as they are, then (only when asked again, and when
+    either has one: a frame or letterbox added to one copy) without their borders."""
+    yield a, b
+    without = (_without_border(a), _without_border(b))
+    if without[0].shape != a.shape or without[1].shape != b.shape:
+        yield without
 
 
 def _without_border(pixels: np.ndarray) -> np.ndarray:
@@ -193,8 +199,7 @@ class _Level:
         self.b = _smooth(_resized(b_fine, side), 0.7)
         self.factor = self.a.shape[1] / a_fine.shape[1]
         self.b_factor = self.b.shape[1] / b_fine.shape[1]
-        self.a_sums = _integral(self.a)
-        self.a_squares = _integral(self.a * self.a)
+        self.a_sums = _integral(np.stack([self.a, self.a * self.a]))  # of values and of squares
 
     def scaled_b(self, scale: float) -> np.ndarray:
         """Given a scale (fine B pixels to fine A pixels), return B at this level resized by it."""
@@ -211,9 +216,10 @@ class _Level:
         area = np.maximum(np.outer(bottoms - tops, rights - lefts), 1).astype(np.float64)
         span_a = (tops, bottoms, lefts, rights)
         span_b = (tops - dys, bottoms - dys, lefts - dxs, rights - dxs)
-        sum_a, sum_b = _box_sums(self.a_sums, *span_a), _box_sums(_integral(b), *span_b)
-        var_a = _box_sums(self.a_squares, *span_a) - sum_a * sum_a / area
-        var_b = _box_sums(_integral(b * b), *span_b) - sum_b * sum_b / area
+        sum_a, squares_a = _box_sums(self.a_sums, *span_a)
+        sum_b, squares_b = _box_sums(_integral(np.stack([b, b * b])), *span_b)
+        var_a = squares_a - sum_a * sum_a / area
+        var_b = squares_b - sum_b * sum_b / area
         numerator = products - sum_a * sum_b / area
         return numerator / np.sqrt(np.maximum(var_a * var_b, 1e-6 * area * area))
 
@@ -301,22 +307,20 @@ def _correlation_shape(shape_a: tuple[int, ...], searches: list) -> tuple[int, i
     return size[0], size[1]
 
 
-def _integral(pixels: np.ndarray) -> np.ndarray:
-    """Given an array, return its integral image with a leading row and column of zeros."""
-    integral = np.zeros((pixels.shape[0] + 1, pixels.shape[1] + 1))
-    np.cumsum(np.cumsum(pixels, axis=0), axis=1, out=integral[1:, 1:])
-    return integral
+def _integral(layers: np.ndarray) -> np.ndarray:
+    """Given a stack of 2-D arrays, return their integral images, each with a leading row and column of
+    zeros."""
+    integral = np.zeros((layers.shape[0], layers.shape[1] + 1, layers.shape[2] + 1))
+    integral[:, 1:, 1:] = layers
+    integral.cumsum(axis=2, out=integral)
+    return integral.cumsum(axis=1, out=integral)
 
 
 def _box_sums(integral: np.ndarray, tops, bottoms, lefts, rights) -> np.ndarray:
-    """Given an integral image and the spans of rectangles (rows for the first axis of the result, columns
-    for the second), return the sum over each rectangle."""
-    return (
-        integral[np.ix_(bottoms, rights)]
-        - integral[np.ix_(tops, rights)]
-        - integral[np.ix_(bottoms, lefts)]
-        + integral[np.ix_(tops, lefts)]
-    )
+    """Given integral images (`_integral`) and the spans of rectangles (rows for the second axis of the
+    result, columns for the third), return the sum over each rectangle in each layer."""
+    rows = integral[:, bottoms] - integral[:, tops]
+    return rows[:, :, rights] - rows[:, :, lefts]
 
 
 def _coarse_placements(a_fine: np.ndarray, b_fine: np.ndarray) -> list[_Placement]:
@@ -379,13 +383,19 @@ def _warp(b: np.ndarray, shape: tuple[int, ...], placement: _Placement) -> tuple
 
 def _phase_shift(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
     """Given A, B in A's grid and where B is valid, return the (dy, dx) that moves B's content onto A's."""
-    window = mask.astype(np.float64)
-    fa = fft.rfft2((a - a[mask].mean()) * window)
-    fb = fft.rfft2((b - b[mask].mean()) * window)
+    centred = np.stack([_centred(a, mask), _centred(b, mask)])
+    fa, fb = fft.rfft2(centred)
     cross = fa * np.conj(fb)
     surface = fft.irfft2(cross / np.maximum(np.abs(cross), 1e-9), a.shape)
     row, column = np.unravel_index(int(np.argmax(surface)), surface.shape)
     return _peak_offset(surface, row, column, axis=0), _peak_offset(surface, row, column, axis=1)
+
+
+def _centred(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    # less the mean where valid, zero elsewhere
+    if mask.all():
+        return (pixels - pixels.mean()).astype(np.float64)
+    return ((pixels - pixels[mask].mean()) * mask).astype(np.float64)
 
 
 def _refine_fit(a: np.ndarray, warped: np.ndarray, mask: np.ndarray, placement: _Placement) -> _Placement:
@@ -400,7 +410,7 @@ def _refine_fit(a: np.ndarray, warped: np.ndarray, mask: np.ndarray, placement: 
         for left, right in _spans(columns[0], columns[-1] + 1, FIT_GRID):
             region = mask[top:bottom, left:right]
             part_a, part_b = a[top:bottom, left:right], warped[top:bottom, left:right]
-            if region.mean() < 0.9 or part_a[region].std() < 2 or part_b[region].std() < 2:
+            if region.mean() < 0.9 or _masked_std(part_a, region) < 2 or _masked_std(part_b, region) < 2:
                 continue
             dy, dx = _phase_shift(part_a, part_b, region)
             if abs(dy) > FIT_MAX_SHIFT or abs(dx) > FIT_MAX_SHIFT:
@@ -414,6 +424,10 @@ def _refine_fit(a: np.ndarray, warped: np.ndarray, mask: np.ndarray, placement: 
             return placement
         return _Placement(placement.scale, placement.dy + dy, placement.dx + dx, placement.ncc)
     return _fit_similarity(np.array(points_a), np.array(points_b), placement)
+
+
+def _masked_std(pixels: np.ndarray, mask: np.ndarray) -> float:
+    return float(pixels.std() if mask.all() else pixels[mask].std())
 
 
 def _spans(start: int, stop: int, count: int) -> list[tuple[int, int]]:
