@@ -9,12 +9,15 @@ comes from `pictures.CACHE`) and compared at fine resolution:
 1. the queried picture A is turned by the candidate's orientation (then upright, when that fails: a
    nearly symmetric picture may meet its copy's hash best in a wrong orientation); B stretched onto A's
    frame is tried first (resized, re-encoded, recoloured copies end there);
-2. alignment: masked normalised cross-correlation (FFT, Padfield's formula) over a grid of scales at a
-   coarse size finds where B lies in A (B may be a crop of A, A a crop of B, either may have a border),
-   only among placements where each picture covers at least `MIN_COVER` of the other in each dimension;
-   the best coarse placements are refined at a middle size (direct NCC over nearby offsets and scales),
-   then scale and translation at the fine size from the local shifts of a 3×3 grid of regions (phase
-   correlation per region, least squares);
+2. alignment: the normalised cross-correlation (NCC) of the overlap over a grid of scales at a coarse
+   size finds where B lies in A (B may be a crop of A, A a crop of B, either may have a border), only
+   among placements where each picture covers at least `MIN_COVER` of the other in each dimension; the
+   best coarse placements are refined at a middle size (nearby offsets and scales), then scale and
+   translation at the fine size from the local shifts of a 3×3 grid of regions (phase correlation per
+   region, least squares). The overlap of a placement is a rectangle, so Padfield's masked NCC needs
+   only the sums of A, A², B and B² over it, read from integral images, and the sums of A·B: for the
+   coarse search one FFT correlation of A with all the scaled B's at once, at the smallest FFT shape
+   that does not wrap the searched offsets; for the refinement directly over the 7×7 nearby offsets;
 3. evidence: the aligned pictures are band-pass filtered (fine detail, no shading) and cut into blocks;
    the score is the fraction of textured blocks whose detail correlates (Pearson r ≥ `BLOCK_R`).
    A watermark or caption bar spoils only the blocks it covers; a different picture spoils nearly all.
@@ -233,8 +236,7 @@ class _Level:
 
     def place_all(self, scales: np.ndarray) -> list[_Placement]:
         """Given scales (fine B pixels to fine A pixels), return for each the best placement of B that keeps
-        both covered by MIN_COVER (none for a scale where no placement does). The sums of products come
-        from one batched FFT correlation of A with every scaled B."""
+        both covered by MIN_COVER (none for a scale where no placement does)."""
         scaled = [self.scaled_b(float(scale)) for scale in scales]
         offsets = [self._allowed_offsets(b) for b in scaled]
         searched = [
@@ -244,17 +246,11 @@ class _Level:
         ]
         if not searched:
             return []
-        shape = _correlation_shape(self.a.shape, [(b.shape, dys, dxs) for _, b, dys, dxs in searched])
-        stack = np.zeros((len(searched), *shape))
-        for layer, (_, b, _, _) in zip(stack, searched, strict=True):
-            layer[: b.shape[0], : b.shape[1]] = b
-        products = fft.irfft2(fft.rfft2(self.a, shape) * np.conj(fft.rfft2(stack)), shape)
-        found = []
-        for (scale, b, dys, dxs), layer in zip(searched, products, strict=True):
-            # irfft2 wraps negative offsets round to the end of each axis
-            window = layer[np.ix_(dys % shape[0], dxs % shape[1])]
-            found.append(self.best(scale, b, dys, dxs, window))
-        return found
+        products = _overlap_products(self.a, [(b, dys, dxs) for _, b, dys, dxs in searched])
+        return [
+            self.best(scale, b, dys, dxs, window)
+            for (scale, b, dys, dxs), window in zip(searched, products, strict=True)
+        ]
 
     def place_near(self, scale: float, near: _Placement) -> _Placement | None:
         """Given a scale and a placement, return the best placement of B at that scale within 3 pixels of
@@ -291,6 +287,22 @@ def _window(pixels: np.ndarray, top: int, left: int, height: int, width: int) ->
         rows, columns
     ]
     return window
+
+
+def _overlap_products(a: np.ndarray, searches: list) -> list[np.ndarray]:
+    """Given A and, for each of several B's, B and the offsets of its origin in A to search (rows,
+    columns: contiguous), return for each the sums of A·B over the overlap at every searched offset (one
+    FFT correlation of A with all the B's)."""
+    shape = _correlation_shape(a.shape, [(b.shape, dys, dxs) for b, dys, dxs in searches])
+    stack = np.zeros((len(searches), *shape))
+    for layer, (b, _, _) in zip(stack, searches, strict=True):
+        layer[: b.shape[0], : b.shape[1]] = b
+    correlations = fft.irfft2(fft.rfft2(a, shape) * np.conj(fft.rfft2(stack)), shape)
+    # the circular correlation wraps negative offsets round to the end of each axis
+    return [
+        layer[np.ix_(dys % shape[0], dxs % shape[1])]
+        for layer, (_, dys, dxs) in zip(correlations, searches, strict=True)
+    ]
 
 
 def _correlation_shape(shape_a: tuple[int, ...], searches: list) -> tuple[int, int]:
