@@ -29,7 +29,7 @@ def direct_ncc(a: np.ndarray, b: np.ndarray, dy: int, dx: int) -> float:
 
 
 def best_direct(level: _Level, scale: float, dys: np.ndarray, dxs: np.ndarray) -> tuple[float, int, int]:
-    b = verification._scaled(level.b, scale * level.factor / level.b_factor)
+    b = verification._scaled(level.b_image, scale * level.factor / level.b_factor)
     dys = dys[verification._cover_ok(dys, level.a.shape[0], b.shape[0])]
     dxs = dxs[verification._cover_ok(dxs, level.a.shape[1], b.shape[1])]
     return max((direct_ncc(level.a, b, int(dy), int(dx)), int(dy), int(dx)) for dy in dys for dx in dxs)

@@ -200,13 +200,14 @@ class _Level:
         # Working in float64 keeps the sums exact enough for the difference of large terms in the NCC.
         self.a = _smooth(_resized(a_fine, side), 0.7).astype(np.float64)
         self.b = _smooth(_resized(b_fine, side), 0.7)
+        self.b_image = Image.fromarray(self.b, mode="F")  # made once: B is resized for many scales
         self.factor = self.a.shape[1] / a_fine.shape[1]
         self.b_factor = self.b.shape[1] / b_fine.shape[1]
         self.a_sums = _integral(np.stack([self.a, self.a * self.a]))  # of values and of squares
 
     def scaled_b(self, scale: float) -> np.ndarray:
         """Given a scale (fine B pixels to fine A pixels), return B at this level resized by it."""
-        return _scaled(self.b, scale * self.factor / self.b_factor).astype(np.float64)
+        return _scaled(self.b_image, scale * self.factor / self.b_factor).astype(np.float64)
 
     def ncc(self, b: np.ndarray, dys: np.ndarray, dxs: np.ndarray, products: np.ndarray) -> np.ndarray:
         """Given B (already scaled), offsets of its origin in A (rows and columns) and `products`, the sums
@@ -361,11 +362,10 @@ def _near_offsets(centre: float) -> np.ndarray:
     return np.arange(int(np.ceil(centre - 3)), int(np.floor(centre + 3)) + 1)
 
 
-def _scaled(pixels: np.ndarray, scale: float) -> np.ndarray:
-    height, width = pixels.shape
+def _scaled(image: Image.Image, scale: float) -> np.ndarray:
+    width, height = image.size
     size = (max(2, round(width * scale)), max(2, round(height * scale)))
-    image = Image.fromarray(pixels, mode="F").resize(size, Image.Resampling.BILINEAR)
-    return np.asarray(image, dtype=np.float32)
+    return np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def _smooth(pixels: np.ndarray, sigma: float) -> np.ndarray:
@@ -385,7 +385,7 @@ def _warp(b: np.ndarray, shape: tuple[int, ...], placement: _Placement) -> tuple
     image = Image.fromarray(b, mode="F").transform(
         size, Image.Transform.AFFINE, data, Image.Resampling.BILINEAR
     )
-    ones = Image.fromarray(np.ones_like(b), mode="F")
+    ones = Image.new("F", (b.shape[1], b.shape[0]), 1.0)
     cover = np.asarray(ones.transform(size, Image.Transform.AFFINE, data, Image.Resampling.NEAREST)) > 0.5
     # B's footprint is a rectangle, so eroding it is eroding its rows and its columns.
     rows = ndimage.binary_erosion(cover.any(axis=1), iterations=2)
