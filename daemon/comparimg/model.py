@@ -108,6 +108,20 @@ class Candidate:
 
 
 @dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the precise check (`hashing.verify_pair`) says of a candidate pair: whether the two files hold
+    the same picture; `score` in [0, 1] is the share of agreeing detail blocks, `scale` and `offset` place B
+    (in A's fine grid, after turning A by the orientation). It lives here, not beside the check, so the
+    process that receives it need not load what the check needs."""
+
+    matched: bool
+    score: float
+    scale: float = 1.0
+    offset: tuple[float, float] = (0.0, 0.0)
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Match:
     """A verified duplicate relation between two files (file_a < file_b)."""
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from comparimg.hashing import pictures
 from comparimg.hashing.decoding import (
@@ -33,10 +32,7 @@ from comparimg.hashing.decoding import (
 )
 from comparimg.hashing.perceptual import hash_pixels, orientation_variants, window_hashes
 from comparimg.hashing.pictures import Preview
-from comparimg.model import Candidate, Fingerprint
-
-if TYPE_CHECKING:
-    from comparimg.hashing.verification import Verdict
+from comparimg.model import Candidate, Fingerprint, Verdict
 
 __all__ = [
     "ACCEPTED_FORMATS",
@@ -92,9 +88,3 @@ def warm_up() -> None:
     """Load what `verify_pair` needs, so the first check does not wait for it (workers call it in the
     background at start)."""
     importlib.import_module(VERIFICATION_MODULE)
-
-
-def __getattr__(name: str):
-    if name == "Verdict":
-        return importlib.import_module(VERIFICATION_MODULE).Verdict
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

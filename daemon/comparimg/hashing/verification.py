@@ -41,7 +41,7 @@ from scipy import fft, ndimage
 
 from comparimg.hashing.perceptual import content_box, turn_array
 from comparimg.hashing.pictures import verification_picture
-from comparimg.model import Candidate
+from comparimg.model import Candidate, Verdict
 
 FINE_SIDE = 256  # long side of the pictures compared block by block (less when one picture is smaller)
 MIN_FINE_SIDE = 96
@@ -62,18 +62,6 @@ FIT_MIN_REGIONS = 4
 FIT_ROUNDS = 2
 FIT_MAX_SHIFT = 4.0
 TEXTURE_STD = 0.7
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """Whether two files hold the same picture; `score` in [0, 1] is the share of agreeing detail blocks,
-    `scale` and `offset` place B (in A's fine grid, after turning A by the orientation)."""
-
-    matched: bool
-    score: float
-    scale: float = 1.0
-    offset: tuple[float, float] = (0.0, 0.0)
-    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
