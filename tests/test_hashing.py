@@ -227,3 +227,19 @@ def test_transposed_hashes_are_bit_transpositions():
             expected = perceptual.threshold_hash(perceptual.turn_coefficients(block, orientation))
             derived = perceptual.threshold_hash(perceptual.turn_coefficients(block, source))
             assert int(matching.transpose_bits(np.array([derived], np.uint64))[0]) == expected
+
+
+def test_files_beyond_the_in_memory_limit_are_streamed_to_the_same_fingerprint(tmp_path, write_photo,
+                                                                                monkeypatch):
+    path = str(write_photo(tmp_path / "a.jpg", "coffee", size=(1200, 800)))
+    from_memory = hashing.fingerprint_file(path)
+    read = []
+    monkeypatch.setattr(decoding, "IN_MEMORY_LIMIT", 1000)
+    streamed = hashing.content_hash_file
+    monkeypatch.setattr(hashing, "content_hash_file", lambda p: read.append(p) or streamed(p))
+    assert hashing.fingerprint_file(path) == from_memory
+    assert read == [path]  # the big-file path was taken
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(ImageError, match="empty file"):
+        hashing.fingerprint_file(str(empty))

@@ -23,9 +23,9 @@ def count_decodes(monkeypatch) -> list[str]:
     opened: list[str] = []
     real = decoding._decode
 
-    def counting(path, min_side, spare_side):
+    def counting(path, *sizes_and_data):
         opened.append(path)
-        return real(path, min_side, spare_side)
+        return real(path, *sizes_and_data)
 
     monkeypatch.setattr(decoding, "_decode", counting)
     return opened

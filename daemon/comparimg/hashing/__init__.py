@@ -27,8 +27,10 @@ from comparimg.hashing import pictures
 from comparimg.hashing.decoding import (
     ACCEPTED_FORMATS,
     SUPPORTED_EXTENSIONS,
+    content_hash_bytes,
     content_hash_file,
     open_pictures,
+    read_small_file,
 )
 from comparimg.hashing.perceptual import hash_pixels, orientation_variants, window_hashes
 from comparimg.hashing.pictures import Preview
@@ -62,8 +64,9 @@ def fingerprint_with_preview(path: str, windows: bool = True) -> tuple[Fingerpri
     cache or None): a parent with several workers passes the preview on with the checks of this file,
     which another worker may run."""
     key = pictures.file_key(path)
-    content_hash = content_hash_file(path)
-    picture, spare = open_pictures(path, FINGERPRINT_SIDE, pictures.VERIFY_SIDE)
+    data = read_small_file(path)  # None for a big file: it is read twice, streamed
+    content_hash = content_hash_file(path) if data is None else content_hash_bytes(data)
+    picture, spare = open_pictures(path, FINGERPRINT_SIDE, pictures.VERIFY_SIDE, data)
     preview = None if spare is None else pictures.remember(key, path, spare)
     fingerprint = Fingerprint(
         content_hash=content_hash,

@@ -6,6 +6,7 @@ Every failure becomes `ImageError(reason)` with a short reason meant for people.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import struct
 import warnings
@@ -64,6 +65,7 @@ _PLUGINS = (
     WebPImagePlugin,
 )
 _CHUNK = 1 << 20
+IN_MEMORY_LIMIT = 64 << 20  # files up to this size are read once, then hashed and decoded from memory
 # EXIF orientation tag value -> the transpose that shows the picture upright (as ImageOps.exif_transpose).
 _EXIF_TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -89,6 +91,25 @@ class Picture:
     format: str
 
 
+def read_small_file(path: str, limit: int | None = None) -> bytes | None:
+    """Given a path, return its bytes when it holds at most `limit` (default IN_MEMORY_LIMIT) of them,
+    else None (such a file is streamed instead). Raise ImageError if unreadable. Hashing and decoding the
+    same bytes reads the file once and cannot see two different contents."""
+    limit = IN_MEMORY_LIMIT if limit is None else limit
+    try:
+        with open(path, "rb") as handle:
+            if os.fstat(handle.fileno()).st_size > limit:
+                return None
+            return handle.read()
+    except OSError as error:
+        raise ImageError(f"cannot read file: {error.strerror or error}") from error
+
+
+def content_hash_bytes(data: bytes) -> str:
+    """Given bytes, return their hex SHA-256 (as content_hash_file would of a file holding them)."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def content_hash_file(path: str) -> str:
     """Given a path, return the hex SHA-256 of its bytes, read in chunks. Raise ImageError if unreadable."""
     digest = hashlib.sha256()
@@ -108,16 +129,22 @@ def open_picture(path: str, min_side: int = 256) -> Picture:
     return open_pictures(path, min_side)[0]
 
 
-def open_pictures(path: str, min_side: int, spare_side: int | None = None) -> tuple[Picture, Picture | None]:
+def open_pictures(
+    path: str, min_side: int, spare_side: int | None = None, data: bytes | None = None
+) -> tuple[Picture, Picture | None]:
     """Given a path, return (its picture as open_picture(path, min_side) does, the picture as
     open_picture(path, spare_side) would return it when the same decode gives it, else None): a picture
-    at a second size for the cost of a reduce. Raise ImageError as open_picture."""
-    _check_file(path)
+    at a second size for the cost of a reduce. Given `data`, the file's bytes already read, decode those.
+    Raise ImageError as open_picture."""
+    if data is None:
+        _check_file(path)
+    elif not data:
+        raise ImageError("empty file")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # decoder chatter about odd EXIF or MPO headers is not an error
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            return _decode(path, min_side, spare_side)
+            return _decode(path, min_side, spare_side, data)
         except ImageError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -139,8 +166,10 @@ def _check_file(path: str) -> None:
         raise ImageError("empty file")
 
 
-def _decode(path: str, min_side: int, spare_side: int | None) -> tuple[Picture, Picture | None]:
-    with Image.open(path, formats=ACCEPTED_FORMATS) as image:
+def _decode(
+    path: str, min_side: int, spare_side: int | None, data: bytes | None = None
+) -> tuple[Picture, Picture | None]:
+    with Image.open(path if data is None else io.BytesIO(data), formats=ACCEPTED_FORMATS) as image:
         file_format = "JPEG" if image.format == "MPO" else str(image.format)
         width, height = image.size
         same_decode = spare_side is not None
