@@ -167,6 +167,8 @@ class WorkerPool:
             if worker not in idle:
                 worker.process.kill()
         self._threads.shutdown(wait=True)
+        for worker in workers:  # all told first, then awaited: they wind down side by side
+            worker.connection.close()
         for worker in workers:
             worker.stop()
 
@@ -256,7 +258,7 @@ class _Worker:
         return f"decoder crashed (exit status {code})"
 
     def stop(self) -> None:
-        self.connection.close()
+        self.connection.close()  # the worker reads EOF and leaves (closing twice is harmless)
         self.process.join(JOIN_SECONDS)
         if self.process.is_alive():
             self.kill()
