@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import multiprocessing
 import os
@@ -34,9 +33,6 @@ from typing import Any
 from comparimg.model import ImageError
 
 PRELOAD = ("comparimg.hashing",)  # imported once by the fork server, before it forks any worker
-# Imported by each worker in the background while it serves its first tasks: slow imports that only some
-# tasks need (verification's scipy), kept off the start-up path.
-BACKGROUND_IMPORTS = ("comparimg.hashing.verification",)
 log = logging.getLogger(__name__)
 JOIN_SECONDS = 5.0
 CANCEL_POLL_SECONDS = 0.05
@@ -279,21 +275,12 @@ def serve_tasks(connection: Any, memory_limit_mb: int, sys_path: list[str]) -> N
     if memory_limit_mb:
         limit = memory_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    threading.Thread(target=_import_quietly, args=(BACKGROUND_IMPORTS,), daemon=True,
-                     name="comparimg-imports").start()
     while True:
         try:
             func, args = connection.recv()
         except EOFError:
             return
         connection.send(_run_task(func, args, memory_limit_mb))
-
-
-def _import_quietly(modules: Iterable[str]) -> None:
-    # A failure here is not reported: the task that needs the module imports it again and reports it.
-    for name in modules:
-        with contextlib.suppress(Exception):
-            importlib.import_module(name)
 
 
 def _run_task(func: Callable, args: tuple, memory_limit_mb: int) -> tuple[str, Any]:

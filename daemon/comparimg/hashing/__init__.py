@@ -12,15 +12,10 @@ Pure functions over paths, meant to run in worker processes:
 - `content_hash_file(path)`: SHA-256 of the bytes, streamed.
 - `verify_pair(path_a, path_b, candidate)`: the precise check behind a hash match (decoded pictures are
   reused within a process through `pictures.CACHE`, keyed by path, size and mtime_ns).
-
-Importing this package does not load `verification` (and scipy, a third of a second): the parent process
-only names `verify_pair` to send it to a worker, and a worker loads it on its first check, or earlier
-through `warm_up()` while it decodes.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 
 from comparimg.hashing import pictures
@@ -34,6 +29,7 @@ from comparimg.hashing.decoding import (
 )
 from comparimg.hashing.perceptual import hash_pixels, orientation_variants, window_hashes
 from comparimg.hashing.pictures import Preview
+from comparimg.hashing.verification import verify_pair as verify_pictures
 from comparimg.model import Candidate, Fingerprint, Verdict
 
 __all__ = [
@@ -44,9 +40,7 @@ __all__ = [
     "fingerprint_file",
     "fingerprint_with_preview",
     "verify_pair",
-    "warm_up",
 ]
-VERIFICATION_MODULE = "comparimg.hashing.verification"
 # Short side the picture is decoded at for hashing: enough for 32×32 windows of 80 % of it.
 FINGERPRINT_SIDE = 128
 
@@ -81,13 +75,7 @@ def fingerprint_with_preview(path: str, windows: bool = True) -> tuple[Fingerpri
 
 def verify_pair(path_a: str, path_b: str, candidate: Candidate, previews: Sequence[Preview] = ()) -> Verdict:
     """Given the queried file, an indexed file, the Candidate linking them and optionally previews of
-    either file decoded elsewhere, return the Verdict of `verification.verify_pair` (loaded on first use).
-    Raise ImageError when either cannot be decoded."""
+    either file decoded elsewhere, return the Verdict of `verification.verify_pair`. Raise ImageError when
+    either cannot be decoded."""
     pictures.offer(previews)
-    return importlib.import_module(VERIFICATION_MODULE).verify_pair(path_a, path_b, candidate)
-
-
-def warm_up() -> None:
-    """Load what `verify_pair` needs, so the first check does not wait for it (workers call it in the
-    background at start)."""
-    importlib.import_module(VERIFICATION_MODULE)
+    return verify_pictures(path_a, path_b, candidate)

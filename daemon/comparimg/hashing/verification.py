@@ -37,8 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
-from scipy import fft, ndimage
 
+from comparimg.hashing.filters import band_pass, erode, fast_fft_length, gaussian
 from comparimg.hashing.perceptual import content_box, turn_array
 from comparimg.hashing.pictures import verification_picture
 from comparimg.model import Candidate, Verdict
@@ -286,7 +286,7 @@ def _overlap_products(a: np.ndarray, searches: list) -> list[np.ndarray]:
     stack = np.zeros((len(searches), *shape))
     for layer, (b, _, _) in zip(stack, searches, strict=True):
         layer[: b.shape[0], : b.shape[1]] = b
-    correlations = fft.irfft2(fft.rfft2(a, shape) * np.conj(fft.rfft2(stack)), shape)
+    correlations = np.fft.irfft2(np.fft.rfft2(a, shape) * np.conj(np.fft.rfft2(stack)), shape)
     # the circular correlation wraps negative offsets round to the end of each axis
     return [
         layer[np.ix_(dys % shape[0], dxs % shape[1])]
@@ -304,7 +304,7 @@ def _correlation_shape(shape_a: tuple[int, ...], searches: list) -> tuple[int, i
             max(shape_a[axis] - int(offsets[axis][0]), shape_b[axis] + int(offsets[axis][-1]), shape_b[axis])
             for shape_b, *offsets in searches
         ]
-        size.append(fft.next_fast_len(max(needed), real=True))
+        size.append(fast_fft_length(max(needed)))
     return size[0], size[1]
 
 
@@ -357,7 +357,7 @@ def _scaled(image: Image.Image, scale: float) -> np.ndarray:
 
 
 def _smooth(pixels: np.ndarray, sigma: float) -> np.ndarray:
-    return ndimage.gaussian_filter(pixels, sigma)
+    return gaussian(pixels, sigma)
 
 
 def _cover_ok(offsets: np.ndarray, size_a: int, size_b: int) -> np.ndarray:
@@ -376,17 +376,17 @@ def _warp(b: np.ndarray, shape: tuple[int, ...], placement: _Placement) -> tuple
     ones = Image.new("F", (b.shape[1], b.shape[0]), 1.0)
     cover = np.asarray(ones.transform(size, Image.Transform.AFFINE, data, Image.Resampling.NEAREST)) > 0.5
     # B's footprint is a rectangle, so eroding it is eroding its rows and its columns.
-    rows = ndimage.binary_erosion(cover.any(axis=1), iterations=2)
-    columns = ndimage.binary_erosion(cover.any(axis=0), iterations=2)
+    rows = erode(cover.any(axis=1), 2)
+    columns = erode(cover.any(axis=0), 2)
     return np.asarray(image, dtype=np.float32), rows[:, None] & columns[None, :]
 
 
 def _phase_shift(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
     """Given A, B in A's grid and where B is valid, return the (dy, dx) that moves B's content onto A's."""
     centred = np.stack([_centred(a, mask), _centred(b, mask)])
-    fa, fb = fft.rfft2(centred)
+    fa, fb = np.fft.rfft2(centred)
     cross = fa * np.conj(fb)
-    surface = fft.irfft2(cross / np.maximum(np.abs(cross), 1e-9), a.shape)
+    surface = np.fft.irfft2(cross / np.maximum(np.abs(cross), 1e-9), a.shape)
     row, column = np.unravel_index(int(np.argmax(surface)), surface.shape)
     return _peak_offset(surface, row, column, axis=0), _peak_offset(surface, row, column, axis=1)
 
@@ -463,21 +463,18 @@ def _peak_offset(surface: np.ndarray, row: int, column: int, axis: int) -> float
 
 
 def _fill_outside(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    # Pixels outside B's footprint take the nearest valid value, so filtering does not see a false edge.
+    """Given a picture and where it is valid (a rectangle, as `_warp` makes), return it with every pixel
+    outside taking the nearest valid value, so filtering does not see a false edge."""
     if mask.all() or not mask.any():
         return pixels
     rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     inside = pixels[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
-    if mask[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1].all():
-        # a rectangle: the nearest valid pixel is the nearest one on the rectangle's edge
-        pad = ((rows[0], len(mask) - 1 - rows[-1]), (columns[0], mask.shape[1] - 1 - columns[-1]))
-        return np.pad(inside, pad, mode="edge")
-    nearest = ndimage.distance_transform_edt(~mask, return_distances=False, return_indices=True)
-    return pixels[nearest[0], nearest[1]]
+    pad = ((rows[0], len(mask) - 1 - rows[-1]), (columns[0], mask.shape[1] - 1 - columns[-1]))
+    return np.pad(inside, pad, mode="edge")
 
 
 def _band_pass(pixels: np.ndarray) -> np.ndarray:
-    return ndimage.gaussian_filter(pixels, 1.0) - ndimage.gaussian_filter(pixels, 3.0)
+    return band_pass(pixels, 1.0, 3.0)
 
 
 def _detail_score(detail_a: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> tuple[float, int]:
