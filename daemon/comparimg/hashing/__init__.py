@@ -50,13 +50,19 @@ def fingerprint_file(path: str, windows: bool = True) -> Fingerprint:
     hash variants, and window hashes unless `windows` is false). Raise ImageError with a short reason when
     it cannot be decoded. The picture at the verification size, when the same decode gives it, is kept in
     this process's `pictures.CACHE` for the checks that usually follow."""
-    return fingerprint_with_preview(path, windows)[0]
+    return _fingerprint(path, windows)[0]
 
 
-def fingerprint_with_preview(path: str, windows: bool = True) -> tuple[Fingerprint, Preview | None]:
+def fingerprint_with_preview(path: str, send_preview: bool = True) -> tuple[Fingerprint, Preview | None]:
     """Given a path, return (its Fingerprint as fingerprint_file does, the Preview kept in this process's
-    cache or None): a parent with several workers passes the preview on with the checks of this file,
-    which another worker may run."""
+    cache, or None when there is none or `send_preview` is false): a parent with several workers passes
+    the preview on with the checks of this file, which another worker may run; with one worker it need
+    not travel."""
+    fingerprint, preview = _fingerprint(path)
+    return fingerprint, preview if send_preview else None
+
+
+def _fingerprint(path: str, windows: bool = True) -> tuple[Fingerprint, Preview | None]:
     key = pictures.file_key(path)
     data = read_small_file(path)  # None for a big file: it is read twice, streamed
     content_hash = content_hash_file(path) if data is None else content_hash_bytes(data)

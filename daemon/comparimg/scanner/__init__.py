@@ -266,16 +266,16 @@ class Scanner:
         in_flight: dict[str, FoundFile] = {}
 
         # No transaction stays open while waiting for a worker: other writers (decisions) may not wait.
-        def paths() -> Iterator[tuple[str]]:
+        def paths() -> Iterator[tuple[str, bool]]:
             for found in self._readable(to_hash, run):
                 in_flight[found.path] = found
                 run.batch.commit()
-                yield (found.path,)
+                yield found.path, self.linker.wants_previews
             run.batch.commit()
 
         report = run.report
         fingerprint_file = hashing.fingerprint_with_preview  # the preview goes to the linker's checks
-        for (path,), outcome in self.pool.map_unordered(fingerprint_file, paths(), self.cancel):
+        for (path, _), outcome in self.pool.map_unordered(fingerprint_file, paths(), self.cancel):
             self._check_cancel()  # an outcome after the stop may be the worker being killed: not recorded
             found = in_flight.pop(path)
             if isinstance(outcome, ImageError):

@@ -117,6 +117,11 @@ class Linker:
         # previews they return are kept here and sent along (one worker keeps its own).
         self.previews = pictures.PictureCache(PREVIEW_BYTES) if pool.size > 1 else None
 
+    @property
+    def wants_previews(self) -> bool:
+        """Return whether workers should send the previews they decode (only with several workers)."""
+        return self.previews is not None
+
     def remember_preview(self, preview: pictures.Preview | None) -> None:
         """Given the preview a worker returned with a fingerprint (or None), keep it for the checks."""
         if preview is not None and self.previews is not None:
