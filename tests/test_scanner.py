@@ -366,6 +366,7 @@ def test_files_hashed_but_not_linked_when_stopped_are_linked_by_the_next_scan(tm
     assert len(rows) == 7 and all(r.state == "ok" for r in rows)  # hashed and kept, no error rows
     assert sorted(index.files_needing_link()) == sorted(r.id for r in rows)
     assert groups_by_path(index) == []
+    assert len(stopped.linker.previews) == 0  # the workers' previews are not kept past a stopped link
 
     report = scanner_for(index, pool).scan([tree])  # the next start: every file is unchanged
     assert report.hashed == 0 and report.unchanged == 7

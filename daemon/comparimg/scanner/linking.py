@@ -160,10 +160,12 @@ class Linker:
                       for fid, row in rows.items()}
         exact = [edge_for(file_id, other, "exact", 0, 0) for file_id, others in same_bytes.items()
                  for other in others if (min(file_id, other), max(file_id, other)) not in refused]
-        # Pairs are verified as they are found: the workers start while the other files are queried.
-        near = self._verified_edges(self._candidate_pairs(rows, refused, same_bytes))
-        if self.previews is not None:
-            self.previews.clear()  # they served the checks of this pass; a daemon does not keep them
+        try:
+            # Pairs are verified as they are found: the workers start while the other files are queried.
+            near = self._verified_edges(self._candidate_pairs(rows, refused, same_bytes))
+        finally:
+            if self.previews is not None:  # they served this pass (even a cancelled one): not kept
+                self.previews.clear()
         edges_of: dict[int, dict[tuple[int, int], Match]] = {file_id: {} for file_id in file_ids}
         for match in [*near, *exact]:  # an exact edge replaces a near one for the same pair
             for end in (match.file_a, match.file_b):
