@@ -243,3 +243,15 @@ def test_files_beyond_the_in_memory_limit_are_streamed_to_the_same_fingerprint(t
     empty.write_bytes(b"")
     with pytest.raises(ImageError, match="empty file"):
         hashing.fingerprint_file(str(empty))
+
+
+def test_bytes_read_once_are_the_only_ones_judged(tmp_path):
+    path = tmp_path / "layers.jpg"
+    path.write_bytes(b"8BPS\x00\x01" + bytes(200))
+    data = decoding.read_small_file(str(path))
+    assert data == path.read_bytes() and decoding.read_small_file(str(path), limit=100) is None
+    path.write_bytes(b"not even a header" + bytes(200))  # replaced after the read: the read bytes decide
+    with pytest.raises(ImageError, match=r"format not accepted \(PSD\)"):
+        decoding.open_pictures(str(path), 128, None, data)
+    with pytest.raises(ImageError, match="cannot read file"):
+        decoding.read_small_file(str(tmp_path / "gone.jpg"))

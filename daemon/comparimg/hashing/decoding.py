@@ -100,9 +100,10 @@ def read_small_file(path: str, limit: int | None = None) -> bytes | None:
         with open(path, "rb") as handle:
             if os.fstat(handle.fileno()).st_size > limit:
                 return None
-            return handle.read()
+            data = handle.read(limit + 1)
     except OSError as error:
         raise ImageError(f"cannot read file: {error.strerror or error}") from error
+    return None if len(data) > limit else data  # grown past the limit since the stat: streamed
 
 
 def content_hash_bytes(data: bytes) -> str:
@@ -150,7 +151,7 @@ def open_pictures(
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
             raise ImageError("too many pixels") from error
         except UnidentifiedImageError as error:
-            raise ImageError(_unidentified_reason(path)) from error
+            raise ImageError(_unidentified_reason(path, data)) from error
         except MemoryError as error:
             raise ImageError("too big to decode") from error
         except (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, TypeError) as error:
@@ -231,16 +232,20 @@ def _apply_orientation(image: Image.Image, orientation: int) -> Image.Image:
     return image if method is None else image.transpose(method)
 
 
-def _unidentified_reason(path: str) -> str:
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(16)
-    except OSError:
-        return "not an image"
+def _unidentified_reason(path: str, data: bytes | None) -> str:
+    head = data[:16] if data is not None else _read_head(path)
     for magic, name in _KNOWN_MAGIC:
         if head.startswith(magic):
             return f"format not accepted ({name})"
     return "not an image"
+
+
+def _read_head(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(16)
+    except OSError:
+        return b""
 
 
 def _decode_reason(error: Exception) -> str:
