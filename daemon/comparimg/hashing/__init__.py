@@ -10,8 +10,9 @@ Pure functions over paths, meant to run in worker processes:
   parent to send along with later checks of the file (`verify_pair(..., previews)`), which another worker
   than the one that decoded it may run.
 - `content_hash_file(path)`: SHA-256 of the bytes, streamed.
-- `verify_pair(path_a, path_b, candidate)`: the precise check behind a hash match (decoded pictures are
-  reused within a process through `pictures.CACHE`, keyed by path, size and mtime_ns).
+- `verify_pair(path_a, path_b, candidate, previews)`: the precise check behind a hash match (decoded
+  pictures, and the previews a check brings, are reused within a process through `pictures.CACHE`, keyed
+  by path, size and mtime_ns).
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@ In a scan a worker fingerprints a file and, moments later, often verifies that s
 candidates (and one indexed file against several new ones). `verification_picture(path)` returns the
 grayscale picture `verify_pair` compares (decoded with at least VERIFY_SIDE pixels on the short side), from
 the cache when the file still has the size and modification time it had when it was decoded, else by
-decoding it. `fingerprint_file` offers the picture it decoded anyway (`remember`) when the same decode gives
-it at the verification size. Least recently used pictures leave first, beyond MAX_BYTES in all.
+decoding it. `fingerprint_file` keeps the picture it decoded anyway (`remember`) when the same decode gives
+it at the verification size; a check brings the previews another worker decoded (`offer`). A picture is
+only ever found under the key of the file's current stat, so one of an older version is never used. Least
+recently used pictures leave first, beyond MAX_BYTES in all.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The precise check behind a hash match: are two files the same picture, or only alike at 8×8?
 
 A 64-bit hash cannot tell a copy from a mirror-symmetric neighbour or from the next quadrant of the same
-photo. So both files are decoded again (JPEG draft mode; a picture decoded moments ago in the same process
-comes from `pictures.CACHE`) and compared at fine resolution:
+photo. So both files are decoded again (JPEG draft mode; a picture decoded moments ago in the same process,
+or sent along with the check by the parent, comes from `pictures.CACHE`) and compared at fine resolution:
 
 0. the pictures as they are, then (when that fails and one has a uniform border: frame, letterbox) without
    their borders;
