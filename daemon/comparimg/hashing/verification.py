@@ -186,8 +186,8 @@ class _Level:
 
     def __init__(self, a_fine: np.ndarray, b_fine: np.ndarray, side: int):
         # Working in float64 keeps the sums exact enough for the difference of large terms in the NCC.
-        self.a = _smooth(_resized(a_fine, side), 0.7).astype(np.float64)
-        self.b = _smooth(_resized(b_fine, side), 0.7)
+        self.a = gaussian(_resized(a_fine, side), 0.7).astype(np.float64)
+        self.b = gaussian(_resized(b_fine, side), 0.7)
         self.b_image = Image.fromarray(self.b, mode="F")  # made once: B is resized for many scales
         self.factor = self.a.shape[1] / a_fine.shape[1]
         self.b_factor = self.b.shape[1] / b_fine.shape[1]
@@ -354,10 +354,6 @@ def _scaled(image: Image.Image, scale: float) -> np.ndarray:
     width, height = image.size
     size = (max(2, round(width * scale)), max(2, round(height * scale)))
     return np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
-
-
-def _smooth(pixels: np.ndarray, sigma: float) -> np.ndarray:
-    return gaussian(pixels, sigma)
 
 
 def _cover_ok(offsets: np.ndarray, size_a: int, size_b: int) -> np.ndarray:
