@@ -49,8 +49,9 @@ def band_pass(pixels: np.ndarray, fine_sigma: float, coarse_sigma: float) -> np.
 
 
 def erode(mask: np.ndarray, times: int) -> np.ndarray:
-    """Given a 1-D boolean array, return it eroded `times` times by a 3-wide element, outside counting as
-    False (as scipy.ndimage.binary_erosion(mask, iterations=times))."""
+    """Given a 1-D boolean array and `times` >= 1, return it eroded `times` times by a 3-wide element,
+    outside counting as False (as scipy.ndimage.binary_erosion(mask, iterations=times), which would erode
+    until nothing changes for 0)."""
     eroded = np.asarray(mask, dtype=bool).copy()
     for _ in range(times):
         previous = eroded.copy()
