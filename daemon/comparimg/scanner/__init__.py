@@ -274,8 +274,8 @@ class Scanner:
             run.batch.commit()
 
         report = run.report
-        fingerprint_file = hashing.fingerprint_with_preview  # the preview goes to the linker's checks
-        for (path, _), outcome in self.pool.map_unordered(fingerprint_file, paths(), self.cancel):
+        task = hashing.fingerprint_with_preview  # the preview goes along with the linker's checks
+        for (path, _), outcome in self.pool.map_unordered(task, paths(), self.cancel):
             self._check_cancel()  # an outcome after the stop may be the worker being killed: not recorded
             found = in_flight.pop(path)
             if isinstance(outcome, ImageError):
