@@ -312,6 +312,9 @@ def test_exact_copies_share_one_verification(index, pool, tmp_path, write_photo)
     assert pool.calls.get("verify_pair", 0) - verifications == 1 == report.verified
     (stored,) = list(index.iter_groups())
     assert len(stored.group.members) == 5
+    resized = index.file_by_path(str(root / "b-resized.png")).id
+    near = [m for m in index.matches_touching([resized]) if m.kind == "near"]
+    assert len(near) == 4  # the one verdict gives every copy its own near edge
 
 
 def test_a_missing_file_back_under_another_name_is_a_move(index, pool, tree):
