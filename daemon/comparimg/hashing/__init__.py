@@ -36,7 +36,6 @@ from comparimg.model import Candidate, Fingerprint, Verdict
 __all__ = [
     "ACCEPTED_FORMATS",
     "SUPPORTED_EXTENSIONS",
-    "Verdict",
     "content_hash_file",
     "fingerprint_file",
     "fingerprint_with_preview",
