@@ -94,3 +94,10 @@ def test_cache_is_bounded_least_recently_used_first():
     assert cache.get(("huge", 1, 1)) is None and len(cache) == 3
     with pytest.raises(ValueError):
         cache.get(("a", 100, 1))[0, 0] = 1  # read-only: no caller can spoil a cached picture
+    cache.put(("a", 100, 2), np.zeros((10, 10), np.uint8))  # a's new version replaces the old one
+    assert ("a", 100, 1) not in cache and ("a", 100, 2) in cache and len(cache) == 3
+    cache.put(("b", 100, 1), np.zeros((10, 10), np.uint8))  # b, dropped as least recent, comes back
+    assert ("b", 100, 1) in cache and cache.nbytes == 300 and len(cache) == 3
+    cache.clear()
+    cache.put(("a", 100, 3), np.zeros((10, 10), np.uint8))
+    assert len(cache) == 1 and cache.nbytes == 100

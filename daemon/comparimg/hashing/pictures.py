@@ -36,6 +36,7 @@ class PictureCache:
         self.hits = 0
         self.misses = 0
         self._pictures: OrderedDict[FileKey, np.ndarray] = OrderedDict()
+        self._key_of_path: dict[str, FileKey] = {}  # one picture per path: the latest put
 
     def __len__(self) -> int:
         return len(self._pictures)
@@ -56,21 +57,25 @@ class PictureCache:
     def put(self, key: FileKey, pixels: np.ndarray) -> None:
         """Given a FileKey and its picture, keep it (dropping older pictures of the same path and the least
         recently used ones beyond max_bytes); a picture bigger than max_bytes is not kept."""
-        for old in [k for k in self._pictures if k[0] == key[0]] if key not in self._pictures else [key]:
+        old = self._key_of_path.pop(key[0], None)
+        if old is not None:
             self.nbytes -= self._pictures.pop(old).nbytes
         if pixels.nbytes > self.max_bytes:
             return
         pixels = np.asarray(pixels, dtype=np.uint8)
         pixels.setflags(write=False)
         self._pictures[key] = pixels
+        self._key_of_path[key[0]] = key
         self.nbytes += pixels.nbytes
         while self.nbytes > self.max_bytes:
-            _, dropped = self._pictures.popitem(last=False)
+            (path, _, _), dropped = self._pictures.popitem(last=False)
+            del self._key_of_path[path]
             self.nbytes -= dropped.nbytes
 
     def clear(self) -> None:
         """Forget every picture (counters kept)."""
         self._pictures.clear()
+        self._key_of_path.clear()
         self.nbytes = 0
 
 
