@@ -33,8 +33,6 @@ class PictureCache:
     def __init__(self, max_bytes: int = MAX_BYTES):
         self.max_bytes = max_bytes
         self.nbytes = 0
-        self.hits = 0
-        self.misses = 0
         self._pictures: OrderedDict[FileKey, np.ndarray] = OrderedDict()
         self._key_of_path: dict[str, FileKey] = {}  # one picture per path: the latest put
 
@@ -47,11 +45,8 @@ class PictureCache:
     def get(self, key: FileKey) -> np.ndarray | None:
         """Given a FileKey, return its picture (now the most recently used), or None."""
         pixels = self._pictures.get(key)
-        if pixels is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        self._pictures.move_to_end(key)
+        if pixels is not None:
+            self._pictures.move_to_end(key)
         return pixels
 
     def put(self, key: FileKey, pixels: np.ndarray) -> None:
@@ -73,7 +68,7 @@ class PictureCache:
             self.nbytes -= dropped.nbytes
 
     def clear(self) -> None:
-        """Forget every picture (counters kept)."""
+        """Forget every picture."""
         self._pictures.clear()
         self._key_of_path.clear()
         self.nbytes = 0
