@@ -73,7 +73,7 @@ def _filtered(pixels: np.ndarray, sigmas: tuple[float, ...]) -> np.ndarray:
     return result[2 * radius : 2 * radius + height, 2 * radius : 2 * radius + width].astype(np.float32)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=8)  # a check filters a few shapes many times; each spectrum is up to ~0.7 MB
 def _transfer(shape: tuple[int, int], sigmas: tuple[float, ...]) -> np.ndarray:
     radius = _radius(max(sigmas))
     kernel = np.zeros(shape)
