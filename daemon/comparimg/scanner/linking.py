@@ -213,7 +213,7 @@ class Linker:
                 sharing[key] = [pair]
                 self.verifications += 1
                 args = (pair.query_path, pair.other_path, pair.candidate)
-                key_of.setdefault(args, key)
+                key_of[args] = key  # one pair per (min, max) ids, so one key per arguments
                 yield (*args, self._previews_of(pair.query_path, pair.other_path))
 
         matched = []
