@@ -144,3 +144,15 @@ def test_environment_variables_expand(tmp_path, monkeypatch):
     settings = config.load_settings(write(tmp_path, "roots: [$PHOTO_HOME/family]"))
     assert settings.roots[0].path == Path("/srv/photos/family")
     assert os.path.isabs(settings.index_path)
+
+
+@pytest.mark.parametrize(("host", "url"), [
+    ("0.0.0.0", "http://127.0.0.1:8765"),
+    ("", "http://127.0.0.1:8765"),
+    ("::", "http://[::1]:8765"),
+    ("::1", "http://[::1]:8765"),
+    ("192.168.1.20", "http://192.168.1.20:8765"),
+    ("photos.local", "http://photos.local:8765"),
+])
+def test_a_local_client_reaches_a_wildcard_address_through_loopback(host, url):
+    assert config.reachable_base_url(host, 8765) == url

@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from comparimg.config import load_settings
+from comparimg.config import load_settings, reachable_base_url
 from comparimg.model import ComparImgError
 
 EXIT_OK = 0
@@ -35,10 +35,7 @@ def endpoint(args: argparse.Namespace) -> tuple[str, str]:
 
     Raise ConfigError for a bad configuration, OSError for an unreadable token file."""
     settings = load_settings(args.config)
-    host = settings.http.host
-    host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
-    host = f"[{host}]" if ":" in host else host
-    base = args.url or f"http://{host}:{settings.http.port}"
+    base = args.url or reachable_base_url(settings.http.host, settings.http.port)
     token_file = Path(args.token_file) if args.token_file else settings.http.token_file
     return base.rstrip("/"), token_file.read_text(encoding="ascii").strip()
 

@@ -110,6 +110,14 @@ class HttpSettings:
     allowed_scan_roots: tuple[Path, ...] = _setting(tuple, "folders jobs may scan; empty means the roots")
 
 
+def reachable_base_url(host: str, port: int) -> str:
+    """Given the address the daemon listens on, return the URL a local client reaches it at: a wildcard
+    address (all interfaces) is reached through loopback, an IPv6 address is bracketed."""
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{port}"
+
+
 @dataclasses.dataclass(frozen=True)
 class SorterSettings:
     trash_dir: Path = _setting(lambda: data_dir() / "trash", "where trashed files go (from `trash`)")

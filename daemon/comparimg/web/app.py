@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from comparimg.config import Settings
+from comparimg.config import Settings, reachable_base_url
 from comparimg.hashing.decoding import content_hash_file
 from comparimg.index import open_index, review
 from comparimg.sorter import Sorter
@@ -90,9 +90,7 @@ def login_url(settings: Settings, token: str) -> str:
 
 def login_url_for(host: str, port: int, token: str) -> str:
     """Return the login link for a listening address (a wildcard address is shown as 127.0.0.1)."""
-    host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
-    host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{port}/login?token={token}"
+    return f"{reachable_base_url(host, port)}/login?token={token}"
 
 
 async def _token(app: web.Application) -> AsyncIterator[None]:
