@@ -4,12 +4,12 @@ decodes pictures."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from comparimg.atomic_files import open_atomically
+from comparimg.hashing.decoding import ACCEPTED_FORMATS
 from comparimg.model import ImageError
 
 
@@ -21,21 +21,13 @@ def cache_path(cache_dir: Path, content_hash: str, size: int) -> Path:
 def make_thumbnail(source: str, dest: str, size: int) -> str:
     """Given an image path, write a JPEG thumbnail no larger than size×size at `dest` (atomically, parents
     created); return `dest`. Raise ImageError when the image cannot be decoded."""
-    target = Path(dest)
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with Image.open(source) as image:
+        with Image.open(source, formats=ACCEPTED_FORMATS) as image:  # as the index accepted it
             image.draft("RGB", (size, size))
             picture = ImageOps.exif_transpose(image).convert("RGB")
             picture.thumbnail((size, size))
     except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as error:
         raise ImageError(f"cannot make a thumbnail: {error}") from error
-    descriptor, temporary = tempfile.mkstemp(prefix=".thumb-", suffix=".jpg", dir=target.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            picture.save(handle, format="JPEG", quality=80)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with open_atomically(dest) as handle:
+        picture.save(handle, format="JPEG", quality=80)
     return dest
