@@ -39,14 +39,9 @@ class DaemonPort(Protocol):
         """Run `func(*args)` on the daemon's single index-writer thread; return its result."""
         ...
 
-
-async def apply_settings(daemon: Any, settings: Settings) -> None:
-    """Apply validated, saved settings to the running daemon (what SIGHUP does after re-reading).
-
-    Uses `apply_settings` when the service offers it publicly, else its SIGHUP step `_apply_settings`.
-    """
-    apply = getattr(daemon, "apply_settings", None) or daemon._apply_settings
-    await apply(settings)
+    async def apply_settings(self, new: Settings) -> None:
+        """Apply validated, saved settings to the running daemon (what SIGHUP does after re-reading)."""
+        ...
 
 
 async def files_moved(

@@ -30,7 +30,6 @@ from comparimg.web.keys import (
     SORTER,
     current_settings,
 )
-from comparimg.web.port import apply_settings
 from comparimg.web.validation import boolean, integer, json_object, only_keys, path_id, text
 
 HEARTBEAT_SECONDS = 15.0
@@ -74,7 +73,7 @@ async def patch_config(request: web.Request) -> web.Response:
     app = request.app
     new = config.apply_patch(current_settings(app), patch)
     await asyncio.to_thread(config.save_settings, new, app[CONFIG_PATH])
-    await apply_settings(app[DAEMON], new)
+    await app[DAEMON].apply_settings(new)
     app[SETTINGS].current = new
     app[SORTER].settings = new.sorter
     app[SORTER].roots = new.root_paths()
