@@ -31,13 +31,12 @@ from comparimg.web.keys import (
     THUMBNAILER,
     TOKEN,
     WRITER,
-    WRITER_THREAD,
     SettingsHolder,
     current_settings,
 )
 from comparimg.web.port import DaemonPort
 from comparimg.web.routes import add_routes
-from comparimg.web.runtime import DaemonWriter, LazyWorkerPool, Metrics, ReaderPool
+from comparimg.web.runtime import LazyWorkerPool, Metrics, ReaderPool
 from comparimg.web.security import ensure_token, security_middleware
 from comparimg.workers import WorkerLimits
 
@@ -100,10 +99,12 @@ async def _token(app: web.Application) -> AsyncIterator[None]:
 
 async def _index_and_sorter(app: web.Application) -> AsyncIterator[None]:
     settings = current_settings(app)
-    app[WRITER_THREAD] = writer_thread = DaemonWriter(app[DAEMON].write)
-    app[WRITER] = writer = await writer_thread.run(open_index, settings.index_path)
+    # Every write of the web room (decisions, the sorter and its journal) runs on the daemon's one writer
+    # thread, so a decision never waits on, or fails against, a scan's open write transaction.
+    write = app[DAEMON].write
+    app[WRITER] = writer = await write(open_index, settings.index_path)
     app[SORTER] = sorter = Sorter(writer.db, settings.root_paths(), settings.sorter, content_hash_file)
-    recovered = await writer_thread.run(sorter.recover)
+    recovered = await write(sorter.recover)
     for result in recovered:
         log.warning(
             "event=sorter_recovered action=%s state=%s source=%r dest=%r",
@@ -118,7 +119,7 @@ async def _index_and_sorter(app: web.Application) -> AsyncIterator[None]:
     yield
     app[THUMBNAILER].close()
     app[READERS].close()
-    await writer_thread.run(writer.close)
+    await write(writer.close)
 
 
 async def _jobs_and_metrics(app: web.Application) -> AsyncIterator[None]:

@@ -1,12 +1,12 @@
-"""The web room's own resources: reader connections on a thread pool, writes routed to the daemon's one
-writer thread (decision queue, sorter journal), the thumbnail worker and the Prometheus registry."""
+"""The web room's own resources: reader connections on a thread pool, the thumbnail worker and the
+Prometheus registry. (Its writes run on the daemon's one writer thread, through `DaemonPort.write`.)"""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -55,21 +55,6 @@ class ReaderPool:
         for future in [self._threads.submit(close_mine) for _ in range(READER_THREADS)]:
             future.result()
         self._threads.shutdown(wait=True)
-
-
-class DaemonWriter:
-    """Runs the web room's writes (decisions, the sorter and its journal) on the daemon's one writer thread.
-
-    Sharing that thread means a decision never waits on, or fails against, a scan's open write transaction:
-    it simply runs between two of the daemon's write batches.
-    """
-
-    def __init__(self, write: Callable[..., Awaitable[Any]]):
-        self._write = write
-
-    async def run(self, func: Callable[..., T], *args: Any) -> T:
-        """Await `func(*args)` run on the daemon's writer thread."""
-        return await self._write(func, *args)
 
 
 class Metrics:

@@ -10,7 +10,7 @@ from comparimg.index import Index, journal
 from comparimg.web import decision_queue as dq
 from comparimg.web import port
 from comparimg.web.errors import BadInput
-from comparimg.web.keys import DAEMON, EVENTS, METRICS, SORTER, WRITER, WRITER_THREAD, current_settings
+from comparimg.web.keys import DAEMON, EVENTS, METRICS, SORTER, WRITER, current_settings
 from comparimg.web.validation import (
     id_list,
     integer,
@@ -50,16 +50,16 @@ async def post_decision(request: web.Request) -> web.Response:
     settings = current_settings(app)
     writer = app[WRITER]
     if decision.action == "not_duplicates":
-        ids = await app[WRITER_THREAD].run(dq.not_duplicates_ids, writer, decision, settings)
+        ids = await app[DAEMON].write(dq.not_duplicates_ids, writer, decision, settings)
         await port.not_duplicates(app[DAEMON], ids)
-        row = await app[WRITER_THREAD].run(dq.record_not_duplicates, writer, decision, ids)
+        row = await app[DAEMON].write(dq.record_not_duplicates, writer, decision, ids)
     else:
-        row = await app[WRITER_THREAD].run(dq.queue_decision, writer, decision, settings)
+        row = await app[DAEMON].write(dq.queue_decision, writer, decision, settings)
     body = dq.decision_view(row)
     app[EVENTS].publish("decision", {"decision": body})
     if decision.action != "not_duplicates" and settings.sorter.apply == "on-decide":
         outcomes = await apply_decisions(app, [row["id"]])
-        row = await app[WRITER_THREAD].run(journal.get_decision, writer.db, row["id"])
+        row = await app[DAEMON].write(journal.get_decision, writer.db, row["id"])
         body = {**dq.decision_view(row), "outcome": outcomes[0] if outcomes else None}
     return web.json_response(body, status=201)
 
@@ -69,7 +69,7 @@ async def list_decisions(request: web.Request) -> web.Response:
     state = query_choice(request, "state", dq.DECISION_STATES, None)
     limit = query_int(request, "limit", 100, 1, 1000)
     offset = query_int(request, "offset", 0, 0, 10**9)
-    rows, total = await request.app[WRITER_THREAD].run(
+    rows, total = await request.app[DAEMON].write(
         journal.list_decisions, request.app[WRITER].db, state, limit, offset
     )
     return web.json_response({"decisions": [dq.decision_view(r) for r in rows], "total": total})
@@ -78,7 +78,7 @@ async def list_decisions(request: web.Request) -> web.Response:
 async def delete_decision(request: web.Request) -> web.Response:
     """DELETE /api/decisions/{id} → the cancelled decision; 404 unknown, 409 no longer queued."""
     decision_id = path_id(request)
-    row = await request.app[WRITER_THREAD].run(journal.cancel_decision, request.app[WRITER].db, decision_id)
+    row = await request.app[DAEMON].write(journal.cancel_decision, request.app[WRITER].db, decision_id)
     request.app[EVENTS].publish("decision", {"decision": dq.decision_view(row)})
     return web.json_response(dq.decision_view(row))
 
@@ -97,7 +97,7 @@ async def apply_queue(request: web.Request) -> web.Response:
 
 async def apply_decisions(app: web.Application, ids: list[int] | None) -> list[dict[str, Any]]:
     """Apply queued decisions on the writer thread, tell the daemon which files left, publish events."""
-    outcomes = await app[WRITER_THREAD].run(dq.apply_queue, app[WRITER], app[SORTER], ids)
+    outcomes = await app[DAEMON].write(dq.apply_queue, app[WRITER], app[SORTER], ids)
     moved = [(o["file_id"], None) for o in outcomes if o["state"] == "applied" and o["action_id"]]
     if moved:
         await port.files_moved(app[DAEMON], moved, current_settings(app).root_paths())
@@ -112,7 +112,7 @@ async def undo(request: web.Request) -> web.Response:
     """POST /api/undo/{action_id} → the restore action; 404 unknown, 409 not undoable, 403 file changed."""
     action_id = path_id(request, "action_id")
     await json_object(request, allow_empty=True)
-    result = await request.app[WRITER_THREAD].run(request.app[SORTER].undo, action_id)
+    result = await request.app[DAEMON].write(request.app[SORTER].undo, action_id)
     if result.state == "done" and result.file_id is not None:
         roots = current_settings(request.app).root_paths()
         await port.files_moved(request.app[DAEMON], [(result.file_id, result.dest)], roots)
@@ -129,5 +129,5 @@ async def list_actions(request: web.Request) -> web.Response:
     def read(index: Index) -> list[dict[str, Any]]:
         return [dq.action_view(r) for r in journal.list_actions(index.db, limit, offset)]
 
-    rows = await request.app[WRITER_THREAD].run(read, request.app[WRITER])
+    rows = await request.app[DAEMON].write(read, request.app[WRITER])
     return web.json_response({"actions": rows})
