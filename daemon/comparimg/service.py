@@ -57,7 +57,7 @@ class Pipeline(Protocol):
     def ingest(self, found: list[tuple[str, str]]) -> dict[str, Any]: ...
     def move(self, source: str, destination: str, root: str) -> dict[str, Any]: ...
     def forget(self, paths: list[str]) -> int: ...
-    def reconcile(self, root: str, progress: Callable[[object], None]) -> dict[str, Any]: ...
+    def reconcile(self, root: str) -> dict[str, Any]: ...
     def write_export(self, target: Path) -> int: ...
     def counts(self) -> dict[str, int]: ...
     def close(self) -> None: ...
@@ -68,11 +68,6 @@ class Pipeline(Protocol):
 PipelineFactory = Callable[[Settings, threading.Event], Pipeline]
 # Called once the service runs; returns a coroutine function that stops what it started (the web app).
 Companion = Callable[["Service"], Awaitable[Callable[[], Awaitable[None]]]]
-
-
-class ReconcileStopped(Cancelled):
-    """Raised inside a scan (through its progress callback) to end it early because the daemon stops
-    (a `Cancelled`, so the scanner regroups what it already changed before passing it on)."""
 
 
 @dataclass
@@ -515,15 +510,10 @@ class Service:
         if not self._root_present_now(root):
             return None
         try:
-            return self.pipeline.reconcile(root, self._stop_requested)
-        except Cancelled:  # ReconcileStopped included
+            return self.pipeline.reconcile(root)
+        except Cancelled:  # the stop event, which the pipeline was built with
             log.info("event=reconcile_interrupted root=%r reason=%r", root, "stopping")
             return None
-
-    def _stop_requested(self, _progress: object = None) -> None:
-        """On the writer thread, as a scan's progress callback: end the scan early when stopping."""
-        if self._stop_flag.is_set():
-            raise ReconcileStopped()
 
     async def _rescan_loop(self) -> None:
         interval = self.settings.watch.rescan_interval
