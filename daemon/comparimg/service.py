@@ -605,12 +605,13 @@ class Service:
             configure_logging(new.logging.format, new.logging.level)
         if new.index_path != old.index_path or new.http != old.http:
             log.warning("event=reload_partial reason=%r", "index and http changes need a restart")
-        if pipeline_changes(old, new):
+        restart_pipeline = pipeline_changes(old, new)
+        if restart_pipeline:
             pipeline_settings = dataclasses.replace(new, index_path=old.index_path)
             await self.write(self._swap_pipeline, pipeline_settings)
         if new.watch != old.watch or self._root_paths(new) != self._root_paths(old):
             await self._restart_watcher()
-        elif pipeline_changes(old, new):
+        elif restart_pipeline:
             self._spawn(self.reconcile(reason="reload"))
         self._export_dirty.set()
         log.info("event=reloaded source=%r", new.source)
