@@ -616,8 +616,6 @@ class Service:
         self._export_dirty.set()
         log.info("event=reloaded source=%r", new.source)
 
-    _apply_settings = apply_settings
-
     def _swap_pipeline(self, settings: Settings) -> None:
         """On the writer thread: given new settings, start a new pipeline, then close the old one."""
         fresh = self._pipeline_factory(settings, self._stop_flag)
