@@ -6,7 +6,7 @@ import importlib.util
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,8 @@ PACKAGE_DIR = REPO / "daemon"
 # Before `pip install -e .`, make the package importable from the tree (and in subprocesses).
 if importlib.util.find_spec("comparimg") is None:
     sys.path.insert(0, str(PACKAGE_DIR))
+
+from comparimg.workers import WorkerLimits, WorkerPool  # noqa: E402 (found through the fallback above)
 
 PHOTO_NAMES = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "moon", "hubble_deep_field")
 PILLOW_SOURCE = Path(os.environ.get("COMPARIMG_PILLOW_SOURCE", "/tmp/pillow_src"))
@@ -58,6 +60,33 @@ def write_photo(photos) -> Callable[..., Path]:
         return path
 
     return write
+
+
+class RecordingPool(WorkerPool):
+    """A real worker pool that also records its tasks: `calls` counts them by function name, `take()`
+    returns (and forgets) the sorted names of the files it fingerprinted."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls: dict[str, int] = {}
+        self.fingerprinted: list[str] = []
+
+    def run(self, func, *args):
+        self.calls[func.__name__] = self.calls.get(func.__name__, 0) + 1
+        if func.__name__.startswith("fingerprint"):  # fingerprint_file or a variant of it
+            self.fingerprinted.append(os.path.basename(args[0]))
+        return super().run(func, *args)
+
+    def take(self) -> list[str]:
+        taken, self.fingerprinted = sorted(self.fingerprinted), []
+        return taken
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[RecordingPool]:
+    """Return a RecordingPool of two real workers, one per test module."""
+    with RecordingPool(2, WorkerLimits(timeout_seconds=20)) as opened:
+        yield opened
 
 
 @pytest.fixture

@@ -16,32 +16,8 @@ from comparimg.index import MIGRATIONS, open_index
 from comparimg.index.files import blob_to_hashes, hashes_to_blob
 from comparimg.model import FINGERPRINT_VERSION
 from comparimg.scanner import MatchOptions, Scanner, ScanOptions
-from comparimg.workers import WorkerLimits, WorkerPool
 
 OLD_WINDOW_COUNT = 11  # the upright windows and the content slot, before turned windows (version 1)
-
-
-class RecordingPool(WorkerPool):
-    """A real pool that also records the paths it fingerprinted."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fingerprinted: list[str] = []
-
-    def run(self, func, *args):
-        if func.__name__.startswith("fingerprint"):  # fingerprint_file or a variant of it
-            self.fingerprinted.append(os.path.basename(args[0]))
-        return super().run(func, *args)
-
-    def take(self) -> list[str]:
-        taken, self.fingerprinted = sorted(self.fingerprinted), []
-        return taken
-
-
-@pytest.fixture(scope="module")
-def pool():
-    with RecordingPool(2, WorkerLimits(timeout_seconds=20)) as opened:
-        yield opened
 
 
 @pytest.fixture

@@ -13,25 +13,6 @@ from comparimg import hashing
 from comparimg.index import open_index
 from comparimg.scanner import Cancelled, MatchOptions, Scanner, ScanOptions
 from comparimg.scanner.walk import FoundFile, WalkProblem, walk_images
-from comparimg.workers import WorkerLimits, WorkerPool
-
-
-class CountingPool(WorkerPool):
-    """A real pool that also counts the tasks it was given, by function name."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.calls: dict[str, int] = {}
-
-    def run(self, func, *args):
-        self.calls[func.__name__] = self.calls.get(func.__name__, 0) + 1
-        return super().run(func, *args)
-
-
-@pytest.fixture(scope="module")
-def pool():
-    with CountingPool(2, WorkerLimits(timeout_seconds=20)) as opened:
-        yield opened
 
 
 @pytest.fixture
