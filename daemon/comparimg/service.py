@@ -90,7 +90,7 @@ class Stats:
     reconciles: int = 0
     overflows: int = 0
     exports: int = 0
-    errors: deque[str] = field(default_factory=lambda: deque(maxlen=50))
+    errors: deque[str] = field(default_factory=lambda: deque(maxlen=10))  # the last ones, for the status
 
 
 def snapshot_of(path: str) -> tuple[int, int] | None:
@@ -172,7 +172,7 @@ class Service:
             "deleted": self.stats.deleted,
             "reconciles": self.stats.reconciles,
             "overflows": self.stats.overflows,
-            "last_errors": list(self.stats.errors)[-10:],
+            "last_errors": list(self.stats.errors),
         }
 
     async def write(self, func: Callable[..., Any], *args: Any) -> Any:
