@@ -10,7 +10,7 @@ from comparimg.index import Index, journal
 from comparimg.web import decision_queue as dq
 from comparimg.web import port
 from comparimg.web.errors import BadInput
-from comparimg.web.keys import DAEMON, EVENTS, METRICS, SORTER, WRITER, current_settings
+from comparimg.web.keys import DAEMON, EVENTS, METRICS, READERS, SORTER, WRITER, current_settings
 from comparimg.web.validation import (
     id_list,
     integer,
@@ -69,9 +69,11 @@ async def list_decisions(request: web.Request) -> web.Response:
     state = query_choice(request, "state", dq.DECISION_STATES, None)
     limit = query_int(request, "limit", 100, 1, 1000)
     offset = query_int(request, "offset", 0, 0, 10**9)
-    rows, total = await request.app[DAEMON].write(
-        journal.list_decisions, request.app[WRITER].db, state, limit, offset
-    )
+
+    def read(index: Index) -> tuple[list[dict[str, Any]], int]:
+        return journal.list_decisions(index.db, state, limit, offset)
+
+    rows, total = await request.app[READERS].run(read)
     return web.json_response({"decisions": [dq.decision_view(r) for r in rows], "total": total})
 
 
@@ -129,5 +131,5 @@ async def list_actions(request: web.Request) -> web.Response:
     def read(index: Index) -> list[dict[str, Any]]:
         return [dq.action_view(r) for r in journal.list_actions(index.db, limit, offset)]
 
-    rows = await request.app[DAEMON].write(read, request.app[WRITER])
+    rows = await request.app[READERS].run(read)
     return web.json_response({"actions": rows})
