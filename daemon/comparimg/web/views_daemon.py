@@ -121,7 +121,7 @@ async def cancel_job(request: web.Request) -> web.Response:
 
 async def get_export(request: web.Request) -> web.Response:
     """GET /api/export → the duplicates JSON (the same document as `comparimg scan --json`)."""
-    roots = [os.path.abspath(str(p)) for p in current_settings(request.app).root_paths()]
+    roots = [str(p) for p in current_settings(request.app).root_paths()]  # build_export makes them absolute
 
     def read(index: Index) -> dict[str, Any]:
         return build_export(index, roots, index.counts())
