@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from comparimg import hashing
+from comparimg import hashing, model
 from comparimg.hashing import decoding, perceptual
 from comparimg.model import ORIENTATIONS, ImageError
 
@@ -84,10 +84,10 @@ def test_fingerprint_records_size_format_content_hash_and_windows(tmp_path, writ
     assert (fp.width, fp.height, fp.format) == (600, 400, "JPEG")
     assert fp.content_hash == hashlib.sha256(path.read_bytes()).hexdigest()
     assert hashing.content_hash_file(str(path)) == fp.content_hash
-    slots = perceptual.WINDOW_SLOTS
-    assert len(fp.windows) == slots * (1 + len(perceptual.TURNED_WINDOWS))
-    assert fp.windows[perceptual.CONTENT_SLOT] == perceptual.ABSENT  # no border: no content hash
-    assert all(fp.windows[k * slots + perceptual.CONTENT_SLOT] == perceptual.ABSENT for k in range(4))
+    slots = model.WINDOW_SLOTS
+    assert len(fp.windows) == slots * (1 + len(model.TURNED_WINDOWS))
+    assert fp.windows[model.CONTENT_SLOT] == model.ABSENT  # no border: no content hash
+    assert all(fp.windows[k * slots + model.CONTENT_SLOT] == model.ABSENT for k in range(4))
     assert distance(fp.phash[0], int(str(imagehash.phash(Image.open(path))), 16)) <= 4
 
 
@@ -196,9 +196,11 @@ def test_gif_first_frame_is_hashed(tmp_path, photos):
 def test_matching_reads_the_window_layout_hashing_writes():
     from comparimg import matching
 
-    assert matching._SLOT_TRIMS == perceptual.WINDOW_TRIMS and matching._STEPS == perceptual.ORIENTATION_STEPS
-    assert matching.TURNED_WINDOWS == perceptual.TURNED_WINDOWS and matching.ABSENT == perceptual.ABSENT
-    assert matching.MAX_WINDOWS == perceptual.WINDOW_SLOTS
+    # Both rooms take the layout from model: the same objects, not copies kept in step.
+    assert matching.WINDOW_TRIMS is perceptual.WINDOW_TRIMS is model.WINDOW_TRIMS
+    assert matching.ORIENTATION_STEPS is perceptual.ORIENTATION_STEPS is model.ORIENTATION_STEPS
+    assert matching.TURNED_WINDOWS is perceptual.TURNED_WINDOWS and matching.ABSENT == perceptual.ABSENT
+    assert matching.MAX_WINDOWS == model.WINDOW_SLOTS == len(perceptual.WINDOW_TRIMS) + 1
 
 
 @pytest.mark.parametrize("orientation", range(8))

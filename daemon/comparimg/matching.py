@@ -40,11 +40,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from comparimg.decisions import keeper_key
-from comparimg.model import Candidate, FileFacts, Fingerprint, Group, GroupMember, Match
+from comparimg.model import (
+    ABSENT,
+    ORIENTATION_STEPS,
+    TURNED_WINDOWS,
+    WINDOW_SLOTS,
+    WINDOW_TRIMS,
+    Candidate,
+    FileFacts,
+    Fingerprint,
+    Group,
+    GroupMember,
+    Match,
+)
 
 CHUNKS = 4
 CHUNK_BITS = 16
-MAX_WINDOWS = 11
+MAX_WINDOWS = WINDOW_SLOTS  # window slots per picture, upright (the layout: model.TURNED_WINDOWS)
 STRIDE = 1 + MAX_WINDOWS  # entries per image: global hash, then window slots
 _MASK16 = np.uint64(0xFFFF)
 _PENDING_LIMIT = 1024
@@ -74,37 +86,20 @@ class _Rules:
     radii: np.ndarray  # int64: chunk radius searched (below thresholds // CHUNKS the search is partial)
 
 
-# Window layout (hashing room, perceptual.TURNED_WINDOWS): MAX_WINDOWS upright slots, then the slots turned
-# by each of these orientations; a slot holding ABSENT is no hash. Transposed orientations are derived.
-TURNED_WINDOWS = (4, 5, 2)  # flip_h, flip_v, rot180
-ABSENT = 0
-# Window slots as the borders they trim (left, top, right, bottom), as perceptual.WINDOW_TRIMS (then the
-# content slot, which any turn keeps), and each orientation's steps as perceptual.ORIENTATION_STEPS:
-# transpose, then reverse rows, then reverse columns.
-_SLOT_TRIMS = (
-    (0.05, 0.05, 0.05, 0.05), (0.10, 0.10, 0.10, 0.10), (0.10, 0.0, 0.0, 0.0), (0.0, 0.0, 0.10, 0.0),
-    (0.0, 0.10, 0.0, 0.0), (0.0, 0.0, 0.0, 0.10), (0.10, 0.10, 0.0, 0.0), (0.0, 0.10, 0.10, 0.0),
-    (0.10, 0.0, 0.0, 0.10), (0.0, 0.0, 0.10, 0.10),
-)
-_STEPS = (
-    (False, False, False), (True, True, False), (False, True, True), (True, False, True),
-    (False, False, True), (False, True, False), (True, False, False), (True, True, True),
-)
-
-
 def _turned_slot(slot: int, orientation: int) -> int:
-    # The slot of the turned picture that holds window `slot` of the upright picture, turned.
-    if slot >= len(_SLOT_TRIMS):
+    # The slot of the turned picture that holds window `slot` of the upright picture, turned (the content
+    # slot, past the trimmed windows, stays where it is).
+    if slot >= len(WINDOW_TRIMS):
         return slot
-    left, top, right, bottom = _SLOT_TRIMS[slot]
-    transpose, reverse_rows, reverse_columns = _STEPS[orientation]
+    left, top, right, bottom = WINDOW_TRIMS[slot]
+    transpose, reverse_rows, reverse_columns = ORIENTATION_STEPS[orientation]
     if transpose:
         left, top, right, bottom = top, left, bottom, right
     if reverse_rows:
         top, bottom = bottom, top
     if reverse_columns:
         left, right = right, left
-    return _SLOT_TRIMS.index((left, top, right, bottom))
+    return WINDOW_TRIMS.index((left, top, right, bottom))
 
 
 # SLOT_AFTER_TURN[orientation][slot]: where window `slot` lies once the picture is turned by `orientation`.

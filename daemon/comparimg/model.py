@@ -20,6 +20,45 @@ ORIENTATIONS: tuple[str, ...] = (
     "transpose",
     "transverse",
 )
+# Per orientation (same order as ORIENTATIONS): transpose first, then reverse rows, then columns.
+ORIENTATION_STEPS: tuple[tuple[bool, bool, bool], ...] = (
+    (False, False, False),  # identity
+    (True, True, False),  # rot90 (counter-clockwise, PIL ROTATE_90)
+    (False, True, True),  # rot180
+    (True, False, True),  # rot270
+    (False, False, True),  # flip_h
+    (False, True, False),  # flip_v
+    (True, False, False),  # transpose
+    (True, True, True),  # transverse
+)
+
+# The layout of Fingerprint.windows, written by the hashing room and read by the matching room.
+# Window hashes by slot: trims (left, top, right, bottom) as fractions of the picture. A copy cropped by up
+# to 10 % per border hashes like one of these windows of its original; a caption bar or a watermark in one
+# part leaves the other windows of both files alike.
+WINDOW_TRIMS: tuple[tuple[float, float, float, float], ...] = (
+    (0.05, 0.05, 0.05, 0.05),  # centre, 5 % per border
+    (0.10, 0.10, 0.10, 0.10),  # centre, 10 % per border
+    (0.10, 0.0, 0.0, 0.0),  # without the left tenth
+    (0.0, 0.0, 0.10, 0.0),  # without the right tenth
+    (0.0, 0.10, 0.0, 0.0),  # without the top tenth
+    (0.0, 0.0, 0.0, 0.10),  # without the bottom tenth
+    (0.10, 0.10, 0.0, 0.0),  # bottom-right part (top-left corner trimmed)
+    (0.0, 0.10, 0.10, 0.0),  # bottom-left part
+    (0.10, 0.0, 0.0, 0.10),  # top-right part
+    (0.0, 0.0, 0.10, 0.10),  # top-left part
+)
+# One more slot, filled only when the picture has a uniform border: the hash of what lies inside it.
+CONTENT_SLOT = len(WINDOW_TRIMS)
+WINDOW_SLOTS = CONTENT_SLOT + 1
+# Fingerprint.windows holds WINDOW_SLOTS positional slots (the content slot holds ABSENT when there is no
+# border), then, for each of TURNED_WINDOWS, the hashes of the same WINDOW_SLOTS windows turned that way
+# (from each window's DCT block, as the orientation variants). The transposed orientations are not stored:
+# transposing a picture transposes its DCT block, which keeps the median, so their hashes are these with
+# the 8×8 bit matrix transposed (the matching room does that). Older fingerprints hold only the upright
+# slots (10, or 11 with the content slot).
+TURNED_WINDOWS: tuple[int, ...] = (4, 5, 2)  # flip_h, flip_v, rot180 (ORIENTATIONS ids)
+ABSENT = 0  # a DCT hash is 0 only when no coefficient exceeds the median (a blank window): never a match
 
 # The version of what a stored Fingerprint holds and how it is computed. Bump it whenever the hashing room
 # changes either (a new hash, a new window layout, a different resize...): every `ok` row of the index

@@ -3,8 +3,8 @@
 Pure functions over paths, meant to run in worker processes:
 
 - `fingerprint_file(path)`: content hash, size, format, the 64-bit DCT perceptual hash in its 8 orientation
-  variants, and window hashes (`Fingerprint.windows`, see `perceptual.WINDOW_TRIMS`: slot k holds the hash
-  of window k; an extra last slot `perceptual.CONTENT_SLOT` holds the hash of the content inside a uniform
+  variants, and window hashes (`Fingerprint.windows`, see `model.WINDOW_TRIMS`: slot k holds the hash
+  of window k; an extra last slot `model.CONTENT_SLOT` holds the hash of the content inside a uniform
   border, only when there is one).
 - `fingerprint_with_preview(path)`: the same and the picture decoded at the verification size, for the
   parent to send along with later checks of the file (`verify_pair(..., previews)`), which another worker

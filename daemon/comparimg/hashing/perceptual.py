@@ -15,23 +15,14 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from comparimg.model import ABSENT, ORIENTATION_STEPS, TURNED_WINDOWS, WINDOW_TRIMS
+
 HASH_SIDE = 32
 LOW = 8
 _N = np.arange(HASH_SIDE)
 # Unnormalised DCT-II, as scipy.fftpack.dct(type=2): y[k] = 2 * sum x[n] cos(pi k (2n + 1) / 2N).
 _DCT_LOW = 2.0 * np.cos(np.pi * np.arange(LOW)[:, None] * (2 * _N[None, :] + 1) / (2 * HASH_SIDE))
 _SIGN = (-1.0) ** np.arange(LOW)
-# Per orientation (same order as model.ORIENTATIONS): transpose first, then reverse rows, then columns.
-ORIENTATION_STEPS: tuple[tuple[bool, bool, bool], ...] = (
-    (False, False, False),  # identity
-    (True, True, False),  # rot90 (counter-clockwise, PIL ROTATE_90)
-    (False, True, True),  # rot180
-    (True, False, True),  # rot270
-    (False, False, True),  # flip_h
-    (False, True, False),  # flip_v
-    (True, False, False),  # transpose
-    (True, True, True),  # transverse
-)
 
 
 def low_frequencies(pixels: np.ndarray) -> np.ndarray:
@@ -98,32 +89,6 @@ def hash_pixels(image: Image.Image, box: Sequence[float] | None = None) -> np.nd
     return np.asarray(small, dtype=np.float64)
 
 
-# Window hashes (Fingerprint.windows), by slot: trims (left, top, right, bottom) as fractions of the picture.
-# A copy cropped by up to 10 % per border hashes like one of these windows of its original; a caption bar
-# or a watermark in one part leaves the other windows of both files alike.
-WINDOW_TRIMS: tuple[tuple[float, float, float, float], ...] = (
-    (0.05, 0.05, 0.05, 0.05),  # centre, 5 % per border
-    (0.10, 0.10, 0.10, 0.10),  # centre, 10 % per border
-    (0.10, 0.0, 0.0, 0.0),  # without the left tenth
-    (0.0, 0.0, 0.10, 0.0),  # without the right tenth
-    (0.0, 0.10, 0.0, 0.0),  # without the top tenth
-    (0.0, 0.0, 0.0, 0.10),  # without the bottom tenth
-    (0.10, 0.10, 0.0, 0.0),  # bottom-right part (top-left corner trimmed)
-    (0.0, 0.10, 0.10, 0.0),  # bottom-left part
-    (0.10, 0.0, 0.0, 0.10),  # top-right part
-    (0.0, 0.0, 0.10, 0.10),  # top-left part
-)
-# One more slot, filled only when the picture has a uniform border: the hash of what lies inside it.
-CONTENT_SLOT = len(WINDOW_TRIMS)
-WINDOW_SLOTS = CONTENT_SLOT + 1
-# Fingerprint.windows layout: WINDOW_SLOTS positional slots (the content slot holds ABSENT when there is no
-# border), then, for each of TURNED_WINDOWS, the hashes of the same WINDOW_SLOTS windows turned that way
-# (from each window's DCT block, as orientation_variants). The transposed orientations are not stored:
-# transposing a picture transposes its DCT block, which keeps the median, so their hashes are these with
-# the 8×8 bit matrix transposed (the matching room does that). Older fingerprints hold only the upright
-# slots (10, or 11 with the content slot).
-TURNED_WINDOWS: tuple[int, ...] = (4, 5, 2)  # flip_h, flip_v, rot180 (model.ORIENTATIONS ids)
-ABSENT = 0  # a DCT hash is 0 only when no coefficient exceeds the median (a blank window): never a match
 WINDOW_BASE_SIDE = 128
 _FLAT_STD = 4.0
 _FLAT_STEP = 12.0
@@ -132,7 +97,7 @@ _MIN_BORDER = 0.01
 
 
 def window_hashes(image: Image.Image) -> tuple[int, ...]:
-    """Given a grayscale image, return its window hashes in the layout described at TURNED_WINDOWS: the
+    """Given a grayscale image, return its window hashes in the layout described at model.TURNED_WINDOWS:
     hashes of its WINDOW_TRIMS windows and of its content inside a uniform border (ABSENT when it has
     none), then the same windows turned by each of TURNED_WINDOWS. Windows are taken from a copy reduced
     to WINDOW_BASE_SIDE pixels on the short side: it keeps them ~6× cheaper than from the decoded picture
