@@ -42,6 +42,15 @@ def scan(index, pool, tree):
     return Scanner(index, pool, ScanOptions(match=MatchOptions())).scan([tree])
 
 
+@pytest.fixture
+def index(index_path, pool, tree):
+    """Return the index of a first scan of the tree (the pool's record of it taken)."""
+    with open_index(index_path) as opened:
+        scan(opened, pool, tree)
+        pool.take()
+        yield opened
+
+
 def make_old(index, tree, *names: str) -> None:
     """Turn the rows of these files into what the code before versions wrote: version 1, 11 windows."""
     with index.transaction():
@@ -66,35 +75,32 @@ def groups_by_name(index) -> list[list[str]]:
     return sorted(found)
 
 
-def test_old_rows_are_hashed_again_once_and_no_others(index_path, pool, tree):
-    with open_index(index_path) as index:
-        scan(index, pool, tree)
-        pool.take()
-        ids = {name: index.file_by_path(str(tree / name)).id for name in versions(index)}
-        current = versions(index)["coffee.jpg"]
-        assert current[1] == FINGERPRINT_VERSION and current[2] > OLD_WINDOW_COUNT
-        make_old(index, tree, "coffee.jpg", "rocket.jpg")
-        with index.transaction():  # an error row set back is not read again: it holds no fingerprint
-            index.db.execute("UPDATE files SET fingerprint_version = 1 WHERE path = ?",
-                             [str(tree / "broken.jpg")])
-            # A person's mark, keyed by file ids: the re-read file keeps its id, so the mark holds.
-            index.add_not_duplicate(ids["coffee.jpg"], ids["coffee-turned.jpg"], 0.0)
+def test_old_rows_are_hashed_again_once_and_no_others(index, pool, tree):
+    ids = {name: index.file_by_path(str(tree / name)).id for name in versions(index)}
+    current = versions(index)["coffee.jpg"]
+    assert current[1] == FINGERPRINT_VERSION and current[2] > OLD_WINDOW_COUNT
+    make_old(index, tree, "coffee.jpg", "rocket.jpg")
+    with index.transaction():  # an error row set back is not read again: it holds no fingerprint
+        index.db.execute("UPDATE files SET fingerprint_version = 1 WHERE path = ?",
+                         [str(tree / "broken.jpg")])
+        # A person's mark, keyed by file ids: the re-read file keeps its id, so the mark holds.
+        index.add_not_duplicate(ids["coffee.jpg"], ids["coffee-turned.jpg"], 0.0)
 
-        report = scan(index, pool, tree)
+    report = scan(index, pool, tree)
 
-        assert pool.take() == ["coffee.jpg", "rocket.jpg"]
-        assert (report.hashed, report.rehashed, report.unchanged, report.errors) == (2, 2, 4, 1)
-        assert versions(index)["coffee.jpg"] == current
-        assert versions(index)["rocket.jpg"][1:] == (FINGERPRINT_VERSION, current[2])
-        assert versions(index)["broken.jpg"] == ("error", 1, 0)
-        assert {name: index.file_by_path(str(tree / name)).id for name in ids} == ids
-        assert index.not_duplicate_pairs() == {tuple(sorted((ids["coffee.jpg"], ids["coffee-turned.jpg"])))}
-        assert groups_by_name(index) == [["astronaut-small.png", "astronaut.jpg"]]
-        assert index.files_needing_link() == []
+    assert pool.take() == ["coffee.jpg", "rocket.jpg"]
+    assert (report.hashed, report.rehashed, report.unchanged, report.errors) == (2, 2, 4, 1)
+    assert versions(index)["coffee.jpg"] == current
+    assert versions(index)["rocket.jpg"][1:] == (FINGERPRINT_VERSION, current[2])
+    assert versions(index)["broken.jpg"] == ("error", 1, 0)
+    assert {name: index.file_by_path(str(tree / name)).id for name in ids} == ids
+    assert index.not_duplicate_pairs() == {tuple(sorted((ids["coffee.jpg"], ids["coffee-turned.jpg"])))}
+    assert groups_by_name(index) == [["astronaut-small.png", "astronaut.jpg"]]
+    assert index.files_needing_link() == []
 
-        again = scan(index, pool, tree)
-        assert pool.take() == []
-        assert (again.hashed, again.rehashed, again.unchanged) == (0, 0, 6)
+    again = scan(index, pool, tree)
+    assert pool.take() == []
+    assert (again.hashed, again.rehashed, again.unchanged) == (0, 0, 6)
 
 
 def test_an_index_written_before_versions_is_upgraded_and_read_again(index_path, pool, tree):
@@ -130,58 +136,49 @@ def test_an_index_written_before_versions_is_upgraded_and_read_again(index_path,
         assert scan(index, pool, tree).hashed == 0
 
 
-def test_a_moved_old_row_follows_and_is_hashed_again(index_path, pool, tree):
-    with open_index(index_path) as index:
-        scan(index, pool, tree)
-        pool.take()
-        coffee = index.file_by_path(str(tree / "coffee.jpg"))
-        make_old(index, tree, "coffee.jpg")
-        os.rename(tree / "coffee.jpg", tree / "coffee-moved.jpg")
+def test_a_moved_old_row_follows_and_is_hashed_again(index, pool, tree):
+    coffee = index.file_by_path(str(tree / "coffee.jpg"))
+    make_old(index, tree, "coffee.jpg")
+    os.rename(tree / "coffee.jpg", tree / "coffee-moved.jpg")
 
-        report = scan(index, pool, tree)
+    report = scan(index, pool, tree)
 
-        assert pool.take() == ["coffee-moved.jpg"]
-        assert (report.moved, report.hashed, report.rehashed, report.missing) == (1, 1, 1, 0)
-        moved = index.file_by_path(str(tree / "coffee-moved.jpg"))
-        assert index.file_by_path(str(tree / "coffee.jpg")) is None
-        assert (moved.id, moved.fingerprint_version, moved.fingerprint) == (
-            coffee.id, FINGERPRINT_VERSION, coffee.fingerprint)
-        assert ["coffee-moved.jpg", "coffee-turned.jpg"] in groups_by_name(index)
+    assert pool.take() == ["coffee-moved.jpg"]
+    assert (report.moved, report.hashed, report.rehashed, report.missing) == (1, 1, 1, 0)
+    moved = index.file_by_path(str(tree / "coffee-moved.jpg"))
+    assert index.file_by_path(str(tree / "coffee.jpg")) is None
+    assert (moved.id, moved.fingerprint_version, moved.fingerprint) == (
+        coffee.id, FINGERPRINT_VERSION, coffee.fingerprint)
+    assert ["coffee-moved.jpg", "coffee-turned.jpg"] in groups_by_name(index)
 
 
-def test_a_hard_link_to_an_old_row_is_read_not_copied(index_path, pool, tree):
-    with open_index(index_path) as index:
-        scan(index, pool, tree)
-        pool.take()
-        make_old(index, tree, "rocket.jpg")
-        os.link(tree / "rocket.jpg", tree / "rocket-link.jpg")
+def test_a_hard_link_to_an_old_row_is_read_not_copied(index, pool, tree):
+    make_old(index, tree, "rocket.jpg")
+    os.link(tree / "rocket.jpg", tree / "rocket-link.jpg")
 
-        report = scan(index, pool, tree)
+    report = scan(index, pool, tree)
 
-        assert pool.take() == ["rocket-link.jpg", "rocket.jpg"]
-        assert (report.hashed, report.rehashed, report.moved) == (2, 1, 0)
-        assert versions(index)["rocket-link.jpg"] == versions(index)["rocket.jpg"]
-        assert versions(index)["rocket.jpg"][1] == FINGERPRINT_VERSION
-        assert ["rocket-link.jpg", "rocket.jpg"] in groups_by_name(index)
+    assert pool.take() == ["rocket-link.jpg", "rocket.jpg"]
+    assert (report.hashed, report.rehashed, report.moved) == (2, 1, 0)
+    assert versions(index)["rocket-link.jpg"] == versions(index)["rocket.jpg"]
+    assert versions(index)["rocket.jpg"][1] == FINGERPRINT_VERSION
+    assert ["rocket-link.jpg", "rocket.jpg"] in groups_by_name(index)
 
 
-def test_a_missing_old_row_that_comes_back_is_hashed_again(index_path, pool, tree, tmp_path):
-    with open_index(index_path) as index:
-        scan(index, pool, tree)
-        pool.take()
-        rocket = index.file_by_path(str(tree / "rocket.jpg"))
-        make_old(index, tree, "rocket.jpg")
-        os.rename(tree / "rocket.jpg", tmp_path / "away.jpg")
-        assert scan(index, pool, tree).missing == 1
-        os.rename(tmp_path / "away.jpg", tree / "rocket.jpg")
+def test_a_missing_old_row_that_comes_back_is_hashed_again(index, pool, tree, tmp_path):
+    rocket = index.file_by_path(str(tree / "rocket.jpg"))
+    make_old(index, tree, "rocket.jpg")
+    os.rename(tree / "rocket.jpg", tmp_path / "away.jpg")
+    assert scan(index, pool, tree).missing == 1
+    os.rename(tmp_path / "away.jpg", tree / "rocket.jpg")
 
-        report = scan(index, pool, tree)
+    report = scan(index, pool, tree)
 
-        assert pool.take() == ["rocket.jpg"]
-        assert (report.hashed, report.rehashed) == (1, 1)
-        back = index.file_by_path(str(tree / "rocket.jpg"))
-        assert (back.id, back.state, back.fingerprint_version) == (rocket.id, "ok", FINGERPRINT_VERSION)
-        assert index.files_needing_link() == []
+    assert pool.take() == ["rocket.jpg"]
+    assert (report.hashed, report.rehashed) == (1, 1)
+    back = index.file_by_path(str(tree / "rocket.jpg"))
+    assert (back.id, back.state, back.fingerprint_version) == (rocket.id, "ok", FINGERPRINT_VERSION)
+    assert index.files_needing_link() == []
 
 
 # The window count each version's hashing gives every picture: a tripwire for a layout change that
