@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -28,6 +29,16 @@ def env_with_package(extra: dict[str, str] | None = None) -> dict[str, str]:
     env.pop("WATCHDOG_USEC", None)
     env.update(extra or {})
     return env
+
+
+@functools.cache
+def can_limit_inotify_watches() -> bool:
+    """Return whether `unshare -U -r` gives a user namespace whose inotify watch limit can be set."""
+    probe = ["unshare", "-U", "-r", "sh", "-c", "echo 5 > /proc/sys/user/max_inotify_watches"]
+    try:
+        return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def wait_for(

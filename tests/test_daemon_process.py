@@ -14,7 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from daemon_harness import Daemon, env_with_package, fresh_scan, photo_bytes, png_bytes, present, wait_for
+from daemon_harness import (
+    Daemon,
+    can_limit_inotify_watches,
+    env_with_package,
+    fresh_scan,
+    photo_bytes,
+    png_bytes,
+    present,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -168,15 +177,7 @@ def test_kill_9_in_a_burst_loses_nothing_indexed_before(tmp_path, root):
     assert after == fresh_scan([root], tmp_path)
 
 
-def _unshare_works() -> bool:
-    probe = ["unshare", "-U", "-r", "sh", "-c", "echo 5 > /proc/sys/user/max_inotify_watches"]
-    try:
-        return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-@pytest.mark.skipif(not _unshare_works(), reason="needs user namespaces (unshare -U -r)")
+@pytest.mark.skipif(not can_limit_inotify_watches(), reason="needs user namespaces (unshare -U -r)")
 def test_watch_limit_is_logged_with_the_sysctl_and_polling_takes_over(tmp_path, root):
     for i in range(8):
         (root / f"d{i}").mkdir()

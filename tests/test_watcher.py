@@ -18,6 +18,7 @@ from comparimg.watcher import (
     filesystem_type,
     parse_mountinfo,
 )
+from daemon_harness import can_limit_inotify_watches
 
 FILTER = PathFilter(include=("*.jpg", "*.png"), exclude=(".*", "*/.*", ".Trash-*", "*/.Trash-*"))
 
@@ -231,15 +232,7 @@ w.stop()
 """
 
 
-def _unshare_available() -> bool:
-    probe = ["unshare", "-U", "-r", "sh", "-c", "echo 5 > /proc/sys/user/max_inotify_watches"]
-    try:
-        return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-@pytest.mark.skipif(not _unshare_available(), reason="needs user namespaces (unshare -U -r)")
+@pytest.mark.skipif(not can_limit_inotify_watches(), reason="needs user namespaces (unshare -U -r)")
 def test_watch_limit_is_named_and_polling_takes_over(tmp_path):
     root = tmp_path / "root"
     for i in range(6):
@@ -260,7 +253,7 @@ def test_watch_limit_is_named_and_polling_takes_over(tmp_path):
     assert "fs.inotify.max_user_watches" not in done.stdout  # logged by the service, not printed here
 
 
-@pytest.mark.skipif(not _unshare_available(), reason="needs user namespaces (unshare -U -r)")
+@pytest.mark.skipif(not can_limit_inotify_watches(), reason="needs user namespaces (unshare -U -r)")
 def test_watch_limit_on_the_root_falls_back_to_polling_and_logs_the_sysctl(tmp_path):
     script = (
         "import logging, sys; logging.basicConfig(); "
