@@ -285,12 +285,12 @@ function goToPage(page) {
 }
 
 const cardActions = {
-  keepSuggested: (index) => keepSuggested(index),
-  compareGroup: (index, memberIndex) => compareGroup(index, memberIndex),
-  markNotDuplicates: (index) => markNotDuplicates(index),
-  clearGroup: (index) => clearGroup(index),
-  toggle: (member, action, target) => toggle(member, action, target),
-  filterFolder: (folder) => filterFolder(folder),
+  keepSuggested,
+  compareGroup,
+  markNotDuplicates,
+  clearGroup,
+  toggle,
+  filterFolder,
   focused: (index, memberIndex) => setCurrent(index, memberIndex ?? (view.current === index ? view.member : 0), false),
 };
 
