@@ -311,15 +311,19 @@ print(json.dumps(sorter.apply(request).as_dict()))
 """
 
 
-def test_a_copy_that_runs_out_of_space_leaves_the_source_and_no_debris(tmp_path, shm_trash):
+def test_a_copy_that_runs_out_of_space_leaves_the_source_and_no_debris(tmp_path, shm_trash, cli_env):
     source = tmp_path / "root" / "big.jpg"
     source.parent.mkdir(parents=True)
     data = os.urandom(2_000_000)
     source.write_bytes(data)
     open_index(tmp_path / "index.sqlite3").close()  # the schema exists before the limit applies
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "daemon")}
-    run = subprocess.run([sys.executable, "-c", FULL_DISK_CHILD, str(tmp_path), str(shm_trash), str(source)],
-                         env=env, capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_CHILD, str(tmp_path), str(shm_trash), str(source)],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     assert result["state"] == "failed" and "too large" in result["reason"].lower()
