@@ -59,7 +59,11 @@ async def test_status_config_openapi_and_metrics(live):
     assert "/api/decisions/apply" in document["paths"]
     response = await live.get("/metrics")
     assert response.status == 200
-    assert "comparimg_http_requests_total" in await response.text()
+    text = await response.text()
+    assert "comparimg_http_requests_total" in text
+    for gauge in ('comparimg_index{what="files"}', "comparimg_queue_depth", "comparimg_decisions_queued",
+                  "comparimg_uptime_seconds"):  # the gauges docs/api.md promises
+        assert gauge in text
 
 
 async def test_job_on_a_folder_makes_groups_appear(live, album):

@@ -124,7 +124,7 @@ async def _index_and_sorter(app: web.Application) -> AsyncIterator[None]:
 
 async def _jobs_and_metrics(app: web.Application) -> AsyncIterator[None]:
     app[JOBS] = JobRunner(app[DAEMON], app[EVENTS].publish)
-    app[METRICS] = Metrics(app[DAEMON].status)
+    app[METRICS] = Metrics()
     initial = await app[READERS].run(_group_signature)
     watcher = asyncio.ensure_future(_publish_changes(app, initial))
     yield

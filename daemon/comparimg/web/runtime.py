@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 from comparimg.index import Index
@@ -60,7 +60,7 @@ class ReaderPool:
 class Metrics:
     """Prometheus metrics of this app, in a registry of its own (several apps may live in one process)."""
 
-    def __init__(self, status: Callable[[], dict[str, Any]]):
+    def __init__(self):
         self.registry = CollectorRegistry()
         self.started = time.monotonic()
         self.requests = Counter(
@@ -75,18 +75,25 @@ class Metrics:
             ["kind", "state"],
             registry=self.registry,
         )
-        self.registry.register(_StatusCollector(status))
+        self._status = _StatusCollector()
+        self.registry.register(self._status)
+
+    def render(self, status: dict[str, Any]) -> bytes:
+        """Given the status document of `GET /api/status`, return every metric in Prometheus text format,
+        its gauges taken from that document."""
+        self._status.status = status
+        return generate_latest(self.registry)
 
 
 class _StatusCollector:
-    """Turns the daemon's status counts into gauges at scrape time."""
+    """Turns the status document (counts, queue depth, decisions queued, uptime) into gauges."""
 
-    def __init__(self, status: Callable[[], dict[str, Any]]):
-        self.status = status
+    def __init__(self):
+        self.status: dict[str, Any] = {}
 
     def collect(self):
-        """Yield the gauges of the current status (called by prometheus-client at scrape time)."""
-        status = self.status()
+        """Yield the gauges of the last status given (called by prometheus-client at scrape time)."""
+        status = self.status
         counts = status.get("counts") or {}
         gauge = GaugeMetricFamily(
             "comparimg_index", "index counts (files, groups, matches…)", labels=["what"]

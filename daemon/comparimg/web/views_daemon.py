@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from comparimg import config
 from comparimg.export import build_export
@@ -159,7 +159,8 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 async def metrics(request: web.Request) -> web.Response:
     """GET /metrics → Prometheus text format (token required, as for the API)."""
-    body = await asyncio.to_thread(generate_latest, request.app[METRICS].registry)
+    status = await status_document(request.app)
+    body = await asyncio.to_thread(request.app[METRICS].render, status)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
