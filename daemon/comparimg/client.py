@@ -8,12 +8,13 @@ import argparse
 import json
 import sys
 import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from comparimg.config import load_settings, reachable_base_url
 from comparimg.model import ComparImgError
+
+# The configuration and urllib.request are imported where they are used: every `comparimg` command
+# imports this module to declare its subcommands, and `comparimg scan` needs neither.
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -34,6 +35,8 @@ def endpoint(args: argparse.Namespace) -> tuple[str, str]:
     """Given the common options (--config, --url, --token-file), return (base URL, token).
 
     Raise ConfigError for a bad configuration, OSError for an unreadable token file."""
+    from comparimg.config import load_settings, reachable_base_url
+
     settings = load_settings(args.config)
     base = args.url or reachable_base_url(settings.http.host, settings.http.port)
     token_file = Path(args.token_file) if args.token_file else settings.http.token_file
@@ -42,6 +45,8 @@ def endpoint(args: argparse.Namespace) -> tuple[str, str]:
 
 def call(base: str, token: str, method: str, path: str, body: Any = None) -> Any:
     """Send one API request and return the decoded JSON answer. Raise ApiFailure."""
+    import urllib.request
+
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
         f"{base}{path}",
