@@ -68,7 +68,7 @@ def group_page(
         f"{_SUMMARY} ORDER BY {SORTS[sort]} LIMIT :limit OFFSET :offset",
         {**params, "limit": limit, "offset": offset},
     ).fetchall()
-    return [GroupSummary(r[0], r[1], r[2], r[3], r[7], r[4]) for r in rows], total
+    return [_summary(row) for row in rows], total
 
 
 def group_summary(db: Database, group_id: int) -> GroupSummary | None:
@@ -77,7 +77,13 @@ def group_summary(db: Database, group_id: int) -> GroupSummary | None:
         f"SELECT * FROM ({_SUMMARY}) WHERE id = :id",
         {"kind": None, "state": None, "folder": None, "low": "", "high": "", "id": group_id},
     ).fetchone()
-    return GroupSummary(row[0], row[1], row[2], row[3], row[7], row[4]) if row else None
+    return _summary(row) if row else None
+
+
+def _summary(row: tuple) -> GroupSummary:
+    """Given a row of _SUMMARY, return its GroupSummary."""
+    id_, kind, created, members, freed, _distance, _first_path, decided, _in_folder = row
+    return GroupSummary(id_, kind, created, members, decided, freed)
 
 
 def queued_count(db: Database) -> int:
