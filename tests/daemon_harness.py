@@ -191,28 +191,25 @@ def present(rows: dict[str, tuple[int, str, str | None]]) -> dict[str, str | Non
     return {p: h for p, (_, state, h) in rows.items() if state != "missing"}
 
 
+def scan_into(roots: list[Path], index: Path, timeout: float = 300.0, workers: int | None = 2) -> Path:
+    """Given roots and an index file, run `comparimg scan` into it (with `workers`, or the default when
+    None); return the index. Raise AssertionError if the scan fails."""
+    command = [sys.executable, "-m", "comparimg", "scan", *map(str, roots), "--index", str(index)]
+    if workers is not None:
+        command += ["--workers", str(workers)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env_with_package())
+    assert done.returncode == 0, done.stderr
+    return index
+
+
+def fresh_index(roots: list[Path], workdir: Path, timeout: float = 300.0) -> Path:
+    """Given roots, run `comparimg scan` into a new index in `workdir`; return that index."""
+    return scan_into(roots, workdir / f"fresh-{time.monotonic_ns()}.sqlite3", timeout)
+
+
 def fresh_scan(roots: list[Path], workdir: Path) -> dict[str, str | None]:
     """Given roots, run `comparimg scan` into a new index and return {path: content_hash} it found."""
-    index = workdir / f"fresh-{time.monotonic_ns()}.sqlite3"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "comparimg",
-            "scan",
-            *map(str, roots),
-            "--index",
-            str(index),
-            "--workers",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env_with_package(),
-    )
-    assert done.returncode == 0, done.stderr
-    return present(index_rows(index))
+    return present(index_rows(fresh_index(roots, workdir)))
 
 
 def descendants(pid: int) -> list[int]:

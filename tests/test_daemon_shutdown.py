@@ -8,15 +8,13 @@ start must reach the same groups as a fresh `comparimg scan`, with no file recor
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from daemon_harness import Daemon, env_with_package, index_rows, make_tree, present, wait_for
+from daemon_harness import Daemon, fresh_index, index_rows, make_tree, present, scan_into, wait_for
 
 STOP_SECONDS = 3.5  # the target is ~3 s; systemd's TimeoutStopSec is 30 s
 
@@ -43,16 +41,6 @@ def write_near_duplicates(folder: Path, photos, count: int = 80) -> list[Path]:
         image.save(path, **options)
         paths.append(path)
     return paths
-
-
-def fresh_groups(roots: list[Path], workdir: Path) -> list[frozenset[str]]:
-    """Given roots, run `comparimg scan` into a new index and return its groups as sets of paths."""
-    index = workdir / f"fresh-{time.monotonic_ns()}.sqlite3"
-    command = [sys.executable, "-m", "comparimg", "scan", *map(str, roots), "--index", str(index),
-               "--workers", "2"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env_with_package())
-    assert done.returncode == 0, done.stderr
-    return groups_in(index)
 
 
 def groups_in(index: Path) -> list[frozenset[str]]:
@@ -104,10 +92,13 @@ def test_sigterm_while_verifying_near_duplicates_is_prompt_and_loses_nothing(tmp
     daemon.start()  # waits for the start-up reconcile
     wait_for(lambda: len(present(daemon.rows())) == len(paths), timeout=120)
     daemon.wait_log("event=reconcile_done", count=2, timeout=180)  # links what the stop left unlinked
-    expected = fresh_groups([root], tmp_path)
+    expected = groups_in(fresh_index([root], tmp_path, timeout=600))
     assert len(expected) >= 2
-    wait_for(lambda: groups_in(daemon.index) == expected, timeout=60,
-             message=f"groups differ from a fresh scan: {groups_in(daemon.index)} != {expected}")
+    wait_for(
+        lambda: groups_in(daemon.index) == expected,
+        timeout=60,
+        message=f"groups differ from a fresh scan: {groups_in(daemon.index)} != {expected}",
+    )
     timed_stop(daemon, "when idle")
     assert_index_sound(daemon.index)
 
@@ -116,10 +107,7 @@ def test_sigterm_while_verifying_near_duplicates_is_prompt_and_loses_nothing(tmp
 def test_sigterm_during_a_long_walk_of_unchanged_files_is_prompt(tmp_path, root):
     make_tree(root, 4000, per_dir=250, side=16)
     daemon = Daemon(tmp_path, [root])
-    command = [sys.executable, "-m", "comparimg", "scan", str(root), "--index", str(daemon.index)]
-    # The same index, filled by the command line: every file is known.
-    scanned = subprocess.run(command, capture_output=True, text=True, timeout=280, env=env_with_package())
-    assert scanned.returncode == 0, scanned.stderr
+    scan_into([root], daemon.index, timeout=280, workers=None)  # the same index: every file is known
     rows = index_rows(daemon.index)
     assert len(present(rows)) == 4000
 
