@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from daemon_harness import wait_for
+
 STEPS = ("intent", "linked", "source_removed", "recorded")
 
 
@@ -59,24 +61,23 @@ def client(config: Path, env: dict, *args: str, check: bool = True) -> subproces
     return result
 
 
+def json_answer(config: Path, env: dict, command: str) -> dict | None:
+    """Return the daemon's JSON answer to a client command, or None while it does not answer."""
+    result = client(config, env, command, "--json", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
 def wait_for_group(config: Path, env: dict, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = client(config, env, "groups", "--json", check=False)
-        if result.returncode == 0 and json.loads(result.stdout)["total"]:
-            return json.loads(result.stdout)["groups"][0]
-        time.sleep(0.2)
-    raise AssertionError(f"no group appeared: {result.stdout} {result.stderr}")
+    def first_group() -> dict | None:
+        answer = json_answer(config, env, "groups")
+        return answer["groups"][0] if answer and answer["total"] else None
+
+    return wait_for(first_group, timeout, interval=0.2, message="no group appeared")
 
 
 def wait_for_status(config: Path, env: dict, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = client(config, env, "status", "--json", check=False)
-        if result.returncode == 0:
-            return json.loads(result.stdout)
-        time.sleep(0.2)
-    raise AssertionError(f"the daemon did not answer: {result.stderr}")
+    return wait_for(lambda: json_answer(config, env, "status"), timeout, interval=0.2,
+                    message="the daemon did not answer")
 
 
 def stop(process: subprocess.Popen) -> None:
