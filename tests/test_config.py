@@ -156,3 +156,12 @@ def test_environment_variables_expand(tmp_path, monkeypatch):
 ])
 def test_a_local_client_reaches_a_wildcard_address_through_loopback(host, url):
     assert config.reachable_base_url(host, 8765) == url
+
+
+def test_a_path_belongs_to_its_deepest_root_and_a_sibling_prefix_is_not_inside():
+    roots = ["/photos", "/photos/phone", "/photo"]
+    assert config.deepest_root("/photos/phone/a.jpg", roots) == "/photos/phone"
+    assert config.deepest_root("/photos/b.jpg", roots) == "/photos"
+    assert config.deepest_root("/photos-old/c.jpg", roots) is None
+    assert config.deepest_root("/photos", roots) == "/photos"  # a root holds itself
+    assert config.is_inside("/a/b", "/a/") and not config.is_inside("/ab", "/a")

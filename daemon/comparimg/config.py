@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -108,6 +108,19 @@ class HttpSettings:
     token_file: Path = _setting(lambda: data_dir() / "token", "file (mode 0600) holding the API token")
     max_body_bytes: int = _setting(1_048_576, "largest request body accepted", min=1024, max=1 << 30)
     allowed_scan_roots: tuple[Path, ...] = _setting(tuple, "folders jobs may scan; empty means the roots")
+
+
+def is_inside(path: str, root: str) -> bool:
+    """Given two absolute paths (compared as written, not resolved), return whether `path` is `root` or lies
+    below it."""
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def deepest_root(path: str, roots: Iterable[str | os.PathLike]) -> str | None:
+    """Given an absolute path and roots, return the deepest root holding it (as a string), or None: with
+    nested roots a file belongs to the innermost one."""
+    holding = [str(root) for root in roots if is_inside(path, str(root))]
+    return max(holding, key=len, default=None)
 
 
 def reachable_base_url(host: str, port: int) -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from comparimg import __version__
-from comparimg.config import EXIT_CONFIG, Settings, apply_patch, data_dir, load_settings
+from comparimg.config import EXIT_CONFIG, Settings, apply_patch, data_dir, deepest_root, load_settings
 from comparimg.logs import configure_logging
 from comparimg.model import ComparImgError, ConfigError
 from comparimg.notify import Notifier, watchdog_interval
@@ -454,11 +454,7 @@ class Service:
             await asyncio.wait_for(self._wake_settle.wait(), timeout)
 
     def _root_of(self, path: str) -> str:
-        best = ""
-        for root in self.roots:
-            if path.startswith(root.rstrip("/") + "/") and len(root) > len(best):
-                best = root
-        return best
+        return deepest_root(path, self.roots) or ""
 
     async def _hash_loop(self) -> None:
         while True:

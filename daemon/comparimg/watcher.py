@@ -34,6 +34,8 @@ from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyW
 from watchdog.observers.inotify_c import InotifyFD
 from watchdog.observers.polling import PollingObserver
 
+from comparimg.config import is_inside
+
 log = logging.getLogger(__name__)
 
 # File-system types whose changes inotify may miss (made by another host or a user-space server).
@@ -235,7 +237,7 @@ def hints_for_event(root: str, path_filter: PathFilter, event: FileSystemEvent) 
         return _directory_hints(root, path_filter, event.event_type, src, dest)
     wants_src = bool(src) and path_filter.wants_file(root, src)
     if event.event_type == "moved":
-        wants_dest = bool(dest) and _inside(root, dest) and path_filter.wants_file(root, dest)
+        wants_dest = bool(dest) and is_inside(dest, root) and path_filter.wants_file(root, dest)
         if wants_src and wants_dest:
             return [Hint("moved", root, src, dest)]
         hints = [Hint("deleted", root, src)] if wants_src else []
@@ -250,15 +252,11 @@ def _directory_hints(root: str, path_filter: PathFilter, event_type: str, src: s
     if event_type == "deleted":
         return [Hint("dir_deleted", root, src)]
     if event_type == "moved":
-        moved_away = not dest or not _inside(root, dest) or path_filter.excludes(root, dest)
+        moved_away = not dest or not is_inside(dest, root) or path_filter.excludes(root, dest)
         return [Hint("dir_deleted", root, src)] if moved_away else []
     # The files of a directory moved within the tree arrive as their own move events; of a directory moved
     # in, as created events.
     return []
-
-
-def _inside(root: str, path: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 class Watcher:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from comparimg.config import deepest_root
 from comparimg.model import Conflict, NotFound
 from comparimg.scanner import Scanner
 from comparimg.scanner.walk import FoundFile, walk_images
@@ -149,12 +150,5 @@ class JobRunner:
 
 def root_holding(path: Path, roots: tuple[Path, ...]) -> Path | None:
     """Return the deepest of `roots` that holds `path` (or is it), comparing resolved paths."""
-    real = os.path.realpath(path)
-    best = None
-    for root in roots:
-        base = os.path.realpath(root)
-        if (real == base or real.startswith(base.rstrip("/") + "/")) and (
-            best is None or len(base) > len(best[1])
-        ):
-            best = (root, base)
-    return Path(best[1]) if best else None
+    base = deepest_root(os.path.realpath(path), [os.path.realpath(root) for root in roots])
+    return Path(base) if base else None

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from comparimg.config import Settings
+from comparimg.config import Settings, deepest_root
 from comparimg.model import Conflict
 from comparimg.scanner import Scanner
 
@@ -62,9 +62,9 @@ def _files_moved(scanner: Scanner, moves: list[tuple[int, str | None]], roots: t
             if row is not None and not os.path.lexists(row.path):
                 gone.append(row.path)
             continue
-        root = next((r for r in roots if new_path.startswith(str(r).rstrip("/") + "/")), None)
+        root = deepest_root(new_path, roots)
         if root is not None:
-            back.append((new_path, str(root)))
+            back.append((new_path, root))
     if gone:
         scanner.forget_paths(gone)
     if back:
