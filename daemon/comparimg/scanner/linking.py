@@ -26,9 +26,6 @@ from comparimg.workers import Cancelled, WorkerPool
 log = logging.getLogger(__name__)
 PREVIEW_BYTES = 64 << 20  # previews kept for checks in other workers (~700 at 256 px)
 
-# Turning by an orientation and then by its inverse gives the picture back (model.ORIENTATIONS order).
-INVERSE_ORIENTATION = (0, 3, 2, 1, 4, 5, 6, 7)
-
 
 @dataclass(frozen=True, slots=True)
 class MatchOptions:
@@ -58,7 +55,7 @@ class PairToVerify:
         (query_content, other_content), c = self.contents, self.candidate
         if query_content <= other_content:
             return (query_content, other_content, c.orientation, c.via)
-        return (other_content, query_content, INVERSE_ORIENTATION[c.orientation], c.via)
+        return (other_content, query_content, matching.INVERSE_ORIENTATION[c.orientation], c.via)
 
 
 def query_fingerprint(fingerprint: Fingerprint, options: MatchOptions) -> Fingerprint:
@@ -75,7 +72,7 @@ def edge_for(query_id: int, other_id: int, kind: str, distance: int, orientation
     """
     if query_id < other_id:
         return Match(query_id, other_id, kind, distance, orientation)
-    return Match(other_id, query_id, kind, distance, INVERSE_ORIENTATION[orientation])
+    return Match(other_id, query_id, kind, distance, matching.INVERSE_ORIENTATION[orientation])
 
 
 def hash_entries(batch: HashArrays, crops: bool) -> tuple[np.ndarray, np.ndarray]:
