@@ -21,6 +21,7 @@ from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
     DirMovedEvent,
+    EventsLostEvent,
     FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
@@ -29,12 +30,10 @@ from watchdog.events import (
     FileSystemEvent,
     FileSystemEventHandler,
 )
-from watchdog.observers.api import BaseObserver
-from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
-from watchdog.observers.inotify_c import InotifyFD
+from watchdog.observers.inotify import InotifyObserver
 from watchdog.observers.polling import PollingObserver
 
-from comparimg.config import is_inside
+from comparimg.config import deepest_root, is_inside
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,12 @@ EVENT_FILTER = [
     DirCreatedEvent,
     DirMovedEvent,
     DirDeletedEvent,
+    EventsLostEvent,
 ]
+# watchdog names a directory it could not watch (after the root's own watch succeeded) in a warning of this
+# logger whose arguments are the path and the OSError; the root's own failure is raised by `schedule`.
+WATCHDOG_INOTIFY_LOGGER = "watchdog.observers.inotify"
+WATCH_LIMIT_ERRNOS = frozenset({errno.ENOSPC, errno.EMFILE})
 MOUNTINFO = "/proc/self/mountinfo"
 
 
@@ -160,60 +164,32 @@ def read_mountinfo() -> str | None:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class _Hooks:
-    on_watch_limit: Callable[[str], None]
-    on_overflow: Callable[[], None]
+class _WatchLimitListener(logging.Handler):
+    """Turns watchdog's "Unable to watch PATH: [Errno 28] ..." warnings into calls of `on_watch_limit(path)`.
 
-
-@dataclass
-class _LimitAwareWatchGroup(InotifyWatchGroup):
-    """watchdog's recursive watch group, but telling us when a watch cannot be added or events were lost.
-
-    watchdog silently skips a subdirectory whose watch fails; with ENOSPC that directory would go unseen.
+    watchdog skips a new subdirectory whose watch fails for want of watches and says so only in this log
+    record; without listening, that directory would go unseen.
     """
 
-    hooks: _Hooks | None = None
+    def __init__(self, on_watch_limit: Callable[[str], None]):
+        super().__init__(level=logging.WARNING)
+        self._on_watch_limit = on_watch_limit
 
-    def _add_callback(self, path: bytes) -> None:
-        try:
-            wd = self._inotify_fd.add_callback(path, self.event_mask, self._callback, self._id)
-        except OSError as error:
-            if error.errno == errno.ENOSPC and self.hooks is not None:
-                self.hooks.on_watch_limit(os.fsdecode(path))
-            if path == self.path:
-                raise
-            return
-        self._active_callbacks_by_path[path] = wd
-        self._active_callbacks_by_watch[wd] = path
-
-    def on_queue_overflow(self) -> None:
-        super().on_queue_overflow()
-        if self.hooks is not None:
-            self.hooks.on_overflow()
+    def emit(self, record: logging.LogRecord) -> None:
+        path = watch_limit_path(record)
+        if path is not None:
+            self._on_watch_limit(path)
 
 
-class _LimitAwareEmitter(InotifyEmitter):
-    def __init__(self, *args, hooks_for: Callable[[str], _Hooks], **kwargs):
-        super().__init__(*args, **kwargs)
-        self._hooks = hooks_for(self.watch.path)
-
-    def on_thread_start(self) -> None:
-        self._inotify = _LimitAwareWatchGroup(
-            self._inotify_fd,
-            os.fsencode(self.watch.path),
-            is_recursive=self.watch.is_recursive,
-            event_mask=self.get_event_mask_from_filter(),
-            follow_symlink=self.watch.follow_symlink,
-            hooks=self._hooks,
-        )
-
-
-class _LimitAwareInotifyObserver(InotifyObserver):
-    def __init__(self, hooks_for: Callable[[str], _Hooks]):
-        self._inotify_fd = InotifyFD()
-        self._inotify_fd.start()
-        BaseObserver.__init__(self, _LimitAwareEmitter, inotify_fd=self._inotify_fd, hooks_for=hooks_for)
+def watch_limit_path(record: logging.LogRecord) -> str | None:
+    """Given a log record of watchdog's inotify observer, return the directory it could not watch for want of
+    inotify watches or instances, or None for any other record."""
+    args = record.args if isinstance(record.args, tuple) else ()
+    error = next((arg for arg in args if isinstance(arg, OSError)), None)
+    if error is None or error.errno not in WATCH_LIMIT_ERRNOS or not args:
+        return None
+    path = args[0]
+    return os.fsdecode(path) if isinstance(path, str | bytes) else None
 
 
 class _HintHandler(FileSystemEventHandler):
@@ -224,13 +200,15 @@ class _HintHandler(FileSystemEventHandler):
         self.path_filter = path_filter
         self.sink = sink
 
-    def dispatch(self, event: FileSystemEvent) -> None:
+    def on_any_event(self, event: FileSystemEvent) -> None:
         for hint in hints_for_event(self.root, self.path_filter, event):
             self.sink(hint)
 
 
 def hints_for_event(root: str, path_filter: PathFilter, event: FileSystemEvent) -> list[Hint]:
     """Given a root, the filter and one watchdog event, return the hints it stands for (maybe none)."""
+    if isinstance(event, EventsLostEvent):
+        return [Hint("overflow", root)]
     src = os.fsdecode(event.src_path)
     dest = os.fsdecode(event.dest_path) if event.dest_path else ""
     if event.is_directory:
@@ -279,17 +257,20 @@ class Watcher:
         self._filter = path_filter
         self._setting = observer
         self._mountinfo = mountinfo
-        self._inotify = _LimitAwareInotifyObserver(self._hooks_for)
+        self._inotify = InotifyObserver()
         self._polling = PollingObserver(timeout=polling_interval)
         self._watches: dict[str, tuple[str, object]] = {}
+        self._watch_limit_listener = _WatchLimitListener(self._on_watch_limit)
 
     def start(self) -> None:
         """Start the observer threads."""
+        logging.getLogger(WATCHDOG_INOTIFY_LOGGER).addHandler(self._watch_limit_listener)
         self._inotify.start()
         self._polling.start()
 
     def stop(self) -> None:
         """Stop watching everything and join the observer threads."""
+        logging.getLogger(WATCHDOG_INOTIFY_LOGGER).removeHandler(self._watch_limit_listener)
         for observer in (self._inotify, self._polling):
             observer.stop()
         for observer in (self._inotify, self._polling):
@@ -343,11 +324,12 @@ class Watcher:
         self._watches[root] = (kind, watch)
         return kind
 
-    def _hooks_for(self, root: str) -> _Hooks:
-        return _Hooks(
-            on_watch_limit=lambda path: self._sink(Hint("watch_limit", root, path)),
-            on_overflow=lambda: self._sink(Hint("overflow", root)),
-        )
+    def _on_watch_limit(self, path: str) -> None:
+        # Called on a watchdog thread: read a copy of the watches, which the service's thread may change.
+        inotify_roots = [root for root, (kind, _) in list(self._watches.items()) if kind == "inotify"]
+        root = deepest_root(path, inotify_roots)
+        if root is not None:
+            self._sink(Hint("watch_limit", root, path))
 
 
 def log_watch_limit(path: str) -> None:
