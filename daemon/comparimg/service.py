@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from comparimg import __version__
 from comparimg.config import EXIT_CONFIG, Settings, apply_patch, data_dir, deepest_root, load_settings
+from comparimg.index import IndexDamaged, IndexInUse, IndexLock, backup_index, lock_index, verify_index
 from comparimg.logs import configure_logging
 from comparimg.model import ComparImgError, ConfigError
 from comparimg.notify import Notifier, watchdog_interval
@@ -44,7 +45,10 @@ STATUS_SECONDS = 5.0
 EXPORT_DEBOUNCE_SECONDS = 0.2
 DRAIN_SECONDS = 2.0  # the writer's current job gives up within ~0.1 s of the stop; this bounds the rest
 INGEST_BATCH = 64
+BACKUP_INTERVAL_SECONDS = 86_400.0  # besides the backup at each clean stop
 EXIT_START_FAILED = 1
+EXIT_INDEX_DAMAGED = 65  # EX_DATAERR: the index file is not a sound ComparImg index (docs/recovery.md)
+EXIT_ALREADY_RUNNING = 75  # EX_TEMPFAIL: another daemon holds the index's lock
 
 
 class Pipeline(Protocol):
@@ -202,7 +206,25 @@ class Service:
     # ---- life cycle --------------------------------------------------------------------------------
 
     async def run(self) -> int:
-        """Run until `stop()`; return the exit status (0)."""
+        """Run until `stop()`; return the exit status (0). Raise IndexInUse when another daemon uses the
+        index, IndexDamaged when the index file is not sound (nothing is started on it)."""
+        index_lock = await asyncio.to_thread(self._claim_index)
+        try:
+            return await self._run_claimed()
+        finally:
+            index_lock.release()
+
+    def _claim_index(self) -> IndexLock:
+        """Take the index's single-instance lock, then check the file whole; return the lock."""
+        index_lock = lock_index(Path(self.settings.index_path))
+        try:
+            verify_index(Path(self.settings.index_path))
+        except BaseException:
+            index_lock.release()
+            raise
+        return index_lock
+
+    async def _run_claimed(self) -> int:
         self._loop = asyncio.get_running_loop()
         self._install_signals()
         self.pipeline = await self.write(self._pipeline_factory, self.settings, self._stop_flag)
@@ -239,6 +261,7 @@ class Service:
         self._spawn(self._root_loop())
         self._spawn(self._status_loop())
         self._spawn(self._rescan_loop())
+        self._spawn(self._backup_loop())
         interval = watchdog_interval(os.environ, os.getpid())
         if interval:
             self._spawn(self._watchdog_loop(interval))
@@ -273,6 +296,7 @@ class Service:
         if self.pipeline is not None:
             await self._write_export()
             await self.write(self.pipeline.close)
+            await self._backup_index("clean stop")
         self._writer.shutdown(wait=True)
         self._exporter.shutdown(wait=True)
         log.info("event=stopped hashed=%d", self.stats.hashed)
@@ -519,6 +543,23 @@ class Service:
             await asyncio.sleep(interval)
             await self.reconcile(reason="schedule")
 
+    # ---- backups of the index (decisions and journal) --------------------------------------------
+
+    async def _backup_loop(self) -> None:
+        while True:
+            await asyncio.sleep(BACKUP_INTERVAL_SECONDS)
+            await self._backup_index("daily")
+
+    async def _backup_index(self, reason: str) -> None:
+        # Runs beside the writer (SQLite's online backup reads a snapshot); a failure keeps the older backups.
+        try:
+            target = await asyncio.to_thread(backup_index, Path(self.settings.index_path))
+        except (OSError, ComparImgError) as error:
+            log.error("event=backup_failed reason=%r error=%r", reason, str(error))
+            self.stats.errors.append(f"backup: {error}")
+            return
+        log.info("event=backed_up path=%r reason=%r", str(target), reason)
+
     # ---- export, status, watchdog ------------------------------------------------------------------
 
     async def _export_loop(self) -> None:
@@ -697,6 +738,17 @@ def run_command(
     configure_logging(settings.logging.format, settings.logging.level)
     try:
         return asyncio.run(run_service(settings, load, companion))
+    except IndexInUse as error:
+        return _refuse_start(error, EXIT_ALREADY_RUNNING)
+    except IndexDamaged as error:
+        return _refuse_start(error, EXIT_INDEX_DAMAGED)
     except (OSError, ComparImgError) as error:  # the index, the workers or the socket could not be set up
         log.error("event=start_failed error=%r", str(error))
         return EXIT_START_FAILED
+
+
+def _refuse_start(error: ComparImgError, status: int) -> int:
+    """Given why the daemon may not start on its index, say so on stderr and return the exit status."""
+    log.error("event=start_refused status=%d error=%r", status, str(error))
+    print(f"comparimg: {error}", file=sys.stderr, flush=True)
+    return status
