@@ -626,12 +626,13 @@ class Service:
         except ConfigError as error:
             log.error("event=reload_refused error=%r", str(error))
             self.stats.errors.append(f"reload: {error}")
-            self._notifier.status(self._status_line())
-            self._notifier.send("READY=1")
             return False
-        await self.apply_settings(new)
-        self._notifier.send("READY=1", f"STATUS={self._status_line()}")
-        return True
+        else:
+            await self.apply_settings(new)
+            return True
+        finally:
+            # After RELOADING=1 systemd waits for READY=1 whatever happened; refused, the old settings stay.
+            self._notifier.send("READY=1", f"STATUS={self._status_line()}")
 
     async def apply_settings(self, new: Settings) -> None:
         """Given validated settings, apply them live (SIGHUP, `PATCH /api/config`): watcher, settle time,
