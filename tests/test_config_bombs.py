@@ -56,7 +56,7 @@ def refused_quickly(path: Path) -> tuple[ConfigError, float, int]:
     ("document", "reason"),
     [
         (billion_laughs(), "values once aliases are expanded"),
-        (nested_lists(), "nested deeper than 32 levels"),
+        (nested_lists(), "nest"),  # ours at 32 levels, or libyaml's own limit, met while it looks ahead
         (nested_blocks(), "nested deeper than 32 levels"),
         ("x: &a 1\nroots: [" + ", ".join(["*a"] * 200) + "]\n", "more than 100 aliases"),
         ("roots: &a [x, *a]\n", "an alias inside the node it names"),
@@ -68,6 +68,7 @@ def test_hostile_yaml_is_refused_quickly_in_bounded_memory(tmp_path, document, r
     path.write_text(document)
     error, seconds, peak = refused_quickly(path)
     assert reason in str(error)
+    assert "refused" in str(error) or "maximum nesting depth" in str(error)
     assert str(path) in str(error)
     assert "line " in str(error)
     assert seconds < 2
@@ -107,7 +108,8 @@ def test_check_config_refuses_a_bomb_with_status_78(tmp_path, document):
         preexec_fn=limit_memory,  # a bomb that were built would fail here, not fill the machine
     )
     assert done.returncode == 78, done.stderr[-2000:]
-    assert f"comparimg: {path}: at '<top>': refused" in done.stderr
+    assert f"comparimg: {path}: at '<top>': " in done.stderr
+    assert "refused" in done.stderr or "maximum nesting depth" in done.stderr
     assert time.monotonic() - started < 10  # the interpreter's start-up included
 
 
