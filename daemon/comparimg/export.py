@@ -17,14 +17,14 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from comparimg.atomic_files import write_text_atomically
+from comparimg.atomic_files import create_private_folder, write_text_atomically
 from comparimg.index import FileRow, Index, StoredGroup
 from comparimg.index.files import prefix_range
 from comparimg.model import ORIENTATIONS
 
 EXPORT_VERSION = 1
 ALL_PATHS = ("/",)
-EXPORT_MODE = 0o644
+EXPORT_MODE = 0o600  # private, as the index: it lists every photo path
 
 
 def build_export(
@@ -81,5 +81,7 @@ def _member(row: FileRow, member) -> dict:
 
 
 def write_export(document: dict, path: str | os.PathLike) -> None:
-    """Given the duplicates document and a path, write it atomically (temp file, fsync, rename)."""
+    """Given the duplicates document and a path, write it atomically (temp file, fsync, rename), mode 0600
+    in a folder created private when missing."""
+    create_private_folder(os.path.dirname(os.path.abspath(path)))
     write_text_atomically(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n", EXPORT_MODE)
