@@ -23,6 +23,8 @@ async def json_object(request: web.Request, allow_empty: bool = False) -> dict[s
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
         raise BadInput(f"the body is not valid JSON: {error}") from error
+    except RecursionError:  # arrays or objects nested deeper than the interpreter's recursion limit
+        raise BadInput("the body is nested too deeply") from None
     if not isinstance(value, dict):
         raise BadInput("the body must be a JSON object")
     return value
