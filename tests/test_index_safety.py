@@ -69,7 +69,7 @@ def start_refused(daemon: Daemon, timeout: float = 60) -> int:
 def test_a_zero_length_index_is_refused_not_opened_as_empty(tmp_path):
     path = tmp_path / "index.sqlite3"
     path.touch()
-    with pytest.raises(IndexDamaged, match=r"index\.sqlite3 is empty \(0 bytes\)"):
+    with pytest.raises(IndexDamaged, match=r"index\.sqlite3: it is empty \(0 bytes\)"):
         open_index(path)
     with pytest.raises(IndexDamaged, match="empty"):
         verify_index(path)
@@ -104,7 +104,7 @@ def test_damaged_pages_of_a_copy_are_found_by_the_start_check(tmp_path, scanned)
     copy = tmp_path / "copy.sqlite3"
     shutil.copyfile(scanned, copy)
     damage_pages(copy, 3, pages - 3)  # the header page is left whole: only a full check sees this
-    with pytest.raises(IndexDamaged, match=r"copy\.sqlite3 is damaged"):
+    with pytest.raises(IndexDamaged, match=r"copy\.sqlite3: it is damaged"):
         verify_index(copy)
     header = tmp_path / "header.sqlite3"
     shutil.copyfile(scanned, header)
@@ -117,7 +117,7 @@ def test_the_daemon_refuses_a_zero_length_index_and_exits_65(tmp_path, root, sca
     daemon = Daemon(tmp_path, [root])
     daemon.index.touch()
     assert start_refused(daemon) == EXIT_INDEX_DAMAGED == 65
-    assert f"the index {daemon.index} is empty (0 bytes)" in daemon.log()
+    assert f"comparimg: cannot use the index {daemon.index}: it is empty (0 bytes)" in daemon.log()
     assert daemon.index.stat().st_size == 0
 
 
@@ -126,7 +126,7 @@ def test_the_daemon_refuses_an_index_with_damaged_pages(tmp_path, root, scanned)
     shutil.copyfile(scanned, daemon.index)
     damage_pages(daemon.index, 3, daemon.index.stat().st_size // PAGE - 3)
     assert start_refused(daemon) == EXIT_INDEX_DAMAGED
-    assert f"the index {daemon.index} is damaged" in daemon.log()
+    assert f"comparimg: cannot use the index {daemon.index}: it is damaged" in daemon.log()
     assert "docs/recovery.md" in daemon.log()
 
 

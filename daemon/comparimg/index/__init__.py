@@ -143,14 +143,13 @@ def open_index(path: Path | str, migrations: tuple[Migration, ...] = MIGRATIONS)
     try:
         if schema_version(db) == 0:
             raise IndexDamaged(
-                f"the file {path} is an SQLite database without a ComparImg schema version, "
-                "not a ComparImg index"
+                f"cannot use the index {path}: it is an SQLite database without a ComparImg schema version"
             )
         migrate(db, migrations)
     except sqlite3.DatabaseError as error:
         db.close()
         if is_damage(error):
-            raise IndexDamaged(f"the index {path} is damaged ({error})") from error
+            raise IndexDamaged(f"cannot use the index {path}: it is damaged ({error})") from error
         raise IndexUnavailable(f"cannot use the index {path}: {error}") from error
     except BaseException:
         db.close()

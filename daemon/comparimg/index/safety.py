@@ -31,7 +31,7 @@ SQLITE_HEADER_BYTES = 100
 DAMAGE_CODES = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
 PROBLEMS_SHOWN = 3
 BACKUPS_KEPT = 3
-RECOVERY_HINT = "see docs/recovery.md to restore it from its backup"
+RECOVERY_HINT = "docs/recovery.md says how to restore it from its backup"
 
 
 def check_index_header(path: Path) -> None:
@@ -45,9 +45,9 @@ def check_index_header(path: Path) -> None:
     except OSError as error:
         raise IndexUnavailable(f"cannot read the index {path}: {error}") from error
     if not header:
-        raise IndexDamaged(f"the index {path} is empty (0 bytes), not a ComparImg index; {RECOVERY_HINT}")
+        raise IndexDamaged(f"cannot use the index {path}: it is empty (0 bytes); {RECOVERY_HINT}")
     if len(header) < SQLITE_HEADER_BYTES or not header.startswith(SQLITE_MAGIC):
-        raise IndexDamaged(f"the index {path} is not an SQLite database; {RECOVERY_HINT}")
+        raise IndexDamaged(f"cannot use the index {path}: it is not an SQLite database")
 
 
 def is_damage(error: sqlite3.Error) -> bool:
@@ -74,16 +74,20 @@ def verify_index(path: Path) -> None:
         )
     except sqlite3.DatabaseError as error:
         if is_damage(error):
-            raise IndexDamaged(f"the index {path} is damaged ({error}); {RECOVERY_HINT}") from error
+            raise IndexDamaged(_damaged(path, str(error))) from error
         raise IndexUnavailable(f"cannot read the index {path}: {error}") from error
     finally:
         conn.close()
     if problems:
-        raise IndexDamaged(f"the index {path} is damaged ({'; '.join(problems)}); {RECOVERY_HINT}")
+        raise IndexDamaged(_damaged(path, "; ".join(problems)))
     if not has_version:
         raise IndexDamaged(
-            f"the file {path} is an SQLite database without a ComparImg schema version, not a ComparImg index"
+            f"cannot use the index {path}: it is an SQLite database without a ComparImg schema version"
         )
+
+
+def _damaged(path: Path, problems: str) -> str:
+    return f"cannot use the index {path}: it is damaged ({problems}); {RECOVERY_HINT}"
 
 
 def quick_check(conn: sqlite3.Connection) -> list[str]:
