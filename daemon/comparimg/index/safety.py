@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import sqlite3
@@ -112,13 +113,26 @@ def create_index_file(path: Path, migrations: tuple[Migration, ...]) -> None:
         finally:
             db.close()  # the last connection checkpoints the WAL into the file and removes it
         _fsync_file(temporary)
-        with contextlib.suppress(FileExistsError):
-            os.link(temporary, path)  # never replaces: an index someone else just made wins
+        _place_without_replacing(temporary, path)
         _fsync_folder(path.parent)
     finally:
         for leftover in (temporary, f"{temporary}-wal", f"{temporary}-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(leftover)
+
+
+def _place_without_replacing(temporary: str, path: Path) -> None:
+    """Give the finished file its name unless that name exists by now (someone else's index wins)."""
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        return
+    except OSError as error:
+        # File systems without hard links (FAT, some FUSE and SMB mounts): a rename, checked first.
+        if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK):
+            raise
+        if not os.path.lexists(path):
+            os.rename(temporary, path)
 
 
 class IndexLock:
