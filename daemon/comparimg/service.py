@@ -35,6 +35,7 @@ from comparimg.notify import Notifier, watchdog_interval
 from comparimg.pipeline import ScannerPipeline, pipeline_changes
 from comparimg.scanner import Cancelled
 from comparimg.stability import StabilityTracker
+from comparimg.supervision import Supervisor
 from comparimg.watcher import Hint, PathFilter, Watcher, log_watch_limit
 
 log = logging.getLogger("comparimg.service")
@@ -141,7 +142,7 @@ class Service:
         self.tracker = StabilityTracker(settings.watch.settle_seconds, clock)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="comparimg-writer")
         self._exporter = ThreadPoolExecutor(1, thread_name_prefix="comparimg-export")
-        self._tasks: list[asyncio.Task] = []
+        self.supervisor = Supervisor(self._set_state)
         self._stopping = asyncio.Event()
         self._stop_flag = threading.Event()  # the same, readable from the writer thread
         self._wake_settle = asyncio.Event()
@@ -172,6 +173,7 @@ class Service:
             "deleted": self.stats.deleted,
             "reconciles": self.stats.reconciles,
             "overflows": self.stats.overflows,
+            "problems": self.supervisor.problems(),
             "last_errors": list(self.stats.errors),
         }
 
@@ -198,6 +200,11 @@ class Service:
                 await self._reconcile_root(root, reason)
             finally:
                 self._reconciling.discard(root)
+                self._set_state()
+
+    def _reconcile_in_background(self, roots: list[str] | None, reason: str) -> None:
+        """Given roots (None: all) and why, reconcile them under supervision, retried until it succeeds."""
+        self.supervisor.start(f"reconcile ({reason})", lambda: self.reconcile(roots, reason))
 
     # ---- life cycle --------------------------------------------------------------------------------
 
@@ -216,46 +223,38 @@ class Service:
             self.state = "scanning"
             self._notifier.ready(self._status_line())
             log.info("event=ready roots=%d version=%s", len(self.roots), __version__)
-            self._spawn(self._start_up_reconcile())
+            self._reconcile_in_background(None, "start-up")
             await self._stopping.wait()
         finally:
             await self._shutdown(stop_companion)
         return 0
 
-    async def _start_up_reconcile(self) -> None:
-        await self.reconcile(reason="start-up")
-        self._set_state()
-
     def _install_signals(self) -> None:
         assert self._loop is not None
         self._loop.add_signal_handler(signal.SIGTERM, self.stop)
         self._loop.add_signal_handler(signal.SIGINT, self.stop)
-        self._loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
+        self._loop.add_signal_handler(signal.SIGHUP, self._reload_in_background)
+
+    def _reload_in_background(self) -> None:
+        self.supervisor.start("reload", self.reload, retry=False)
 
     def _start_tasks(self) -> None:
-        self._spawn(self._settle_loop())
-        self._spawn(self._hash_loop())
-        self._spawn(self._export_loop())
-        self._spawn(self._root_loop())
-        self._spawn(self._status_loop())
-        self._spawn(self._rescan_loop())
+        for name, loop in (
+            ("settle", self._settle_loop),
+            ("ingest", self._hash_loop),
+            ("export", self._export_loop),
+            ("roots", self._root_loop),
+            ("status", self._status_loop),
+            ("rescan", self._rescan_loop),
+        ):
+            self.supervisor.start(name, loop)
         interval = watchdog_interval(os.environ, os.getpid())
         if interval:
-            self._spawn(self._watchdog_loop(interval))
+            self.supervisor.start("watchdog", lambda: self._watchdog_loop(interval))
 
-    def _spawn(self, coroutine: Awaitable[Any]) -> asyncio.Task:
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.append(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        with contextlib.suppress(ValueError):
-            self._tasks.remove(task)
-        if not task.cancelled() and task.exception() is not None:
-            error = task.exception()
-            log.error("event=task_failed error=%r", repr(error), exc_info=error)
-            self.stats.errors.append(repr(error))
+    def _spawn(self, name: str, coroutine: Awaitable[Any]) -> None:
+        """Given a name and a one-shot coroutine (a watcher hint's work), run it; a failure is reported."""
+        self.supervisor.start(name, lambda: coroutine, retry=False)
 
     async def _shutdown(self, stop_companion: Callable[[], Awaitable[None]] | None) -> None:
         self.state = "stopping"
@@ -265,9 +264,7 @@ class Service:
         if self.watcher is not None:
             await asyncio.to_thread(self.watcher.stop)
         await self._drain()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.supervisor.cancel_all()
         if stop_companion is not None:
             await stop_companion()
         if self.pipeline is not None:
@@ -349,7 +346,8 @@ class Service:
             await asyncio.sleep(ROOT_CHECK_SECONDS)
             back = self._check_roots()
             if back:
-                self._spawn(self.reconcile(back, reason="root back"))
+                self._reconcile_in_background(back, "root back")
+            self.supervisor.healthy("roots")
 
     # ---- hints from the watcher --------------------------------------------------------------------
 
@@ -375,27 +373,27 @@ class Service:
             return
         self.tracker.touch(hint.path)  # no-op unless already pending
         if self.tracker.observe(hint.path, snapshot):  # only with settle_seconds = 0
-            self._spawn(self._ready.put((hint.path, hint.root)))
+            self._spawn("watch events", self._ready.put((hint.path, hint.root)))
         self._wake_settle.set()
 
     def _hint_moved(self, hint: Hint) -> None:
         if hint.path in self.tracker:
             self.tracker.rename(hint.path, hint.destination)
             return
-        self._spawn(self._apply_move(hint))
+        self._spawn("watch events", self._apply_move(hint))
 
     def _hint_deleted(self, hint: Hint) -> None:
         self.tracker.forget(hint.path)
-        self._spawn(self._apply_delete(hint.root, hint.path, directory=False))
+        self._spawn("watch events", self._apply_delete(hint.root, hint.path, directory=False))
 
     def _hint_dir_deleted(self, hint: Hint) -> None:
         self.tracker.forget_under(hint.path)
-        self._spawn(self._apply_delete(hint.root, hint.path, directory=True))
+        self._spawn("watch events", self._apply_delete(hint.root, hint.path, directory=True))
 
     def _hint_overflow(self, hint: Hint) -> None:
         self.stats.overflows += 1
         log.warning("event=overflow root=%r action=reconcile", hint.root)
-        self._spawn(self.reconcile([hint.root], reason="inotify overflow"))
+        self._reconcile_in_background([hint.root], "inotify overflow")
 
     def _hint_watch_limit(self, hint: Hint) -> None:
         assert self.watcher is not None
@@ -404,7 +402,7 @@ class Service:
             return
         self.watcher.use_polling(hint.root)
         self.roots[hint.root].observer = "polling"
-        self._spawn(self.reconcile([hint.root], reason="watch limit"))
+        self._reconcile_in_background([hint.root], "watch limit")
 
     async def _apply_move(self, hint: Hint) -> None:
         assert self.pipeline is not None
@@ -468,6 +466,7 @@ class Service:
                 self._in_flight -= len(batch)
             if report is None:  # stopped before or while it ran
                 continue
+            self.supervisor.healthy("ingest")
             self.stats.hashed += report.get("hashed", 0)
             self.stats.moved += report.get("moved", 0)
             for path, _ in batch:
@@ -518,6 +517,7 @@ class Service:
         while True:
             await asyncio.sleep(interval)
             await self.reconcile(reason="schedule")
+            self.supervisor.healthy("rescan")
 
     # ---- export, status, watchdog ------------------------------------------------------------------
 
@@ -545,7 +545,9 @@ class Service:
     def _set_state(self) -> None:
         if self.state == "stopping":
             return
-        if self._reconciling:
+        if self.supervisor.failures:
+            self.state = "degraded"
+        elif self._reconciling:
             self.state = "scanning"
         elif not any(r.present for r in self.roots.values()):
             self.state = "paused"
@@ -567,9 +569,14 @@ class Service:
             self._notifier.status(self._status_line())
 
     async def _watchdog_loop(self, interval: float) -> None:
-        # Runs on the loop itself: a stalled loop stops the pings and systemd restarts the service.
+        # Runs on the loop itself: a stalled loop stops the pings and systemd restarts the service; so does
+        # a task that keeps failing (the core is stuck though the loop turns).
         while True:
-            self._notifier.watchdog()
+            stuck = self.supervisor.stuck()
+            if stuck is None:
+                self._notifier.watchdog()
+            else:
+                log.error("event=watchdog_withheld task=%s reason=%r", stuck.task, stuck.reason)
             await asyncio.sleep(interval)
 
     # ---- SIGHUP ------------------------------------------------------------------------------------
@@ -608,7 +615,7 @@ class Service:
         if new.watch != old.watch or self._root_paths(new) != self._root_paths(old):
             await self._restart_watcher()
         elif restart_pipeline:
-            self._spawn(self.reconcile(reason="reload"))
+            self._reconcile_in_background(None, "reload")
         self._export_dirty.set()
         log.info("event=reloaded source=%r", new.source)
 
@@ -625,7 +632,7 @@ class Service:
             await asyncio.to_thread(self.watcher.stop)
         self._start_watcher()
         self._check_roots(initial=True)
-        self._spawn(self.reconcile(reason="reload"))
+        self._reconcile_in_background(None, "reload")
 
 
 def default_config_file() -> Path:
