@@ -126,9 +126,13 @@ async def test_a_failing_ingest_makes_the_daemon_degraded_then_it_recovers(tmp_p
         await wait_until(lambda: states.append(service.status()) or service.state == "degraded")
         problem = service.status()["problems"][0]
         assert problem["task"] == "ingest" and "injected failure in ingest" in problem["reason"]
-        write_photo(root / "b.jpg", "astronaut")  # the next batch goes through: healthy again
+        # The failed batch is reconciled (a.jpg indexed after all); the next batch goes through: healthy.
+        await wait_until(lambda: service.stats.reconciles >= 2)
+        write_photo(root / "b.jpg", "astronaut")
         await wait_until(lambda: service.state == "watching" and service.stats.hashed >= 1)
         assert service.status()["problems"] == []
+        export = tmp_path / "d.json"
+        await wait_until(lambda: export.exists() and len(json.loads(export.read_text())["groups"]) == 1)
     finally:
         service.stop()
         assert await asyncio.wait_for(running, 15) == 0

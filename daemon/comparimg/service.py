@@ -462,6 +462,11 @@ class Service:
             self._in_flight += len(batch)
             try:
                 report = await self.write(self._ingest_if_present, batch)
+            except Exception:
+                # The batch is not lost: a reconcile of its roots (retried until it succeeds, e.g. once the
+                # index's disk has room again) finds its files; the failure itself goes to the supervisor.
+                self._reconcile_in_background(sorted({root for _, root in batch}), "ingest failed")
+                raise
             finally:
                 self._in_flight -= len(batch)
             if report is None:  # stopped before or while it ran
