@@ -37,10 +37,20 @@ def endpoint(args: argparse.Namespace) -> tuple[str, str]:
     Raise ConfigError for a bad configuration, OSError for an unreadable token file."""
     from comparimg.config import load_settings, reachable_base_url
 
-    settings = load_settings(args.config)
+    settings = load_settings(args.config or daemon_config_file())
     base = args.url or reachable_base_url(settings.http.host, settings.http.port)
     token_file = Path(args.token_file) if args.token_file else settings.http.token_file
     return base.rstrip("/"), token_file.read_text(encoding="ascii").strip()
+
+
+def daemon_config_file() -> Path | None:
+    """Return the configuration file of the daemon a client without --config talks to: the user service's
+    (what `install-service --user` writes and its unit runs with), else the one a plain `comparimg run`
+    keeps in the state folder, else None (the built-in defaults, as the daemon then uses)."""
+    from comparimg.config import user_config_file
+    from comparimg.service import default_config_file
+
+    return next((path for path in (user_config_file(), default_config_file()) if path.is_file()), None)
 
 
 def call(base: str, token: str, method: str, path: str, body: Any = None) -> Any:

@@ -95,7 +95,8 @@ USER_UNIT = """\
 # ComparImg daemon for one person's session (`systemctl --user`). Install with
 # `comparimg install-service --user` (or copy to ~/.config/systemd/user/), then:
 #   systemctl --user daemon-reload && systemctl --user enable --now comparimg.service
-# The index lives in ~/.local/state/comparimg ($STATE_DIRECTORY).
+# Index, token and trash go to ~/.local/state/comparimg ($XDG_STATE_HOME/comparimg), where the daemon and
+# every `comparimg` client look by the same rule; so no StateDirectory= here.
 [Unit]
 Description=ComparImg duplicate-image finder (user session)
 
@@ -110,7 +111,6 @@ RestartPreventExitStatus=78
 TimeoutStartSec=300
 TimeoutStopSec=30
 WatchdogSec=60
-StateDirectory=comparimg
 Environment=PYTHONUNBUFFERED=1
 UMask=0077
 NoNewPrivileges=yes
@@ -132,7 +132,8 @@ STARTER_CONFIG = """\
 roots:
 @ROOTS@
 
-# The index and the duplicates JSON default to the service's state directory ($STATE_DIRECTORY).
+# The index, the token and the duplicates JSON default to the state folder: /var/lib/comparimg for the
+# system service, ~/.local/state/comparimg otherwise (where `comparimg status` looks for the token).
 
 watch:
   settle_seconds: 2.0   # a file is hashed once unchanged for this long
