@@ -17,8 +17,14 @@ MEMBER_KEYS = {"path", "size", "width", "height", "format", "distance", "orienta
 
 
 def comparimg(env, *args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "comparimg", *map(str, args)], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "comparimg", *map(str, args)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture
@@ -43,7 +49,9 @@ def test_scan_writes_the_duplicates_json_of_the_contract(cli_env, photos_dir, tm
     assert set(group) == {"id", "kind", "members"} and group["kind"] == "near"
     assert all(set(m) == MEMBER_KEYS for m in group["members"])
     assert [m["path"] for m in group["members"]] == [
-        str(photos_dir / "a.jpg"), str(photos_dir / "deep" / "er" / "a-small.png")]
+        str(photos_dir / "a.jpg"),
+        str(photos_dir / "deep" / "er" / "a-small.png"),
+    ]
     assert [m["suggested"] for m in group["members"]] == ["keep", "trash"]
     assert {m["orientation"] for m in group["members"]} <= set(ORIENTATIONS)
     assert group["members"][1]["width"] == 128 and group["members"][1]["format"] == "PNG"
@@ -129,8 +137,12 @@ def test_a_terminal_gets_a_progress_line_on_stderr(cli_env, photos_dir, tmp_path
     leader, follower = pty.openpty()
     shown = b""
     try:
-        process = subprocess.Popen([sys.executable, "-m", "comparimg", "scan", str(photos_dir)], env=cli_env,
-                                   stdout=subprocess.PIPE, stderr=follower)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "comparimg", "scan", str(photos_dir)],
+            env=cli_env,
+            stdout=subprocess.PIPE,
+            stderr=follower,
+        )
         os.close(follower)
         follower = -1
         while True:  # read while it runs: Linux may drop what is left in a pty once its last user exits
@@ -173,9 +185,12 @@ def test_a_scan_killed_midway_resumes_from_a_sound_index(cli_env, tmp_path):
     for i in range(300):
         Image.fromarray((rng.random((24, 32)) * 255).astype("uint8")).save(root / f"{i:03d}.png")
     db = tmp_path / "index.sqlite3"
-    process = subprocess.Popen([sys.executable, "-m", "comparimg", "scan", str(root), "--index", str(db),
-                                "--workers", "1"], env=cli_env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "comparimg", "scan", str(root), "--index", str(db), "--workers", "1"],
+        env=cli_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while _indexed_files(db) < 20:  # wait for a condition (rows committed), not for a duration

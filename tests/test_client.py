@@ -33,13 +33,22 @@ def setup(tmp_path, write_photo, cli_env):
     (photos / "sub").mkdir()
     (photos / "sub" / "b.jpg").write_bytes(first.read_bytes())
     config = tmp_path / "comparimg.yaml"
-    config.write_text(yaml.safe_dump({
-        "roots": [str(photos)], "index": str(tmp_path / "state" / "index.sqlite3"),
-        "export": str(tmp_path / "state" / "duplicates.json"),
-        "hashing": {"workers": 1}, "watch": {"settle_seconds": 0.2},
-        "http": {"listen": f"127.0.0.1:{free_port()}", "token_file": str(tmp_path / "state" / "token")},
-        "sorter": {"trash": str(tmp_path / "trash")},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "roots": [str(photos)],
+                "index": str(tmp_path / "state" / "index.sqlite3"),
+                "export": str(tmp_path / "state" / "duplicates.json"),
+                "hashing": {"workers": 1},
+                "watch": {"settle_seconds": 0.2},
+                "http": {
+                    "listen": f"127.0.0.1:{free_port()}",
+                    "token_file": str(tmp_path / "state" / "token"),
+                },
+                "sorter": {"trash": str(tmp_path / "trash")},
+            }
+        )
+    )
     return tmp_path, config, cli_env
 
 
@@ -48,14 +57,23 @@ def start_daemon(config: Path, env: dict, crash_at: str | None = None) -> subpro
     if crash_at:
         env["COMPARIMG_CRASH_AT"] = crash_at
     with open(config.parent / "daemon.log", "a") as log:  # a file, not a pipe nobody reads (it fills up)
-        return subprocess.Popen([sys.executable, "-m", "comparimg", "run", "--config", str(config)], env=env,
-                                stderr=log, text=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "comparimg", "run", "--config", str(config)],
+            env=env,
+            stderr=log,
+            text=True,
+        )
 
 
 def client(config: Path, env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in env.items() if k != "COMPARIMG_CRASH_AT"}
-    result = subprocess.run([sys.executable, "-m", "comparimg", *args, "--config", str(config)], env=clean,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "comparimg", *args, "--config", str(config)],
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if check:
         assert result.returncode == 0, (args, result.stdout, result.stderr)
     return result
@@ -76,8 +94,9 @@ def wait_for_group(config: Path, env: dict, timeout: float = 60) -> dict:
 
 
 def wait_for_status(config: Path, env: dict, timeout: float = 60) -> dict:
-    return wait_for(lambda: json_answer(config, env, "status"), timeout, interval=0.2,
-                    message="the daemon did not answer")
+    return wait_for(
+        lambda: json_answer(config, env, "status"), timeout, interval=0.2, message="the daemon did not answer"
+    )
 
 
 def stop(process: subprocess.Popen) -> None:

@@ -180,14 +180,17 @@ def test_environment_variables_expand(tmp_path, monkeypatch):
     assert os.path.isabs(settings.index_path)
 
 
-@pytest.mark.parametrize(("host", "url"), [
-    ("0.0.0.0", "http://127.0.0.1:8765"),
-    ("", "http://127.0.0.1:8765"),
-    ("::", "http://[::1]:8765"),
-    ("::1", "http://[::1]:8765"),
-    ("192.168.1.20", "http://192.168.1.20:8765"),
-    ("photos.local", "http://photos.local:8765"),
-])
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("0.0.0.0", "http://127.0.0.1:8765"),
+        ("", "http://127.0.0.1:8765"),
+        ("::", "http://[::1]:8765"),
+        ("::1", "http://[::1]:8765"),
+        ("192.168.1.20", "http://192.168.1.20:8765"),
+        ("photos.local", "http://photos.local:8765"),
+    ],
+)
 def test_a_local_client_reaches_a_wildcard_address_through_loopback(host, url):
     assert config.reachable_base_url(host, 8765) == url
 

@@ -53,24 +53,43 @@ def worker_count(text: str) -> int:
 def add_scan_command(subcommands: argparse._SubParsersAction) -> None:
     """Declare `comparimg scan PATH... --json OUT [--index DB] [--threshold N] [--workers N] ...`."""
     parser = subcommands.add_parser(
-        "scan", help="scan folders once and write the duplicates JSON",
+        "scan",
+        help="scan folders once and write the duplicates JSON",
         description="Scan folders (recursively) for exact and near-duplicate images and write the "
-                    "duplicates JSON. Exits 0 whether or not duplicates were found.",
+        "duplicates JSON. Exits 0 whether or not duplicates were found.",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="folders (or files) to scan")
     parser.add_argument("--json", metavar="OUT", help="write the duplicates JSON here ('-' for stdout)")
-    parser.add_argument("--index", metavar="DB",
-                        help="SQLite index to keep between scans (default: a throwaway one)")
-    parser.add_argument("--threshold", type=threshold_bits, default=10, metavar="N",
-                        help="largest Hamming distance of near duplicates, 0..32 (default 10)")
-    parser.add_argument("--workers", type=worker_count, default=0, metavar="N",
-                        help="hashing worker processes (default 0: one per CPU)")
-    parser.add_argument("--no-orientations", action="store_true",
-                        help="do not match flipped or rotated copies")
-    parser.add_argument("--no-crops", action="store_true",
-                        help="do not match crops, borders, captions and watermarks")
-    parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
-                        help="time limit for decoding one image (default 30)")
+    parser.add_argument(
+        "--index", metavar="DB", help="SQLite index to keep between scans (default: a throwaway one)"
+    )
+    parser.add_argument(
+        "--threshold",
+        type=threshold_bits,
+        default=10,
+        metavar="N",
+        help="largest Hamming distance of near duplicates, 0..32 (default 10)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=worker_count,
+        default=0,
+        metavar="N",
+        help="hashing worker processes (default 0: one per CPU)",
+    )
+    parser.add_argument(
+        "--no-orientations", action="store_true", help="do not match flipped or rotated copies"
+    )
+    parser.add_argument(
+        "--no-crops", action="store_true", help="do not match crops, borders, captions and watermarks"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="time limit for decoding one image (default 30)",
+    )
     parser.set_defaults(handler=run_scan)
 
 
@@ -160,8 +179,9 @@ def _scan_and_export(args: argparse.Namespace, index_path: Path, stack: contextl
     from comparimg.scanner import MatchOptions, Scanner, ScanOptions
 
     index = stack.enter_context(open_index(index_path))
-    match = MatchOptions(threshold=args.threshold, orientations=not args.no_orientations,
-                         crops=not args.no_crops)
+    match = MatchOptions(
+        threshold=args.threshold, orientations=not args.no_orientations, crops=not args.no_crops
+    )
     scanner = Scanner(index, pool, ScanOptions(match=match))
     progress = ProgressLine(sys.stderr) if sys.stderr.isatty() else None
     report = scanner.scan(args.paths, progress)
@@ -201,8 +221,10 @@ class ProgressLine:
         if now - self.last < PROGRESS_INTERVAL and progress.phase == "walking":
             return
         self.last = now
-        self.stream.write(f"\r{progress.phase}: {progress.files} files, {progress.hashed} hashed, "
-                          f"{progress.errors} errors\x1b[K")
+        self.stream.write(
+            f"\r{progress.phase}: {progress.files} files, {progress.hashed} hashed, "
+            f"{progress.errors} errors\x1b[K"
+        )
         self.stream.flush()
 
     def finish(self) -> None:
@@ -216,14 +238,19 @@ class ProgressLine:
 def add_run_command(subcommands: argparse._SubParsersAction) -> None:
     """Declare `comparimg run [--config FILE] [--watch DIR]... [--index DB] [--export F] [--listen H:P]`."""
     parser = subcommands.add_parser(
-        "run", help="run the daemon: watch folders, keep the index and the duplicates JSON current",
+        "run",
+        help="run the daemon: watch folders, keep the index and the duplicates JSON current",
         description="Run the daemon in the foreground (systemd Type=notify). Without --config it runs on "
-                    "the built-in defaults; the options below override the file. SIGHUP reloads the "
-                    "configuration, SIGTERM stops.",
+        "the built-in defaults; the options below override the file. SIGHUP reloads the "
+        "configuration, SIGTERM stops.",
     )
     parser.add_argument("--config", metavar="FILE", help="YAML configuration (default: built-in defaults)")
-    parser.add_argument("--watch", action="append", metavar="DIR", help="folder to watch (repeatable; "
-                        "replaces the configured roots)")
+    parser.add_argument(
+        "--watch",
+        action="append",
+        metavar="DIR",
+        help="folder to watch (repeatable; replaces the configured roots)",
+    )
     parser.add_argument("--index", metavar="DB", help="SQLite index file")
     parser.add_argument("--export", metavar="FILE", help="duplicates JSON kept current")
     parser.add_argument("--listen", metavar="HOST:PORT", help="address of the API and review page")
@@ -238,8 +265,15 @@ def run_daemon(args: argparse.Namespace) -> int:
     # Without --config: the built-in defaults, or the file PATCH /api/config saved on an earlier run.
     config_file = Path(args.config).absolute() if args.config else default_config_file()
     config = str(config_file) if args.config or config_file.exists() else None
-    return run_command(config, args.watch, args.index, args.export, args.listen,
-                       companion=web_companion(str(config_file)), token_file=args.token_file)
+    return run_command(
+        config,
+        args.watch,
+        args.index,
+        args.export,
+        args.listen,
+        companion=web_companion(str(config_file)),
+        token_file=args.token_file,
+    )
 
 
 def web_companion(config_path: str | None):
@@ -261,16 +295,20 @@ def web_companion(config_path: str | None):
 def add_install_service_command(subcommands: argparse._SubParsersAction) -> None:
     """Declare `comparimg install-service [--user] [--config FILE] [--root DIR] [--enable] [--run-as U]`."""
     parser = subcommands.add_parser(
-        "install-service", help="write the systemd unit and a starter configuration",
+        "install-service",
+        help="write the systemd unit and a starter configuration",
         description="Write comparimg.service (system, or with --user for systemctl --user) and, if absent, "
-                    "a starter configuration; then print the systemctl commands, or run them with --enable.",
+        "a starter configuration; then print the systemctl commands, or run them with --enable.",
     )
     parser.add_argument("--user", action="store_true", help="install for `systemctl --user`")
     parser.add_argument("--config", metavar="FILE", help="configuration file the unit uses")
     parser.add_argument("--root", metavar="DIR", help="write under this folder instead of / (for packaging)")
     parser.add_argument("--enable", action="store_true", help="run systemctl daemon-reload and enable --now")
-    parser.add_argument("--run-as", metavar="USER", help="account of the system service (default: $SUDO_USER "
-                        "or the current user)")
+    parser.add_argument(
+        "--run-as",
+        metavar="USER",
+        help="account of the system service (default: $SUDO_USER or the current user)",
+    )
     parser.set_defaults(handler=run_install_service)
 
 
@@ -279,8 +317,9 @@ def run_install_service(args: argparse.Namespace) -> int:
     from comparimg.install import install
 
     try:
-        return install(user_mode=args.user, config=args.config, prefix=args.root, enable=args.enable,
-                       run_as=args.run_as)
+        return install(
+            user_mode=args.user, config=args.config, prefix=args.root, enable=args.enable, run_as=args.run_as
+        )
     except (OSError, KeyError) as error:
         print(f"comparimg install-service: {error}", file=sys.stderr)
         return EXIT_FAILED
