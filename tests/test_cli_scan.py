@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -109,6 +111,68 @@ def test_a_file_that_is_not_an_index_is_a_failure_without_traceback(cli_env, pho
     result = comparimg(cli_env, "scan", photos_dir, "--index", tmp_path / "notes.txt")
     assert result.returncode == 1
     assert "comparimg scan: cannot" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_errors_of_files_given_by_name_are_listed(cli_env, photos_dir):
+    files = [photos_dir / "a.jpg", photos_dir / "broken.jpg", photos_dir / "b.jpg"]
+    result = comparimg(cli_env, "scan", *files, "--json", "-")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["stats"]["errors"] == 1
+    assert [error["path"] for error in document["errors"]] == [str(photos_dir / "broken.jpg")]
+
+
+def drop_file_permissions_prefix() -> list[str]:
+    """Return a command prefix under which file permissions apply to this user (root without
+    CAP_DAC_OVERRIDE), or skip."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root and setpriv (util-linux) is missing: cannot drop CAP_DAC_OVERRIDE")
+    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps", "-all"]
+
+
+def test_a_root_that_cannot_be_read_is_a_failure_before_scanning(cli_env, photos_dir, tmp_path):
+    prefix = drop_file_permissions_prefix()
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    db = tmp_path / "index.sqlite3"
+    os.chmod(locked, 0)
+    try:
+        command = ["scan", photos_dir, locked, "--index", db, "--json", tmp_path / "d.json"]
+        result = subprocess.run(
+            [*prefix, sys.executable, "-m", "comparimg", *map(str, command)],
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.chmod(locked, 0o755)
+    assert result.returncode == 1
+    assert f"comparimg scan: cannot read {locked}: permission denied" in result.stderr
+    assert not db.exists() and not (tmp_path / "d.json").exists()
+
+
+def test_a_root_that_is_neither_folder_nor_file_is_a_failure(cli_env, tmp_path):
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    result = comparimg(cli_env, "scan", fifo, "--json", "-")
+    assert result.returncode == 1 and f"cannot scan {fifo}: not a folder or a file" in result.stderr
+
+
+@pytest.mark.parametrize("where", ["under a file", "a folder"])
+def test_an_unwritable_json_target_is_reported_before_scanning(cli_env, photos_dir, tmp_path, where):
+    (tmp_path / "file").write_text("")
+    (tmp_path / "folder").mkdir()
+    target = tmp_path / "file" / "d.json" if where == "under a file" else tmp_path / "folder"
+    db = tmp_path / "index.sqlite3"
+    result = comparimg(cli_env, "scan", photos_dir, "--index", db, "--json", target)
+    assert result.returncode == 1
+    assert f"comparimg scan: cannot write --json {target}: " in result.stderr
+    assert not db.exists()  # the scan did not start
+    assert result.stdout == ""
 
 
 def test_check_config_accepts_the_example(cli_env):

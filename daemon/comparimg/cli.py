@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -147,6 +149,12 @@ def run_scan(args: argparse.Namespace) -> int:
     if missing:
         print(f"comparimg scan: no such file or folder: {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
+    # Found before any time is spent: a root that cannot be read at all, an output that cannot be written.
+    problems = [*unreadable_roots(args.paths), *unwritable_output(args.json)]
+    if problems:
+        for problem in problems:
+            print(f"comparimg scan: {problem}", file=sys.stderr)
+        return EXIT_FAILED
     logging.basicConfig(level=logging.WARNING, format="comparimg: %(levelname)s %(message)s")
     from comparimg.model import ComparImgError
 
@@ -159,6 +167,44 @@ def run_scan(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     _print_summary(report, document, to_stderr=args.json == "-")
     return EXIT_OK
+
+
+def unreadable_roots(paths: Sequence[str]) -> list[str]:
+    """Given the paths to scan (which exist), return why each that cannot be read at all cannot: a folder
+    that cannot be listed, a file that cannot be opened, something that is neither a folder nor a file."""
+    from comparimg.scanner.walk import describe_os_error
+
+    problems = []
+    for path in paths:
+        try:
+            mode = os.stat(path).st_mode
+            if stat.S_ISDIR(mode):
+                with os.scandir(path):
+                    pass
+            elif stat.S_ISREG(mode):
+                os.close(os.open(path, os.O_RDONLY | os.O_NOCTTY))
+            else:
+                problems.append(f"cannot scan {path}: not a folder or a file")
+        except OSError as error:
+            problems.append(f"cannot read {path}: {describe_os_error(error)}")
+    return problems
+
+
+def unwritable_output(target: str | None) -> list[str]:
+    """Given `--json OUT` (None or '-' for none or stdout), return why it cannot be written, if it cannot:
+    its folders are made and a temporary file is created and removed there, as the final write will."""
+    if not target or target == "-":
+        return []
+    path = Path(target)
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as error:
+        return [f"cannot write --json {target}: {(error.strerror or str(error)).lower()}"]
+    return []
 
 
 def _throwaway_index(stack: contextlib.ExitStack) -> Path:
