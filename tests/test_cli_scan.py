@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from comparimg.model import ORIENTATIONS
 
@@ -178,6 +179,25 @@ def test_an_unwritable_json_target_is_reported_before_scanning(cli_env, photos_d
 def test_check_config_accepts_the_example(cli_env):
     result = comparimg(cli_env, "check-config", REPO / "config" / "comparimg.example.yaml")
     assert result.returncode == 0, result.stderr
+
+
+def test_check_config_shows_every_setting_in_effect(cli_env, tmp_path):
+    from comparimg.config import documented_keys, load_settings, settings_to_dict
+
+    partial = tmp_path / "partial.yaml"
+    partial.write_text("matching:\n  threshold: 4\nhttp:\n  listen: 127.0.0.1:9999\n")
+    result = comparimg(cli_env, "check-config", partial)
+    assert result.returncode == 0, result.stderr
+    first, rest = result.stdout.split("\n", 1)
+    assert first == f"ok: {partial}"
+    shown = yaml.safe_load(rest)
+    assert shown["matching"]["threshold"] == 4 and shown["http"]["listen"] == "127.0.0.1:9999"
+    assert shown["watch"]["settle_seconds"] == 2.0  # left out of the file: its default is shown
+    for key_path in documented_keys():
+        section, _, key = key_path.replace("roots[]", "roots").partition(".")
+        holder = shown[section][0] if section == "roots" else shown[section]
+        assert not key or key in holder, key_path
+    assert shown == settings_to_dict(load_settings(partial))  # what the daemon would run with
 
 
 def test_check_config_rejects_a_bad_file_with_78(cli_env, tmp_path):

@@ -97,7 +97,12 @@ def add_scan_command(subcommands: argparse._SubParsersAction) -> None:
 
 def add_check_config_command(subcommands: argparse._SubParsersAction) -> None:
     """Declare `comparimg check-config [FILE]`."""
-    parser = subcommands.add_parser("check-config", help="validate a configuration file (exit 0 or 78)")
+    parser = subcommands.add_parser(
+        "check-config",
+        help="validate a configuration file and show every setting in effect (exit 0 or 78)",
+        description="Validate a configuration file. When it is valid, print 'ok: FILE' and then every "
+        "setting in effect, as YAML: the file's values and the defaults of what it leaves out.",
+    )
     parser.add_argument("file", nargs="?", metavar="FILE", help="YAML file (default: the built-in defaults)")
     parser.set_defaults(handler=run_check_config)
 
@@ -130,16 +135,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_check_config(args: argparse.Namespace) -> int:
-    """Given parsed `check-config` arguments, validate the file; return 0, or 78 with the error on stderr."""
-    from comparimg.config import load_settings
+    """Given parsed `check-config` arguments, validate the file; print "ok: FILE" and every setting in
+    effect (the file's values, the defaults for what it leaves out) as YAML, return 0; or return 78 with
+    the error on stderr."""
+    import yaml
+
+    from comparimg.config import load_settings, settings_to_dict
     from comparimg.model import ConfigError
 
     try:
-        load_settings(args.file)
+        settings = load_settings(args.file)
     except ConfigError as error:
         print(f"comparimg: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    print(f"{args.file or '<defaults>'}: configuration ok")
+    print(f"ok: {args.file or '<defaults>'}")
+    print("# every setting in effect (keys the file leaves out have their default):")
+    print(yaml.safe_dump(settings_to_dict(settings), sort_keys=False, allow_unicode=True), end="")
     return EXIT_OK
 
 

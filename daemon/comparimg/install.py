@@ -125,7 +125,8 @@ WantedBy=default.target
 
 STARTER_CONFIG = """\
 # ComparImg starter configuration, written by `comparimg install-service`.
-# Every setting and its default: config/comparimg.example.yaml in the source, or `comparimg check-config`.
+# Every setting in effect, the defaults of those left out included: `comparimg check-config THIS_FILE`
+# (config/comparimg.example.yaml in the source documents each one).
 # Reload after editing:  @RELOAD@
 
 # Folders to watch, recursively (reference: true keeps every file there, never trashes).
