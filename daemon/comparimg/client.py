@@ -48,10 +48,9 @@ def daemon_config_file() -> Path | None:
     """Return the configuration file of the daemon a client without --config talks to: the user service's
     (what `install-service --user` writes and its unit runs with), else the one a plain `comparimg run`
     keeps in the state folder, else None (the built-in defaults, as the daemon then uses)."""
-    from comparimg.config import user_config_file
-    from comparimg.service import default_config_file
+    from comparimg.config import saved_config_file, user_config_file
 
-    return next((path for path in (user_config_file(), default_config_file()) if path.is_file()), None)
+    return next((path for path in (user_config_file(), saved_config_file()) if path.is_file()), None)
 
 
 def call(base: str, token: str, method: str, path: str, body: Any = None) -> Any:

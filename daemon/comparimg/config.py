@@ -57,6 +57,12 @@ def state_dir() -> Path:
     return current
 
 
+def saved_config_file() -> Path:
+    """Return the configuration file of `comparimg run` without --config, which `PATCH /api/config` writes:
+    `config.yaml` in the state folder."""
+    return state_dir() / "config.yaml"
+
+
 def user_config_file() -> Path:
     """Return the configuration file of the user service: `$XDG_CONFIG_HOME/comparimg/comparimg.yaml`
     (`~/.config/...`), which the unit of `install-service --user` names as `%E/comparimg/comparimg.yaml`."""
