@@ -29,6 +29,8 @@ def test_system_install_writes_unit_and_config_and_prints_commands(tmp_path):
     config = tmp_path / "etc/comparimg/comparimg.yaml"
     settings = load_settings(config)
     assert settings.roots[0].path == Path("/root/Pictures")
+    # named, so that `comparimg status` reading this file finds the system service's token
+    assert settings.http.token_file == Path("/var/lib/comparimg/token")
     assert "systemctl daemon-reload" in done.stdout
     assert "systemctl enable --now comparimg.service" in done.stdout
 

@@ -134,3 +134,39 @@ def test_a_plain_run_and_status_share_the_state_folder(tmp_path, start_daemon):
     assert status.returncode == 0, status.stderr
     assert (home / ".local/state/comparimg/token").exists()
     assert os.stat(home / ".local/state/comparimg/token").st_mode & 0o077 == 0
+
+
+@pytest.fixture
+def bare_home(monkeypatch, tmp_path) -> Path:
+    """Return a temporary HOME with no XDG folder and no $STATE_DIRECTORY set."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for name in XDG_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+def test_clients_look_for_the_user_service_then_a_plain_run_then_the_system_service(bare_home):
+    from comparimg.client import config_candidates
+
+    assert config_candidates() == (
+        bare_home / ".config/comparimg/comparimg.yaml",
+        bare_home / ".local/state/comparimg/config.yaml",
+        Path("/etc/comparimg/comparimg.yaml"),
+    )
+
+
+def test_a_token_file_and_address_named_in_the_user_config_are_used(bare_home):
+    import argparse
+
+    from comparimg.client import endpoint
+
+    token = bare_home / "elsewhere" / "token"
+    token.parent.mkdir()
+    token.write_text("secret\n")
+    config = bare_home / ".config/comparimg/comparimg.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text(f"http:\n  listen: 127.0.0.1:9123\n  token_file: {token}\n")
+    args = argparse.Namespace(config=None, url=None, token_file=None)
+    assert endpoint(args) == ("http://127.0.0.1:9123", "secret")

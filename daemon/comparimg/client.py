@@ -45,12 +45,18 @@ def endpoint(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def daemon_config_file() -> Path | None:
-    """Return the configuration file of the daemon a client without --config talks to: the user service's
-    (what `install-service --user` writes and its unit runs with), else the one a plain `comparimg run`
-    keeps in the state folder, else None (the built-in defaults, as the daemon then uses)."""
-    from comparimg.config import saved_config_file, user_config_file
+    """Return the configuration file of the daemon a client without --config talks to: the first that
+    exists of `config_candidates()`, or None (the built-in defaults, as the daemon then uses)."""
+    return next((path for path in config_candidates() if path.is_file()), None)
 
-    return next((path for path in (user_config_file(), saved_config_file()) if path.is_file()), None)
+
+def config_candidates() -> tuple[Path, ...]:
+    """Return where a daemon's configuration is looked for, in order: the user service's (what
+    `install-service --user` writes and its unit runs with), the one a plain `comparimg run` keeps in the
+    state folder, the system service's (whose starter names its token file)."""
+    from comparimg.config import SYSTEM_CONFIG_FILE, saved_config_file, user_config_file
+
+    return user_config_file(), saved_config_file(), SYSTEM_CONFIG_FILE
 
 
 def call(base: str, token: str, method: str, path: str, body: Any = None) -> Any:

@@ -38,6 +38,12 @@ DEFAULT_INCLUDE = (
 DEFAULT_EXCLUDE = (".*", "*/.*", ".Trash-*", "*/.Trash-*")
 
 
+# Where the system service (`install-service` without --user) keeps its configuration and its state: its
+# unit's ConfigurationDirectory= and StateDirectory= (which sets $STATE_DIRECTORY for the daemon).
+SYSTEM_CONFIG_FILE = Path("/etc/comparimg/comparimg.yaml")
+SYSTEM_STATE_DIR = Path("/var/lib/comparimg")
+
+
 def state_dir() -> Path:
     """Return where the index, token, trash and saved settings live by default: the one rule the daemon,
     `install-service`'s units and every CLI client follow.

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from comparimg.atomic_files import write_text_atomically
+from comparimg.config import SYSTEM_CONFIG_FILE, SYSTEM_STATE_DIR
 
 SYSTEM_UNIT = """\
 # ComparImg daemon as a system service. Install with `comparimg install-service` (or copy to
@@ -141,10 +142,10 @@ watch:
 
 http:
   listen: 127.0.0.1:8765
-"""
+@TOKEN@"""
 
 DEFAULT_EXEC = "/usr/local/bin/comparimg"
-DEFAULT_SYSTEM_CONFIG = "/etc/comparimg/comparimg.yaml"
+DEFAULT_SYSTEM_CONFIG = str(SYSTEM_CONFIG_FILE)
 DEFAULT_USER_CONFIG = "%E/comparimg/comparimg.yaml"
 DEFAULT_READ_WRITE = ("-/home", "-/media", "-/mnt", "-/srv")
 UNIT_NAME = "comparimg.service"
@@ -188,7 +189,10 @@ def render_starter_config(roots: list[str], user_mode: bool) -> str:
     """Given the folders to watch, return a starter YAML configuration."""
     reload = "systemctl --user reload comparimg" if user_mode else "systemctl reload comparimg"
     lines = "\n".join(f"  - path: {_yaml_string(r)}\n    reference: false" for r in roots)
-    return _fill(STARTER_CONFIG, RELOAD=reload, ROOTS=lines)
+    # Named for the system service, so that `comparimg status` (which reads this file, but not the unit's
+    # $STATE_DIRECTORY) finds the token; it is where the daemon puts it anyway.
+    token = "" if user_mode else f"  token_file: {SYSTEM_STATE_DIR / 'token'}\n"
+    return _fill(STARTER_CONFIG, RELOAD=reload, ROOTS=lines, TOKEN=token)
 
 
 def systemctl_commands(user_mode: bool) -> tuple[tuple[str, ...], ...]:
