@@ -22,10 +22,11 @@ from comparimg.service import RootState, Service, root_is_present, settings_for_
 def test_run_without_configuration_uses_the_defaults(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
     settings = settings_for_run(None)
     assert settings.root_paths() == (tmp_path / "Pictures",)
-    assert settings.index_path == tmp_path / ".local/share/comparimg/index.sqlite3"
+    assert settings.index_path == tmp_path / ".local/state/comparimg/index.sqlite3"
 
 
 def test_command_line_overrides_the_file(tmp_path):

@@ -28,7 +28,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from comparimg import __version__
-from comparimg.config import EXIT_CONFIG, Settings, apply_patch, data_dir, deepest_root, load_settings
+from comparimg.config import (
+    EXIT_CONFIG,
+    Settings,
+    apply_patch,
+    deepest_root,
+    load_settings,
+    saved_config_file,
+)
 from comparimg.logs import configure_logging
 from comparimg.model import ComparImgError, ConfigError
 from comparimg.notify import Notifier, watchdog_interval
@@ -642,7 +649,7 @@ class Service:
 
 def default_config_file() -> Path:
     """Return where `comparimg run` without --config keeps its settings (`PATCH /api/config` writes there)."""
-    return data_dir() / "config.yaml"
+    return saved_config_file()
 
 
 def format_settings_error(error: ConfigError) -> str:
