@@ -1,5 +1,5 @@
-"""The newcomer's path, end to end: `comparimg run` on its built-in defaults with a fresh HOME, then a copy of a
-photo dropped into ~/Pictures must appear in /api/groups within a deadline.
+"""The newcomer's path, end to end: `comparimg run` on its built-in defaults with a fresh HOME, then a copy
+of a photo dropped into ~/Pictures must appear in /api/groups within a deadline.
 
 Run with the Python of a venv into which `pip install .` (not editable) installed the project. Uses only the
 standard library plus the Pillow that the project itself installed (to make the photo).
