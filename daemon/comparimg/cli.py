@@ -231,7 +231,7 @@ def _scan_and_export(args: argparse.Namespace, index_path: Path, stack: contextl
     pool = stack.enter_context(WorkerPool(args.workers, WorkerLimits(timeout_seconds=args.timeout)))
     pool.start_in_background()  # the workers' imports overlap ours and the walk
 
-    from comparimg.export import build_export, write_export
+    from comparimg.export import build_export, export_stats, write_export
     from comparimg.index import open_index
     from comparimg.scanner import MatchOptions, Scanner, ScanOptions
 
@@ -244,8 +244,7 @@ def _scan_and_export(args: argparse.Namespace, index_path: Path, stack: contextl
     report = scanner.scan(args.paths, progress)
     if progress:
         progress.finish()
-    stats = {**report.as_dict(), "threshold": args.threshold, "workers": pool.size}
-    document = build_export(index, args.paths, stats)
+    document = build_export(index, args.paths, export_stats(report.as_dict(), args.threshold, pool.size))
     if args.json == "-":
         json.dump(document, sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")

@@ -66,7 +66,7 @@ class Pipeline(Protocol):
     def move(self, source: str, destination: str, root: str) -> dict[str, Any]: ...
     def forget(self, paths: list[str]) -> int: ...
     def reconcile(self, root: str) -> dict[str, Any]: ...
-    def write_export(self, target: Path) -> int: ...
+    def write_export(self, target: Path, activity: dict[str, Any]) -> int: ...
     def counts(self) -> dict[str, int]: ...
     def close(self) -> None: ...
 
@@ -93,12 +93,21 @@ class Stats:
     """Counters for status lines and the API."""
 
     hashed: int = 0
+    rehashed: int = 0
+    unchanged: int = 0
     moved: int = 0
+    verified: int = 0
     deleted: int = 0
     reconciles: int = 0
     overflows: int = 0
     exports: int = 0
     errors: deque[str] = field(default_factory=lambda: deque(maxlen=10))  # the last ones, for the status
+
+    def add_report(self, report: dict[str, Any]) -> None:
+        """Given what one ingest, reconcile or job batch did (a `ScanReport.as_dict()`), add it to the
+        totals since the daemon started."""
+        for name in ("hashed", "rehashed", "unchanged", "moved", "verified"):
+            setattr(self, name, getattr(self, name) + int(report.get(name) or 0))
 
 
 def snapshot_of(path: str) -> tuple[int, int] | None:
@@ -164,17 +173,18 @@ class Service:
     # ---- public surface (web app, cli) -------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """Return the daemon's state for `GET /api/status`: state, roots, queue depth, counters, uptime."""
+        """Return the daemon's state for `GET /api/status`: state, roots, queue depth, counters, uptime and
+        its own last errors (task failures, export and reload problems; the web room adds the index's)."""
         return {
             "state": self.state,
             "version": __version__,
-            "uptime": round(time.time() - self.started, 1),
+            "uptime_seconds": round(time.time() - self.started, 1),
             "roots": [
                 {"path": r.path, "state": "watching" if r.present else "paused", "observer": r.observer}
                 for r in self.roots.values()
             ],
             "pending": len(self.tracker),
-            "queue": self._ready.qsize() + self._in_flight,
+            "queue_depth": self._ready.qsize() + self._in_flight,
             "hashed": self.stats.hashed,
             "moved": self.stats.moved,
             "deleted": self.stats.deleted,
@@ -183,6 +193,28 @@ class Service:
             "problems": self.supervisor.problems(),
             "last_errors": list(self.stats.errors),
         }
+
+    def activity(self) -> dict[str, Any]:
+        """Return what the daemon did since it started, for the duplicates JSON's `stats`
+        (`export.daemon_stats`): hashed, rehashed, unchanged, moved, verified, seconds, absent_roots,
+        threshold, workers."""
+        pool = getattr(self.pipeline, "pool", None)
+        return {
+            "hashed": self.stats.hashed,
+            "rehashed": self.stats.rehashed,
+            "unchanged": self.stats.unchanged,
+            "moved": self.stats.moved,
+            "verified": self.stats.verified,
+            "seconds": round(time.time() - self.started, 1),
+            "absent_roots": [r.path for r in self.roots.values() if not r.present],
+            "threshold": self.settings.matching.threshold,
+            "workers": getattr(pool, "size", self.settings.hashing.workers),
+        }
+
+    def count_report(self, report: dict[str, Any]) -> None:
+        """Given the report of work done outside the service's own loops (an API scan job's batch), add it
+        to the totals that `status` and `activity` show."""
+        self.stats.add_report(report)
 
     async def write(self, func: Callable[..., Any], *args: Any) -> Any:
         """Given a function and its arguments, run it on the single writer thread and return its result."""
@@ -479,8 +511,7 @@ class Service:
             if report is None:  # stopped before or while it ran
                 continue
             self.supervisor.healthy("ingest")
-            self.stats.hashed += report.get("hashed", 0)
-            self.stats.moved += report.get("moved", 0)
+            self.stats.add_report(report)
             for path, _ in batch:
                 log.info("event=indexed path=%r", path)
             self._export_dirty.set()
@@ -507,6 +538,7 @@ class Service:
         started = self._clock()
         result = await self.write(self._reconcile_if_present, root)
         self.stats.reconciles += 1
+        self.stats.add_report(result or {})
         summary = " ".join(f"{k}={v}" for k, v in sorted((result or {}).items()))
         log.info("event=reconcile_done root=%r seconds=%.2f %s", root, self._clock() - started, summary)
         self._export_dirty.set()
@@ -546,7 +578,9 @@ class Service:
             return
         loop = asyncio.get_running_loop()
         try:
-            groups = await loop.run_in_executor(self._exporter, self.pipeline.write_export, Path(target))
+            groups = await loop.run_in_executor(
+                self._exporter, self.pipeline.write_export, Path(target), self.activity()
+            )
         except OSError as error:
             log.error("event=export_failed path=%r error=%r", str(target), str(error))
             self.stats.errors.append(f"export: {error}")

@@ -51,7 +51,7 @@ def create_app(settings: Settings, daemon: DaemonPort, config_path: Path | None 
         middlewares=[error_middleware, security_middleware, _count_requests],
         client_max_size=settings.http.max_body_bytes,
     )
-    app[SETTINGS] = SettingsHolder(settings)
+    app[SETTINGS] = SettingsHolder(settings, daemon)
     app[DAEMON] = daemon
     app[CONFIG_PATH] = Path(config_path or settings.index_path.parent / "config.yaml")
     app[EVENTS] = EventHub()
