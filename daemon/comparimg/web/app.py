@@ -20,6 +20,7 @@ from comparimg.web.errors import error_middleware
 from comparimg.web.events import EventHub
 from comparimg.web.jobs import JobRunner
 from comparimg.web.keys import (
+    CONFIG_LOCK,
     CONFIG_PATH,
     DAEMON,
     EVENTS,
@@ -54,6 +55,7 @@ def create_app(settings: Settings, daemon: DaemonPort, config_path: Path | None 
     app[SETTINGS] = SettingsHolder(settings, daemon)
     app[DAEMON] = daemon
     app[CONFIG_PATH] = Path(config_path or settings.index_path.parent / "config.yaml")
+    app[CONFIG_LOCK] = asyncio.Lock()
     app[EVENTS] = EventHub()
     app.cleanup_ctx.append(_token)
     app.cleanup_ctx.append(_index_and_sorter)

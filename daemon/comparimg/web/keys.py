@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from comparimg.web.port import DaemonPort
 
 SETTINGS = web.AppKey("settings", "SettingsHolder")
 CONFIG_PATH = web.AppKey("config_path", Path)
+CONFIG_LOCK = web.AppKey("config_lock", asyncio.Lock)  # one PATCH at a time: read, merge, save, apply
 DAEMON = web.AppKey("daemon", DaemonPort)
 TOKEN = web.AppKey("token", str)
 WRITER = web.AppKey("writer", Index)  # decisions and sorter journal, used only on DAEMON.write's thread

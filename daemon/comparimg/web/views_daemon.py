@@ -23,6 +23,7 @@ from comparimg.web.errors import BadInput
 from comparimg.web.events import sse_frame
 from comparimg.web.jobs import root_holding
 from comparimg.web.keys import (
+    CONFIG_LOCK,
     CONFIG_PATH,
     DAEMON,
     EVENTS,
@@ -79,12 +80,13 @@ async def patch_config(request: web.Request) -> web.Response:
     patch = await json_object(request)
     app = request.app
     config_patch.check_settable(patch)
-    old = current_settings(app)
-    new = dataclasses.replace(config.apply_patch(app[DAEMON].settings, patch), source=old.source)
-    if new.http != app[DAEMON].settings.http:  # check_settable refuses http.*; never lock the API out
-        raise Refused("this change would move what the API is bound to; it was not applied")
-    await asyncio.to_thread(config_patch.save_patch, app[CONFIG_PATH], patch)
-    await app[DAEMON].apply_settings(new)
+    async with app[CONFIG_LOCK]:  # two patches at once must not lose one another's keys
+        old = app[DAEMON].settings
+        new = dataclasses.replace(config.apply_patch(old, patch), source=old.source)
+        if new.http != old.http:  # check_settable refuses http.*; never lock the API out
+            raise Refused("this change would move what the API is bound to; it was not applied")
+        await asyncio.to_thread(config_patch.save_patch, app[CONFIG_PATH], patch)
+        await app[DAEMON].apply_settings(new)
     app[EVENTS].publish("status", {"reason": "config"})
     log.info("event=config_changed by=api keys=%s", ",".join(_key_paths(patch)))
     return web.json_response(config.settings_to_dict(current_settings(app)))
