@@ -59,6 +59,7 @@ SCHEMAS: dict[str, Any] = {
             "paused_roots": {"type": "array", "items": STR},
             "last_errors": {"type": "array", "items": STR, "maxItems": 10},
             "error_count": INT,
+            "problems": {"type": "array", "items": {"type": "object"}},
             "uptime_seconds": NUM,
         }
     ),
