@@ -320,9 +320,8 @@ def run_daemon(args: argparse.Namespace) -> int:
 
     # Without --config: the built-in defaults, or the file PATCH /api/config saved on an earlier run.
     config_file = Path(args.config).absolute() if args.config else default_config_file()
-    config = str(config_file) if args.config or config_file.exists() else None
     return run_command(
-        config,
+        str(config_file) if args.config else None,
         args.watch,
         args.index,
         args.export,

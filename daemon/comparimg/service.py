@@ -686,6 +686,15 @@ def default_config_file() -> Path:
     return saved_config_file()
 
 
+def config_to_read(config: str | None) -> str | None:
+    """Given `run`'s --config (None without it), return the file to read now: without --config, the file
+    `PATCH /api/config` saves, once it exists (so a SIGHUP after a PATCH keeps what the PATCH saved)."""
+    if config is not None:
+        return config
+    saved = default_config_file()
+    return str(saved) if saved.exists() else None
+
+
 def format_settings_error(error: ConfigError) -> str:
     """Given a configuration error, return the one-line message the CLI prints."""
     return f"comparimg: bad configuration: {error}"
@@ -740,7 +749,7 @@ def run_command(
     (78 for a bad configuration, naming the file, key path and value)."""
 
     def load() -> Settings:
-        return settings_for_run(config, watch, index, export, listen, token_file)
+        return settings_for_run(config_to_read(config), watch, index, export, listen, token_file)
 
     try:
         settings = load()
