@@ -16,7 +16,8 @@ import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePath
 
-from comparimg.model import FileIdentity
+from comparimg.config import deepest_root
+from comparimg.model import Conflict, FileIdentity, NotFound, Refused
 
 CHUNK = 1 << 20
 CRASH_ENV = "COMPARIMG_CRASH_AT"
@@ -249,3 +250,35 @@ def link_open_file(source: int, parent: int, name: str) -> None:
     source's name means the file linked is the one that was checked, even if the name was swapped since.
     """
     os.link(descriptor_path(source), name, dst_dir_fd=parent, follow_symlinks=True)
+
+
+def open_indexed_file(path: str, identity: FileIdentity, roots: tuple[Path, ...]) -> int:
+    """Given an indexed file's path and (device, inode, size, mtime_ns) and the configured roots, return a
+    read-only descriptor of that very file: its folders walked from its root without following symlinks,
+    the file itself not followed either, and its fstat matching the indexed identity. Serve from it.
+
+    Raise Refused (outside every root, a symlink or a non-folder on the way, not a regular file), NotFound
+    (not on disk any more) or Conflict (another file, or changed since it was indexed).
+    """
+    root = deepest_root(path, roots)
+    if root is None or path == root:
+        raise Refused(f"{path} is not inside a configured root")
+    target = Path(path)
+    try:
+        parent = open_folder(Path(root), target.parent.relative_to(root))
+    except FileNotFoundError as error:
+        raise NotFound(f"{path} is not on disk any more") from error
+    except (OSError, ValueError) as error:
+        raise Refused(f"{target.parent} cannot be reached without following a symlink: {error}") from error
+    try:
+        descriptor, info = open_regular(parent, target.name)
+    except FileNotFoundError as error:
+        raise NotFound(f"{path} is not on disk any more") from error
+    except (OSError, ValueError) as error:
+        raise Refused(f"{path} is not a regular file: {error}") from error
+    finally:
+        os.close(parent)
+    if identity_of_stat(info) != identity:
+        os.close(descriptor)
+        raise Conflict(f"{path} changed on disk since it was indexed")
+    return descriptor
