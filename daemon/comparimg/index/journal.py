@@ -69,9 +69,14 @@ def record_outcome(
 
 
 def action_holding(db: Database, dest: str, other_than: int) -> int | None:
-    """Return the id of a done action (other than `other_than`) whose file is at `dest`, or None."""
+    """Return the id of a done trash or move (other than `other_than`) whose file is at `dest`, or None.
+
+    Only those still claim their destination: one that was undone is `undone`, while a done restore is
+    history (its file may have been trashed again since).
+    """
     rows = db.execute(
-        "SELECT id FROM sort_actions WHERE dest = ? AND state = 'done' AND id != ? ORDER BY id LIMIT 1",
+        "SELECT id FROM sort_actions WHERE dest = ? AND state = 'done' AND kind IN ('trash', 'move') "
+        "AND id != ? ORDER BY id LIMIT 1",
         [dest, other_than],
     ).fetchall()
     return rows[0][0] if rows else None

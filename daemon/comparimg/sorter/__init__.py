@@ -460,8 +460,8 @@ class Sorter:
 
     def _resolve(self, row: dict[str, Any], failure: str | None = None) -> ActionResult:
         """Look at the disk for one open action and finish it or roll it back."""
-        # A done action placed a file at this name since: this one never got there, whatever is there now.
-        holder = journal.action_holding(self.db, row["dest"], row["id"])
+        # A trash or move placed a file at this name since: this one never got there, whatever is there now.
+        holder = None if row["kind"] == "restore" else journal.action_holding(self.db, row["dest"], row["id"])
         seen = self._observe(row, claimed=holder is not None)
         verdict = "rollback" if holder is not None else recovery_decision(seen)
         try:
