@@ -462,7 +462,13 @@ class Sorter:
         """Look at the disk for one open action and finish it or roll it back."""
         # A trash or move placed a file at this name since: this one never got there, whatever is there now.
         holder = None if row["kind"] == "restore" else journal.action_holding(self.db, row["dest"], row["id"])
-        seen = self._observe(row, claimed=holder is not None)
+        try:
+            seen = self._observe(row, claimed=holder is not None)
+        except OSError as error:  # say so and touch nothing, rather than stop every other action
+            reason = f"cannot look at the files: {error}"
+            decision = self._decision_after_rollback(row, "failed", reason)
+            journal.record_outcome(self.db, row["id"], {"state": "failed", "reason": reason}, decision)
+            return self._row_result(journal.get_action(self.db, row["id"]))
         verdict = "rollback" if holder is not None else recovery_decision(seen)
         try:
             if verdict == "finish":
