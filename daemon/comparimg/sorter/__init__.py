@@ -280,7 +280,11 @@ class Sorter:
 
         def open_inside(folder: Path) -> int:
             relative = folder.relative_to(job.dest_base)
-            return stack.enter_context(files.folder(job.dest_base, relative, True, check, private))
+            # A missing root is never created: it is unmounted, and a new folder would be on another disk.
+            create_base = job.kind != "restore"
+            return stack.enter_context(
+                files.folder(job.dest_base, relative, True, check, private, create_base)
+            )
 
         dest_dir = open_inside(job.placement.dest.parent)
         info_dir = open_inside(job.placement.info_dir) if job.placement.info_dir is not None else None

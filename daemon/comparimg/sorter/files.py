@@ -75,16 +75,17 @@ def open_folder(
     create: bool = False,
     check: FolderCheck | None = None,
     private: Callable[[PurePath], bool] | None = None,
+    create_base: bool = True,
 ) -> int:
     """Given a configured folder and a folder path relative to it, return a descriptor of that folder.
 
-    `base` is opened by its path (created when missing and `create`); each component of `relative` is
-    opened relative to its parent without following a symlink (created first when `create`, mode 0700
-    where `private(component)` says so).
+    `base` is opened by its path (created when missing, if `create` and `create_base`); each component of
+    `relative` is opened relative to its parent without following a symlink (created first when `create`,
+    mode 0700 where `private(component)` says so).
     `check(component, fstat)` may raise ValueError to refuse a component. Raise OSError (ELOOP / ENOTDIR
     when a component is a symlink or not a folder, FileNotFoundError when missing) or ValueError.
     """
-    if create:
+    if create and create_base:
         base.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -115,9 +116,10 @@ def folder(
     create: bool = False,
     check: FolderCheck | None = None,
     private: Callable[[PurePath], bool] | None = None,
+    create_base: bool = True,
 ) -> Iterator[int]:
     """`open_folder` as a context manager that closes the descriptor."""
-    descriptor = open_folder(base, relative, create, check, private)
+    descriptor = open_folder(base, relative, create, check, private, create_base)
     try:
         yield descriptor
     finally:
