@@ -20,7 +20,7 @@ import stat
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
 from comparimg.config import deepest_root
@@ -29,7 +29,7 @@ from comparimg.index import (
     journal,
 )
 from comparimg.model import Conflict, FileIdentity, ImageError, Refused
-from comparimg.sorter import files
+from comparimg.sorter import files, trash_home
 from comparimg.sorter.files import crash_point
 from comparimg.sorter.plan import (
     Observation,
@@ -38,8 +38,6 @@ from comparimg.sorter.plan import (
     move_placement,
     recovery_decision,
     temp_path_for,
-    trash_folder_problem,
-    trash_homes,
     trash_placement,
     trashinfo_text,
 )
@@ -194,39 +192,13 @@ class Sorter:
         if request.kind == "trash":
             trash = Path(self.settings.trash_dir)
             layout = self.settings.trash_layout
-            home = self._trash_home(trash) if layout == "freedesktop" else None
+            home = trash_home.choose(trash, self.uid) if layout == "freedesktop" else None
             return trash_placement(request.source, self.roots, trash, layout, self.uid, home), trash
         if request.kind == "move":
             targets = {name: Path(path) for name, path in self.settings.move_targets.items()}
             placement = move_placement(request.source, self.roots, targets, request.target or "")
             return placement, targets[request.target or ""]
         raise ValueError(f"unknown action kind {request.kind!r}")
-
-    def _trash_home(self, top: Path) -> PurePath:
-        """Return the freedesktop trash folder to use under `top`: the shared `.Trash/$uid` when `.Trash`
-        passes the specification's checks, else `.Trash-$uid`. Raise ValueError when that one fails them."""
-        shared, own = trash_homes(self.uid)
-        check = self._trash_check(top)
-        try:
-            with files.folder(top, shared.parent, check=check):
-                pass
-            with files.folder(top, shared, create=True, check=check, private=lambda _: True):
-                return shared
-        except (OSError, ValueError):
-            pass  # no usable shared trash: the specification falls back to the user's own
-        try:
-            with files.folder(top, own, create=True, check=check, private=lambda _: True):
-                return own
-        except OSError as error:
-            raise ValueError(f"cannot open the trash {top / own}: {error}") from error
-
-    def _trash_check(self, top: Path) -> files.FolderCheck:
-        def check(component: PurePath, info: os.stat_result) -> None:
-            problem = trash_folder_problem(component, info.st_mode, info.st_uid, self.uid)
-            if problem is not None:
-                raise ValueError(f"{top}: {problem}; not used")
-
-        return check
 
     def _base_of(self, path: Path) -> Path:
         """Return the configured folder (root, trash, move target) `path` is reached from: the deepest one
@@ -276,7 +248,7 @@ class Sorter:
     def _open_destination(self, job: _Job, stack: contextlib.ExitStack) -> tuple[int, int | None]:
         check, private = None, None
         if job.kind == "trash" and self.settings.trash_layout == "freedesktop":
-            check, private = self._trash_check(job.dest_base), (lambda _: True)
+            check, private = trash_home.folder_check(job.dest_base, self.uid), trash_home.private
 
         def open_inside(folder: Path) -> int:
             relative = folder.relative_to(job.dest_base)
