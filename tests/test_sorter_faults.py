@@ -423,3 +423,19 @@ def test_open_actions_left_behind_do_not_become_extra_done_actions(tmp_path, pho
     assert journal.open_actions(sorter.db) == []
     assert journal.get_decision(sorter.db, request.decision_id)["state"] == "applied"
     assert not photo.exists()
+
+
+def test_a_name_taken_in_the_trash_after_the_check_leaves_no_stray_trashinfo(tmp_path, photo):
+    own = tmp_path / "top" / f".Trash-{os.getuid()}"
+
+    def hash_then_take_the_name(path: str) -> str:
+        taken = own / "files" / "a.jpg"
+        if not taken.exists():  # another program trashes an a.jpg between the sorter's check and its link
+            taken.write_bytes(b"someone else's")
+        return content_hash_file(path)
+
+    sorter = make_sorter(tmp_path, tmp_path / "top", layout="freedesktop", hash_file=hash_then_take_the_name)
+    result = sorter.apply(queue(sorter, photo))
+    assert result.state == "done" and Path(result.dest).name == "a (1).jpg"
+    assert (own / "files" / "a.jpg").read_bytes() == b"someone else's"
+    assert sorted(p.name for p in (own / "info").iterdir()) == ["a (1).jpg.trashinfo"]

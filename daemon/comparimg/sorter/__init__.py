@@ -391,15 +391,21 @@ class Sorter:
                 )
             dest = candidate
             info = self._info_path(placement, candidate)
-            try:
-                if info is not None and opened.info_dir is not None:
-                    text = trashinfo_text(self._original(action_id), datetime.now())
+            if info is not None and opened.info_dir is not None:
+                text = trashinfo_text(self._original(action_id), datetime.now())
+                try:
                     files.write_exclusive_at(opened.info_dir, Path(info).name, text)
-                    crash_point("info_written")
+                except FileExistsError:
+                    continue
+                crash_point("info_written")
+            try:
                 link(candidate.name)
-                return candidate
             except FileExistsError:
+                if info is not None and opened.info_dir is not None:  # ours, written just above
+                    name = Path(info).name
+                    files.unlink_at(opened.info_dir, name, files.inode_at(opened.info_dir, name) or -1)
                 continue
+            return candidate
         raise OSError("no free name left for the destination")
 
     def _complete(self, row: dict[str, Any], dest: Path) -> ActionResult:
