@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from comparimg.model import ORIENTATIONS
 
@@ -17,8 +20,14 @@ MEMBER_KEYS = {"path", "size", "width", "height", "format", "distance", "orienta
 
 
 def comparimg(env, *args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "comparimg", *map(str, args)], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "comparimg", *map(str, args)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture
@@ -43,7 +52,9 @@ def test_scan_writes_the_duplicates_json_of_the_contract(cli_env, photos_dir, tm
     assert set(group) == {"id", "kind", "members"} and group["kind"] == "near"
     assert all(set(m) == MEMBER_KEYS for m in group["members"])
     assert [m["path"] for m in group["members"]] == [
-        str(photos_dir / "a.jpg"), str(photos_dir / "deep" / "er" / "a-small.png")]
+        str(photos_dir / "a.jpg"),
+        str(photos_dir / "deep" / "er" / "a-small.png"),
+    ]
     assert [m["suggested"] for m in group["members"]] == ["keep", "trash"]
     assert {m["orientation"] for m in group["members"]} <= set(ORIENTATIONS)
     assert group["members"][1]["width"] == 128 and group["members"][1]["format"] == "PNG"
@@ -103,9 +114,90 @@ def test_a_file_that_is_not_an_index_is_a_failure_without_traceback(cli_env, pho
     assert "comparimg scan: cannot" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_errors_of_files_given_by_name_are_listed(cli_env, photos_dir):
+    files = [photos_dir / "a.jpg", photos_dir / "broken.jpg", photos_dir / "b.jpg"]
+    result = comparimg(cli_env, "scan", *files, "--json", "-")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["stats"]["errors"] == 1
+    assert [error["path"] for error in document["errors"]] == [str(photos_dir / "broken.jpg")]
+
+
+def drop_file_permissions_prefix() -> list[str]:
+    """Return a command prefix under which file permissions apply to this user (root without
+    CAP_DAC_OVERRIDE), or skip."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root and setpriv (util-linux) is missing: cannot drop CAP_DAC_OVERRIDE")
+    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps", "-all"]
+
+
+def test_a_root_that_cannot_be_read_is_a_failure_before_scanning(cli_env, photos_dir, tmp_path):
+    prefix = drop_file_permissions_prefix()
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    db = tmp_path / "index.sqlite3"
+    os.chmod(locked, 0)
+    try:
+        command = ["scan", photos_dir, locked, "--index", db, "--json", tmp_path / "d.json"]
+        result = subprocess.run(
+            [*prefix, sys.executable, "-m", "comparimg", *map(str, command)],
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.chmod(locked, 0o755)
+    assert result.returncode == 1
+    assert f"comparimg scan: cannot read {locked}: permission denied" in result.stderr
+    assert not db.exists() and not (tmp_path / "d.json").exists()
+
+
+def test_a_root_that_is_neither_folder_nor_file_is_a_failure(cli_env, tmp_path):
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    result = comparimg(cli_env, "scan", fifo, "--json", "-")
+    assert result.returncode == 1 and f"cannot scan {fifo}: not a folder or a file" in result.stderr
+
+
+@pytest.mark.parametrize("where", ["under a file", "a folder"])
+def test_an_unwritable_json_target_is_reported_before_scanning(cli_env, photos_dir, tmp_path, where):
+    (tmp_path / "file").write_text("")
+    (tmp_path / "folder").mkdir()
+    target = tmp_path / "file" / "d.json" if where == "under a file" else tmp_path / "folder"
+    db = tmp_path / "index.sqlite3"
+    result = comparimg(cli_env, "scan", photos_dir, "--index", db, "--json", target)
+    assert result.returncode == 1
+    assert f"comparimg scan: cannot write --json {target}: " in result.stderr
+    assert not db.exists()  # the scan did not start
+    assert result.stdout == ""
+
+
 def test_check_config_accepts_the_example(cli_env):
     result = comparimg(cli_env, "check-config", REPO / "config" / "comparimg.example.yaml")
     assert result.returncode == 0, result.stderr
+
+
+def test_check_config_shows_every_setting_in_effect(cli_env, tmp_path):
+    from comparimg.config import documented_keys, load_settings, settings_to_dict
+
+    partial = tmp_path / "partial.yaml"
+    partial.write_text("matching:\n  threshold: 4\nhttp:\n  listen: 127.0.0.1:9999\n")
+    result = comparimg(cli_env, "check-config", partial)
+    assert result.returncode == 0, result.stderr
+    first, rest = result.stdout.split("\n", 1)
+    assert first == f"ok: {partial}"
+    shown = yaml.safe_load(rest)
+    assert shown["matching"]["threshold"] == 4 and shown["http"]["listen"] == "127.0.0.1:9999"
+    assert shown["watch"]["settle_seconds"] == 2.0  # left out of the file: its default is shown
+    for key_path in documented_keys():
+        section, _, key = key_path.replace("roots[]", "roots").partition(".")
+        holder = shown[section][0] if section == "roots" else shown[section]
+        assert not key or key in holder, key_path
+    assert shown == settings_to_dict(load_settings(partial))  # what the daemon would run with
 
 
 def test_check_config_rejects_a_bad_file_with_78(cli_env, tmp_path):
@@ -129,8 +221,12 @@ def test_a_terminal_gets_a_progress_line_on_stderr(cli_env, photos_dir, tmp_path
     leader, follower = pty.openpty()
     shown = b""
     try:
-        process = subprocess.Popen([sys.executable, "-m", "comparimg", "scan", str(photos_dir)], env=cli_env,
-                                   stdout=subprocess.PIPE, stderr=follower)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "comparimg", "scan", str(photos_dir)],
+            env=cli_env,
+            stdout=subprocess.PIPE,
+            stderr=follower,
+        )
         os.close(follower)
         follower = -1
         while True:  # read while it runs: Linux may drop what is left in a pty once its last user exits
@@ -173,9 +269,12 @@ def test_a_scan_killed_midway_resumes_from_a_sound_index(cli_env, tmp_path):
     for i in range(300):
         Image.fromarray((rng.random((24, 32)) * 255).astype("uint8")).save(root / f"{i:03d}.png")
     db = tmp_path / "index.sqlite3"
-    process = subprocess.Popen([sys.executable, "-m", "comparimg", "scan", str(root), "--index", str(db),
-                                "--workers", "1"], env=cli_env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "comparimg", "scan", str(root), "--index", str(db), "--workers", "1"],
+        env=cli_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while _indexed_files(db) < 20:  # wait for a condition (rows committed), not for a duration

@@ -33,13 +33,22 @@ def setup(tmp_path, write_photo, cli_env):
     (photos / "sub").mkdir()
     (photos / "sub" / "b.jpg").write_bytes(first.read_bytes())
     config = tmp_path / "comparimg.yaml"
-    config.write_text(yaml.safe_dump({
-        "roots": [str(photos)], "index": str(tmp_path / "state" / "index.sqlite3"),
-        "export": str(tmp_path / "state" / "duplicates.json"),
-        "hashing": {"workers": 1}, "watch": {"settle_seconds": 0.2},
-        "http": {"listen": f"127.0.0.1:{free_port()}", "token_file": str(tmp_path / "state" / "token")},
-        "sorter": {"trash": str(tmp_path / "trash")},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "roots": [str(photos)],
+                "index": str(tmp_path / "state" / "index.sqlite3"),
+                "export": str(tmp_path / "state" / "duplicates.json"),
+                "hashing": {"workers": 1},
+                "watch": {"settle_seconds": 0.2},
+                "http": {
+                    "listen": f"127.0.0.1:{free_port()}",
+                    "token_file": str(tmp_path / "state" / "token"),
+                },
+                "sorter": {"trash": str(tmp_path / "trash")},
+            }
+        )
+    )
     return tmp_path, config, cli_env
 
 
@@ -48,14 +57,23 @@ def start_daemon(config: Path, env: dict, crash_at: str | None = None) -> subpro
     if crash_at:
         env["COMPARIMG_CRASH_AT"] = crash_at
     with open(config.parent / "daemon.log", "a") as log:  # a file, not a pipe nobody reads (it fills up)
-        return subprocess.Popen([sys.executable, "-m", "comparimg", "run", "--config", str(config)], env=env,
-                                stderr=log, text=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "comparimg", "run", "--config", str(config)],
+            env=env,
+            stderr=log,
+            text=True,
+        )
 
 
 def client(config: Path, env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in env.items() if k != "COMPARIMG_CRASH_AT"}
-    result = subprocess.run([sys.executable, "-m", "comparimg", *args, "--config", str(config)], env=clean,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "comparimg", *args, "--config", str(config)],
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if check:
         assert result.returncode == 0, (args, result.stdout, result.stderr)
     return result
@@ -76,8 +94,9 @@ def wait_for_group(config: Path, env: dict, timeout: float = 60) -> dict:
 
 
 def wait_for_status(config: Path, env: dict, timeout: float = 60) -> dict:
-    return wait_for(lambda: json_answer(config, env, "status"), timeout, interval=0.2,
-                    message="the daemon did not answer")
+    return wait_for(
+        lambda: json_answer(config, env, "status"), timeout, interval=0.2, message="the daemon did not answer"
+    )
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -113,6 +132,68 @@ def test_clients_status_groups_decide_apply_undo(setup):
         assert Path(victim["path"]).read_bytes() == original
         refused = client(config, env, "undo", str(action_id), check=False)
         assert refused.returncode == 1 and "409" in refused.stderr
+    finally:
+        stop(daemon)
+
+
+def wait_for_members(config: Path, env: dict, count: int, timeout: float = 60) -> dict:
+    def group_of_count() -> dict | None:
+        answer = json_answer(config, env, "groups")
+        groups = answer["groups"] if answer else []
+        return next((g for g in groups if len(g["members"]) == count), None)
+
+    return wait_for(group_of_count, timeout, interval=0.2, message=f"no group of {count} appeared")
+
+
+def member_lines(output: str) -> dict[int, str]:
+    """Given the text of `comparimg groups`, return {file id: its line}."""
+    return {int(line.split()[1]): line for line in output.splitlines() if line.startswith("  file ")}
+
+
+def test_decide_takes_several_file_ids_and_groups_tell_suggestion_from_decision(setup):
+    tmp, config, env = setup
+    (tmp / "photos" / "c.jpg").write_bytes((tmp / "photos" / "a.jpg").read_bytes())
+    daemon = start_daemon(config, env)
+    try:
+        group = wait_for_members(config, env, 3)
+        keeper = next(m["file_id"] for m in group["members"] if m["suggested"] == "keep")
+        others = [m["file_id"] for m in group["members"] if m["file_id"] != keeper]
+        before = member_lines(client(config, env, "groups").stdout)
+        assert "suggested keeper" in before[keeper] and "decision" not in before[keeper]
+        assert all("[" not in before[other] for other in others)  # nothing decided, nothing suggested
+
+        decided = client(config, env, "decide", "trash", *map(str, others), "--json")
+
+        queued = json.loads(decided.stdout)
+        assert [(d["action"], d["file_id"], d["state"]) for d in queued] == [
+            ("trash", other, "queued") for other in others
+        ]
+        after = member_lines(client(config, env, "groups").stdout)
+        assert all(f"decision {d['id']}: trash, queued" in after[d["file_id"]] for d in queued)
+        assert "suggested keeper" in after[keeper] and "decision" not in after[keeper]
+    finally:
+        stop(daemon)
+
+
+def test_keep_suggested_keeps_the_keeper_and_trashes_the_rest(setup):
+    tmp, config, env = setup
+    (tmp / "photos" / "c.jpg").write_bytes((tmp / "photos" / "a.jpg").read_bytes())
+    daemon = start_daemon(config, env)
+    try:
+        group = wait_for_members(config, env, 3)
+        keeper = next(m for m in group["members"] if m["suggested"] == "keep")
+        unknown = client(config, env, "decide", "keep-suggested", "999", check=False)
+        assert unknown.returncode == 1 and "404" in unknown.stderr
+
+        done = client(config, env, "decide", "keep-suggested", str(group["id"]))
+
+        assert done.stdout.splitlines()[0].startswith("decision ")
+        assert f": keep file {keeper['file_id']} {keeper['path']}: queued" in done.stdout
+        assert done.stdout.count(": trash file ") == 2
+        applied = json.loads(client(config, env, "apply", "--json").stdout)
+        assert applied["applied"] == 3
+        assert [m for m in group["members"] if Path(m["path"]).exists()] == [keeper]
+        assert len(list((tmp / "trash").rglob("*.jpg"))) == 2
     finally:
         stop(daemon)
 
@@ -182,3 +263,26 @@ def _journal(tmp: Path) -> list[dict]:
         rows = journal.list_actions(index.db)
     assert not [r for r in rows if r["state"] == "open"]
     return rows
+
+
+def test_keep_suggested_keeps_reference_copies_and_leaves_missing_ones_alone():
+    from comparimg.client import keep_suggested_requests
+
+    def member(file_id: int, suggested: str, reference: bool = False, state: str = "ok") -> dict:
+        return {"file_id": file_id, "suggested": suggested, "reference": reference, "state": state}
+
+    group = {
+        "id": 7,
+        "members": [
+            member(1, "trash"),
+            member(2, "keep"),
+            member(3, "trash", reference=True),
+            member(4, "trash", state="missing"),
+        ],
+    }
+    bodies = [body for _, _, body in keep_suggested_requests(group)]
+    assert [(b["action"], b["file_id"], b["group_id"]) for b in bodies] == [
+        ("keep", 2, 7),
+        ("keep", 3, 7),
+        ("trash", 1, 7),
+    ]

@@ -19,9 +19,17 @@ def write(tmp_path, text):
     return path
 
 
-def test_defaults_need_no_file(monkeypatch, tmp_path):
-    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+@pytest.fixture
+def bare_home(monkeypatch, tmp_path):
+    """Return a temporary HOME with no XDG folder and no $STATE_DIRECTORY set."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("STATE_DIRECTORY", "XDG_STATE_HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def test_defaults_need_no_file(bare_home, monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     settings = config.load_settings(None)
     assert settings.index_path == tmp_path / "comparimg" / "index.sqlite3"
     assert settings.matching.threshold == 10
@@ -32,6 +40,32 @@ def test_defaults_need_no_file(monkeypatch, tmp_path):
 def test_state_directory_wins(monkeypatch):
     monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/comparimg:/other")
     assert config.Settings().index_path == Path("/var/lib/comparimg/index.sqlite3")
+
+
+def test_state_lives_in_the_xdg_state_folder(bare_home):
+    assert config.state_dir() == bare_home / ".local/state/comparimg"
+    settings = config.Settings()
+    assert settings.http.token_file == bare_home / ".local/state/comparimg/token"
+    assert settings.sorter.trash_dir == bare_home / ".local/state/comparimg/trash"
+
+
+def test_a_relative_xdg_state_home_is_ignored_as_the_spec_says(bare_home, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", "relative/state")
+    assert config.state_dir() == bare_home / ".local/state/comparimg"
+
+
+def test_the_state_folder_of_an_older_release_stays_in_use(bare_home):
+    legacy = bare_home / ".local/share/comparimg"
+    legacy.mkdir(parents=True)
+    assert config.state_dir() == legacy
+    (bare_home / ".local/state/comparimg").mkdir(parents=True)
+    assert config.state_dir() == bare_home / ".local/state/comparimg"
+
+
+def test_the_user_service_configuration_follows_xdg_config_home(bare_home, monkeypatch):
+    assert config.user_config_file() == bare_home / ".config/comparimg/comparimg.yaml"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(bare_home / "cfg"))
+    assert config.user_config_file() == bare_home / "cfg/comparimg/comparimg.yaml"
 
 
 def test_example_file_loads_and_documents_every_setting():
@@ -146,14 +180,17 @@ def test_environment_variables_expand(tmp_path, monkeypatch):
     assert os.path.isabs(settings.index_path)
 
 
-@pytest.mark.parametrize(("host", "url"), [
-    ("0.0.0.0", "http://127.0.0.1:8765"),
-    ("", "http://127.0.0.1:8765"),
-    ("::", "http://[::1]:8765"),
-    ("::1", "http://[::1]:8765"),
-    ("192.168.1.20", "http://192.168.1.20:8765"),
-    ("photos.local", "http://photos.local:8765"),
-])
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("0.0.0.0", "http://127.0.0.1:8765"),
+        ("", "http://127.0.0.1:8765"),
+        ("::", "http://[::1]:8765"),
+        ("::1", "http://[::1]:8765"),
+        ("192.168.1.20", "http://192.168.1.20:8765"),
+        ("photos.local", "http://photos.local:8765"),
+    ],
+)
 def test_a_local_client_reaches_a_wildcard_address_through_loopback(host, url):
     assert config.reachable_base_url(host, 8765) == url
 

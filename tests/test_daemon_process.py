@@ -111,7 +111,7 @@ def test_no_configuration_at_all_runs_on_defaults(tmp_path):
     (home / "Pictures" / "a.jpg").write_bytes(photo_bytes(2))
     (home / "Pictures" / "b.jpg").write_bytes(photo_bytes(2))
     env = env_with_package({"HOME": str(home)})
-    for key in ("XDG_DATA_HOME", "STATE_DIRECTORY", "XDG_CONFIG_HOME"):
+    for key in ("XDG_DATA_HOME", "XDG_STATE_HOME", "STATE_DIRECTORY", "XDG_CONFIG_HOME"):
         env.pop(key, None)
     log = tmp_path / "log"
     with open(log, "wb") as out:
@@ -119,13 +119,13 @@ def test_no_configuration_at_all_runs_on_defaults(tmp_path):
             [sys.executable, "-m", "comparimg", "run", "--listen", "127.0.0.1:0"], stderr=out, env=env
         )
     try:
-        export = home / ".local/share/comparimg/duplicates.json"
+        export = home / ".local/state/comparimg/duplicates.json"
         wait_for(
             lambda: export.exists() and json.loads(export.read_text())["groups"],
             timeout=30,
             message=log.read_text(),
         )
-        assert (home / ".local/share/comparimg/index.sqlite3").exists()
+        assert (home / ".local/state/comparimg/index.sqlite3").exists()
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(15) == 0

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from comparimg.config import load_settings
+from comparimg.config import documented_keys, load_settings
 from comparimg.install import plan_install, read_write_paths
 
 
@@ -29,6 +29,8 @@ def test_system_install_writes_unit_and_config_and_prints_commands(tmp_path):
     config = tmp_path / "etc/comparimg/comparimg.yaml"
     settings = load_settings(config)
     assert settings.roots[0].path == Path("/root/Pictures")
+    # named, so that `comparimg status` reading this file finds the system service's token
+    assert settings.http.token_file == Path("/var/lib/comparimg/token")
     assert "systemctl daemon-reload" in done.stdout
     assert "systemctl enable --now comparimg.service" in done.stdout
 
@@ -94,3 +96,23 @@ def test_plan_is_pure():
     assert plan.config_path == Path("/x/etc/comparimg/comparimg.yaml")
     assert "User=ann" in plan.unit_text
     assert '"/home/ann/Pictures"' in plan.config_text
+
+
+def test_the_starter_config_keeps_its_promise_that_check_config_shows_every_setting(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    assert run_install("--user", "--root", str(tmp_path), env={"HOME": str(home)}).returncode == 0
+    config = tmp_path / str(home).lstrip("/") / ".config/comparimg/comparimg.yaml"
+    assert "comparimg check-config" in config.read_text()
+    done = subprocess.run(
+        [sys.executable, "-m", "comparimg", "check-config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "HOME": str(home)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"ok: {config}\n")
+    shown = done.stdout.split("\n", 1)[1]
+    for key_path in documented_keys():
+        assert f"{key_path.rpartition('.')[2]}:" in shown, key_path

@@ -361,3 +361,33 @@ def test_files_hashed_but_not_linked_when_stopped_are_linked_by_the_next_scan(tm
         assert groups_by_path(index) == groups_by_path(fresh)
     finally:
         fresh.close()
+
+
+def test_a_root_unmounted_during_the_walk_marks_nothing_missing(tmp_path, index, pool, write_photo):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or os.system(f"mount -t tmpfs -o size=16m tmpfs {disk} 2>/dev/null") != 0:
+        pytest.skip("needs root and tmpfs mounts")
+    try:
+        for i in range(40):
+            write_photo(disk / f"{i:02d}.png", ("astronaut", "coffee", "rocket")[i % 3], size=(24 + i, 24))
+        write_photo(disk / "sub" / "a.png", "chelsea", size=(64, 64))
+        scanner = scanner_for(index, pool)
+        assert scanner.scan([disk]).files == 41
+        for i in range(12):  # new files, walked (in name order) before the known ones, read in the workers
+            write_photo(disk / f"+new-{i:02d}.png", "camera", size=(30 + i, 30))
+
+        unmounted = []
+
+        def unmount_at_the_first_hashed_file(progress):
+            if progress.hashed == 1 and not unmounted:
+                unmounted.append(os.system(f"umount -l {disk}"))
+
+        report = scanner.scan([disk], progress=unmount_at_the_first_hashed_file)
+    finally:
+        os.system(f"umount -l {disk} 2>/dev/null")
+    assert unmounted == [0]
+    assert report.missing == 0 and report.absent_roots == [str(disk)]
+    assert index.counts()["files_missing"] == 0
+    known = [r for r in index.iter_files_under(str(disk), ("ok", "error", "missing")) if "+new" not in r.path]
+    assert len(known) == 41 and all(r.state == "ok" for r in known)  # no "not found" error rows either

@@ -5,17 +5,40 @@ from __future__ import annotations
 import io
 import os
 import stat
+import typing
 
 import pytest
+import yaml
 
+from comparimg import config
+from comparimg.config import load_settings
+from comparimg.web import config_patch
 from comparimg.web.security import allowed_host_names, ensure_token, host_name, same_origin
-from web_support import start_live, stop_live
+from web_support import settings_document, start_live, stop_live
 
 
 @pytest.fixture
 async def live(tmp_path, aiohttp_client):
     handle, task = await start_live(tmp_path, aiohttp_client)
     yield handle
+    await stop_live(handle, task)
+
+
+@pytest.fixture
+async def configured(tmp_path, aiohttp_client):
+    """The live daemon started from a configuration file, which SIGHUP (`Service.reload`) re-reads and
+    `PATCH /api/config` writes; returns (live, the file)."""
+    config_file = tmp_path / "comparimg.yaml"
+    config_file.write_text(yaml.safe_dump(settings_document(tmp_path)))
+    settings = load_settings(config_file)
+    handle, task = await start_live(
+        tmp_path,
+        aiohttp_client,
+        settings=settings,
+        config_path=config_file,
+        reload_settings=lambda: load_settings(config_file),
+    )
+    yield handle, config_file
     await stop_live(handle, task)
 
 
@@ -189,14 +212,98 @@ async def test_a_file_swapped_for_a_symlink_is_not_moved(indexed, tmp_path):
     assert os.path.islink(member["path"])
 
 
-async def test_files_outside_the_roots_are_not_served(indexed):
-    live, group = indexed
-    await live.json("PATCH", "/api/config", {"roots": [str(live.tmp / "elsewhere")]})
-    member = group["members"][0]
+async def test_files_outside_the_roots_are_not_served(configured, write_photo):
+    live, config_file = configured
+    folder = live.tmp / "photos" / "set"
+    first = write_photo(folder / "a.jpg", "astronaut", size=(128, 128))
+    (folder / "b.jpg").write_bytes(first.read_bytes())
+    job = await live.json("POST", "/api/jobs", {"path": str(folder)}, status=201)
+    await live.wait_job(job["id"])
+    member = (await live.json("GET", "/api/groups"))["groups"][0]["members"][0]
+    (live.tmp / "elsewhere").mkdir()
+    document = yaml.safe_load(config_file.read_text())
+    config_file.write_text(yaml.safe_dump({**document, "roots": [str(live.tmp / "elsewhere")]}))
+    assert await live.service.reload()  # the file and SIGHUP are the way to change the roots
     for path in (member["content_url"], member["thumbnail_url"]):
         assert (await live.get(path)).status == 403
     response = await live.post("/api/decisions", {"action": "trash", "file_id": member["file_id"]})
     assert response.status == 403
+
+
+FILE_ONLY_PATCHES = [
+    ({"roots": ["/"]}, "roots"),
+    ({"export": "{victim}"}, "export"),
+    ({"index": "{tmp}/other.sqlite3"}, "index"),
+    ({"http": {"listen": "0.0.0.0:8765"}}, "http.listen"),
+    ({"http": {"allowed_hosts": ["evil.example"]}}, "http.allowed_hosts"),
+    ({"http": {"token_file": "{victim}"}}, "http.token_file"),
+    ({"http": {"allowed_scan_roots": ["/"]}}, "http.allowed_scan_roots"),
+    ({"http": {"max_body_bytes": 1024}}, "http.max_body_bytes"),
+    ({"sorter": {"move_targets": {"out": "/tmp"}}}, "sorter.move_targets"),
+    ({"sorter": {"apply": "on-decide", "trash": "{tmp}/elsewhere"}}, "sorter.trash"),
+    ({"sorter": {"trash_layout": "freedesktop"}}, "sorter.trash_layout"),
+]
+
+
+async def test_a_patch_cannot_move_the_lines_the_file_draws(configured):
+    live, config_file = configured
+    victim = live.tmp / "victim.txt"
+    victim.write_text("precious")
+    saved, settings = config_file.read_bytes(), await live.json("GET", "/api/config")
+    for body, key in FILE_ONLY_PATCHES:
+        body = yaml.safe_load(
+            yaml.safe_dump(body).replace("{victim}", str(victim)).replace("{tmp}", str(live.tmp))
+        )
+        response = await live.patch("/api/config", body)
+        answer = await response.json()
+        assert response.status == 403, (body, answer)
+        assert answer["error"]["code"] == "file_only_setting"
+        assert f"'{key}'" in answer["error"]["message"] and "configuration file" in answer["error"]["message"]
+    assert config_file.read_bytes() == saved
+    assert await live.json("GET", "/api/config") == settings
+    assert victim.read_text() == "precious"
+    for host in ("127.0.0.1", "localhost"):  # the API is still there for the names it answered
+        response = await live.get("/api/status", headers={"Host": f"{host}:{live.client.port}"})
+        assert response.status == 200
+
+
+async def test_a_patch_changes_what_the_api_may_change_and_reports_unknown_keys(configured):
+    live, config_file = configured
+    changed = await live.json(
+        "PATCH", "/api/config", {"sorter": {"apply": "on-decide"}, "matching": {"threshold": 4}}
+    )
+    assert changed["sorter"]["apply"] == "on-decide" and changed["matching"]["threshold"] == 4
+    assert yaml.safe_load(config_file.read_text())["sorter"]["apply"] == "on-decide"
+    for body in ({"colour": "blue"}, {"sorter": {"colour": 1}}, {"matching": {"threshold": "4"}}):
+        response = await live.patch("/api/config", body)
+        assert response.status == 400 and (await response.json())["error"]["code"] == "invalid_config"
+
+
+def test_no_setting_the_api_may_change_is_a_path():
+    """A path set through the API could point outside what the file's owner allowed: every path setting
+    of the schema (a new one too) must be file-only."""
+    path_settings = []
+    for name, cls in config._SECTIONS.items():  # the schema's own table of sections
+        yaml_keys = config._yaml_fields(cls)  # field name -> YAML key
+        for field, hint in typing.get_type_hints(cls).items():
+            if "Path" in str(hint) and field in yaml_keys:
+                path_settings.append(f"{name}.{yaml_keys[field]}")
+    assert {"sorter.trash", "sorter.move_targets", "http.token_file", "http.allowed_scan_roots"} <= set(
+        path_settings
+    )
+    for key in [*path_settings, "roots", "index", "export", "http.listen", "http.allowed_hosts"]:
+        assert not config_patch.api_settable(key), key
+
+
+async def test_a_reload_that_changes_listen_does_not_lock_the_api_out(configured):
+    live, config_file = configured
+    document = yaml.safe_load(config_file.read_text())
+    document["http"] = {**document["http"], "listen": "0.0.0.0:8765"}
+    config_file.write_text(yaml.safe_dump(document))
+    assert await live.service.reload()
+    for host in ("127.0.0.1", "localhost"):
+        response = await live.get("/api/status", headers={"Host": f"{host}:{live.client.port}"})
+        assert response.status == 200, host
 
 
 async def test_junk_ids_in_urls_are_404(live):

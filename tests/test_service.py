@@ -16,16 +16,25 @@ from comparimg.logs import LineFormatter
 from comparimg.model import ConfigError
 from comparimg.notify import Notifier
 from comparimg.pipeline import ScannerPipeline, extensions_of, pipeline_changes
-from comparimg.service import RootState, Service, root_is_present, settings_for_run, snapshot_of
+from comparimg.service import (
+    RootState,
+    Service,
+    config_to_read,
+    default_config_file,
+    root_is_present,
+    settings_for_run,
+    snapshot_of,
+)
 
 
 def test_run_without_configuration_uses_the_defaults(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
     settings = settings_for_run(None)
     assert settings.root_paths() == (tmp_path / "Pictures",)
-    assert settings.index_path == tmp_path / ".local/share/comparimg/index.sqlite3"
+    assert settings.index_path == tmp_path / ".local/state/comparimg/index.sqlite3"
 
 
 def test_command_line_overrides_the_file(tmp_path):
@@ -134,3 +143,16 @@ async def wait_until(predicate, timeout: float = 15.0) -> None:
     while not predicate():
         assert loop.time() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
+
+
+def test_without_config_a_reload_reads_the_file_a_patch_saved(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("XDG_STATE_HOME", "XDG_DATA_HOME", "STATE_DIRECTORY"):
+        monkeypatch.delenv(name, raising=False)
+    assert config_to_read(None) is None  # a first start: the built-in defaults
+    saved = default_config_file()
+    saved.parent.mkdir(parents=True)
+    saved.write_text("matching:\n  threshold: 6\n")  # what PATCH /api/config saved meanwhile
+    assert config_to_read(None) == str(saved)
+    assert settings_for_run(config_to_read(None), watch=[str(tmp_path)]).matching.threshold == 6
+    assert config_to_read("/etc/mine.yaml") == "/etc/mine.yaml"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from datetime import datetime
 from pathlib import Path, PurePath
 
@@ -14,6 +15,8 @@ from comparimg.sorter.plan import (
     recovery_decision,
     relative_to_root,
     temp_path_for,
+    trash_folder_problem,
+    trash_homes,
     trash_placement,
     trashinfo_text,
 )
@@ -107,3 +110,35 @@ def seen(**changes) -> Observation:
 )
 def test_recovery_decisions(observation, verdict):
     assert recovery_decision(observation) == verdict
+
+
+DIR = stat.S_IFDIR
+
+
+@pytest.mark.parametrize(
+    ("component", "mode", "owner", "problem"),
+    [
+        (".Trash", DIR | 0o1777, 0, None),
+        (".Trash", DIR | 0o777, 0, "no sticky bit"),
+        (".Trash", stat.S_IFLNK | 0o777, 0, "not a folder"),
+        (".Trash/1000", DIR | 0o700, 1000, None),
+        (".Trash/1000", DIR | 0o700, 0, "belongs to uid 0"),
+        (".Trash-1000", DIR | 0o700, 1000, None),
+        (".Trash-1000", DIR | 0o755, 1000, None),
+        (".Trash-1000", DIR | 0o777, 1000, "written by other users"),
+        (".Trash-1000", DIR | 0o777, 1234, "belongs to uid 1234"),
+        (".Trash-1000/files", DIR | 0o700, 1000, None),
+    ],
+)
+def test_freedesktop_trash_folder_rules(component, mode, owner, problem):
+    found = trash_folder_problem(PurePath(component), mode, owner, 1000)
+    assert (found is None) if problem is None else (problem in found)
+
+
+def test_the_shared_trash_is_tried_before_the_own_one():
+    assert trash_homes(1000) == (PurePath(".Trash/1000"), PurePath(".Trash-1000"))
+    placement = trash_placement(
+        PurePath("/photos/a/b.jpg"), ROOTS, Path("/top"), "freedesktop", 1000, PurePath(".Trash/1000")
+    )
+    assert placement.dest == Path("/top/.Trash/1000/files/b.jpg")
+    assert placement.info_dir == Path("/top/.Trash/1000/info")

@@ -17,8 +17,13 @@ from comparimg.web import create_app
 
 def make_settings(tmp: Path, **overrides: Any):
     """Return settings for a daemon living entirely in `tmp` (root `tmp/photos`, trash, move target)."""
+    return parse_settings(settings_document(tmp, **overrides), "test", tmp)
+
+
+def settings_document(tmp: Path, **overrides: Any) -> dict[str, Any]:
+    """Return the YAML-shaped settings of `make_settings` (creating the root folder)."""
     (tmp / "photos").mkdir(exist_ok=True)
-    document = {
+    return {
         "roots": [str(tmp / "photos")],
         "index": str(tmp / "state" / "index.sqlite3"),
         "export": str(tmp / "state" / "duplicates.json"),
@@ -28,7 +33,6 @@ def make_settings(tmp: Path, **overrides: Any):
         "sorter": {"trash": str(tmp / "trash"), "move_targets": {"best": str(tmp / "best")}},
         **overrides,
     }
-    return parse_settings(document, "test", tmp)
 
 
 @dataclasses.dataclass
@@ -78,15 +82,26 @@ class Live:
             await asyncio.sleep(0.05)
 
 
-async def start_live(tmp: Path, aiohttp_client, **overrides: Any) -> tuple[Live, asyncio.Task]:
-    """Start the daemon and its app; return the handle and the daemon's task."""
-    settings = make_settings(tmp, **overrides)
-    service = Service(settings, ScannerPipeline, notifier=Notifier(None))
+async def start_live(
+    tmp: Path,
+    aiohttp_client,
+    *,
+    settings: Any = None,
+    config_path: Path | None = None,
+    reload_settings: Any = None,
+    **overrides: Any,
+) -> tuple[Live, asyncio.Task]:
+    """Start the daemon and its app (on `settings`, default `make_settings(tmp, **overrides)`; PATCH
+    writing `config_path`, default `tmp/state/config.yaml`; SIGHUP calling `reload_settings`); return the
+    handle and the daemon's task."""
+    settings = settings or make_settings(tmp, **overrides)
+    service = Service(settings, ScannerPipeline, notifier=Notifier(None), reload_settings=reload_settings)
     task = asyncio.ensure_future(service.run())
     while service.pipeline is None or service.state == "starting":
         assert not task.done(), task.exception()
         await asyncio.sleep(0.02)
-    client = await aiohttp_client(create_app(settings, service, tmp / "state" / "config.yaml"))
+    config_path = config_path or tmp / "state" / "config.yaml"
+    client = await aiohttp_client(create_app(settings, service, config_path))
     token = settings.http.token_file.read_text().strip()
     return Live(client, service, settings, token, tmp), task
 
@@ -99,7 +114,7 @@ async def stop_live(live: Live, task: asyncio.Task) -> None:
     await live.client.close()
     for _ in range(200):
         status = live.service.status()
-        if not status["queue"] and not status["pending"]:
+        if not status["queue_depth"] and not status["pending"]:
             break
         await asyncio.sleep(0.05)
     live.service.stop()

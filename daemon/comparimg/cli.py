@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -53,30 +55,54 @@ def worker_count(text: str) -> int:
 def add_scan_command(subcommands: argparse._SubParsersAction) -> None:
     """Declare `comparimg scan PATH... --json OUT [--index DB] [--threshold N] [--workers N] ...`."""
     parser = subcommands.add_parser(
-        "scan", help="scan folders once and write the duplicates JSON",
+        "scan",
+        help="scan folders once and write the duplicates JSON",
         description="Scan folders (recursively) for exact and near-duplicate images and write the "
-                    "duplicates JSON. Exits 0 whether or not duplicates were found.",
+        "duplicates JSON. Exits 0 whether or not duplicates were found.",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="folders (or files) to scan")
     parser.add_argument("--json", metavar="OUT", help="write the duplicates JSON here ('-' for stdout)")
-    parser.add_argument("--index", metavar="DB",
-                        help="SQLite index to keep between scans (default: a throwaway one)")
-    parser.add_argument("--threshold", type=threshold_bits, default=10, metavar="N",
-                        help="largest Hamming distance of near duplicates, 0..32 (default 10)")
-    parser.add_argument("--workers", type=worker_count, default=0, metavar="N",
-                        help="hashing worker processes (default 0: one per CPU)")
-    parser.add_argument("--no-orientations", action="store_true",
-                        help="do not match flipped or rotated copies")
-    parser.add_argument("--no-crops", action="store_true",
-                        help="do not match crops, borders, captions and watermarks")
-    parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
-                        help="time limit for decoding one image (default 30)")
+    parser.add_argument(
+        "--index", metavar="DB", help="SQLite index to keep between scans (default: a throwaway one)"
+    )
+    parser.add_argument(
+        "--threshold",
+        type=threshold_bits,
+        default=10,
+        metavar="N",
+        help="largest Hamming distance of near duplicates, 0..32 (default 10)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=worker_count,
+        default=0,
+        metavar="N",
+        help="hashing worker processes (default 0: one per CPU)",
+    )
+    parser.add_argument(
+        "--no-orientations", action="store_true", help="do not match flipped or rotated copies"
+    )
+    parser.add_argument(
+        "--no-crops", action="store_true", help="do not match crops, borders, captions and watermarks"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="time limit for decoding one image (default 30)",
+    )
     parser.set_defaults(handler=run_scan)
 
 
 def add_check_config_command(subcommands: argparse._SubParsersAction) -> None:
     """Declare `comparimg check-config [FILE]`."""
-    parser = subcommands.add_parser("check-config", help="validate a configuration file (exit 0 or 78)")
+    parser = subcommands.add_parser(
+        "check-config",
+        help="validate a configuration file and show every setting in effect (exit 0 or 78)",
+        description="Validate a configuration file. When it is valid, print 'ok: FILE' and then every "
+        "setting in effect, as YAML: the file's values and the defaults of what it leaves out.",
+    )
     parser.add_argument("file", nargs="?", metavar="FILE", help="YAML file (default: the built-in defaults)")
     parser.set_defaults(handler=run_check_config)
 
@@ -109,16 +135,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_check_config(args: argparse.Namespace) -> int:
-    """Given parsed `check-config` arguments, validate the file; return 0, or 78 with the error on stderr."""
-    from comparimg.config import load_settings
+    """Given parsed `check-config` arguments, validate the file; print "ok: FILE" and every setting in
+    effect (the file's values, the defaults for what it leaves out) as YAML, return 0; or return 78 with
+    the error on stderr."""
+    import yaml
+
+    from comparimg.config import load_settings, settings_to_dict
     from comparimg.model import ConfigError
 
     try:
-        load_settings(args.file)
+        settings = load_settings(args.file)
     except ConfigError as error:
         print(f"comparimg: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    print(f"{args.file or '<defaults>'}: configuration ok")
+    print(f"ok: {args.file or '<defaults>'}")
+    print("# every setting in effect (keys the file leaves out have their default):")
+    print(yaml.safe_dump(settings_to_dict(settings), sort_keys=False, allow_unicode=True), end="")
     return EXIT_OK
 
 
@@ -128,6 +160,12 @@ def run_scan(args: argparse.Namespace) -> int:
     if missing:
         print(f"comparimg scan: no such file or folder: {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
+    # Found before any time is spent: a root that cannot be read at all, an output that cannot be written.
+    problems = [*unreadable_roots(args.paths), *unwritable_output(args.json)]
+    if problems:
+        for problem in problems:
+            print(f"comparimg scan: {problem}", file=sys.stderr)
+        return EXIT_FAILED
     logging.basicConfig(level=logging.WARNING, format="comparimg: %(levelname)s %(message)s")
     from comparimg.model import ComparImgError
 
@@ -140,6 +178,44 @@ def run_scan(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     _print_summary(report, document, to_stderr=args.json == "-")
     return EXIT_OK
+
+
+def unreadable_roots(paths: Sequence[str]) -> list[str]:
+    """Given the paths to scan (which exist), return why each that cannot be read at all cannot: a folder
+    that cannot be listed, a file that cannot be opened, something that is neither a folder nor a file."""
+    from comparimg.scanner.walk import describe_os_error
+
+    problems = []
+    for path in paths:
+        try:
+            mode = os.stat(path).st_mode
+            if stat.S_ISDIR(mode):
+                with os.scandir(path):
+                    pass
+            elif stat.S_ISREG(mode):
+                os.close(os.open(path, os.O_RDONLY | os.O_NOCTTY))
+            else:
+                problems.append(f"cannot scan {path}: not a folder or a file")
+        except OSError as error:
+            problems.append(f"cannot read {path}: {describe_os_error(error)}")
+    return problems
+
+
+def unwritable_output(target: str | None) -> list[str]:
+    """Given `--json OUT` (None or '-' for none or stdout), return why it cannot be written, if it cannot:
+    its folders are made and a temporary file is created and removed there, as the final write will."""
+    if not target or target == "-":
+        return []
+    path = Path(target)
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as error:
+        return [f"cannot write --json {target}: {(error.strerror or str(error)).lower()}"]
+    return []
 
 
 def _throwaway_index(stack: contextlib.ExitStack) -> Path:
@@ -155,20 +231,20 @@ def _scan_and_export(args: argparse.Namespace, index_path: Path, stack: contextl
     pool = stack.enter_context(WorkerPool(args.workers, WorkerLimits(timeout_seconds=args.timeout)))
     pool.start_in_background()  # the workers' imports overlap ours and the walk
 
-    from comparimg.export import build_export, write_export
+    from comparimg.export import build_export, export_stats, write_export
     from comparimg.index import open_index
     from comparimg.scanner import MatchOptions, Scanner, ScanOptions
 
     index = stack.enter_context(open_index(index_path))
-    match = MatchOptions(threshold=args.threshold, orientations=not args.no_orientations,
-                         crops=not args.no_crops)
+    match = MatchOptions(
+        threshold=args.threshold, orientations=not args.no_orientations, crops=not args.no_crops
+    )
     scanner = Scanner(index, pool, ScanOptions(match=match))
     progress = ProgressLine(sys.stderr) if sys.stderr.isatty() else None
     report = scanner.scan(args.paths, progress)
     if progress:
         progress.finish()
-    stats = {**report.as_dict(), "threshold": args.threshold, "workers": pool.size}
-    document = build_export(index, args.paths, stats)
+    document = build_export(index, args.paths, export_stats(report.as_dict(), args.threshold, pool.size))
     if args.json == "-":
         json.dump(document, sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
@@ -201,8 +277,10 @@ class ProgressLine:
         if now - self.last < PROGRESS_INTERVAL and progress.phase == "walking":
             return
         self.last = now
-        self.stream.write(f"\r{progress.phase}: {progress.files} files, {progress.hashed} hashed, "
-                          f"{progress.errors} errors\x1b[K")
+        self.stream.write(
+            f"\r{progress.phase}: {progress.files} files, {progress.hashed} hashed, "
+            f"{progress.errors} errors\x1b[K"
+        )
         self.stream.flush()
 
     def finish(self) -> None:
@@ -216,14 +294,19 @@ class ProgressLine:
 def add_run_command(subcommands: argparse._SubParsersAction) -> None:
     """Declare `comparimg run [--config FILE] [--watch DIR]... [--index DB] [--export F] [--listen H:P]`."""
     parser = subcommands.add_parser(
-        "run", help="run the daemon: watch folders, keep the index and the duplicates JSON current",
+        "run",
+        help="run the daemon: watch folders, keep the index and the duplicates JSON current",
         description="Run the daemon in the foreground (systemd Type=notify). Without --config it runs on "
-                    "the built-in defaults; the options below override the file. SIGHUP reloads the "
-                    "configuration, SIGTERM stops.",
+        "the built-in defaults; the options below override the file. SIGHUP reloads the "
+        "configuration, SIGTERM stops.",
     )
     parser.add_argument("--config", metavar="FILE", help="YAML configuration (default: built-in defaults)")
-    parser.add_argument("--watch", action="append", metavar="DIR", help="folder to watch (repeatable; "
-                        "replaces the configured roots)")
+    parser.add_argument(
+        "--watch",
+        action="append",
+        metavar="DIR",
+        help="folder to watch (repeatable; replaces the configured roots)",
+    )
     parser.add_argument("--index", metavar="DB", help="SQLite index file")
     parser.add_argument("--export", metavar="FILE", help="duplicates JSON kept current")
     parser.add_argument("--listen", metavar="HOST:PORT", help="address of the API and review page")
@@ -237,9 +320,15 @@ def run_daemon(args: argparse.Namespace) -> int:
 
     # Without --config: the built-in defaults, or the file PATCH /api/config saved on an earlier run.
     config_file = Path(args.config).absolute() if args.config else default_config_file()
-    config = str(config_file) if args.config or config_file.exists() else None
-    return run_command(config, args.watch, args.index, args.export, args.listen,
-                       companion=web_companion(str(config_file)), token_file=args.token_file)
+    return run_command(
+        str(config_file) if args.config else None,
+        args.watch,
+        args.index,
+        args.export,
+        args.listen,
+        companion=web_companion(str(config_file)),
+        token_file=args.token_file,
+    )
 
 
 def web_companion(config_path: str | None):
@@ -261,16 +350,20 @@ def web_companion(config_path: str | None):
 def add_install_service_command(subcommands: argparse._SubParsersAction) -> None:
     """Declare `comparimg install-service [--user] [--config FILE] [--root DIR] [--enable] [--run-as U]`."""
     parser = subcommands.add_parser(
-        "install-service", help="write the systemd unit and a starter configuration",
+        "install-service",
+        help="write the systemd unit and a starter configuration",
         description="Write comparimg.service (system, or with --user for systemctl --user) and, if absent, "
-                    "a starter configuration; then print the systemctl commands, or run them with --enable.",
+        "a starter configuration; then print the systemctl commands, or run them with --enable.",
     )
     parser.add_argument("--user", action="store_true", help="install for `systemctl --user`")
     parser.add_argument("--config", metavar="FILE", help="configuration file the unit uses")
     parser.add_argument("--root", metavar="DIR", help="write under this folder instead of / (for packaging)")
     parser.add_argument("--enable", action="store_true", help="run systemctl daemon-reload and enable --now")
-    parser.add_argument("--run-as", metavar="USER", help="account of the system service (default: $SUDO_USER "
-                        "or the current user)")
+    parser.add_argument(
+        "--run-as",
+        metavar="USER",
+        help="account of the system service (default: $SUDO_USER or the current user)",
+    )
     parser.set_defaults(handler=run_install_service)
 
 
@@ -279,8 +372,9 @@ def run_install_service(args: argparse.Namespace) -> int:
     from comparimg.install import install
 
     try:
-        return install(user_mode=args.user, config=args.config, prefix=args.root, enable=args.enable,
-                       run_as=args.run_as)
+        return install(
+            user_mode=args.user, config=args.config, prefix=args.root, enable=args.enable, run_as=args.run_as
+        )
     except (OSError, KeyError) as error:
         print(f"comparimg install-service: {error}", file=sys.stderr)
         return EXIT_FAILED

@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 import urllib.error
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +38,25 @@ def endpoint(args: argparse.Namespace) -> tuple[str, str]:
     Raise ConfigError for a bad configuration, OSError for an unreadable token file."""
     from comparimg.config import load_settings, reachable_base_url
 
-    settings = load_settings(args.config)
+    settings = load_settings(args.config or daemon_config_file())
     base = args.url or reachable_base_url(settings.http.host, settings.http.port)
     token_file = Path(args.token_file) if args.token_file else settings.http.token_file
     return base.rstrip("/"), token_file.read_text(encoding="ascii").strip()
+
+
+def daemon_config_file() -> Path | None:
+    """Return the configuration file of the daemon a client without --config talks to: the first that
+    exists of `config_candidates()`, or None (the built-in defaults, as the daemon then uses)."""
+    return next((path for path in config_candidates() if path.is_file()), None)
+
+
+def config_candidates() -> tuple[Path, ...]:
+    """Return where a daemon's configuration is looked for, in order: the user service's (what
+    `install-service --user` writes and its unit runs with), the one a plain `comparimg run` keeps in the
+    state folder, the system service's (whose starter names its token file)."""
+    from comparimg.config import SYSTEM_CONFIG_FILE, saved_config_file, user_config_file
+
+    return user_config_file(), saved_config_file(), SYSTEM_CONFIG_FILE
 
 
 def call(base: str, token: str, method: str, path: str, body: Any = None) -> Any:
@@ -77,44 +93,101 @@ def _failure(error: urllib.error.HTTPError) -> ApiFailure:
 
 # --- what each subcommand asks --------------------------------------------------------------------------
 
+Ask = Callable[[str, str, Any], Any]  # (method, path, body) → the decoded answer; raises ApiFailure
+Request = tuple[str, str, Any]
 
-def status_request(args: argparse.Namespace) -> tuple[str, str, Any]:
+
+def status_request(args: argparse.Namespace) -> Request:
     """Return (method, path, body) for `status`."""
     return "GET", "/api/status", None
 
 
-def groups_request(args: argparse.Namespace) -> tuple[str, str, Any]:
+def groups_request(args: argparse.Namespace) -> Request:
     """Return (method, path, body) for `groups`."""
     query = {"kind": args.kind, "state": args.state, "limit": args.limit, "offset": args.offset}
     text = "&".join(f"{key}={value}" for key, value in query.items() if value not in (None, ""))
     return "GET", f"/api/groups?{text}", None
 
 
-def decide_request(args: argparse.Namespace) -> tuple[str, str, Any]:
-    """Return (method, path, body) for `decide`. Raise ApiFailure for a bad FILE_ID count."""
+def decide_requests(args: argparse.Namespace) -> list[Request]:
+    """Return the requests of `decide` keep / trash / move (one decision per FILE_ID) or not-duplicates
+    (one decision for all the files, or the group). Raise ApiFailure (usage) when no FILE_ID is given."""
     if args.action == "not-duplicates":
         body: dict[str, Any] = {"action": "not_duplicates"}
         if args.group is not None:
             body["group_id"] = args.group
-        if args.file_ids:
-            body["file_ids"] = args.file_ids
-        return "POST", "/api/decisions", body
-    if len(args.file_ids) != 1:
-        raise ApiFailure(0, "usage", f"{args.action} takes exactly one FILE_ID")
-    body = {"action": args.action, "file_id": args.file_ids[0]}
-    if args.action == "move":
-        body["target"] = args.target
-    return "POST", "/api/decisions", body
+        if args.ids:
+            body["file_ids"] = args.ids
+        return [("POST", "/api/decisions", body)]
+    if not args.ids:
+        raise ApiFailure(0, "usage", f"{args.action} needs at least one FILE_ID")
+    extra = {"target": args.target} if args.action == "move" else {}
+    if args.group is not None:
+        extra["group_id"] = args.group
+    return [("POST", "/api/decisions", {"action": args.action, "file_id": i, **extra}) for i in args.ids]
 
 
-def apply_request(args: argparse.Namespace) -> tuple[str, str, Any]:
+def keep_suggested_requests(group: dict) -> list[Request]:
+    """Given a group as `GET /api/groups/{id}` shows it, return the decisions that keep its suggested copy
+    (the first member when none is suggested) and trash the rest, the keep first. A member in a reference
+    folder is kept (those are never trashed); a member not present on disk is left alone."""
+    members = [m for m in group["members"] if m.get("state", "ok") == "ok"]
+    keeper = next((m for m in members if m["suggested"] == "keep"), members[0] if members else None)
+    if keeper is None:
+        return []
+    others = [m for m in members if m is not keeper]
+    ordered = [keeper, *sorted(others, key=lambda m: not m.get("reference"))]
+    return [
+        (
+            "POST",
+            "/api/decisions",
+            {
+                "action": "keep" if member is keeper or member.get("reference") else "trash",
+                "file_id": member["file_id"],
+                "group_id": group["id"],
+            },
+        )
+        for member in ordered
+    ]
+
+
+def apply_request(args: argparse.Namespace) -> Request:
     """Return (method, path, body) for `apply`."""
     return "POST", "/api/decisions/apply", {"ids": args.ids} if args.ids else {}
 
 
-def undo_request(args: argparse.Namespace) -> tuple[str, str, Any]:
+def undo_request(args: argparse.Namespace) -> Request:
     """Return (method, path, body) for `undo`."""
     return "POST", f"/api/undo/{args.action_id}", {}
+
+
+# --- how each subcommand runs: one request, or several, each answer yielded as it comes -----------------
+
+
+def one_request(make_request: Callable[[argparse.Namespace], Request]) -> Callable[..., Iterator[Any]]:
+    """Given a function of the arguments returning one request, return the runner that sends it."""
+
+    def run(ask: Ask, args: argparse.Namespace) -> Iterator[Any]:
+        yield ask(*make_request(args))
+
+    return run
+
+
+def run_decide(ask: Ask, args: argparse.Namespace) -> Iterator[dict]:
+    """Queue the decisions of `decide`, yielding each; the first refusal stops the rest (ApiFailure).
+    For keep-suggested, a group's trash decisions are sent only once its keeper's keep was queued."""
+    if args.action != "keep-suggested":
+        for request in decide_requests(args):
+            yield ask(*request)
+        return
+    if not args.ids:
+        raise ApiFailure(0, "usage", "keep-suggested needs at least one GROUP_ID")
+    for group_id in args.ids:
+        requests = keep_suggested_requests(ask("GET", f"/api/groups/{group_id}", None))
+        if not requests:
+            raise ApiFailure(0, "refused", f"group {group_id} has no file present on disk to keep")
+        for request in requests:
+            yield ask(*request)
 
 
 # --- how each answer is printed -------------------------------------------------------------------------
@@ -132,23 +205,40 @@ def show_status(answer: dict) -> str:
 
 
 def show_groups(answer: dict) -> str:
-    """Return the groups, one line per member, the suggested keeper marked."""
+    """Return the groups, one line per member: the suggested keeper (a proposal) and the decision taken
+    on a member (queued or applied) are told apart."""
     lines = [f"{answer['total']} group(s)"]
     for group in answer["groups"]:
         lines.append(f"group {group['id']} ({group['kind']}, {group['state']}):")
         for member in group["members"]:
-            mark = "keep " if member["suggested"] == "keep" else "     "
+            notes = member_notes(member)
             lines.append(
-                f"  {mark}file {member['file_id']:>6}  {member['width']}x{member['height']}  "
-                f"{member['size']:>10} B  {member['path']}"
+                f"  file {member['file_id']:>6}  {member['width']}x{member['height']}  "
+                f"{member['size']:>10} B  {member['path']}" + (f"  [{'; '.join(notes)}]" if notes else "")
             )
     return "\n".join(lines)
 
 
+def member_notes(member: dict) -> list[str]:
+    """Given a group member as the API shows it, return what to say about it besides its file facts."""
+    notes = []
+    if member.get("suggested") == "keep":
+        notes.append("suggested keeper")
+    if member.get("reference"):
+        notes.append("reference folder, always kept")
+    decision = member.get("decision")
+    if decision:
+        notes.append(f"decision {decision['id']}: {decision['action']}, {decision['state']}")
+    return notes
+
+
 def show_decision(answer: dict) -> str:
     """Return the decision as one line."""
-    who = answer.get("file_id") or answer.get("file_ids")
-    return f"decision {answer['id']}: {answer['action']} {who} → {answer['state']}"
+    if answer.get("file_ids"):
+        who = f"files {', '.join(map(str, answer['file_ids']))}"
+    else:
+        who = f"file {answer.get('file_id')} {answer.get('path') or ''}".rstrip()
+    return f"decision {answer['id']}: {answer['action']} {who}: {answer['state']}"
 
 
 def show_apply(answer: dict) -> str:
@@ -170,34 +260,49 @@ def show_undo(answer: dict) -> str:
     return f"action {answer['undo_of']} undone: {answer['source']} → {answer['dest']} ({answer['state']})"
 
 
+# name → (runner, how an answer is printed, help, whether --json prints a list of answers)
 COMMANDS = {
-    "status": (status_request, show_status, "show the daemon's state and counts"),
-    "groups": (groups_request, show_groups, "list duplicate groups"),
-    "decide": (decide_request, show_decision, "queue keep / trash / move, or mark not-duplicates"),
-    "apply": (apply_request, show_apply, "apply the queued decisions"),
-    "undo": (undo_request, show_undo, "put the file of an applied action back"),
+    "status": (one_request(status_request), show_status, "show the daemon's state and counts", False),
+    "groups": (one_request(groups_request), show_groups, "list duplicate groups", False),
+    "decide": (
+        run_decide,
+        show_decision,
+        "queue keep / trash / move for files, keep the suggested copy of groups and trash the rest, "
+        "or mark files not duplicates",
+        True,
+    ),
+    "apply": (one_request(apply_request), show_apply, "apply the queued decisions", False),
+    "undo": (one_request(undo_request), show_undo, "put the file of an applied action back", False),
 }
 
 
 def run_client(args: argparse.Namespace) -> int:
-    """Given parsed arguments of one client subcommand, ask the daemon and print the answer; return 0,
-    1 when the daemon refused, 69 when it cannot be reached, 78 for a bad configuration."""
-    make_request, show, _ = COMMANDS[args.command]
+    """Given parsed arguments of one client subcommand, ask the daemon and print each answer as it comes;
+    return 0, 1 when the daemon refused (what was done before stays done, and is printed), 69 when it
+    cannot be reached, 78 for a bad configuration."""
+    runner, show, _, as_list = COMMANDS[args.command]
+    answers: list[Any] = []
+    status = EXIT_OK
     try:
         base, token = endpoint(args)
-        answer = call(base, token, *make_request(args))
+        for answer in runner(lambda method, path, body: call(base, token, method, path, body), args):
+            answers.append(answer)
+            if not args.json:
+                print(show(answer), flush=True)
     except ComparImgError as error:
         print(f"comparimg {args.command}: {error}", file=sys.stderr)
         if isinstance(error, ApiFailure):
-            return EXIT_UNREACHABLE if error.status == 0 and error.code == "unreachable" else EXIT_REFUSED
-        return EXIT_CONFIG
+            status = EXIT_UNREACHABLE if error.status == 0 and error.code == "unreachable" else EXIT_REFUSED
+        else:
+            status = EXIT_CONFIG
     except OSError as error:
         print(f"comparimg {args.command}: cannot read the token: {error}", file=sys.stderr)
+        status = EXIT_REFUSED
+    if args.json and (answers or status == EXIT_OK):
+        print(json.dumps(answers if as_list else answers[0], indent=2))
+    if args.command == "apply" and answers and (answers[0]["refused"] or answers[0]["failed"]):
         return EXIT_REFUSED
-    print(json.dumps(answer, indent=2) if args.json else show(answer))
-    if args.command == "apply" and (answer["refused"] or answer["failed"]):
-        return EXIT_REFUSED
-    return EXIT_OK
+    return status
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -213,7 +318,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 def add_client_commands(subcommands: argparse._SubParsersAction) -> None:
     """Declare `comparimg status | groups | decide | apply | undo` on the cli's subparsers."""
-    for name, (_, _, help_text) in COMMANDS.items():
+    for name, (_, _, help_text, _) in COMMANDS.items():
         parser = subcommands.add_parser(name, help=f"{help_text} (running daemon)", description=help_text)
         add_common(parser)
         _add_arguments(name, parser)
@@ -226,10 +331,20 @@ def _add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--limit", type=int, default=50)
         parser.add_argument("--offset", type=int, default=0)
     elif name == "decide":
-        parser.add_argument("action", choices=("keep", "trash", "move", "not-duplicates"))
-        parser.add_argument("file_ids", nargs="*", type=int, metavar="FILE_ID")
+        parser.add_argument("action", choices=("keep", "trash", "move", "not-duplicates", "keep-suggested"))
+        parser.add_argument(
+            "ids",
+            nargs="*",
+            type=int,
+            metavar="ID",
+            help="the files (FILE_ID...) to keep, trash, move or mark not duplicates; for keep-suggested "
+            "the groups (GROUP_ID...) whose suggested copy is kept and the rest trashed",
+        )
         parser.add_argument("--target", help="configured move target (for move)")
-        parser.add_argument("--group", type=int, help="group id (for not-duplicates)")
+        parser.add_argument(
+            "--group", type=int, help="group the files belong to (for not-duplicates: all its members)"
+        )
+        parser.epilog = "With --json, prints the list of the decisions queued."
     elif name == "apply":
         parser.add_argument("ids", nargs="*", type=int, metavar="DECISION_ID", help="default: all queued")
     elif name == "undo":

@@ -48,17 +48,48 @@ DEFAULT_INCLUDE = (
 DEFAULT_EXCLUDE = (".*", "*/.*", ".Trash-*", "*/.Trash-*")
 
 
-def data_dir() -> Path:
-    """Return where the daemon keeps its index, token and trash by default.
+# Where the system service (`install-service` without --user) keeps its configuration and its state: its
+# unit's ConfigurationDirectory= and StateDirectory= (which sets $STATE_DIRECTORY for the daemon).
+SYSTEM_CONFIG_FILE = Path("/etc/comparimg/comparimg.yaml")
+SYSTEM_STATE_DIR = Path("/var/lib/comparimg")
 
-    systemd's `$STATE_DIRECTORY` wins, then `$XDG_DATA_HOME/comparimg`, then `~/.local/share/comparimg`.
+
+def state_dir() -> Path:
+    """Return where the index, token, trash and saved settings live by default: the one rule the daemon,
+    `install-service`'s units and every CLI client follow.
+
+    systemd's `$STATE_DIRECTORY` (the system unit's `StateDirectory=`, /var/lib/comparimg) wins; else the XDG
+    state folder, `$XDG_STATE_HOME/comparimg` or `~/.local/state/comparimg`. A state folder left by an
+    older release in `$XDG_DATA_HOME/comparimg` (`~/.local/share/comparimg`) is kept in use while the XDG
+    state folder does not exist, so an upgrade neither forgets an index nor strands its trash.
     """
     state = os.environ.get("STATE_DIRECTORY")
     if state:
         return Path(state.split(":")[0])
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
-    return base / "comparimg"
+    current = _xdg_home("XDG_STATE_HOME", ".local/state") / "comparimg"
+    legacy = _xdg_home("XDG_DATA_HOME", ".local/share") / "comparimg"
+    if not current.exists() and legacy.is_dir():
+        return legacy
+    return current
+
+
+def saved_config_file() -> Path:
+    """Return the configuration file of `comparimg run` without --config, which `PATCH /api/config` writes:
+    `config.yaml` in the state folder."""
+    return state_dir() / "config.yaml"
+
+
+def user_config_file() -> Path:
+    """Return the configuration file of the user service: `$XDG_CONFIG_HOME/comparimg/comparimg.yaml`
+    (`~/.config/...`), which the unit of `install-service --user` names as `%E/comparimg/comparimg.yaml`."""
+    return _xdg_home("XDG_CONFIG_HOME", ".config") / "comparimg" / "comparimg.yaml"
+
+
+def _xdg_home(variable: str, fallback: str) -> Path:
+    """Given an XDG base-directory variable and its default below $HOME, return the folder it names (the
+    spec ignores an empty or relative value)."""
+    value = os.environ.get(variable, "")
+    return Path(value) if os.path.isabs(value) else Path.home() / fallback
 
 
 def _setting(default: Any, doc: str, **rules: Any) -> Any:
@@ -115,7 +146,7 @@ class HttpSettings:
     host: str = _setting("127.0.0.1", "address to listen on (from `listen`)")
     port: int = _setting(8765, "port to listen on (from `listen`)", min=0, max=65535)
     allowed_hosts: tuple[str, ...] = _setting(tuple, "extra Host header names accepted (DNS rebinding guard)")
-    token_file: Path = _setting(lambda: data_dir() / "token", "file (mode 0600) holding the API token")
+    token_file: Path = _setting(lambda: state_dir() / "token", "file (mode 0600) holding the API token")
     max_body_bytes: int = _setting(1_048_576, "largest request body accepted", min=1024, max=1 << 30)
     allowed_scan_roots: tuple[Path, ...] = _setting(tuple, "folders jobs may scan; empty means the roots")
 
@@ -143,7 +174,7 @@ def reachable_base_url(host: str, port: int) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class SorterSettings:
-    trash_dir: Path = _setting(lambda: data_dir() / "trash", "where trashed files go (from `trash`)")
+    trash_dir: Path = _setting(lambda: state_dir() / "trash", "where trashed files go (from `trash`)")
     trash_layout: str = _setting(
         "folder",
         "folder: keep paths relative to the root; freedesktop: .Trash-$uid",
@@ -170,9 +201,9 @@ class Settings:
     roots: tuple[RootSettings, ...] = _setting(
         lambda: (RootSettings(Path.home() / "Pictures"),), "folders to watch"
     )
-    index_path: Path = _setting(lambda: data_dir() / "index.sqlite3", "the SQLite index (from `index`)")
+    index_path: Path = _setting(lambda: state_dir() / "index.sqlite3", "the SQLite index (from `index`)")
     export_path: Path | None = _setting(
-        lambda: data_dir() / "duplicates.json", "duplicates JSON kept current (from `export`); null for none"
+        lambda: state_dir() / "duplicates.json", "duplicates JSON kept current (from `export`); null for none"
     )
     hashing: HashingSettings = _setting(HashingSettings, "decoding and hashing")
     matching: MatchingSettings = _setting(MatchingSettings, "what counts as a duplicate")

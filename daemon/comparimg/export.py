@@ -5,16 +5,20 @@
                  "members": [{"path", "size", "width", "height", "format", "distance", "orientation",
                               "suggested": "keep" | "trash"}]}],
      "errors": [{"path", "error"}],
-     "stats": {...}}
+     "stats": {"files", "hashed", "rehashed", "unchanged", "moved", "errors", "missing", "verified",
+               "groups", "seconds", "absent_roots", "threshold", "workers"}}
 
 Paths are absolute; `orientation` is a name from `model.ORIENTATIONS`; members are listed keeper first.
+`stats` has one shape wherever the document comes from, built by `export_stats`: `comparimg scan` gives
+what that scan did; the daemon (its export file and `GET /api/export`) gives `daemon_stats`, where files,
+errors, missing and groups are the index's counts and the rest is what it did since it started.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from comparimg.atomic_files import create_private_folder, write_text_atomically
@@ -27,10 +31,53 @@ ALL_PATHS = ("/",)
 EXPORT_MODE = 0o600  # private, as the index: it lists every photo path
 
 
+# The keys of a scan report (`scanner.ScanReport`, which this room may not import; a test keeps them equal),
+# then the settings the scan used.
+REPORT_KEYS = (
+    "files",
+    "hashed",
+    "rehashed",
+    "unchanged",
+    "moved",
+    "errors",
+    "missing",
+    "verified",
+    "groups",
+    "seconds",
+    "absent_roots",
+)
+STATS_KEYS = (*REPORT_KEYS, "threshold", "workers")
+
+
+def export_stats(report: Mapping[str, Any], threshold: int, workers: int) -> dict[str, Any]:
+    """Given what a scan did (the `REPORT_KEYS` of a `ScanReport.as_dict()`), the threshold and the number
+    of workers it used, return the document's `stats`, with exactly `STATS_KEYS`. Raise KeyError naming a
+    key the report lacks."""
+    stats = {key: report[key] for key in REPORT_KEYS}
+    return {**stats, "absent_roots": list(stats["absent_roots"]), "threshold": threshold, "workers": workers}
+
+
+def daemon_stats(counts: Mapping[str, int], activity: Mapping[str, Any]) -> dict[str, Any]:
+    """Given the index counts (`Index.counts()`) and the daemon's activity (`Service.activity()`), return
+    the `stats` of the daemon's document: files present, errors, missing and groups from the index; what was
+    hashed, re-hashed, skipped unchanged, moved and verified since the start, and for how many seconds."""
+    report = {
+        **{key: activity[key] for key in ("hashed", "rehashed", "unchanged", "moved", "verified")},
+        "files": counts["files"] - counts["files_missing"],
+        "errors": counts["files_error"],
+        "missing": counts["files_missing"],
+        "groups": counts["groups"],
+        "seconds": activity["seconds"],
+        "absent_roots": activity["absent_roots"],
+    }
+    return export_stats(report, activity["threshold"], activity["workers"])
+
+
 def build_export(
     index: Index, roots: Sequence[str] | None = None, stats: dict[str, Any] | None = None
 ) -> dict:
-    """Given an index, optional roots and stats, return the duplicates document.
+    """Given an index, optional roots and the stats (`export_stats`, `daemon_stats`), return the duplicates
+    document.
 
     With roots, only groups with a member below one of them, and errors below them, are listed.
     """

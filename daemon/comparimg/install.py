@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from comparimg.atomic_files import write_text_atomically
+from comparimg.config import SYSTEM_CONFIG_FILE, SYSTEM_STATE_DIR
 
 SYSTEM_UNIT = """\
 # ComparImg daemon as a system service. Install with `comparimg install-service` (or copy to
@@ -95,7 +96,8 @@ USER_UNIT = """\
 # ComparImg daemon for one person's session (`systemctl --user`). Install with
 # `comparimg install-service --user` (or copy to ~/.config/systemd/user/), then:
 #   systemctl --user daemon-reload && systemctl --user enable --now comparimg.service
-# The index lives in ~/.local/state/comparimg ($STATE_DIRECTORY).
+# Index, token and trash go to ~/.local/state/comparimg ($XDG_STATE_HOME/comparimg), where the daemon and
+# every `comparimg` client look by the same rule; so no StateDirectory= here.
 [Unit]
 Description=ComparImg duplicate-image finder (user session)
 
@@ -110,7 +112,6 @@ RestartPreventExitStatus=78
 TimeoutStartSec=300
 TimeoutStopSec=30
 WatchdogSec=60
-StateDirectory=comparimg
 Environment=PYTHONUNBUFFERED=1
 UMask=0077
 NoNewPrivileges=yes
@@ -125,24 +126,26 @@ WantedBy=default.target
 
 STARTER_CONFIG = """\
 # ComparImg starter configuration, written by `comparimg install-service`.
-# Every setting and its default: config/comparimg.example.yaml in the source, or `comparimg check-config`.
+# Every setting in effect, the defaults of those left out included: `comparimg check-config THIS_FILE`
+# (config/comparimg.example.yaml in the source documents each one).
 # Reload after editing:  @RELOAD@
 
 # Folders to watch, recursively (reference: true keeps every file there, never trashes).
 roots:
 @ROOTS@
 
-# The index and the duplicates JSON default to the service's state directory ($STATE_DIRECTORY).
+# The index, the token and the duplicates JSON default to the state folder: /var/lib/comparimg for the
+# system service, ~/.local/state/comparimg otherwise (where `comparimg status` looks for the token).
 
 watch:
   settle_seconds: 2.0   # a file is hashed once unchanged for this long
 
 http:
   listen: 127.0.0.1:8765
-"""
+@TOKEN@"""
 
 DEFAULT_EXEC = "/usr/local/bin/comparimg"
-DEFAULT_SYSTEM_CONFIG = "/etc/comparimg/comparimg.yaml"
+DEFAULT_SYSTEM_CONFIG = str(SYSTEM_CONFIG_FILE)
 DEFAULT_USER_CONFIG = "%E/comparimg/comparimg.yaml"
 DEFAULT_READ_WRITE = ("-/home", "-/media", "-/mnt", "-/srv")
 UNIT_NAME = "comparimg.service"
@@ -186,7 +189,10 @@ def render_starter_config(roots: list[str], user_mode: bool) -> str:
     """Given the folders to watch, return a starter YAML configuration."""
     reload = "systemctl --user reload comparimg" if user_mode else "systemctl reload comparimg"
     lines = "\n".join(f"  - path: {_yaml_string(r)}\n    reference: false" for r in roots)
-    return _fill(STARTER_CONFIG, RELOAD=reload, ROOTS=lines)
+    # Named for the system service, so that `comparimg status` (which reads this file, but not the unit's
+    # $STATE_DIRECTORY) finds the token; it is where the daemon puts it anyway.
+    token = "" if user_mode else f"  token_file: {SYSTEM_STATE_DIR / 'token'}\n"
+    return _fill(STARTER_CONFIG, RELOAD=reload, ROOTS=lines, TOKEN=token)
 
 
 def systemctl_commands(user_mode: bool) -> tuple[tuple[str, ...], ...]:

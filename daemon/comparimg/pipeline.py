@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from comparimg.config import Settings
-from comparimg.export import build_export, write_export
+from comparimg.export import build_export, daemon_stats, write_export
 from comparimg.hashing import SUPPORTED_EXTENSIONS
 from comparimg.index import open_index
 from comparimg.scanner import MatchOptions, Scanner, ScanOptions
@@ -54,11 +54,12 @@ class ScannerPipeline:
         """Return the index counts (files by state, groups)."""
         return self.index.counts()
 
-    def write_export(self, target: Path) -> int:
-        """Given the export path, write the duplicates JSON atomically; return the number of groups."""
+    def write_export(self, target: Path, activity: dict[str, Any]) -> int:
+        """Given the export path and the daemon's activity (`Service.activity()`), write the duplicates
+        JSON atomically; return the number of groups."""
         roots = [str(p) for p in self.settings.root_paths()]  # build_export makes them absolute
         with self.index.open_reader() as reader:
-            document = build_export(reader, roots, reader.counts())
+            document = build_export(reader, roots, daemon_stats(reader.counts(), activity))
         write_export(document, target)
         return len(document["groups"])
 

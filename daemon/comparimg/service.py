@@ -28,7 +28,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from comparimg import __version__
-from comparimg.config import EXIT_CONFIG, Settings, apply_patch, data_dir, deepest_root, load_settings
+from comparimg.config import (
+    EXIT_CONFIG,
+    Settings,
+    apply_patch,
+    deepest_root,
+    load_settings,
+    saved_config_file,
+)
 from comparimg.index import IndexDamaged, IndexInUse, IndexLock, backup_index, lock_index, verify_index
 from comparimg.logs import configure_logging
 from comparimg.model import ComparImgError, ConfigError
@@ -36,6 +43,7 @@ from comparimg.notify import Notifier, watchdog_interval
 from comparimg.pipeline import ScannerPipeline, pipeline_changes
 from comparimg.scanner import Cancelled
 from comparimg.stability import StabilityTracker
+from comparimg.supervision import Supervisor
 from comparimg.watcher import Hint, PathFilter, Watcher, log_watch_limit
 
 log = logging.getLogger("comparimg.service")
@@ -62,7 +70,7 @@ class Pipeline(Protocol):
     def move(self, source: str, destination: str, root: str) -> dict[str, Any]: ...
     def forget(self, paths: list[str]) -> int: ...
     def reconcile(self, root: str) -> dict[str, Any]: ...
-    def write_export(self, target: Path) -> int: ...
+    def write_export(self, target: Path, activity: dict[str, Any]) -> int: ...
     def counts(self) -> dict[str, int]: ...
     def close(self) -> None: ...
 
@@ -89,12 +97,21 @@ class Stats:
     """Counters for status lines and the API."""
 
     hashed: int = 0
+    rehashed: int = 0
+    unchanged: int = 0
     moved: int = 0
+    verified: int = 0
     deleted: int = 0
     reconciles: int = 0
     overflows: int = 0
     exports: int = 0
     errors: deque[str] = field(default_factory=lambda: deque(maxlen=10))  # the last ones, for the status
+
+    def add_report(self, report: dict[str, Any]) -> None:
+        """Given what one ingest, reconcile or job batch did (a `ScanReport.as_dict()`), add it to the
+        totals since the daemon started."""
+        for name in ("hashed", "rehashed", "unchanged", "moved", "verified"):
+            setattr(self, name, getattr(self, name) + int(report.get(name) or 0))
 
 
 def snapshot_of(path: str) -> tuple[int, int] | None:
@@ -145,7 +162,7 @@ class Service:
         self.tracker = StabilityTracker(settings.watch.settle_seconds, clock)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="comparimg-writer")
         self._exporter = ThreadPoolExecutor(1, thread_name_prefix="comparimg-export")
-        self._tasks: list[asyncio.Task] = []
+        self.supervisor = Supervisor(self._set_state)
         self._stopping = asyncio.Event()
         self._stop_flag = threading.Event()  # the same, readable from the writer thread
         self._wake_settle = asyncio.Event()
@@ -160,24 +177,48 @@ class Service:
     # ---- public surface (web app, cli) -------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """Return the daemon's state for `GET /api/status`: state, roots, queue depth, counters, uptime."""
+        """Return the daemon's state for `GET /api/status`: state, roots, queue depth, counters, uptime and
+        its own last errors (task failures, export and reload problems; the web room adds the index's)."""
         return {
             "state": self.state,
             "version": __version__,
-            "uptime": round(time.time() - self.started, 1),
+            "uptime_seconds": round(time.time() - self.started, 1),
             "roots": [
                 {"path": r.path, "state": "watching" if r.present else "paused", "observer": r.observer}
                 for r in self.roots.values()
             ],
             "pending": len(self.tracker),
-            "queue": self._ready.qsize() + self._in_flight,
+            "queue_depth": self._ready.qsize() + self._in_flight,
             "hashed": self.stats.hashed,
             "moved": self.stats.moved,
             "deleted": self.stats.deleted,
             "reconciles": self.stats.reconciles,
             "overflows": self.stats.overflows,
+            "problems": self.supervisor.problems(),
             "last_errors": list(self.stats.errors),
         }
+
+    def activity(self) -> dict[str, Any]:
+        """Return what the daemon did since it started, for the duplicates JSON's `stats`
+        (`export.daemon_stats`): hashed, rehashed, unchanged, moved, verified, seconds, absent_roots,
+        threshold, workers."""
+        pool = getattr(self.pipeline, "pool", None)
+        return {
+            "hashed": self.stats.hashed,
+            "rehashed": self.stats.rehashed,
+            "unchanged": self.stats.unchanged,
+            "moved": self.stats.moved,
+            "verified": self.stats.verified,
+            "seconds": round(time.time() - self.started, 1),
+            "absent_roots": [r.path for r in self.roots.values() if not r.present],
+            "threshold": self.settings.matching.threshold,
+            "workers": getattr(pool, "size", self.settings.hashing.workers),
+        }
+
+    def count_report(self, report: dict[str, Any]) -> None:
+        """Given the report of work done outside the service's own loops (an API scan job's batch), add it
+        to the totals that `status` and `activity` show."""
+        self.stats.add_report(report)
 
     async def write(self, func: Callable[..., Any], *args: Any) -> Any:
         """Given a function and its arguments, run it on the single writer thread and return its result."""
@@ -202,6 +243,11 @@ class Service:
                 await self._reconcile_root(root, reason)
             finally:
                 self._reconciling.discard(root)
+                self._set_state()
+
+    def _reconcile_in_background(self, roots: list[str] | None, reason: str) -> None:
+        """Given roots (None: all) and why, reconcile them under supervision, retried until it succeeds."""
+        self.supervisor.start(f"reconcile ({reason})", lambda: self.reconcile(roots, reason))
 
     # ---- life cycle --------------------------------------------------------------------------------
 
@@ -238,47 +284,39 @@ class Service:
             self.state = "scanning"
             self._notifier.ready(self._status_line())
             log.info("event=ready roots=%d version=%s", len(self.roots), __version__)
-            self._spawn(self._start_up_reconcile())
+            self._reconcile_in_background(None, "start-up")
             await self._stopping.wait()
         finally:
             await self._shutdown(stop_companion)
         return 0
 
-    async def _start_up_reconcile(self) -> None:
-        await self.reconcile(reason="start-up")
-        self._set_state()
-
     def _install_signals(self) -> None:
         assert self._loop is not None
         self._loop.add_signal_handler(signal.SIGTERM, self.stop)
         self._loop.add_signal_handler(signal.SIGINT, self.stop)
-        self._loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
+        self._loop.add_signal_handler(signal.SIGHUP, self._reload_in_background)
+
+    def _reload_in_background(self) -> None:
+        self.supervisor.start("reload", self.reload, retry=False)
 
     def _start_tasks(self) -> None:
-        self._spawn(self._settle_loop())
-        self._spawn(self._hash_loop())
-        self._spawn(self._export_loop())
-        self._spawn(self._root_loop())
-        self._spawn(self._status_loop())
-        self._spawn(self._rescan_loop())
-        self._spawn(self._backup_loop())
+        for name, loop in (
+            ("settle", self._settle_loop),
+            ("ingest", self._hash_loop),
+            ("export", self._export_loop),
+            ("roots", self._root_loop),
+            ("status", self._status_loop),
+            ("rescan", self._rescan_loop),
+            ("backup", self._backup_loop),
+        ):
+            self.supervisor.start(name, loop)
         interval = watchdog_interval(os.environ, os.getpid())
         if interval:
-            self._spawn(self._watchdog_loop(interval))
+            self.supervisor.start("watchdog", lambda: self._watchdog_loop(interval))
 
-    def _spawn(self, coroutine: Awaitable[Any]) -> asyncio.Task:
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.append(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        with contextlib.suppress(ValueError):
-            self._tasks.remove(task)
-        if not task.cancelled() and task.exception() is not None:
-            error = task.exception()
-            log.error("event=task_failed error=%r", repr(error), exc_info=error)
-            self.stats.errors.append(repr(error))
+    def _spawn(self, name: str, coroutine: Awaitable[Any]) -> None:
+        """Given a name and a one-shot coroutine (a watcher hint's work), run it; a failure is reported."""
+        self.supervisor.start(name, lambda: coroutine, retry=False)
 
     async def _shutdown(self, stop_companion: Callable[[], Awaitable[None]] | None) -> None:
         self.state = "stopping"
@@ -288,9 +326,7 @@ class Service:
         if self.watcher is not None:
             await asyncio.to_thread(self.watcher.stop)
         await self._drain()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.supervisor.cancel_all()
         if stop_companion is not None:
             await stop_companion()
         if self.pipeline is not None:
@@ -373,7 +409,8 @@ class Service:
             await asyncio.sleep(ROOT_CHECK_SECONDS)
             back = self._check_roots()
             if back:
-                self._spawn(self.reconcile(back, reason="root back"))
+                self._reconcile_in_background(back, "root back")
+            self.supervisor.healthy("roots")
 
     # ---- hints from the watcher --------------------------------------------------------------------
 
@@ -399,27 +436,27 @@ class Service:
             return
         self.tracker.touch(hint.path)  # no-op unless already pending
         if self.tracker.observe(hint.path, snapshot):  # only with settle_seconds = 0
-            self._spawn(self._ready.put((hint.path, hint.root)))
+            self._spawn("watch events", self._ready.put((hint.path, hint.root)))
         self._wake_settle.set()
 
     def _hint_moved(self, hint: Hint) -> None:
         if hint.path in self.tracker:
             self.tracker.rename(hint.path, hint.destination)
             return
-        self._spawn(self._apply_move(hint))
+        self._spawn("watch events", self._apply_move(hint))
 
     def _hint_deleted(self, hint: Hint) -> None:
         self.tracker.forget(hint.path)
-        self._spawn(self._apply_delete(hint.root, hint.path, directory=False))
+        self._spawn("watch events", self._apply_delete(hint.root, hint.path, directory=False))
 
     def _hint_dir_deleted(self, hint: Hint) -> None:
         self.tracker.forget_under(hint.path)
-        self._spawn(self._apply_delete(hint.root, hint.path, directory=True))
+        self._spawn("watch events", self._apply_delete(hint.root, hint.path, directory=True))
 
     def _hint_overflow(self, hint: Hint) -> None:
         self.stats.overflows += 1
         log.warning("event=overflow root=%r action=reconcile", hint.root)
-        self._spawn(self.reconcile([hint.root], reason="inotify overflow"))
+        self._reconcile_in_background([hint.root], "inotify overflow")
 
     def _hint_watch_limit(self, hint: Hint) -> None:
         assert self.watcher is not None
@@ -428,7 +465,7 @@ class Service:
             return
         self.watcher.use_polling(hint.root)
         self.roots[hint.root].observer = "polling"
-        self._spawn(self.reconcile([hint.root], reason="watch limit"))
+        self._reconcile_in_background([hint.root], "watch limit")
 
     async def _apply_move(self, hint: Hint) -> None:
         assert self.pipeline is not None
@@ -488,12 +525,17 @@ class Service:
             self._in_flight += len(batch)
             try:
                 report = await self.write(self._ingest_if_present, batch)
+            except Exception:
+                # The batch is not lost: a reconcile of its roots (retried until it succeeds, e.g. once the
+                # index's disk has room again) finds its files; the failure itself goes to the supervisor.
+                self._reconcile_in_background(sorted({root for _, root in batch}), "ingest failed")
+                raise
             finally:
                 self._in_flight -= len(batch)
             if report is None:  # stopped before or while it ran
                 continue
-            self.stats.hashed += report.get("hashed", 0)
-            self.stats.moved += report.get("moved", 0)
+            self.supervisor.healthy("ingest")
+            self.stats.add_report(report)
             for path, _ in batch:
                 log.info("event=indexed path=%r", path)
             self._export_dirty.set()
@@ -520,6 +562,7 @@ class Service:
         started = self._clock()
         result = await self.write(self._reconcile_if_present, root)
         self.stats.reconciles += 1
+        self.stats.add_report(result or {})
         summary = " ".join(f"{k}={v}" for k, v in sorted((result or {}).items()))
         log.info("event=reconcile_done root=%r seconds=%.2f %s", root, self._clock() - started, summary)
         self._export_dirty.set()
@@ -542,6 +585,7 @@ class Service:
         while True:
             await asyncio.sleep(interval)
             await self.reconcile(reason="schedule")
+            self.supervisor.healthy("rescan")
 
     # ---- backups of the index (decisions and journal) --------------------------------------------
 
@@ -575,7 +619,9 @@ class Service:
             return
         loop = asyncio.get_running_loop()
         try:
-            groups = await loop.run_in_executor(self._exporter, self.pipeline.write_export, Path(target))
+            groups = await loop.run_in_executor(
+                self._exporter, self.pipeline.write_export, Path(target), self.activity()
+            )
         except OSError as error:
             log.error("event=export_failed path=%r error=%r", str(target), str(error))
             self.stats.errors.append(f"export: {error}")
@@ -586,7 +632,9 @@ class Service:
     def _set_state(self) -> None:
         if self.state == "stopping":
             return
-        if self._reconciling:
+        if self.supervisor.failures:
+            self.state = "degraded"
+        elif self._reconciling:
             self.state = "scanning"
         elif not any(r.present for r in self.roots.values()):
             self.state = "paused"
@@ -608,9 +656,14 @@ class Service:
             self._notifier.status(self._status_line())
 
     async def _watchdog_loop(self, interval: float) -> None:
-        # Runs on the loop itself: a stalled loop stops the pings and systemd restarts the service.
+        # Runs on the loop itself: a stalled loop stops the pings and systemd restarts the service; so does
+        # a task that keeps failing (the core is stuck though the loop turns).
         while True:
-            self._notifier.watchdog()
+            stuck = self.supervisor.stuck()
+            if stuck is None:
+                self._notifier.watchdog()
+            else:
+                log.error("event=watchdog_withheld task=%s reason=%r", stuck.task, stuck.reason)
             await asyncio.sleep(interval)
 
     # ---- SIGHUP ------------------------------------------------------------------------------------
@@ -650,7 +703,7 @@ class Service:
         if new.watch != old.watch or self._root_paths(new) != self._root_paths(old):
             await self._restart_watcher()
         elif restart_pipeline:
-            self._spawn(self.reconcile(reason="reload"))
+            self._reconcile_in_background(None, "reload")
         self._export_dirty.set()
         log.info("event=reloaded source=%r", new.source)
 
@@ -667,12 +720,21 @@ class Service:
             await asyncio.to_thread(self.watcher.stop)
         self._start_watcher()
         self._check_roots(initial=True)
-        self._spawn(self.reconcile(reason="reload"))
+        self._reconcile_in_background(None, "reload")
 
 
 def default_config_file() -> Path:
     """Return where `comparimg run` without --config keeps its settings (`PATCH /api/config` writes there)."""
-    return data_dir() / "config.yaml"
+    return saved_config_file()
+
+
+def config_to_read(config: str | None) -> str | None:
+    """Given `run`'s --config (None without it), return the file to read now: without --config, the file
+    `PATCH /api/config` saves, once it exists (so a SIGHUP after a PATCH keeps what the PATCH saved)."""
+    if config is not None:
+        return config
+    saved = default_config_file()
+    return str(saved) if saved.exists() else None
 
 
 def format_settings_error(error: ConfigError) -> str:
@@ -729,7 +791,7 @@ def run_command(
     (78 for a bad configuration, naming the file, key path and value)."""
 
     def load() -> Settings:
-        return settings_for_run(config, watch, index, export, listen, token_file)
+        return settings_for_run(config_to_read(config), watch, index, export, listen, token_file)
 
     try:
         settings = load()

@@ -47,6 +47,41 @@ def journal_update(db: Database, action_id: int, **fields: Any) -> None:
         db["sort_actions"].update(action_id, {**fields, "updated": time.time()})
 
 
+def record_outcome(
+    db: Database,
+    action_id: int,
+    fields: dict[str, Any],
+    decision: tuple[int, dict[str, Any]] | None = None,
+    undone: int | None = None,
+) -> None:
+    """Given the writer Database, record how an action ended in one durable transaction: its `fields`
+    (state, dest, reason…), the action a restore reverses marked `undone`, and the decision's new fields
+    (state, reason, action_id). A crash cannot leave one recorded without the others.
+    """
+    now = time.time()
+    with write_transaction(db, durable=True):
+        db["sort_actions"].update(action_id, {**fields, "updated": now})
+        if undone is not None:
+            db["sort_actions"].update(undone, {"state": "undone", "updated": now})
+        if decision is not None:
+            decision_id, changes = decision
+            db["decisions"].update(decision_id, {**changes, "updated": now})
+
+
+def action_holding(db: Database, dest: str, other_than: int) -> int | None:
+    """Return the id of a done trash or move (other than `other_than`) whose file is at `dest`, or None.
+
+    Only those still claim their destination: one that was undone is `undone`, while a done restore is
+    history (its file may have been trashed again since).
+    """
+    rows = db.execute(
+        "SELECT id FROM sort_actions WHERE dest = ? AND state = 'done' AND kind IN ('trash', 'move') "
+        "AND id != ? ORDER BY id LIMIT 1",
+        [dest, other_than],
+    ).fetchall()
+    return rows[0][0] if rows else None
+
+
 def get_action(db: Database, action_id: int) -> dict[str, Any]:
     """Return one journaled action as a dict. Raise NotFound."""
     rows = list(db.query("SELECT * FROM sort_actions WHERE id = ?", [action_id]))

@@ -198,15 +198,16 @@ class RelationRows:
                         [root.rstrip("/"), low, high])
 
     def errors_under(self, roots: Iterable[str]) -> list[WalkError]:
-        """Given roots, return the walk errors and the files in `error` state below them, by path."""
+        """Given roots, return the walk errors and the files in `error` state at or below them, by path."""
         found = []
         for root in roots:
             low, high = prefix_range(root)
             found += [WalkError(*r) for r in self.db.execute(
                 "SELECT path, reason FROM walk_errors WHERE path = ? OR (path >= ? AND path < ?)",
                 [root.rstrip("/"), low, high])]
-            found += [WalkError(*r) for r in self.db.execute(
-                "SELECT path, error FROM files WHERE state = 'error' AND path >= ? AND path < ?",
-                [low, high])]
+            found += [WalkError(*r) for r in self.db.execute(  # a root may be a file given by name
+                "SELECT path, error FROM files WHERE state = 'error' AND "
+                "(path = ? OR (path >= ? AND path < ?))",
+                [root.rstrip("/"), low, high])]
         return sorted(set(found), key=lambda e: e.path)
 

@@ -96,3 +96,15 @@ def group_signature(db: Database) -> tuple[int, int, int]:
     count, highest = db.execute("SELECT count(*), coalesce(max(id), 0) FROM groups").fetchone()
     members = db.execute("SELECT count(*) FROM group_members").fetchone()[0]
     return count, highest, members
+
+
+def recent_errors(db: Database, limit: int) -> list[tuple[str, str]]:
+    """Given a bound, return (path, reason) of at most `limit` files in `error` state, the most recently
+    seen first (for `GET /api/status`; the export lists them all)."""
+    return [
+        (path, reason or "")
+        for path, reason in db.execute(
+            "SELECT path, error FROM files WHERE state = 'error' ORDER BY last_seen DESC, id DESC LIMIT ?",
+            [limit],
+        )
+    ]

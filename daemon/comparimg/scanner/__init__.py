@@ -9,7 +9,7 @@
 A file whose (device, inode, size, mtime_ns) equals its row is not read again; a file found at a new path
 with the identity of a row whose path no longer holds it is a move (the row follows, nothing is read); a
 hard link to a known file copies its fingerprint. Files not seen below a root that was walked are marked
-missing; a root that is absent marks nothing.
+missing; a root that is absent, or that goes away while it is walked (unmounted, moved), marks nothing.
 
 A row whose fingerprint was made by older hashing code (`FileRow.fingerprint_is_stale`, see
 `model.FINGERPRINT_VERSION`) is read again even though its file is unchanged: it keeps its row id (so
@@ -28,6 +28,7 @@ All methods write through the index writer: call them from one thread (the daemo
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -40,6 +41,8 @@ from comparimg.model import FileIdentity, ImageError
 from comparimg.scanner.linking import Linker, MatchOptions
 from comparimg.scanner.walk import FoundFile, WalkProblem, describe_os_error, identity_of, walk_images
 from comparimg.workers import Cancelled, WorkerPool
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Cancelled", "FoundFile", "MatchOptions", "ScanOptions", "ScanProgress", "ScanReport", "Scanner",
@@ -103,6 +106,7 @@ class _Pass:
     to_link: list[int] = field(default_factory=list)
     to_regroup: set[int] = field(default_factory=set)
     unreadable: list[str] = field(default_factory=list)
+    root_lost: bool = False  # the root being walked went away mid-walk: mark nothing missing
     progress: ProgressCallback | None = None
     stale: set[str] = field(default_factory=set)  # paths read again only because their fingerprint was stale
 
@@ -139,9 +143,11 @@ class Scanner:
                     continue
                 with self.index.transaction():
                     self.index.clear_walk_errors(root)
-                run.unreadable = []
+                run.unreadable, run.root_lost = [], False
                 self._ingest(walk_images(root, self.options.extensions, self.options.exclude), run)
-                if os.path.isdir(root):
+                if run.root_lost:
+                    run.report.absent_roots.append(root)
+                elif os.path.isdir(root):
                     gone = self.index.files_not_seen_since(root, run.seen_at, run.unreadable)
                     run.report.missing += len(gone)
                     run.to_regroup |= self.linker.unlink(gone)
@@ -202,6 +208,10 @@ class Scanner:
         for item in items:
             self._check_cancel()
             run.batch.tick()
+            if isinstance(item, WalkProblem) and item.root_lost:
+                run.root_lost = True
+                log.warning("event=root_lost root=%r reason=%r", item.path, item.reason)
+                continue
             if isinstance(item, WalkProblem):
                 run.report.errors += 1
                 if item.unreadable_dir:

@@ -27,11 +27,17 @@ class FoundFile:
 
 @dataclass(frozen=True, slots=True)
 class WalkProblem:
-    """A path the walk could not follow, and why; `unreadable_dir`: the files below it were not seen."""
+    """A path the walk could not follow, and why; `unreadable_dir`: the files below it were not seen;
+    `root_lost`: the root itself went away during the walk (unmounted, moved), so nothing it did not see is
+    gone."""
 
     path: str
     reason: str
     unreadable_dir: bool = False
+    root_lost: bool = False
+
+
+ROOT_LOST = "the root went away during the walk (unmounted or moved); nothing marked missing"
 
 
 def identity_of(stat_result: os.stat_result) -> FileIdentity:
@@ -66,21 +72,46 @@ def walk_images(
         if has_extension(root, extensions):
             yield from _file_entry(root, root, root_stat)
         return
-    visited = {(root_stat.st_dev, root_stat.st_ino)}
-    stack: list[tuple[str, tuple[tuple[int, int], ...]]] = [(root, ((root_stat.st_dev, root_stat.st_ino),))]
+    root_key = (root_stat.st_dev, root_stat.st_ino)
+    visited = {root_key}
+    stack: list[tuple[str, tuple[tuple[int, int], ...]]] = [(root, (root_key,))]
     while stack:
         folder, ancestors = stack.pop()
         subfolders = yield from _walk_folder(folder, root, ancestors, visited, extensions, exclude)
+        if subfolders is None or not still_the_same_folder(root, root_key):
+            yield WalkProblem(root, ROOT_LOST, unreadable_dir=True, root_lost=True)
+            return
         stack.extend(reversed(subfolders))
 
 
+def still_the_same_folder(path: str, key: tuple[int, int]) -> bool:
+    """Given a folder and its (device, inode) when the walk began, return whether it is still that folder:
+    an unmounted disk leaves its mount point, another folder, behind."""
+    try:
+        now = os.stat(path)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == key
+
+
 def _walk_folder(folder, root, ancestors, visited, extensions, exclude):
+    """Yield the images and problems of one folder; return its subfolders to walk, or None when a problem
+    turned out to be the root going away (the caller then stops: nothing more it does not see is gone)."""
+    root_key = ancestors[0]
     subfolders = []
+    for item in _folder_entries(folder, root, ancestors, visited, extensions, exclude, subfolders):
+        if isinstance(item, WalkProblem) and not still_the_same_folder(root, root_key):
+            return None
+        yield item
+    return subfolders
+
+
+def _folder_entries(folder, root, ancestors, visited, extensions, exclude, subfolders):
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as error:
         yield WalkProblem(folder, describe_os_error(error), unreadable_dir=True)
-        return subfolders
+        return
     for entry in entries:
         if exclude and is_excluded(os.path.relpath(entry.path, root), exclude):
             continue
@@ -90,11 +121,9 @@ def _walk_folder(folder, root, ancestors, visited, extensions, exclude):
             yield WalkProblem(entry.path, describe_os_error(error))
             continue
         if is_dir:
-            found = yield from _enter(entry, ancestors, visited)
-            subfolders += found
+            subfolders += yield from _enter(entry, ancestors, visited)
         elif has_extension(entry.name, extensions):
             yield from _file_entry(entry.path, root, None)
-    return subfolders
 
 
 def _enter(entry: os.DirEntry, ancestors, visited):

@@ -7,6 +7,7 @@ rules that decide the fate of a file are tested on their own.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +18,7 @@ from urllib.parse import quote
 ACTION_STATES = ("open", "done", "rolled_back", "refused", "failed", "undone")
 ACTION_KINDS = ("trash", "move", "restore")
 MAX_SUFFIX = 10_000
+SHARED_TRASH = ".Trash"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,22 +48,55 @@ def relative_to_root(source: PurePath, roots: tuple[PurePath, ...]) -> tuple[Pur
 
 
 def trash_placement(
-    source: PurePath, roots: tuple[PurePath, ...], trash_dir: Path, layout: str, uid: int
+    source: PurePath,
+    roots: tuple[PurePath, ...],
+    trash_dir: Path,
+    layout: str,
+    uid: int,
+    home: PurePath | None = None,
 ) -> Placement:
     """Given a file to trash, return where it lands.
 
     The "folder" layout keeps the path relative to its root under `trash_dir`, prefixed by the root's name so
-    that two roots never mix. The "freedesktop" layout uses `trash_dir/.Trash-$uid/files/NAME` with the
-    `.trashinfo` file in `info/` (the original path goes into the info file, as the specification wants).
+    that two roots never mix. The "freedesktop" layout uses `trash_dir/HOME/files/NAME` with the
+    `.trashinfo` file in `HOME/info/` (the original path goes into the info file, as the specification
+    wants); HOME is `home` (`.Trash/$uid` or `.Trash-$uid`, see `trash_homes`), `.Trash-$uid` by default.
     Raise ValueError if the source is outside every root or the layout is unknown.
     """
     root, relative = relative_to_root(source, roots)
     if layout == "folder":
         return Placement(dest=trash_dir / (root.name or "root") / relative)
     if layout == "freedesktop":
-        base = trash_dir / f".Trash-{uid}"
+        base = trash_dir / (home or trash_homes(uid)[1])
         return Placement(dest=base / "files" / source.name, info_dir=base / "info")
     raise ValueError(f"unknown trash layout {layout!r}")
+
+
+def trash_homes(uid: int) -> tuple[PurePath, PurePath]:
+    """Return the two trash folders the freedesktop specification allows under a top folder, in the order
+    it wants them tried: the administrator's shared `.Trash/$uid`, then the user's own `.Trash-$uid`."""
+    return PurePath(SHARED_TRASH) / str(uid), PurePath(f".Trash-{uid}")
+
+
+def trash_folder_problem(component: PurePath, mode: int, owner: int, uid: int) -> str | None:
+    """Given a folder on the way into a freedesktop trash (relative to the top folder), its `st_mode` and
+    owner as `fstat` gives them for the folder opened without following symlinks, return why the
+    specification forbids using it, or None.
+
+    `.Trash` must be a real folder with the sticky bit (so users cannot remove each other's `$uid`);
+    `.Trash/$uid` and `.Trash-$uid` must be folders owned by the user that nobody else can write to (one
+    made by another user, say mode 0777, would hand that user every trashed photo).
+    """
+    if not stat.S_ISDIR(mode):
+        return f"{component} is not a folder"
+    if component == PurePath(SHARED_TRASH):
+        return None if mode & stat.S_ISVTX else f"{component} has no sticky bit"
+    if component in trash_homes(uid):
+        if owner != uid:
+            return f"{component} belongs to uid {owner}, not to uid {uid}"
+        if mode & 0o022:
+            return f"{component} can be written by other users (mode {stat.S_IMODE(mode):04o})"
+    return None
 
 
 def move_placement(

@@ -20,6 +20,7 @@ from comparimg.web.errors import error_middleware
 from comparimg.web.events import EventHub
 from comparimg.web.jobs import JobRunner
 from comparimg.web.keys import (
+    CONFIG_LOCK,
     CONFIG_PATH,
     DAEMON,
     EVENTS,
@@ -51,9 +52,10 @@ def create_app(settings: Settings, daemon: DaemonPort, config_path: Path | None 
         middlewares=[error_middleware, security_middleware, _count_requests],
         client_max_size=settings.http.max_body_bytes,
     )
-    app[SETTINGS] = SettingsHolder(settings)
+    app[SETTINGS] = SettingsHolder(settings, daemon)
     app[DAEMON] = daemon
     app[CONFIG_PATH] = Path(config_path or settings.index_path.parent / "config.yaml")
+    app[CONFIG_LOCK] = asyncio.Lock()
     app[EVENTS] = EventHub()
     app.cleanup_ctx.append(_token)
     app.cleanup_ctx.append(_index_and_sorter)

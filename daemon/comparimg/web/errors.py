@@ -18,11 +18,23 @@ class BadInput(ComparImgError):
     """A request whose parameters or body are malformed (wrong type, out of range, missing)."""
 
 
+class FileOnlySetting(Refused):
+    """A `PATCH /api/config` naming a setting that only the configuration file may change."""
+
+    def __init__(self, key_path: str):
+        self.key_path = key_path
+        super().__init__(
+            f"'{key_path}' cannot be changed through the API: set it in the configuration file and reload "
+            "(SIGHUP, `systemctl reload comparimg`)"
+        )
+
+
 # exception class → (HTTP status, code); the first match in order wins.
 STATUS_OF: tuple[tuple[type[BaseException], int, str], ...] = (
     (BadInput, 400, "bad_request"),
     (ConfigError, 400, "invalid_config"),
     (security.Unauthorized, 401, "unauthorized"),
+    (FileOnlySetting, 403, "file_only_setting"),
     (Refused, 403, "refused"),
     (NotFound, 404, "not_found"),
     (Conflict, 409, "conflict"),

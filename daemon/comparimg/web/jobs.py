@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from comparimg.scanner import Scanner
 from comparimg.scanner.walk import FoundFile, walk_images
 from comparimg.web.port import DaemonPort
 
+log = logging.getLogger("comparimg.web")
 BATCH = 32
 ENDED = ("done", "cancelled", "failed")
 
@@ -118,6 +120,16 @@ class JobRunner:
         finally:
             job.finished = time.time()
             self.publish("job", job.as_dict())
+            log.info(
+                "event=job_ended job=%d path=%r state=%s files=%s hashed=%d errors=%d error=%r",
+                job.id,
+                job.path,
+                job.state,
+                job.done,
+                job.hashed,
+                job.errors,
+                job.error,
+            )
 
     async def _scan(self, job: Job) -> None:
         options = self.daemon.pipeline.scanner.options if self.daemon.pipeline else None
@@ -131,6 +143,7 @@ class JobRunner:
         for start in range(0, len(paths), BATCH):
             batch = [(path, job.root) for path in paths[start : start + BATCH]]
             report = await self.daemon.write(scanner.ingest_files, batch)
+            self.daemon.count_report(report.as_dict())
             job.done += len(batch)
             job.hashed += report.hashed
             job.errors += report.errors

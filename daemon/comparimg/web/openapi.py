@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from comparimg import __version__
+from comparimg.export import STATS_KEYS
 from comparimg.sorter import plan
 from comparimg.web import decision_queue
 
@@ -52,13 +53,30 @@ SCHEMAS: dict[str, Any] = {
             "counts": {"type": "object"},
             "decisions_queued": INT,
             "queue_depth": INT,
+            "pending": INT,
+            "hashed": INT,
+            "roots": {"type": "array", "items": obj({"path": STR, "state": STR, "observer": STR})},
             "paused_roots": {"type": "array", "items": STR},
-            "last_errors": {"type": "array", "items": STR},
+            "last_errors": {"type": "array", "items": STR, "maxItems": 10},
+            "error_count": INT,
+            "problems": {"type": "array", "items": {"type": "object"}},
             "uptime_seconds": NUM,
         }
     ),
     "Config": {"type": "object", "description": "The settings, shaped like the YAML file"},
-    "ConfigPatch": {"type": "object", "description": "A partial YAML-shaped mapping; sections merge"},
+    "ConfigPatch": {
+        "type": "object",
+        "description": "A partial YAML-shaped mapping; sections merge. Only hashing.*, matching.*, watch.*, "
+        "logging.* and sorter.apply may change through the API; roots, index, export, http.* and the other "
+        "sorter keys answer 403 `file_only_setting` (set them in the configuration file and reload).",
+        "properties": {
+            "hashing": {"type": "object"},
+            "matching": {"type": "object"},
+            "watch": {"type": "object"},
+            "logging": {"type": "object"},
+            "sorter": {"type": "object", "properties": {"apply": {"enum": ["manual", "on-decide"]}}},
+        },
+    },
     "JobRequest": obj(
         {
             "path": {**STR, "minLength": 1},
@@ -208,7 +226,7 @@ SCHEMAS: dict[str, Any] = {
             "version": INT,
             "groups": {"type": "array", "items": {"type": "object"}},
             "errors": {"type": "array", "items": obj({"path": STR, "error": STR})},
-            "stats": {"type": "object"},
+            "stats": obj({key: {} for key in STATS_KEYS}),
         }
     ),
 }
@@ -262,7 +280,8 @@ PATHS: dict[str, Any] = {
     "/api/config": {
         "get": operation("The settings in force", answer(200, "Config", "settings")),
         "patch": operation(
-            "Change settings (validated, saved atomically, applied live)",
+            "Change the settings the API may change (validated, merged into the configuration file, applied "
+            "live); 403 file_only_setting for roots, targets, trash, export, index and http",
             answer(200, "Config", "new settings"),
             body=json_body("ConfigPatch"),
         ),

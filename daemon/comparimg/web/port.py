@@ -32,7 +32,15 @@ class DaemonPort(Protocol):
     pipeline: PipelinePort | None
 
     def status(self) -> dict[str, Any]:
-        """Return {"state", "version", "uptime", "roots", "queue", "last_errors", …}."""
+        """Return {"state", "version", "uptime_seconds", "roots", "queue_depth", "hashed", "last_errors"…}."""
+        ...
+
+    def activity(self) -> dict[str, Any]:
+        """Return what the daemon did since it started (for `export.daemon_stats`)."""
+        ...
+
+    def count_report(self, report: dict[str, Any]) -> None:
+        """Add the report of an API scan job's batch to the daemon's totals."""
         ...
 
     async def write(self, func: Callable[..., Any], *args: Any) -> Any:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import logging
 import os
 from importlib import resources
 from pathlib import Path
@@ -13,46 +15,50 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from comparimg import config
-from comparimg.export import build_export
+from comparimg.export import build_export, daemon_stats
 from comparimg.index import Index, review
 from comparimg.model import Refused
+from comparimg.web import config_patch
 from comparimg.web.errors import BadInput
 from comparimg.web.events import sse_frame
 from comparimg.web.jobs import root_holding
 from comparimg.web.keys import (
+    CONFIG_LOCK,
     CONFIG_PATH,
     DAEMON,
     EVENTS,
     JOBS,
     METRICS,
     READERS,
-    SETTINGS,
-    SORTER,
     current_settings,
 )
 from comparimg.web.validation import boolean, integer, json_object, only_keys, path_id, text
 
+log = logging.getLogger("comparimg.web")
 HEARTBEAT_SECONDS = 15.0
+STATUS_ERRORS = 10
 STATIC = resources.files("comparimg.web") / "static"
 
 
 async def status_document(app: web.Application) -> dict[str, Any]:
-    """Return the status: the daemon's own view plus index counts and the decision queue."""
+    """Return the status: the daemon's own view, the index counts, the decision queue, and the last errors
+    (the daemon's own, then the files the index holds in error, most recent first; at most
+    STATUS_ERRORS, `error_count` says how many there are)."""
     daemon_status = dict(app[DAEMON].status())
 
-    def read(index: Index) -> tuple[dict[str, int], int]:
-        return index.counts(), review.queued_count(index.db)
+    def read(index: Index) -> tuple[dict[str, int], int, list[tuple[str, str]]]:
+        return index.counts(), review.queued_count(index.db), review.recent_errors(index.db, STATUS_ERRORS)
 
-    counts, queued = await app[READERS].run(read)
+    counts, queued, broken = await app[READERS].run(read)
+    own = [str(e) for e in daemon_status.get("last_errors", [])]
     paused = [r["path"] for r in daemon_status.get("roots", []) if r.get("state") == "paused"]
     return {
         **daemon_status,
         "counts": counts,
         "decisions_queued": queued,
-        "queue_depth": daemon_status.get("queue", 0),
         "paused_roots": paused,
-        "uptime_seconds": daemon_status.get("uptime", 0),
-        "last_errors": [str(e) for e in daemon_status.get("last_errors", [])],
+        "last_errors": [*own, *(f"{path}: {reason}" for path, reason in broken)][:STATUS_ERRORS],
+        "error_count": len(own) + counts.get("files_error", 0),
     }
 
 
@@ -67,18 +73,31 @@ async def get_config(request: web.Request) -> web.Response:
 
 
 async def patch_config(request: web.Request) -> web.Response:
-    """PATCH /api/config {partial YAML-shaped mapping} → the new settings, validated by the same schema as
-    the YAML file, saved atomically to the configuration file, then applied live. 400 for a bad value."""
+    """PATCH /api/config {partial YAML-shaped mapping} → the new settings. Only the settings of
+    `config_patch.api_settable` may change (403 `file_only_setting` naming the key otherwise); the change is
+    validated by the same schema as the YAML file (400), merged into the configuration file's own content
+    (never the command-line overrides), then applied live."""
     patch = await json_object(request)
     app = request.app
-    new = config.apply_patch(current_settings(app), patch)
-    await asyncio.to_thread(config.save_settings, new, app[CONFIG_PATH])
-    await app[DAEMON].apply_settings(new)
-    app[SETTINGS].current = new
-    app[SORTER].settings = new.sorter
-    app[SORTER].roots = new.root_paths()
+    config_patch.check_settable(patch)
+    async with app[CONFIG_LOCK]:  # two patches at once must not lose one another's keys
+        old = app[DAEMON].settings
+        new = dataclasses.replace(config.apply_patch(old, patch), source=old.source)
+        if new.http != old.http:  # check_settable refuses http.*; never lock the API out
+            raise Refused("this change would move what the API is bound to; it was not applied")
+        await asyncio.to_thread(config_patch.save_patch, app[CONFIG_PATH], patch)
+        await app[DAEMON].apply_settings(new)
     app[EVENTS].publish("status", {"reason": "config"})
-    return web.json_response(config.settings_to_dict(new))
+    log.info("event=config_changed by=api keys=%s", ",".join(_key_paths(patch)))
+    return web.json_response(config.settings_to_dict(current_settings(app)))
+
+
+def _key_paths(patch: dict[str, Any]) -> list[str]:
+    return [
+        f"{key}.{sub}" if isinstance(value, dict) else str(key)
+        for key, value in patch.items()
+        for sub in (value if isinstance(value, dict) else [None])
+    ]
 
 
 async def post_job(request: web.Request) -> web.Response:
@@ -101,6 +120,14 @@ async def post_job(request: web.Request) -> web.Response:
     orientations = boolean(body.get("orientations", settings.matching.orientations), "orientations")
     root = root_holding(folder, settings.root_paths()) or folder
     job = request.app[JOBS].start(str(folder), str(root), recursive, threshold, orientations)
+    log.info(
+        "event=job_started by=api job=%d path=%r recursive=%s threshold=%d orientations=%s",
+        job.id,
+        job.path,
+        recursive,
+        threshold,
+        orientations,
+    )
     return web.json_response(job.as_dict(), status=201)
 
 
@@ -116,15 +143,19 @@ async def get_job(request: web.Request) -> web.Response:
 
 async def cancel_job(request: web.Request) -> web.Response:
     """DELETE /api/jobs/{id} → the job (it stops before its next batch). 404 unknown, 409 ended."""
-    return web.json_response(request.app[JOBS].cancel(path_id(request)).as_dict())
+    job = request.app[JOBS].cancel(path_id(request))
+    log.info("event=job_cancel_requested by=api job=%d path=%r", job.id, job.path)
+    return web.json_response(job.as_dict())
 
 
 async def get_export(request: web.Request) -> web.Response:
-    """GET /api/export → the duplicates JSON (the same document as `comparimg scan --json`)."""
+    """GET /api/export → the duplicates JSON (the same document as `comparimg scan --json`, its `stats`
+    those of the daemon: `export.daemon_stats`)."""
     roots = [str(p) for p in current_settings(request.app).root_paths()]  # build_export makes them absolute
+    activity = request.app[DAEMON].activity()
 
     def read(index: Index) -> dict[str, Any]:
-        return build_export(index, roots, index.counts())
+        return build_export(index, roots, daemon_stats(index.counts(), activity))
 
     return web.json_response(await request.app[READERS].run(read))
 

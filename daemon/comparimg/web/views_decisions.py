@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -10,7 +11,15 @@ from comparimg.index import Index, journal
 from comparimg.web import decision_queue as dq
 from comparimg.web import port
 from comparimg.web.errors import BadInput
-from comparimg.web.keys import DAEMON, EVENTS, METRICS, READERS, SORTER, WRITER, current_settings
+from comparimg.web.keys import (
+    DAEMON,
+    EVENTS,
+    METRICS,
+    READERS,
+    WRITER,
+    current_settings,
+    current_sorter,
+)
 from comparimg.web.validation import (
     id_list,
     integer,
@@ -21,6 +30,8 @@ from comparimg.web.validation import (
     query_int,
     text,
 )
+
+log = logging.getLogger("comparimg.web")
 
 
 def parse_decision(body: dict[str, Any]) -> dq.DecisionInput:
@@ -56,9 +67,11 @@ async def post_decision(request: web.Request) -> web.Response:
     else:
         row = await app[DAEMON].write(dq.queue_decision, writer, decision, settings)
     body = dq.decision_view(row)
+    log_decision("decision_queued", body)
     app[EVENTS].publish("decision", {"decision": body})
     if decision.action != "not_duplicates" and settings.sorter.apply == "on-decide":
         outcomes = await apply_decisions(app, [row["id"]])
+        log_outcomes("decision_applied", outcomes)
         row = await app[DAEMON].write(journal.get_decision, writer.db, row["id"])
         body = {**dq.decision_view(row), "outcome": outcomes[0] if outcomes else None}
     return web.json_response(body, status=201)
@@ -81,6 +94,7 @@ async def delete_decision(request: web.Request) -> web.Response:
     """DELETE /api/decisions/{id} → the cancelled decision; 404 unknown, 409 no longer queued."""
     decision_id = path_id(request)
     row = await request.app[DAEMON].write(journal.cancel_decision, request.app[WRITER].db, decision_id)
+    log_decision("decision_cancelled", dq.decision_view(row))
     request.app[EVENTS].publish("decision", {"decision": dq.decision_view(row)})
     return web.json_response(dq.decision_view(row))
 
@@ -94,12 +108,13 @@ async def apply_queue(request: web.Request) -> web.Response:
     counts = {
         state: sum(1 for o in outcomes if o["state"] == state) for state in ("applied", "refused", "failed")
     }
+    log_outcomes("decisions_applied", outcomes)
     return web.json_response({"outcomes": outcomes, **counts})
 
 
 async def apply_decisions(app: web.Application, ids: list[int] | None) -> list[dict[str, Any]]:
     """Apply queued decisions on the writer thread, tell the daemon which files left, publish events."""
-    outcomes = await app[DAEMON].write(dq.apply_queue, app[WRITER], app[SORTER], ids)
+    outcomes = await app[DAEMON].write(dq.apply_queue, app[WRITER], current_sorter(app), ids)
     moved = [(o["file_id"], None) for o in outcomes if o["state"] == "applied" and o["action_id"]]
     if moved:
         await port.files_moved(app[DAEMON], moved, current_settings(app).root_paths())
@@ -114,13 +129,52 @@ async def undo(request: web.Request) -> web.Response:
     """POST /api/undo/{action_id} → the restore action; 404 unknown, 409 not undoable, 403 file changed."""
     action_id = path_id(request, "action_id")
     await json_object(request, allow_empty=True)
-    result = await request.app[DAEMON].write(request.app[SORTER].undo, action_id)
+    result = await request.app[DAEMON].write(current_sorter(request.app).undo, action_id)
     if result.state == "done" and result.file_id is not None:
         roots = current_settings(request.app).root_paths()
         await port.files_moved(request.app[DAEMON], [(result.file_id, result.dest)], roots)
     request.app[METRICS].actions.labels("restore", result.state).inc()
+    log.info(
+        "event=undo by=api action=%d state=%s file=%s from=%r to=%r reason=%r",
+        action_id,
+        result.state,
+        result.file_id,
+        result.source,
+        result.dest,
+        result.reason,
+    )
     request.app[EVENTS].publish("undone", {"action": result.as_dict()})
     return web.json_response(result.as_dict())
+
+
+def log_decision(event: str, decision: dict[str, Any]) -> None:
+    """Log one line for a decision a person queued or cancelled through the API: what, which file(s)."""
+    files = decision["file_ids"] if decision["file_ids"] else [decision["file_id"]]
+    log.info(
+        "event=%s by=api decision=%d action=%s state=%s file_ids=%s path=%r target=%r",
+        event,
+        decision["id"],
+        decision["action"],
+        decision["state"],
+        ",".join(str(f) for f in files),
+        decision["path"],
+        decision["target"],
+    )
+
+
+def log_outcomes(event: str, outcomes: list[dict[str, Any]]) -> None:
+    """Log one line for an apply a person asked for through the API: the counts and each file moved."""
+    states = {s: sum(1 for o in outcomes if o["state"] == s) for s in ("applied", "refused", "failed")}
+    files = [f"{o['action']} {o['source']} -> {o['dest'] or '-'} ({o['state']})" for o in outcomes]
+    log.info(
+        "event=%s by=api decisions=%s applied=%d refused=%d failed=%d files=%r",
+        event,
+        ",".join(str(o["decision_id"]) for o in outcomes) or "-",
+        states["applied"],
+        states["refused"],
+        states["failed"],
+        files,
+    )
 
 
 async def list_actions(request: web.Request) -> web.Response:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 import os
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +14,13 @@ from comparimg.config import Settings
 from comparimg.hashing import thumbnails
 from comparimg.index import Index, journal, review
 from comparimg.model import ORIENTATIONS, NotFound, Refused
-from comparimg.sorter.files import inside_roots
+from comparimg.sorter.files import open_indexed_file
 from comparimg.web.decision_queue import decision_view
 from comparimg.web.keys import READERS, THUMBNAILER, current_settings
 from comparimg.web.validation import path_id, query_choice, query_int, text
 
 THUMBNAIL_SIZE = 256
+CONTENT_CHUNK = 1 << 20
 FORMAT_TYPES = {
     "JPEG": "image/jpeg",
     "PNG": "image/png",
@@ -119,50 +120,64 @@ def _member_view(member, row, decision, references: list[str]) -> dict[str, Any]
     }
 
 
-async def _servable_file(request: web.Request) -> tuple[Any, Path]:
-    """Return (row, path) of an indexed file that may be served. Raise NotFound / Refused."""
+async def _opened_file(request: web.Request) -> tuple[Any, int]:
+    """Return (row, read-only descriptor) of an indexed file that may be served: opened through folder
+    descriptors without following symlinks and matched (fstat) with its indexed identity, so a name swapped
+    for a symlink serves nothing. The caller closes the descriptor. Raise NotFound / Refused / Conflict."""
     file_id = path_id(request)
     row = await request.app[READERS].run(lambda index: index.file_by_id(file_id))
     if row is None or row.state == "missing":
         raise NotFound(f"no file {file_id}")
-    settings = current_settings(request.app)
-    if not inside_roots(row.path, settings.root_paths()):
-        raise Refused(f"file {file_id} is not inside a configured root")
-    try:
-        info = os.lstat(row.path)
-    except OSError as error:
-        raise NotFound(f"file {file_id} is not on disk any more") from error
-    if not stat.S_ISREG(info.st_mode):
-        raise Refused(f"file {file_id} is not a regular file")
-    return row, Path(row.path)
+    roots = current_settings(request.app).root_paths()
+    return row, await asyncio.to_thread(open_indexed_file, row.path, row.identity, roots)
 
 
 async def file_content(request: web.Request) -> web.StreamResponse:
-    """GET /api/files/{id}/content → the file's bytes (indexed files inside a root only)."""
-    row, path = await _servable_file(request)
-    fingerprint = row.fingerprint
-    kind = FORMAT_TYPES.get(fingerprint.format if fingerprint else "")
-    kind = kind or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Type": kind,
-            "Cache-Control": "private, max-age=60",
-            "Content-Disposition": "inline",
-        },
-    )
+    """GET /api/files/{id}/content → the file's bytes (indexed files inside a root only), read from the
+    descriptor that was checked."""
+    row, descriptor = await _opened_file(request)
+    try:
+        fingerprint = row.fingerprint
+        kind = FORMAT_TYPES.get(fingerprint.format if fingerprint else "")
+        kind = kind or mimetypes.guess_type(Path(row.path).name)[0] or "application/octet-stream"
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": kind,
+                "Cache-Control": "private, max-age=60",
+                "Content-Disposition": "inline",
+            }
+        )
+        size = os.fstat(descriptor).st_size
+        response.content_length = size
+        await response.prepare(request)
+        offset = 0
+        while offset < size:
+            chunk = await asyncio.to_thread(os.pread, descriptor, min(CONTENT_CHUNK, size - offset), offset)
+            if not chunk:
+                break
+            await response.write(chunk)
+            offset += len(chunk)
+        await response.write_eof()
+        return response
+    finally:
+        os.close(descriptor)
 
 
 async def file_thumbnail(request: web.Request) -> web.StreamResponse:
-    """GET /api/files/{id}/thumbnail → a JPEG at most 256 px, made once per content hash in a worker."""
-    row, path = await _servable_file(request)
-    if row.fingerprint is None:
-        raise Refused(f"file {row.id} could not be decoded: {row.error}")
-    cache = current_settings(request.app).index_path.parent / "thumbnails"
-    target = thumbnails.cache_path(cache, row.fingerprint.content_hash, THUMBNAIL_SIZE)
-    if not target.exists():
-        pool = request.app[THUMBNAILER].get()
-        await pool.run_async(thumbnails.make_thumbnail, str(path), str(target), THUMBNAIL_SIZE)
+    """GET /api/files/{id}/thumbnail → a JPEG at most 256 px, made once per content hash in a worker (which
+    reads the checked descriptor through /proc, never the file's name)."""
+    row, descriptor = await _opened_file(request)
+    try:
+        if row.fingerprint is None:
+            raise Refused(f"file {row.id} could not be decoded: {row.error}")
+        cache = current_settings(request.app).index_path.parent / "thumbnails"
+        target = thumbnails.cache_path(cache, row.fingerprint.content_hash, THUMBNAIL_SIZE)
+        if not target.exists():
+            pool = request.app[THUMBNAILER].get()
+            source = f"/proc/{os.getpid()}/fd/{descriptor}"
+            await pool.run_async(thumbnails.make_thumbnail, source, str(target), THUMBNAIL_SIZE)
+    finally:
+        os.close(descriptor)
     return web.FileResponse(
         target, headers={"Content-Type": "image/jpeg", "Cache-Control": "private, max-age=86400"}
     )

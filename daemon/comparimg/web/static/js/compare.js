@@ -2,7 +2,7 @@
 // Overlays scale both images to the same box, so a resized copy lines up with its original; "align
 // orientation" turns a flipped or rotated copy back into its leader's orientation.
 
-import { $, h, toast } from "./dom.js";
+import { $, h, pathText, toast } from "./dom.js";
 import { formatBytes, formatDate, orientationLabel } from "./format.js";
 import { keepOnly } from "./store.js";
 
@@ -98,7 +98,7 @@ function caption(member, role) {
   if (state.group.kind === "near") bits.push(`distance ${member.distance}`, orientationLabel(member.orientation));
   return h("div", { class: "cmp-caption" },
     h("strong", { text: `${role}: ${member.name}` }), member.suggested ? " · suggested keeper" : "", h("br"),
-    `${member.folder} · ${bits.join(" · ")}`);
+    h("span", { class: "cmp-folder", title: member.folder }, pathText(member.folder)), ` · ${bits.join(" · ")}`);
 }
 
 function render() {

@@ -1,7 +1,7 @@
 // Detector panel: launch a scan job on a folder with its parameters, watch its progress live, cancel it.
 
 import { api, normalizeJob } from "./api.js";
-import { $, h, toast } from "./dom.js";
+import { $, h, pathText, toast } from "./dom.js";
 import { formatDate, formatNumber } from "./format.js";
 import { store } from "./store.js";
 
@@ -41,7 +41,7 @@ function renderJobs() {
     ].filter(Boolean);
     return h("div", { class: "job", dataset: { jobId: job.id, state: job.state } },
       h("div", {},
-        h("div", { class: "job-path", text: job.path }),
+        h("div", { class: "job-path", title: job.path }, pathText(job.path)),
         h("div", { class: "job-meta", text: counts.join(" · ") }),
         job.error && !isActive(job) ? h("div", { class: "job-meta action-trash", text: String(job.error) }) : null,
       ),

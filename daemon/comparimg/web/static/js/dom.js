@@ -22,6 +22,16 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/**
+ * A path as nodes that wrap only after a "/": each name (with its slash) is a span that never breaks
+ * inside (`.seg`, white-space: nowrap), and a <wbr> after each slash is where a line may end.
+ */
+export function pathText(path) {
+  const text = String(path ?? "");
+  const parts = text.split(/(?<=\/)/);
+  return parts.flatMap((part, i) => [h("span", { class: "seg", text: part }), i < parts.length - 1 ? h("wbr") : null]);
+}
+
 export function $(selector, root = document) {
   return root.querySelector(selector);
 }

@@ -1,7 +1,7 @@
 // One group card of the groups view: the members side by side with their facts, the suggested keeper
 // highlighted, keep / trash / move buttons. Pure rendering: the actions come in as callbacks.
 
-import { h } from "./dom.js";
+import { h, pathText } from "./dom.js";
 import { formatBytes, formatDate, orientationLabel } from "./format.js";
 import { store } from "./store.js";
 
@@ -87,9 +87,9 @@ function renderMember(group, groupIndex, member, i, on) {
       h("img", { src: member.thumbnail, alt: "", loading: "lazy", decoding: "async",
         onerror: (event) => event.target.replaceWith(h("span", { class: "thumb-missing", text: "no preview" })) })),
     h("figcaption", {},
-      h("div", { class: "name", title: member.path }, h("span", { class: "index-key", "aria-hidden": "true", text: i < 9 ? `${i + 1} ` : "" }), member.name),
+      h("div", { class: "name", title: member.path }, h("span", { class: "index-key", "aria-hidden": "true", text: i < 9 ? `${i + 1} ` : "" }), pathText(member.name)),
       h("button", { type: "button", class: "folder linklike", title: `Show only groups in ${member.folder}`,
-        "aria-label": `Show only groups in folder ${member.folder}`, onclick: () => on.filterFolder(member.folder) }, shortFolder(member.folder)),
+        "aria-label": `Show only groups in folder ${member.folder}`, onclick: () => on.filterFolder(member.folder) }, pathText(shortFolder(member.folder))),
     ),
     h("dl", { class: "facts" }, facts.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })])),
     h("div", { class: "member-actions" },

@@ -16,6 +16,7 @@ const view = {
   current: 0,
   member: 0,
   loading: null,
+  loaded: false, // no answer yet: say "loading", not "no duplicates"
   hasNew: false,
 };
 let openCompare = () => {};
@@ -54,6 +55,7 @@ export async function loadGroups({ keepFocus = true } = {}) {
   }
   if (view.loading !== request) return; // a newer request won
   view.loading = null;
+  view.loaded = true;
   view.groups = page.groups;
   view.total = page.total;
   if (view.offset > 0 && view.groups.length === 0 && view.total > 0) {
@@ -89,7 +91,10 @@ const reloadSoon = debounce(() => loadGroups(), 400);
 
 function render() {
   const list = $("#group-list");
-  if (!view.groups.length) {
+  if (!view.loaded) {
+    list.setAttribute("aria-busy", "true");
+    list.replaceChildren(h("p", { class: "empty loading", text: "Loading groups…" }));
+  } else if (!view.groups.length) {
     const filtered = view.filters.kind || view.filters.folder || view.filters.state !== "pending";
     list.replaceChildren(h("div", { class: "empty" },
       h("p", { text: filtered ? "No group matches these filters." : "No duplicates to review." }),
@@ -297,6 +302,7 @@ const cardActions = {
 // --- wiring -------------------------------------------------------------------------------------------
 
 export function initGroups(bind) {
+  render(); // the loading state until the first page arrives
   const form = $("#group-filters");
   const readFilters = () => {
     const data = new FormData(form);

@@ -2,7 +2,7 @@
 // with undo.
 
 import { api } from "./api.js";
-import { $, h, toast } from "./dom.js";
+import { $, h, pathText, toast } from "./dom.js";
 import { formatBytes, formatDate, formatNumber, splitPath } from "./format.js";
 import { clearDecision, queuedSummary, refreshDecisions, store, subscribe } from "./store.js";
 
@@ -22,7 +22,7 @@ function renderSummary() {
     stat("to move", formatNumber(counts.move), "action-move"),
     stat("to keep", formatNumber(counts.keep), "action-keep"),
     stat("not duplicates", formatNumber(counts.not_duplicates)),
-    stat("space freed", formatBytes(freed)),
+    stat("to free", formatBytes(freed)), // nothing is freed before the queue is applied
   );
   if (store.config?.sorter?.apply === "on-decide") {
     $("#queue-summary").append(h("p", { class: "stat", text: "This daemon applies each decision at once (sorter.apply: on-decide); undo is in the journal below." }));
@@ -48,7 +48,7 @@ function renderQueue() {
       const who = d.action === "not_duplicates" ? `${(d.fileIds || []).length || "?"} files` : d.path || `file ${d.fileId}`;
       return h("tr", { dataset: { decisionId: d.id } },
         h("td", { class: `action-${d.action}`, text: `${d.action.replace("_", " ")}${target}` }),
-        h("td", { class: "path", text: who, title: d.path }),
+        h("td", { class: "path", title: d.path }, pathText(who)),
         h("td", { text: formatBytes(d.size ?? store.sizes.get(d.fileId)) }),
         h("td", { text: d.groupId ?? "—" }),
         h("td", {}, h("button", { type: "button", class: "btn btn-small", "aria-label": `Cancel ${d.action} of ${splitPath(who).name}`,
@@ -85,8 +85,8 @@ function renderJournal() {
       return h("tr", { dataset: { actionId: a.id } },
         h("td", { text: a.id }),
         h("td", { class: `action-${a.kind}`, text: a.kind }),
-        h("td", { class: "path", text: a.source }),
-        h("td", { class: "path", text: a.dest }),
+        h("td", { class: "path", title: a.source }, pathText(a.source)),
+        h("td", { class: "path", title: a.dest }, pathText(a.dest)),
         h("td", { text: a.reason ? `${a.state}: ${a.reason}` : a.state }),
         h("td", { text: formatDate(a.updated) }),
         h("td", {}, canUndo ? h("button", { type: "button", class: "btn btn-small", "aria-label": `Undo ${a.kind} of ${splitPath(a.source).name}`,

@@ -28,13 +28,14 @@ export function showStatus(status) {
     if (lastState !== null && state !== lastState) $("#st-live").textContent = `Daemon is now ${state}`;
     lastState = state;
   }
-  const files = pick(s, "files_indexed", "counts.files", "counts.ok", "files.ok", "files", "indexed", "hashed");
-  if (files !== null) $("#st-files").textContent = formatNumber(typeof files === "object" ? files.ok ?? files.total ?? 0 : files);
-  const groups = pick(s, "groups", "counts.groups");
-  if (groups !== null) $("#st-groups").textContent = formatNumber(typeof groups === "object" ? groups.total ?? 0 : groups);
-  const queue = pick(s, "queue_depth", "queue.depth", "queue");
-  if (queue !== null) $("#st-queue").textContent = formatNumber(typeof queue === "object" ? queue.depth ?? queue.total ?? 0 : queue);
-  let paused = pick(s, "paused_roots", "roots_paused");
+  // The fields of GET /api/status (docs/api.md); a "status" event may carry only some of them.
+  const files = pick(s, "counts.files");
+  if (files !== null) $("#st-files").textContent = formatNumber(files);
+  const groups = pick(s, "counts.groups");
+  if (groups !== null) $("#st-groups").textContent = formatNumber(groups);
+  const queue = pick(s, "queue_depth");
+  if (queue !== null) $("#st-queue").textContent = formatNumber(queue);
+  let paused = pick(s, "paused_roots");
   if (paused === null && Array.isArray(s.roots)) {
     paused = s.roots.filter((r) => r && r.state === "paused").map((r) => r.path);
   }
@@ -44,10 +45,10 @@ export function showStatus(status) {
     $("#st-paused-wrap").hidden = n === 0;
     $("#st-paused-wrap").title = Array.isArray(paused) ? paused.join("\n") : "";
   }
-  const errors = pick(s, "last_errors", "errors");
+  const errors = pick(s, "last_errors");
   if (errors !== null) {
     lastErrors = Array.isArray(errors) ? errors : [];
-    const count = pick(s, "error_count", "counts.errors") ?? (Array.isArray(errors) ? errors.length : Number(errors));
+    const count = pick(s, "error_count") ?? lastErrors.length;
     $("#st-errors").textContent = formatNumber(count);
     $("#st-errors-button").hidden = !count;
   }
