@@ -55,9 +55,9 @@ def one_core() -> Iterator[int]:
 
 @pytest.fixture(scope="module")
 def files(photos, tmp_path_factory) -> dict[str, list[Path]]:
-    """Return {size label: JPEG paths}. Sensor-like noise (σ 5) makes the files as costly to decode as a
-    camera's (3-5 MB at 12 MP, as shared/bench/make_camera_corpus.py makes them); smooth upscaled pictures
-    decode several times faster than real photos."""
+    """Return {size label: JPEG paths}. Sensor-like noise (σ 5, as shared/bench/make_camera_corpus.py adds;
+    about 2.3 MB at 12 MP) makes the files nearly as costly to decode as a camera's: smooth upscaled
+    pictures decode several times faster than real photos."""
     folder = tmp_path_factory.mktemp("embedding_speed")
     rng = np.random.default_rng(4)
     found: dict[str, list[Path]] = {}
