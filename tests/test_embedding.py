@@ -214,15 +214,22 @@ def test_a_damaged_copy_of_the_shipped_model_fails_its_checksum(tmp_path):
         Embedder.load(path, sha256=SHIPPED_SHA256)
 
 
-def tiny_encoder(path: Path, input_shape: list, reshape_to: list[int] | None = None) -> Path:
-    """Write an ONNX image encoder (global average pool, optionally a reshape) taking `input_shape`."""
+def tiny_encoder(
+    path: Path, input_shape: list, reshape_to: list[int] | None = None, then: str | None = None
+) -> Path:
+    """Write an ONNX image encoder taking `input_shape`: a global average pool (then the one-input operator
+    `then`, when given) flattened, or a reshape of the input to `reshape_to`."""
     onnx = pytest.importorskip("onnx", reason="the onnx package builds the test models")
     from onnx import TensorProto, helper
 
     nodes = [helper.make_node("GlobalAveragePool", ["image"], ["pooled"])]
+    if then is not None:
+        nodes.append(helper.make_node(then, ["pooled"], ["pooled_then"]))
     initializers = []
     if reshape_to is None:
-        nodes.append(helper.make_node("Flatten", ["pooled"], ["embedding"]))
+        nodes.append(
+            helper.make_node("Flatten", ["pooled" if then is None else "pooled_then"], ["embedding"])
+        )
     else:
         initializers.append(helper.make_tensor("shape", TensorProto.INT64, [len(reshape_to)], reshape_to))
         nodes = [helper.make_node("Reshape", ["image", "shape"], ["embedding"])]
@@ -262,6 +269,13 @@ def test_an_encoder_that_fails_on_a_picture_is_an_error_at_load(tmp_path):
     # Symbolic sides pass the input check; the fixed reshape inside fails on a 224×224 picture.
     path = tiny_encoder(tmp_path / "fixed_inside.onnx", ["batch", 3, "h", "w"], reshape_to=[1, 3 * 64 * 64])
     with pytest.raises(ModelError, match=r"fixed_inside\.onnx: fails on a 224×224 test picture"):
+        Embedder.load(path)
+
+
+def test_an_encoder_giving_non_finite_values_is_an_error_at_load(tmp_path):
+    # The mean picture pools to 0 in every channel, and log(0) is -inf.
+    path = tiny_encoder(tmp_path / "log.onnx", ["batch", 3, 224, 224], then="Log")
+    with pytest.raises(ModelError, match=r"log\.onnx: gives an empty output or non-finite values"):
         Embedder.load(path)
 
 

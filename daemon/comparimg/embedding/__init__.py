@@ -53,7 +53,7 @@ class Embedder:
     Make one with `Embedder.load`; one instance per process (the session is not shared across processes).
     """
 
-    def __init__(self, session: Any, path: str, expects: EncoderInput, input_name: str, dimensions: int):
+    def __init__(self, session: Any, path: str, expects: EncoderInput, input_name: str, output_name: str):
         import onnxruntime
 
         self._session = session
@@ -62,11 +62,20 @@ class Embedder:
         self.path = path
         self.expects = expects
         self.input_name = input_name
-        self.dimensions = dimensions
+        self.output_name = output_name
         # (pixels / 255 - mean) / std == pixels * scale - offset, computed once
         std = np.asarray(expects.std, dtype=np.float32)
         self._scale = (1.0 / (255.0 * std)).astype(np.float32)
         self._offset = (np.asarray(expects.mean, dtype=np.float32) / std).astype(np.float32)
+        # The mean picture (all zeros once normalised) through the encoder: a model whose inner shapes do
+        # not fit the input fails here, at load, rather than on the first real picture.
+        side = expects.size
+        probe = self._features(
+            np.zeros((1, 3, side, side), dtype=np.float32), f"fails on a {side}×{side} test picture"
+        )
+        if probe.size == 0 or not np.isfinite(probe).all():
+            raise ModelError(path, "gives an empty output or non-finite values on a test picture")
+        self.dimensions = int(probe.size)
 
     @property
     def input_size(self) -> int:
@@ -89,13 +98,7 @@ class Embedder:
         Raise ModelError naming the file when it is missing, unreadable, not a model onnxruntime can
         load, not the expected checksum, takes another input shape, or fails on a test picture."""
         if path is None:
-            manifest = _shipped_manifest()
-            path, sha256 = SHIPPED_MODEL, manifest["sha256"]
-            expects = EncoderInput(
-                size=int(manifest["input"]["size"]),
-                mean=_triple(manifest["input"]["mean"], "mean"),
-                std=_triple(manifest["input"]["std"], "std"),
-            )
+            path, sha256, expects = SHIPPED_MODEL, *_shipped_input()
         else:
             expects = EncoderInput(
                 size=DEFAULT_INPUT_SIZE if input_size is None else int(input_size),
@@ -117,15 +120,18 @@ class Embedder:
         return self._run(np.ascontiguousarray(tensor.transpose(2, 0, 1)[np.newaxis]))[0]
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        try:
-            (features, *_) = self._session.run(None, {self.input_name: batch}, self._run_options)
-        except Exception as error:  # onnxruntime's errors derive from Exception only; name the model
-            raise ModelError(self.path, f"the encoder failed on a picture: {error}") from error
-        rows = np.asarray(features, dtype=np.float32).reshape(len(batch), -1)
+        rows = self._features(batch, "the encoder failed on a picture").reshape(len(batch), -1)
         if rows.shape[1] != self.dimensions or not np.isfinite(rows).all():
             raise ModelError(self.path, f"the encoder gave {rows.shape[1]} values or non-finite ones")
         norms = np.linalg.norm(rows, axis=1, keepdims=True)
         return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
+
+    def _features(self, batch: np.ndarray, failure: str) -> np.ndarray:
+        try:
+            (features,) = self._session.run([self.output_name], {self.input_name: batch}, self._run_options)
+        except Exception as error:  # onnxruntime's errors derive from Exception only; name the model
+            raise ModelError(self.path, f"{failure}: {error}") from error
+        return np.asarray(features, dtype=np.float32)
 
 
 def cosine(first: np.ndarray, second: np.ndarray) -> float:
@@ -133,12 +139,21 @@ def cosine(first: np.ndarray, second: np.ndarray) -> float:
     return float(np.dot(first, second))
 
 
-def _shipped_manifest() -> dict[str, Any]:
+def _shipped_input() -> tuple[str, EncoderInput]:
+    """Return the shipped model's sha256 and input, from its manifest. Raise ModelError naming the manifest
+    when it cannot be read or lacks them."""
     try:
-        return json.loads(SHIPPED_MANIFEST.read_text())
-    except (OSError, ValueError) as error:
+        manifest = json.loads(SHIPPED_MANIFEST.read_text())
+        described = manifest["input"]
+        expects = EncoderInput(
+            size=int(described["size"]),
+            mean=_triple(described["mean"], "mean"),
+            std=_triple(described["std"], "std"),
+        )
+        return str(manifest["sha256"]), expects
+    except (OSError, ValueError, KeyError, TypeError) as error:
         raise ModelError(
-            str(SHIPPED_MANIFEST), f"the shipped model's manifest cannot be read: {error}"
+            str(SHIPPED_MANIFEST), f"the shipped model's manifest is unusable: {error!r}"
         ) from error
 
 
@@ -177,9 +192,7 @@ def _open(path: str, data: bytes, expects: EncoderInput) -> Embedder:
     except Exception as error:  # a hostile or broken file: onnxruntime's errors derive from Exception only
         raise ModelError(path, f"not a model onnxruntime can load: {error}") from error
     input_name = _check_input(path, session.get_inputs(), expects.size)
-    probe = Embedder(session, path, expects, input_name, dimensions=0)
-    dimensions = _probe_dimensions(probe)
-    return Embedder(session, path, expects, input_name, dimensions)
+    return Embedder(session, path, expects, input_name, session.get_outputs()[0].name)
 
 
 def _check_input(path: str, inputs: Sequence[Any], size: int) -> str:
@@ -196,18 +209,3 @@ def _check_input(path: str, inputs: Sequence[Any], size: int) -> str:
     if tensor.type != "tensor(float)" or not fits:
         raise ModelError(path, f"takes {tensor.type} {shape}, not {wanted}")
     return str(tensor.name)
-
-
-def _probe_dimensions(probe: Embedder) -> int:
-    # The mean picture (all zeros once normalised) through the encoder: a model whose inner shapes do not
-    # fit the input fails here, at load, rather than on the first real picture.
-    side = probe.expects.size
-    batch = np.zeros((1, 3, side, side), dtype=np.float32)
-    try:
-        (features, *_) = probe._session.run(None, {probe.input_name: batch}, probe._run_options)
-    except Exception as error:  # onnxruntime's errors derive from Exception only
-        raise ModelError(probe.path, f"fails on a {side}×{side} test picture: {error}") from error
-    features = np.asarray(features)
-    if features.size == 0 or not np.isfinite(features).all():
-        raise ModelError(probe.path, "gives an empty output or non-finite values on a test picture")
-    return int(features.size)
