@@ -1,18 +1,21 @@
 """Fetch Pillow's own test pictures (the `Tests/images` folder of its source release) into the repository's
 ignored cache, so that the tests that use them never reach the network themselves.
 
-Usage:  python tests/fetch_pillow_images.py [--timeout SECONDS]
+Usage:  python tests/fetch_pillow_images.py [--timeout SECONDS] [--version VERSION]
 
-CI runs this before pytest. It takes the source release of the Pillow version that is installed (its test
-pictures are the ones that version was tested with), through pip, and keeps only `Tests/images` in
-`.cache/pillow-tests/pillow-VERSION/images`. A folder already there is used as it is. Exit status 0 when the
-folder is there, 1 with the reason on stderr when it cannot be had within the time budget.
+CI runs this before pytest, with the Python of the venv that runs the tests. It takes the source release
+of the Pillow version installed there (its test pictures are the ones that version was tested with),
+through pip, and keeps only `Tests/images` in `.cache/pillow-tests/pillow-VERSION/images`
+($COMPARIMG_PILLOW_CACHE instead of `.cache/pillow-tests` when set, e.g. to keep it across fresh clones).
+A folder already there is used as it is. Exit status 0 when the folder is there, 1 with the reason on
+stderr when it cannot be had within the time budget.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
 import subprocess
 import sys
 import tarfile
@@ -20,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CACHE = REPO / ".cache" / "pillow-tests"
+CACHE = Path(os.environ.get("COMPARIMG_PILLOW_CACHE") or REPO / ".cache" / "pillow-tests")
 DEFAULT_TIMEOUT = 300.0
 
 
@@ -92,14 +95,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--version", help="Pillow version (default: the installed one)")
     args = parser.parse_args(argv)
-    version = args.version or installed_pillow_version()
+    try:
+        version = args.version or installed_pillow_version()
+    except importlib.metadata.PackageNotFoundError:
+        print(
+            f"fetch_pillow_images: Pillow is not installed for {sys.executable}: run this with the Python "
+            "that runs the tests (the one of the venv), or give --version",
+            file=sys.stderr,
+        )
+        return 1
     try:
         folder = fetch(version, timeout=args.timeout)
     except (FetchError, OSError, tarfile.TarError) as error:
         print(f"fetch_pillow_images: {error}", file=sys.stderr)
         return 1
     count = sum(1 for p in folder.iterdir() if p.is_file())
-    print(f"Pillow {version} test pictures: {count} files in {folder.relative_to(REPO)}")
+    print(f"Pillow {version} test pictures: {count} files in {folder}")
     return 0
 
 

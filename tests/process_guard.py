@@ -41,7 +41,7 @@ ProcessKey = tuple[int, int]  # (pid, start time in clock ticks): a pid alone ma
 
 @dataclass(frozen=True)
 class Process:
-    """One line of the process table."""
+    """What /proc/PID/stat tells of one process."""
 
     pid: int
     ppid: int
@@ -72,27 +72,35 @@ def read_process(pid: int) -> Process | None:
     return Process(pid=pid, state=fields[0], ppid=int(fields[1]), start=int(fields[19]))
 
 
-def process_table() -> dict[int, Process]:
-    """Return every process of the system by pid."""
-    table = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit() and (process := read_process(int(entry.name))) is not None:
-            table[process.pid] = process
-    return table
+def children(pid: int) -> list[int]:
+    """Given a pid, return the pids of its children (of any of its threads), zombies included."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            found += [int(child) for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+        except OSError:
+            continue
+    return found
 
 
-def live_descendants(root: int, table: dict[int, Process]) -> dict[ProcessKey, Process]:
-    """Given a pid and a process table, return the descendants of that pid that are not zombies."""
-    children: dict[int, list[Process]] = {}
-    for process in table.values():
-        children.setdefault(process.ppid, []).append(process)
+def descendants(root: int) -> dict[ProcessKey, Process]:
+    """Given a pid, return all its descendants, zombies included."""
     found, stack = {}, [root]
     while stack:
-        for child in children.get(stack.pop(), []):
-            stack.append(child.pid)
-            if child.state not in "ZX":
-                found[child.key] = child
+        for pid in children(stack.pop()):
+            if (process := read_process(pid)) is not None:
+                found[process.key] = process
+                stack.append(pid)
     return found
+
+
+def live_descendants(root: int) -> dict[ProcessKey, Process]:
+    """Given a pid, return its descendants that are not zombies."""
+    return {key: p for key, p in descendants(root).items() if p.state not in "ZX"}
 
 
 def is_alive(key: ProcessKey) -> bool:
@@ -135,7 +143,7 @@ def become_subreaper() -> None:
 
 def running_now() -> dict[ProcessKey, Process]:
     """Return the live descendants of this process, less its own multiprocessing helpers."""
-    found = live_descendants(os.getpid(), process_table())
+    found = live_descendants(os.getpid())
     return {key: p for key, p in found.items() if not is_own_multiprocessing_helper(p)}
 
 
@@ -149,22 +157,25 @@ def wait_gone(keys: set[ProcessKey], timeout: float = GRACE_SECONDS) -> set[Proc
 
 def kill(processes: list[Process]) -> None:
     """SIGKILL the given processes and every descendant of theirs; reap those that were our children."""
-    table = process_table()
     victims = {p.key: p for p in processes}
     for process in processes:
-        victims.update(live_descendants(process.pid, table))
+        victims.update(live_descendants(process.pid))
     for key, process in victims.items():
         if is_alive(key):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(process.pid, signal.SIGKILL)
     wait_gone(set(victims), timeout=5.0)
-    reap_zombie_children()
+    for process in victims.values():  # only these: another child's zombie may still be awaited by its Popen
+        if (now := read_process(process.pid)) is not None and now.ppid == os.getpid() and now.state == "Z":
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(process.pid, os.WNOHANG)
 
 
 def reap_zombie_children() -> None:
-    """Reap the zombies whose parent is this process (adopted orphans that ended, killed leftovers)."""
-    for process in process_table().values():
-        if process.ppid == os.getpid() and process.state == "Z":
+    """Reap the zombies whose parent is this process (adopted orphans that ended, leftovers); only once
+    the tests are over, as a test's Popen may still be about to wait for its own."""
+    for pid in children(os.getpid()):
+        if (process := read_process(pid)) is not None and process.state == "Z":
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(process.pid, os.WNOHANG)
 
@@ -229,9 +240,8 @@ class ProcessGuard:
     def end_session(self) -> str:
         """Kill whatever is still running at the end of the run; return the complaint (or "")."""
         self.deferred.clear()
-        left = wait_gone(set(running_now()), self.grace)
-        table = process_table()
-        leaks = [("", table[pid]) for pid, _ in left if pid in table]
+        running = running_now()
+        leaks = [("", running[key]) for key in wait_gone(set(running), self.grace)]
         complaint = ""
         if leaks:
             complaint = "processes were still running at the end of the test run (killed now):\n"
