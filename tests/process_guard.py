@@ -53,7 +53,7 @@ class Process:
         return (self.pid, self.start)
 
     def command(self) -> str:
-        """Return the command line (or `[comm]` when it is empty, e.g. a zombie)."""
+        """Return the command line (`[pid N]` when it has none, as a zombie; `(gone)` once it ended)."""
         try:
             raw = Path(f"/proc/{self.pid}/cmdline").read_bytes()
         except OSError:
@@ -277,11 +277,14 @@ def _no_process_outlives_its_test(request: pytest.FixtureRequest):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    module_ends = _module_ends(item, nextitem)
     try:
         result = yield
-    finally:
-        complaint = GUARD.end_test(item.nodeid, module_ends=_module_ends(item, nextitem))
-    if complaint:
+    except BaseException as error:  # a finaliser failed: still check, and say both
+        if complaint := GUARD.end_test(item.nodeid, module_ends):
+            error.add_note(complaint)
+        raise
+    if complaint := GUARD.end_test(item.nodeid, module_ends):
         pytest.fail(complaint, pytrace=False)
     return result
 
@@ -294,7 +297,7 @@ def _module_ends(item: pytest.Item, nextitem: pytest.Item | None) -> bool:
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     GUARD.session_complaint = GUARD.end_session()
-    if GUARD.session_complaint:
+    if GUARD.session_complaint and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 

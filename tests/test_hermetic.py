@@ -96,6 +96,31 @@ def test_a_run_that_leaves_processes_fails_naming_the_tests_and_kills_them(tmp_p
     assert not [pid for pid in pids if still_running(pid)], "the guard kills what it reports"
 
 
+SESSION_LEAK_ONLY = """
+import subprocess
+
+import pytest
+
+STARTED = []
+
+
+@pytest.fixture(scope="session")
+def session_sleeper():
+    STARTED.append(subprocess.Popen(["sleep", "64"]))
+    yield  # never stopped
+
+
+def test_passes(session_sleeper):
+    pass
+"""
+
+
+def test_a_run_whose_tests_pass_still_fails_when_a_process_is_left_at_its_end(tmp_path):
+    done, _ = run_guarded(tmp_path, SESSION_LEAK_ONLY)
+    assert "1 passed" in done.stdout, done.stdout + done.stderr
+    assert done.returncode == 1 and "sleep 64" in done.stdout, done.stdout + done.stderr
+
+
 CLEAN_TESTS = """
 import multiprocessing
 import subprocess
