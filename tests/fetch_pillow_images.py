@@ -14,8 +14,10 @@ stderr when it cannot be had within the time budget.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import os
+import signal
 import subprocess
 import sys
 import tarfile
@@ -60,16 +62,28 @@ def fetch(version: str, cache: Path = CACHE, timeout: float = DEFAULT_TIMEOUT) -
 
 
 def _download(version: str, folder: Path, timeout: float) -> Path:
+    # Only Pillow from source: its build requirements (pip prepares the sdist's metadata) come as wheels,
+    # since building them from source too takes minutes.
     command = [
-        sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+        sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", "pillow",
         "--timeout", "30", "--retries", "2", "--dest", str(folder), f"pillow=={version}",
     ]  # fmt: skip
+    # pip runs subprocesses of its own (the build environment): a session of their own, so that a
+    # timeout (or a SIGTERM to this script) stops all of them, not just the first.
+    pip = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+        _, stderr = pip.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         raise FetchError(f"pip download of pillow=={version} took more than {timeout:.0f} s") from None
-    if done.returncode != 0:
-        raise FetchError(f"pip download of pillow=={version} failed:\n{done.stderr.strip()[-2000:]}")
+    finally:
+        if pip.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pip.pid, signal.SIGKILL)
+            pip.communicate()
+    if pip.returncode != 0:
+        raise FetchError(f"pip download of pillow=={version} failed:\n{stderr.strip()[-2000:]}")
     archives = sorted(folder.glob("*.tar.gz"))
     if not archives:
         raise FetchError(f"pip download of pillow=={version} brought no source archive")
@@ -95,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--version", help="Pillow version (default: the installed one)")
     args = parser.parse_args(argv)
+    # `timeout` (or CI) ends this script with SIGTERM: leave through the finalisers, which stop pip.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("fetch_pillow_images: stopped by SIGTERM"))
     try:
         version = args.version or installed_pillow_version()
     except importlib.metadata.PackageNotFoundError:
