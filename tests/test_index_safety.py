@@ -238,3 +238,16 @@ def test_a_killed_daemon_does_not_keep_the_lock(tmp_path, root):
     second = second_daemon_on(first, tmp_path / "second", root)
     second.start()
     assert second.stop() == 0
+
+
+def test_a_scan_into_a_running_daemons_index_is_refused(tmp_path, root):
+    daemon = Daemon(tmp_path, [root]).start()
+    try:
+        command = [sys.executable, "-m", "comparimg", "scan", str(root), "--index", str(daemon.index)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env_with_package())
+        assert done.returncode != 0
+        assert f"in use by another comparimg daemon (pid {daemon.process.pid}" in done.stderr
+        daemon.check_alive()
+    finally:
+        assert daemon.stop() == 0
+    scan_into([root], daemon.index)  # free again once the daemon stopped

@@ -232,9 +232,11 @@ def _scan_and_export(args: argparse.Namespace, index_path: Path, stack: contextl
     pool.start_in_background()  # the workers' imports overlap ours and the walk
 
     from comparimg.export import build_export, export_stats, write_export
-    from comparimg.index import open_index
+    from comparimg.index import lock_index, open_index
     from comparimg.scanner import MatchOptions, Scanner, ScanOptions
 
+    if args.index:  # a kept index may be a running daemon's: one writer at a time
+        stack.callback(lock_index(index_path).release)
     index = stack.enter_context(open_index(index_path))
     match = MatchOptions(
         threshold=args.threshold, orientations=not args.no_orientations, crops=not args.no_crops
