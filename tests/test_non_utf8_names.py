@@ -118,7 +118,7 @@ async def live(tmp_path, aiohttp_client):
 
 
 async def test_api_shows_exports_trashes_and_restores_the_exact_name(live, tmp_path):
-    folder = tmp_path / "photos" / "album"
+    folder = Path(bytes_path(tmp_path / "photos", b"alb\xfcm"))  # the job names a non-UTF-8 folder too
     folder.mkdir()
     (folder / "a.jpg").write_bytes(photo_bytes(7))
     odd = os.fsencode(folder) + b"/" + LATIN1_NAME
@@ -141,6 +141,7 @@ async def test_api_shows_exports_trashes_and_restores_the_exact_name(live, tmp_p
     assert not os.path.exists(odd)
     (trashed,) = [p for p in (tmp_path / "trash").rglob("*") if p.is_file() and p.suffix == ".jpg"]
     assert os.fsencode(trashed.name) == LATIN1_NAME and trashed.read_bytes() == photo_bytes(7)
+    assert os.fsencode(trashed.parent.name) == b"alb\xfcm"
     (action,) = (await live.json("GET", "/api/actions"))["actions"]
     assert os.fsencode(action["source"]) == odd
     restored = await live.json("POST", f"/api/undo/{action['id']}")
