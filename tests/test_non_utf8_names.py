@@ -209,3 +209,11 @@ def test_daemon_indexes_a_non_utf8_name_dropped_in_and_keeps_going(tmp_path):
         assert daemon.stop() == 0
     stored = {p for (p,) in raw_rows(daemon.index, "SELECT path FROM files WHERE state = 'ok'")}
     assert dropped in stored  # the file's bytes, exactly
+
+
+async def test_a_path_no_file_name_can_hold_is_a_4xx(live, tmp_path):
+    for path in (str(tmp_path / "photos") + "/\ud800", "/photos/\udce9\ud800"):
+        response = await live.post("/api/jobs", {"path": path})
+        assert 400 <= response.status < 500, (path, response.status, await response.text())
+    response = await live.get("/api/groups", params={"folder": "/photos/\udce9"})
+    assert response.status == 200
