@@ -207,7 +207,6 @@ class RelationRows:
         return sorted(set(found), key=lambda e: e.path)
 
 
-
 # A path column at a directory or below it (the directory, then the bounds of `prefix_range`): see `_bounds`.
 _AT_OR_BELOW = f"path = {PATH_PARAM} OR (path >= {PATH_PARAM} AND path < {PATH_PARAM})"
 
