@@ -143,4 +143,6 @@ def document_text(document: dict) -> str:
     UTF-8: readable characters as themselves, the lone surrogate of a file name byte that is not UTF-8 as
     its `\\udcXX` escape (JSON strings may hold any escape; that one keeps the path exact)."""
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if text.isascii():  # the common case, checked at memory speed
+        return text
     return LONE_SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
