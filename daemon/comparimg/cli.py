@@ -224,14 +224,12 @@ def _throwaway_index(stack: contextlib.ExitStack) -> Path:
 
 
 def _scan_and_export(args: argparse.Namespace, index_path: Path, stack: contextlib.ExitStack):
-    import json
-
     from comparimg.workers import WorkerLimits, WorkerPool
 
     pool = stack.enter_context(WorkerPool(args.workers, WorkerLimits(timeout_seconds=args.timeout)))
     pool.start_in_background()  # the workers' imports overlap ours and the walk
 
-    from comparimg.export import build_export, export_stats, write_export
+    from comparimg.export import build_export, document_text, export_stats, write_export
     from comparimg.index import lock_index, open_index
     from comparimg.scanner import MatchOptions, Scanner, ScanOptions
 
@@ -248,8 +246,7 @@ def _scan_and_export(args: argparse.Namespace, index_path: Path, stack: contextl
         progress.finish()
     document = build_export(index, args.paths, export_stats(report.as_dict(), args.threshold, pool.size))
     if args.json == "-":
-        json.dump(document, sys.stdout, indent=2, ensure_ascii=False)
-        sys.stdout.write("\n")
+        sys.stdout.write(document_text(document))
     elif args.json:
         write_export(document, args.json)
     return report, document

@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from comparimg.atomic_files import create_private_folder
+from comparimg.index.path_text import decode_text
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -36,6 +37,7 @@ def connect_reader(path: Path) -> Database:
 
 
 def _configure(conn: sqlite3.Connection) -> None:
+    conn.text_factory = decode_text  # a path column may hold a file name that is not UTF-8 (path_text)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys = ON")
 
