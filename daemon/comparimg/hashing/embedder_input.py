@@ -1,0 +1,51 @@
+"""Pictures made ready for the image embedder (the embedding room runs the model; this room owns PIL).
+
+The embedder sees the whole picture squashed to its square input (no centre crop): a crop would drop the
+borders, and a frame around a picture is exactly what must not make two pictures look alike.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+if TYPE_CHECKING:
+    from comparimg.embedding import Embedder
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
+
+
+def embedder_pixels(picture: Image.Image | np.ndarray, size: int) -> np.ndarray:
+    """Given a decoded picture (a PIL image in any mode, or a uint8 array: gray (H, W), RGB (H, W, 3) or
+    RGBA (H, W, 4)), return it as RGB uint8 pixels of shape (size, size, 3), the whole picture resized
+    (bilinear, antialiased when reducing). Raise ValueError for an array of another shape or type."""
+    image = _as_rgb(picture if isinstance(picture, Image.Image) else _from_array(picture))
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def embed_picture(embedder: Embedder, picture: Image.Image | np.ndarray) -> np.ndarray:
+    """Given a loaded Embedder and a decoded picture (as embedder_pixels takes), return its embedding (a unit
+    float32 vector). Raise ModelError when the encoder fails on it."""
+    return embedder.embed(embedder_pixels(picture, embedder.input_size))
+
+
+def _from_array(pixels: np.ndarray) -> Image.Image:
+    if pixels.dtype != np.uint8 or not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] in (3, 4))):
+        raise ValueError(
+            f"expected uint8 pixels (H, W), (H, W, 3) or (H, W, 4), got {pixels.dtype} {pixels.shape}"
+        )
+    return Image.fromarray(np.ascontiguousarray(pixels))
+
+
+def _as_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode in _SIXTEEN_BIT_MODES:  # convert() would clip 16-bit values to white
+        return image.point(lambda value: value / 256).convert("L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        return image.convert("RGBA").convert("RGB")
+    return image.convert("RGB")
