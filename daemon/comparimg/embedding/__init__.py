@@ -54,7 +54,11 @@ class Embedder:
     """
 
     def __init__(self, session: Any, path: str, expects: EncoderInput, input_name: str, dimensions: int):
+        import onnxruntime
+
         self._session = session
+        self._run_options = onnxruntime.RunOptions()
+        self._run_options.log_severity_level = 4  # a failing run is our ModelError, not a line on stderr
         self.path = path
         self.expects = expects
         self.input_name = input_name
@@ -114,7 +118,7 @@ class Embedder:
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         try:
-            (features, *_) = self._session.run(None, {self.input_name: batch})
+            (features, *_) = self._session.run(None, {self.input_name: batch}, self._run_options)
         except Exception as error:  # onnxruntime's errors derive from Exception only; name the model
             raise ModelError(self.path, f"the encoder failed on a picture: {error}") from error
         rows = np.asarray(features, dtype=np.float32).reshape(len(batch), -1)
@@ -167,7 +171,7 @@ def _open(path: str, data: bytes, expects: EncoderInput) -> Embedder:
     options.intra_op_num_threads = 1  # one hashing worker, one core
     options.inter_op_num_threads = 1
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3  # errors only: the reasons we raise say what matters
+    options.log_severity_level = 4  # fatal only: the errors we raise say what failed, naming the file
     try:
         session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as error:  # a hostile or broken file: onnxruntime's errors derive from Exception only
@@ -195,15 +199,15 @@ def _check_input(path: str, inputs: Sequence[Any], size: int) -> str:
 
 
 def _probe_dimensions(probe: Embedder) -> int:
-    # A grey picture through the encoder: a model whose inner shapes do not fit the input fails here, at
-    # load, rather than on the first real picture.
+    # The mean picture (all zeros once normalised) through the encoder: a model whose inner shapes do not
+    # fit the input fails here, at load, rather than on the first real picture.
     side = probe.expects.size
     batch = np.zeros((1, 3, side, side), dtype=np.float32)
     try:
-        (features, *_) = probe._session.run(None, {probe.input_name: batch})
+        (features, *_) = probe._session.run(None, {probe.input_name: batch}, probe._run_options)
     except Exception as error:  # onnxruntime's errors derive from Exception only
         raise ModelError(probe.path, f"fails on a {side}×{side} test picture: {error}") from error
-    dimensions = int(np.asarray(features).size)
-    if dimensions == 0:
-        raise ModelError(probe.path, "gives an empty output")
-    return dimensions
+    features = np.asarray(features)
+    if features.size == 0 or not np.isfinite(features).all():
+        raise ModelError(probe.path, "gives an empty output or non-finite values on a test picture")
+    return int(features.size)
