@@ -37,17 +37,19 @@ TOOLS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TOOLS))
 import verifier_pairs  # noqa: E402
 
+from comparimg.verdicts import retraining  # noqa: E402
 from comparimg.verdicts import verifier as runtime  # noqa: E402
 from comparimg.verdicts.features import EMBEDDING_FEATURES, FEATURE_NAMES, PIXEL_FEATURES, mask_features  # noqa: E402
 
 ROOM = TOOLS.parent / "daemon" / "comparimg" / "verdicts"
 VALIDATION_SHARE = 0.2
-STAGES = {  # what the daemon may know of a pair when it judges it
+STAGES = {  # what the daemon may know of a pair when it judges it (retraining.STAGES, named)
     "all": (),
     "hash+embedding": PIXEL_FEATURES,
     "hash+pixels": EMBEDDING_FEATURES,
     "hash": (*EMBEDDING_FEATURES, *PIXEL_FEATURES),
 }
+assert tuple(STAGES.values()) == retraining.STAGES
 BOOSTING = {"n_estimators": 120, "max_depth": 3, "learning_rate": 0.1, "subsample": 0.8, "random_state": 0}
 
 
@@ -83,20 +85,52 @@ def nearest_by_hash(photos: dict[str, list], names: list[str]) -> dict[str, list
     }
 
 
-def make_pairs(photos: dict[str, list], names: list[str], seed: int) -> list:
-    """Given the photos and the names of one split, return every labelled pair made within the split."""
+def make_pairs(photos: dict[str, list], names: list[str], seed: int) -> tuple[list, list]:
+    """Given the photos and the names of one split, return the labelled pairs made within the split: (each
+    photo's pairs, more of the hard ones)."""
     nearest = nearest_by_hash(photos, names)
-    pairs = []
+    pairs, hard = [], []
     for name in names:
         others = {other: photos[other][0] for other in names if other != name}
         pairs += verifier_pairs.photo_pairs(name, photos[name], others, nearest[name], seed)
-    return pairs
+        hard += verifier_pairs.hard_pairs(name, photos[name], others, seed)
+    return pairs, hard
+
+
+def measure(pairs: list, cache: Path, name: str, processes: int, seed: int) -> np.ndarray:
+    """Given pairs, the cache folder, a name for them, processes and the seed, return their feature rows,
+    measured once and kept in the cache (the slow part) for later runs of the same photos and seed."""
+    measured = cache / f"measured_{name}_{seed}_{len(pairs)}.npy"
+    if measured.exists():
+        return np.load(measured)
+    with tempfile.TemporaryDirectory() as folder:
+        rows = verifier_pairs.measure_pairs(pairs, folder, processes, seed)
+    np.save(measured, rows)
+    return rows
 
 
 def staged_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Given full feature rows, return (rows for every stage stacked, the index of the pair of each)."""
-    stacked = [mask_features(rows, names) for names in STAGES.values()]
-    return np.vstack(stacked), np.tile(np.arange(len(rows)), len(stacked))
+    """Given full feature rows, return (rows for every stage stacked, the index of the pair of each), in
+    the order retraining.STAGES gives (the shipped out-of-fold scores are stored in that order)."""
+    return retraining.staged(rows)
+
+
+def out_of_fold_scores(
+    rows: np.ndarray, labels: np.ndarray, sources: np.ndarray, folds: int = 5
+) -> np.ndarray:
+    """Given the staged training rows, their labels and source photos, return each row's raw scores from
+    an ensemble fitted without its photo (GroupKFold): what the trees say of pairs they have not seen, the
+    anchor retraining fits its head on (the shipped trees are too sure of their own training pairs)."""
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.model_selection import GroupKFold
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    scores = np.zeros((len(rows), len(runtime.LABELS)))
+    for fit, held in GroupKFold(folds).split(rows, labels, sources):
+        classifier = GradientBoostingClassifier(**BOOSTING)
+        classifier.fit(rows[fit], labels[fit], sample_weight=compute_sample_weight("balanced", labels[fit]))
+        scores[held] = classifier.decision_function(rows[held])
+    return scores
 
 
 def figures(model: runtime.Verifier, rows: np.ndarray, labels: np.ndarray, kinds: np.ndarray) -> dict:
@@ -177,21 +211,20 @@ def main() -> None:
     print(f"{len(training_names)} training photos, validation: {', '.join(validation_names)}", flush=True)
     splits = {}
     for split, chosen in (("train", training_names), ("validation", validation_names)):
-        pairs = make_pairs(photos, chosen, arguments.seed)
-        measured = arguments.cache / f"measured_{split}_{arguments.seed}_{len(pairs)}.npy"
-        if measured.exists():  # the slow part, kept between runs of the same photos and seed
-            rows = np.load(measured)
-        else:
-            with tempfile.TemporaryDirectory() as folder:
-                rows = verifier_pairs.measure_pairs(pairs, folder, arguments.processes, arguments.seed)
-            np.save(measured, rows)
+        pairs, hard = make_pairs(photos, chosen, arguments.seed)
+        rows = np.vstack([
+            measure(pairs, arguments.cache, split, arguments.processes, arguments.seed),
+            measure(hard, arguments.cache, f"{split}-hard", arguments.processes, arguments.seed),
+        ])  # fmt: skip
+        pairs += hard
         labels = np.array([runtime.LABELS.index(p.label) for p in pairs])
         splits[split] = (rows, labels, np.array([p.kind for p in pairs]), np.array([p.source for p in pairs]))
         print(f"{split}: {len(pairs)} pairs measured ({time.time() - started:.0f} s)", flush=True)
 
-    rows, labels, _, _ = splits["train"]
+    rows, labels, _, sources = splits["train"]
     train_rows, pair_of = staged_rows(rows)
     train_labels = labels[pair_of]
+    out_of_fold = out_of_fold_scores(train_rows, train_labels, sources[pair_of])
     classifier = GradientBoostingClassifier(**BOOSTING)
     classifier.fit(train_rows, train_labels, sample_weight=compute_sample_weight("balanced", train_labels))
     document = _header() | export_ensemble(classifier, train_rows)
@@ -217,13 +250,14 @@ def main() -> None:
         "seed": arguments.seed,
         "date": time.strftime("%Y-%m-%d"),
     }
-    write_shipped(document, splits)
+    write_shipped(document, splits, out_of_fold)
     print(json.dumps(document["validation"], indent=1))
     print(f"done in {time.time() - started:.0f} s")
 
 
-def write_shipped(document: dict, splits: dict) -> None:
-    """Given the model document and the measured splits, write the model, the pairs and the manifest."""
+def write_shipped(document: dict, splits: dict, out_of_fold: np.ndarray) -> None:
+    """Given the model document, the measured splits and the out-of-fold raw scores of the staged
+    training rows, write the model, the pairs and the manifest."""
     model_bytes = json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
     runtime.SHIPPED_MODEL.write_bytes(model_bytes)
     arrays = {}
@@ -234,6 +268,7 @@ def write_shipped(document: dict, splits: dict) -> None:
             f"{split}_kinds": kinds.astype("U24"),
             f"{split}_sources": sources.astype("U40"),
         }
+    arrays["train_out_of_fold_scores"] = out_of_fold
     np.savez_compressed(runtime.SHIPPED_PAIRS, feature_names=np.array(FEATURE_NAMES), **arrays)
     manifest = {
         "model": runtime.SHIPPED_MODEL.name,

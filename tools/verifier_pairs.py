@@ -46,6 +46,7 @@ DUPLICATE_EDITS = (
 )  # fmt: skip
 SIMILAR_EDITS = ("overlap_crops", "burst", "burst_zoom", "next_frame", "stereo")
 DIFFERENT_KINDS = ("other_photo", "nearest_photo", "dark_framed_pair", "flat_framed_pair", "quadrants")
+HARD_KINDS = ("framed_copy",)  # plus more bursts, frames and framed pairs of different pictures
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,6 +370,30 @@ def photo_pairs(name: str, frames: list[Image.Image], others: dict[str, Image.Im
     pairs = [duplicate_pair(name, frames[0], edit, rng) for edit in DUPLICATE_EDITS]
     pairs += similar_pairs(name, frames, rng)
     pairs += different_pairs(name, frames[0], others, nearest, rng)
+    return pairs
+
+
+def hard_pairs(
+    name: str, frames: list[Image.Image], others: dict[str, Image.Image], seed: int
+) -> list[PairPictures]:
+    """Given a photo's name and frames, the other photos of its split and a seed, return more of the pairs
+    that are hard to tell apart: other shots of the scene, dark or flat pictures that share only a frame
+    (white or black: different), and copies of a framed dark or flat picture (duplicate), so that sharing
+    a frame decides nothing either way."""
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode()), 1])
+    pairs = [p for p in similar_pairs(name, frames, rng) if p.kind in ("burst", "burst_zoom", "next_frame")]
+    image = frames[0]
+    for other in rng.choice(sorted(others), size=min(2, len(others)), replace=False):
+        for make, colour in ((dark, (0, 0, 0)), (flat, (255, 255, 255))):
+            kind = "dark_framed_pair" if make is dark else "flat_framed_pair"
+            pair = _frame(make(image), colour, 0.04), _frame(make(others[other]), colour, 0.04)
+            pairs.append(PairPictures(name, kind, "different", *pair))
+    for make, colour in ((dark, (255, 255, 255)), (flat, (0, 0, 0))):
+        framed = _frame(make(image), colour, rng.uniform(0.03, 0.07))
+        copy = _scaled(framed, rng.uniform(0.5, 0.9))
+        pairs.append(
+            PairPictures(name, "framed_copy", "duplicate", framed, copy, "JPEG", int(rng.integers(60, 90)))
+        )
     return pairs
 
 

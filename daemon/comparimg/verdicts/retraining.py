@@ -16,6 +16,8 @@ first figure, so a user who calls bursts "different" is not held back by a shipp
 from __future__ import annotations
 
 import copy
+import io
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +39,10 @@ from comparimg.verdicts.verifier import (
 STAGES = ((), PIXEL_FEATURES, EMBEDDING_FEATURES, (*EMBEDDING_FEATURES, *PIXEL_FEATURES))
 MIN_LABELS = 10
 HOLDOUT_SHARE = 0.3
+SHIPPED_WEIGHT = 1.0
 USER_WEIGHT = 1.0  # the user's labels weigh as much, in all, as the shipped training pairs
 REGULARISATION = 1e-3
-STEPS = 400
-STEP_SIZE = 0.05
+NEWTON_STEPS = 25
 DUPLICATE = LABELS.index("duplicate")
 
 
@@ -50,6 +52,9 @@ class ShippedPairs:
 
     train_features: np.ndarray
     train_labels: np.ndarray
+    train_out_of_fold_scores: (
+        np.ndarray
+    )  # raw scores of `staged(train_features)` from trees fitted without their photo
     validation_features: np.ndarray
     validation_labels: np.ndarray
     validation_kinds: np.ndarray
@@ -61,13 +66,13 @@ class ShippedPairs:
         or not a pairs file for these features."""
         if path is None:
             path, sha256 = SHIPPED_PAIRS, shipped_manifest()["pairs_sha256"]
-        read_checked(str(path), sha256)
+        data = read_checked(str(path), sha256)  # the bytes checked are the bytes read
         try:
-            with np.load(path, allow_pickle=False) as arrays:
+            with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
                 pairs = cls(*(np.array(arrays[name]) for name in (
-                    "train_features", "train_labels", "validation_features", "validation_labels",
-                    "validation_kinds")))  # fmt: skip
-        except (OSError, ValueError, KeyError) as error:
+                    "train_features", "train_labels", "train_out_of_fold_scores", "validation_features",
+                    "validation_labels", "validation_kinds")))  # fmt: skip
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
             raise ModelError(str(path), f"not a pairs file: {error}") from error
         for rows, labels in ((pairs.train_features, pairs.train_labels),
                              (pairs.validation_features, pairs.validation_labels)):  # fmt: skip
@@ -75,6 +80,8 @@ class ShippedPairs:
                 raise ModelError(
                     str(path), f"made for other features (shape {rows.shape}): retrain the shipped model"
                 )
+        if pairs.train_out_of_fold_scores.shape != (len(STAGES) * len(pairs.train_labels), len(LABELS)):
+            raise ModelError(str(path), "its out-of-fold scores do not match its training pairs")
         return pairs
 
 
@@ -143,7 +150,7 @@ def retrain(
     held = order[: round(holdout_share * len(labels))]
     fit = order[len(held) :]
     base = _without_head(current)
-    head = fit_head(base, shipped.train_features, shipped.train_labels, rows[fit], labels[fit])
+    head = fit_head(base, shipped, rows[fit], labels[fit])
     candidate = Verifier(base.document | {"head": head}, "<retrained>")
     figures = {
         "user_labels": len(labels),
@@ -190,42 +197,34 @@ def _without_head(model: Verifier) -> Verifier:
 
 
 def fit_head(
-    base: Verifier,
-    shipped_rows: np.ndarray,
-    shipped_labels: np.ndarray,
-    user_rows: np.ndarray,
-    user_labels: np.ndarray,
+    base: Verifier, shipped: ShippedPairs, user_rows: np.ndarray, user_labels: np.ndarray
 ) -> dict[str, Any]:
-    """Given a model without head, the shipped training pairs and the user's labelled pairs, return the
-    head (JSON-ready) minimising the weighted cross-entropy over every stage of the shipped pairs and the
-    user's pairs as given, plus REGULARISATION times the squared distance to "no change". Deterministic:
-    full-batch Adam steps."""
-    stacked, origin = staged(shipped_rows)
+    """Given a model without head (the shipped trees), the shipped pairs and the user's labelled pairs,
+    return the head (JSON-ready) minimising the weighted cross-entropy over the shipped training pairs and
+    the user's pairs, each at every stage of evidence, plus REGULARISATION times the squared distance to
+    "no change". The shipped pairs enter with their out-of-fold raw scores (the trees' scores on their own
+    training pairs are too sure to anchor anything), the user's with the trees' scores. Deterministic:
+    damped Newton steps on a convex problem."""
+    stacked, origin = staged(shipped.train_features)
+    shipped_labels = shipped.train_labels
     mean = stacked.mean(axis=0)
     scale = np.where(stacked.std(axis=0) > 1e-9, stacked.std(axis=0), 1.0)
-    inputs = np.vstack([stacked, user_rows])
-    targets = np.concatenate([shipped_labels[origin], user_labels]).astype(np.int64)
+    # The user's pairs at every stage too: the head must not learn from them alone what a feature that
+    # was not computed means.
+    user_stacked, user_origin = staged(user_rows)
+    inputs = np.vstack([stacked, user_stacked])
+    targets = np.concatenate([shipped_labels[origin], user_labels[user_origin]]).astype(np.int64)
     weights = np.concatenate([
-        np.full(len(stacked), 1.0 / len(stacked)),
-        np.full(len(user_rows), USER_WEIGHT / max(1, len(user_rows))),
+        np.full(len(stacked), SHIPPED_WEIGHT / len(stacked)),
+        np.full(len(user_stacked), USER_WEIGHT / max(1, len(user_stacked))),
     ])  # fmt: skip
     weights /= weights.sum()
-    raw = base.raw_scores(inputs)
+    raw = np.vstack([shipped.train_out_of_fold_scores, base.raw_scores(user_stacked)])
     standard = (inputs - mean) / scale
     design = np.hstack([raw, standard, np.ones((len(inputs), 1))])  # (n, classes + features + 1)
     classes = len(LABELS)
     initial = np.hstack([np.eye(classes), np.zeros((classes, FEATURE_COUNT + 1))])
-    theta = initial.copy()
-    onehot = np.eye(classes)[targets]
-    moment, second = np.zeros_like(theta), np.zeros_like(theta)
-    for step in range(1, STEPS + 1):
-        probabilities = softmax(design @ theta.T)
-        gradient = ((probabilities - onehot) * weights[:, None]).T @ design
-        gradient += 2 * REGULARISATION * (theta - initial)
-        moment = 0.9 * moment + 0.1 * gradient
-        second = 0.999 * second + 0.001 * gradient * gradient
-        corrected = (moment / (1 - 0.9**step)) / (np.sqrt(second / (1 - 0.999**step)) + 1e-8)
-        theta -= STEP_SIZE * corrected
+    theta = _newton(design, np.eye(classes)[targets], weights, initial)
     return {
         "weights_raw": theta[:, :classes].tolist(),
         "weights_features": theta[:, classes : classes + FEATURE_COUNT].tolist(),
@@ -233,3 +232,39 @@ def fit_head(
         "mean": mean.tolist(),
         "scale": scale.tolist(),
     }
+
+
+def _newton(design: np.ndarray, onehot: np.ndarray, weights: np.ndarray, initial: np.ndarray) -> np.ndarray:
+    """Given the design matrix (n, d), the one-hot targets (n, classes), the row weights (summing to 1) and
+    the initial parameters (classes, d), return the parameters minimising the weighted cross-entropy plus
+    REGULARISATION * |theta - initial|^2 (Newton's method: a strictly convex problem of a few dozen
+    parameters, solved to precision in a few steps, so the result does not depend on a step size)."""
+    classes, width = initial.shape
+    theta = initial.copy()
+    for _ in range(NEWTON_STEPS):
+        probabilities = softmax(design @ theta.T)
+        gradient = ((probabilities - onehot) * weights[:, None]).T @ design + 2 * REGULARISATION * (
+            theta - initial
+        )
+        # Hessian blocks (c, k): sum_i w_i (p_ic [c == k] - p_ic p_ik) x_i x_i^T
+        coupling = probabilities[:, :, None] * (np.eye(classes)[None] - probabilities[:, None, :])
+        hessian = np.einsum("i,ick,ia,ib->cakb", weights, coupling, design, design, optimize=True)
+        hessian = hessian.reshape(classes * width, classes * width)
+        hessian += 2 * REGULARISATION * np.eye(classes * width)
+        step = np.linalg.solve(hessian, gradient.ravel()).reshape(classes, width)
+        # Backtracking: far from the optimum a full step can overshoot (confident trees, flat softmax).
+        current, size = _objective(theta, design, onehot, weights, initial), 1.0
+        while size > 1e-6 and _objective(theta - size * step, design, onehot, weights, initial) > current:
+            size /= 2
+        theta = theta - size * step
+        if size * np.abs(step).max() < 1e-9:
+            break
+    return theta
+
+
+def _objective(theta, design, onehot, weights, initial) -> float:
+    scores = design @ theta.T
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = -float(np.sum(weights * np.sum(onehot * log_probabilities, axis=1)))
+    return loss + REGULARISATION * float(np.sum((theta - initial) ** 2))
