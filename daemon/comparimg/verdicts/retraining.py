@@ -1,10 +1,11 @@
 """Retraining from the user's own decisions (pure numpy: the daemon has no scikit-learn).
 
-The shipped tree ensemble stays as it is; a retrained model adds a small multinomial logistic *head* over
-its raw class scores and the standardised features (see verifier.py), fitted on the shipped training pairs
-(`verifier_pairs.npz`, features only: no image is needed) and the user's labelled pairs, regularised
-towards "no change" (the head starts as the identity). So a few dozen labels can move the decision where
-the user's taste differs, and nowhere else much.
+The shipped tree ensemble stays as it is; a retrained model adds a small *head* (see verifier.py): two
+logistic decisions, duplicate or not, then similar or different, each over the ensemble's log-odds and the
+standardised features, fitted on the shipped training pairs (`verifier_pairs.npz`, features and
+out-of-fold scores only: no image is needed) and the user's labelled pairs, regularised towards "no change"
+(the head starts as the ensemble itself). So a few dozen labels can move the decision where the user's
+taste differs, and nowhere else much.
 
 Adoption rule (`retrain` applies it): the candidate is adopted only if it does at least as well as the
 current model on the shipped validation pairs (`duplicate_score`: balanced accuracy of the decision that
@@ -31,9 +32,9 @@ from comparimg.verdicts.verifier import (
     LABELS,
     SHIPPED_PAIRS,
     Verifier,
+    head_inputs,
     read_checked,
     shipped_manifest,
-    softmax,
 )
 
 STAGES = ((), PIXEL_FEATURES, EMBEDDING_FEATURES, (*EMBEDDING_FEATURES, *PIXEL_FEATURES))
@@ -41,9 +42,10 @@ MIN_LABELS = 10
 HOLDOUT_SHARE = 0.3
 SHIPPED_WEIGHT = 1.0
 USER_WEIGHT = 1.0  # the user's labels weigh as much, in all, as the shipped training pairs
-REGULARISATION = 1e-3
+REGULARISATION = 1e-2
 NEWTON_STEPS = 25
 DUPLICATE = LABELS.index("duplicate")
+SIMILAR = LABELS.index("similar")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +140,9 @@ def retrain(
     """Given the shipped pairs, the user's labelled pairs (feature rows, label names), the model in use and
     the share of the user's labels held out, return the Retraining: a candidate with a head fitted on the
     shipped training pairs and the rest of the user's labels (its tree ensemble is `current`'s), and whether
-    the adoption rule accepts it. Raise ValueError for rows of the wrong shape, unknown labels or a
+    the adoption rule accepts it. Two candidates are judged by the rule, the full head first, then the
+    head with the duplicate decision left as it was; the first accepted one is returned (else the full
+    one). Raise ValueError for rows of the wrong shape, unknown labels or a
     holdout share outside (0, 1)."""
     rows = np.asarray(user_features, dtype=np.float64).reshape(-1, FEATURE_COUNT)
     labels = label_indices(user_labels)
@@ -151,32 +155,49 @@ def retrain(
     fit = order[len(held) :]
     base = _without_head(current)
     head = fit_head(base, shipped, rows[fit], labels[fit])
-    candidate = Verifier(base.document | {"head": head}, "<retrained>")
-    figures = {
+    unchanged = [1.0] + [0.0] * (FEATURE_COUNT + 1)
+    # Each decision must earn its place: the full head first, then the one that changes only how the
+    # pairs that are not duplicates are split (a user's taste about bursts need not move any duplicate).
+    candidates = {
+        "both decisions": Verifier(base.document | {"head": head}, "<retrained>"),
+        "similar or different only": Verifier(
+            base.document | {"head": head | {"duplicate": unchanged}}, "<retrained>"
+        ),
+    }
+    figures: dict[str, Any] = {
         "user_labels": len(labels),
         "user_labels_by_class": {name: int(np.sum(labels == k)) for k, name in enumerate(LABELS)},
         "user_held_out": len(held),
         "shipped_validation_pairs": len(shipped.validation_labels),
+        "current": _figures(current, shipped, rows[held], labels[held]),
+        "candidates": {
+            name: _figures(model, shipped, rows[held], labels[held]) for name, model in candidates.items()
+        },
     }
-    for name, model in (("current", current), ("candidate", candidate)):
-        figures[name] = {
-            "shipped_validation_duplicate_score": round(
-                duplicate_score(model, shipped.validation_features, shipped.validation_labels), 4
-            ),
-            "shipped_validation_agreement": round(
-                agreement(model, shipped.validation_features, shipped.validation_labels), 4
-            ),
-            "user_held_out_agreement": round(agreement(model, rows[held], labels[held]), 4),
-        }
-    adopted, reason = _adoption(figures, len(labels), len(held))
+    outcomes = {
+        name: _adoption(figures["current"], figures["candidates"][name], len(labels), len(held))
+        for name in candidates
+    }
+    chosen = next((name for name, (adopted, _) in outcomes.items() if adopted), "both decisions")
+    adopted, reason = outcomes[chosen]
+    candidate = candidates[chosen]
+    figures["candidate"] = figures["candidates"][chosen] | {"decisions": chosen}
     candidate.document["validation"] = candidate.document.get("validation", {}) | {"retraining": figures}
     return Retraining(candidate, adopted, reason, figures)
 
 
-def _adoption(figures: dict[str, Any], count: int, held: int) -> tuple[bool, str]:
+def _figures(model: Verifier, shipped: ShippedPairs, held_rows: np.ndarray, held_labels: np.ndarray) -> dict:
+    validation = (shipped.validation_features, shipped.validation_labels)
+    return {
+        "shipped_validation_duplicate_score": round(duplicate_score(model, *validation), 4),
+        "shipped_validation_agreement": round(agreement(model, *validation), 4),
+        "user_held_out_agreement": round(agreement(model, held_rows, held_labels), 4),
+    }
+
+
+def _adoption(current: dict, candidate: dict, count: int, held: int) -> tuple[bool, str]:
     if count < MIN_LABELS or held < 3:
         return False, f"too few labels: {count} (at least {MIN_LABELS}, 3 of them held out)"
-    current, candidate = figures["current"], figures["candidate"]
     shipped_key, user_key = "shipped_validation_duplicate_score", "user_held_out_agreement"
     if candidate[shipped_key] < current[shipped_key]:
         return (
@@ -200,61 +221,60 @@ def fit_head(
     base: Verifier, shipped: ShippedPairs, user_rows: np.ndarray, user_labels: np.ndarray
 ) -> dict[str, Any]:
     """Given a model without head (the shipped trees), the shipped pairs and the user's labelled pairs,
-    return the head (JSON-ready) minimising the weighted cross-entropy over the shipped training pairs and
-    the user's pairs, each at every stage of evidence, plus REGULARISATION times the squared distance to
-    "no change". The shipped pairs enter with their out-of-fold raw scores (the trees' scores on their own
-    training pairs are too sure to anchor anything), the user's with the trees' scores. Deterministic:
-    damped Newton steps on a convex problem."""
+    return the head (JSON-ready, see verifier.py): its two logistic decisions, duplicate or not, then
+    similar or different among the rest, each minimising the weighted cross-entropy over the shipped
+    training pairs and the user's pairs (each at every stage of evidence) plus REGULARISATION times the
+    squared distance to "no change". Two decisions, not one softmax: a user who only moves pairs between
+    similar and different leaves the duplicate decision as it was. The shipped pairs enter with their
+    out-of-fold scores (the trees are too sure of their own training pairs), the user's with the trees'
+    scores. Deterministic: damped Newton steps on convex problems."""
     stacked, origin = staged(shipped.train_features)
-    shipped_labels = shipped.train_labels
     mean = stacked.mean(axis=0)
     scale = np.where(stacked.std(axis=0) > 1e-9, stacked.std(axis=0), 1.0)
     # The user's pairs at every stage too: the head must not learn from them alone what a feature that
     # was not computed means.
     user_stacked, user_origin = staged(user_rows)
     inputs = np.vstack([stacked, user_stacked])
-    targets = np.concatenate([shipped_labels[origin], user_labels[user_origin]]).astype(np.int64)
-    weights = np.concatenate([
-        np.full(len(stacked), SHIPPED_WEIGHT / len(stacked)),
-        np.full(len(user_stacked), USER_WEIGHT / max(1, len(user_stacked))),
-    ])  # fmt: skip
-    weights /= weights.sum()
-    raw = np.vstack([shipped.train_out_of_fold_scores, base.raw_scores(user_stacked)])
+    targets = np.concatenate([shipped.train_labels[origin], user_labels[user_origin]]).astype(np.int64)
+    from_user = np.arange(len(inputs)) >= len(stacked)
+    odds = head_inputs(np.vstack([shipped.train_out_of_fold_scores, base.raw_scores(user_stacked)]))
     standard = (inputs - mean) / scale
-    design = np.hstack([raw, standard, np.ones((len(inputs), 1))])  # (n, classes + features + 1)
-    classes = len(LABELS)
-    initial = np.hstack([np.eye(classes), np.zeros((classes, FEATURE_COUNT + 1))])
-    theta = _newton(design, np.eye(classes)[targets], weights, initial)
-    return {
-        "weights_raw": theta[:, :classes].tolist(),
-        "weights_features": theta[:, classes : classes + FEATURE_COUNT].tolist(),
-        "bias": theta[:, -1].tolist(),
-        "mean": mean.tolist(),
-        "scale": scale.tolist(),
-    }
+    head: dict[str, Any] = {"mean": mean.tolist(), "scale": scale.tolist()}
+    for name, chosen, positive, start in (
+        ("duplicate", np.ones(len(inputs), dtype=bool), targets == DUPLICATE, odds[0]),
+        ("similar", targets != DUPLICATE, targets == SIMILAR, odds[1]),
+    ):
+        design = np.hstack([start[:, None], standard, np.ones((len(inputs), 1))])[chosen]
+        initial = np.zeros(design.shape[1])
+        initial[0] = 1.0
+        weights = _weights(from_user[chosen])
+        head[name] = _newton(design, positive[chosen].astype(np.float64), weights, initial).tolist()
+    return head
 
 
-def _newton(design: np.ndarray, onehot: np.ndarray, weights: np.ndarray, initial: np.ndarray) -> np.ndarray:
-    """Given the design matrix (n, d), the one-hot targets (n, classes), the row weights (summing to 1) and
-    the initial parameters (classes, d), return the parameters minimising the weighted cross-entropy plus
-    REGULARISATION * |theta - initial|^2 (Newton's method: a strictly convex problem of a few dozen
-    parameters, solved to precision in a few steps, so the result does not depend on a step size)."""
-    classes, width = initial.shape
+def _weights(from_user: np.ndarray) -> np.ndarray:
+    # The shipped rows share SHIPPED_WEIGHT, the user's USER_WEIGHT, whatever their numbers.
+    users = max(1, int(from_user.sum()))
+    shipped = max(1, int((~from_user).sum()))
+    weights = np.where(from_user, USER_WEIGHT / users, SHIPPED_WEIGHT / shipped)
+    return weights / weights.sum()
+
+
+def _newton(design: np.ndarray, positive: np.ndarray, weights: np.ndarray, initial: np.ndarray) -> np.ndarray:
+    """Given the design matrix (n, d), the 0/1 targets, the row weights (summing to 1) and the initial
+    parameters (d,), return the logistic regression parameters minimising the weighted cross-entropy plus
+    REGULARISATION * |theta - initial|^2 (damped Newton: a strictly convex problem of a few dozen
+    parameters, solved to precision, so the result depends on no step size)."""
     theta = initial.copy()
     for _ in range(NEWTON_STEPS):
-        probabilities = softmax(design @ theta.T)
-        gradient = ((probabilities - onehot) * weights[:, None]).T @ design + 2 * REGULARISATION * (
-            theta - initial
-        )
-        # Hessian blocks (c, k): sum_i w_i (p_ic [c == k] - p_ic p_ik) x_i x_i^T
-        coupling = probabilities[:, :, None] * (np.eye(classes)[None] - probabilities[:, None, :])
-        hessian = np.einsum("i,ick,ia,ib->cakb", weights, coupling, design, design, optimize=True)
-        hessian = hessian.reshape(classes * width, classes * width)
-        hessian += 2 * REGULARISATION * np.eye(classes * width)
-        step = np.linalg.solve(hessian, gradient.ravel()).reshape(classes, width)
-        # Backtracking: far from the optimum a full step can overshoot (confident trees, flat softmax).
-        current, size = _objective(theta, design, onehot, weights, initial), 1.0
-        while size > 1e-6 and _objective(theta - size * step, design, onehot, weights, initial) > current:
+        probability = 1.0 / (1.0 + np.exp(-(design @ theta)))
+        gradient = design.T @ (weights * (probability - positive)) + 2 * REGULARISATION * (theta - initial)
+        hessian = (design * (weights * probability * (1 - probability))[:, None]).T @ design
+        hessian += 2 * REGULARISATION * np.eye(len(theta))
+        step = np.linalg.solve(hessian, gradient)
+        # Backtracking: far from the optimum a full step can overshoot (confident trees, flat sigmoid).
+        current, size = _objective(theta, design, positive, weights, initial), 1.0
+        while size > 1e-6 and _objective(theta - size * step, design, positive, weights, initial) > current:
             size /= 2
         theta = theta - size * step
         if size * np.abs(step).max() < 1e-9:
@@ -262,9 +282,8 @@ def _newton(design: np.ndarray, onehot: np.ndarray, weights: np.ndarray, initial
     return theta
 
 
-def _objective(theta, design, onehot, weights, initial) -> float:
-    scores = design @ theta.T
-    shifted = scores - scores.max(axis=1, keepdims=True)
-    log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    loss = -float(np.sum(weights * np.sum(onehot * log_probabilities, axis=1)))
-    return loss + REGULARISATION * float(np.sum((theta - initial) ** 2))
+def _objective(theta, design, positive, weights, initial) -> float:
+    logits = design @ theta
+    # -log sigmoid(x) = logaddexp(0, -x); -log(1 - sigmoid(x)) = logaddexp(0, x)
+    losses = np.where(positive > 0.5, np.logaddexp(0.0, -logits), np.logaddexp(0.0, logits))
+    return float(np.sum(weights * losses)) + REGULARISATION * float(np.sum((theta - initial) ** 2))

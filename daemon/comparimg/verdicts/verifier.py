@@ -9,8 +9,12 @@ A model file is a JSON object:
   stage order (`classes` trees per stage). A tree is {"feature", "threshold", "left", "right", "value"},
   parallel lists over its nodes; a leaf has left == -1. A row goes left when its value, as float32, is
   <= the threshold (scikit-learn's rule, with its float32 inputs);
-- optionally `head` (a retrained model): raw scores z become W_raw @ z + W_features @ ((x - mean) / scale)
-  + bias (see retraining.py);
+- optionally `head` (a retrained model, see retraining.py): two logistic decisions, taken in turn, over the
+  ensemble's margins and the standardised features s = (x - mean) / scale. `duplicate`: P(duplicate) =
+  sigmoid(w0 * (z_dup - max(z_sim, z_diff)) + w . s + b); `similar`: P(similar | not duplicate) =
+  sigmoid(w0 * (z_sim - z_diff) + w . s + b). Each decision is [w0, w..., b]. The label is duplicate when
+  the first is above 1/2, else similar when the second is; with w0 = 1 and the rest 0 that is exactly the
+  ensemble's own choice;
 - `validation`, `training`: figures and provenance, shown to people, not used to judge.
 
 The shipped model's file `verifier_model.json` is checked against the sha256 in `verifier.json` (its
@@ -41,7 +45,8 @@ VERSION = 1
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """What the learned verifier says of a pair: `label` (one of LABELS) and `confidence`, the model's
-    probability of that label (a value in [1/3, 1]). Not the pixel check's `model.Verdict`."""
+    probability of that label (at least 1/3 for the shipped model, whose label is the most probable one),
+    and the probability of each label. Not the pixel check's `model.Verdict`."""
 
     label: str
     confidence: float
@@ -120,24 +125,41 @@ class Verifier:
         softmax: the ensemble's (as scikit-learn's decision_function), then the head's when there is one."""
         rows = _rows(rows)
         scores = self.init[None, :] + self.learning_rate * _tree_sums(self.trees, rows, self.classes)
-        if self.head is not None:
-            weights_raw, weights_features, bias, mean, scale = self.head
-            scores = scores @ weights_raw.T + ((rows - mean) / scale) @ weights_features.T + bias
-        return scores
+        if self.head is None:
+            return scores
+        duplicate, similar = head_logits(self.head, scores, rows)
+        # log-probabilities of duplicate, similar, different (a softmax of them gives them back); the label
+        # is chosen by `predict`, decision by decision
+        not_duplicate = -np.logaddexp(0.0, duplicate)
+        return np.stack(
+            [
+                -np.logaddexp(0.0, -duplicate),
+                not_duplicate - np.logaddexp(0.0, -similar),
+                not_duplicate - np.logaddexp(0.0, similar),
+            ],
+            axis=1,
+        )
 
     def probabilities(self, rows: np.ndarray) -> np.ndarray:
         """Given feature rows (n, FEATURE_COUNT), return each row's probability of each label (n, 3)."""
         return softmax(self.raw_scores(rows))
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
-        """Given feature rows, return the index in LABELS of each row's most probable label."""
-        return np.argmax(self.raw_scores(rows), axis=1)
+        """Given feature rows, return the index in LABELS of each row's label: the most probable one, or
+        with a head, duplicate when its first decision says so, else similar or different by the second."""
+        if self.head is None:
+            return np.argmax(self.raw_scores(rows), axis=1)
+        rows = _rows(rows)
+        scores = self.init[None, :] + self.learning_rate * _tree_sums(self.trees, rows, self.classes)
+        duplicate, similar = head_logits(self.head, scores, rows)
+        return np.where(duplicate > 0, 0, np.where(similar > 0, 1, 2))
 
     def judge(self, features: np.ndarray) -> Verdict:
         """Given one pair's feature vector (features.pair_features), return its Verdict. Raise ValueError
         for a vector of another length or with values that are not finite."""
-        (probabilities,) = self.probabilities(np.asarray(features, dtype=np.float64)[None, :])
-        best = int(np.argmax(probabilities))
+        row = np.asarray(features, dtype=np.float64)[None, :]
+        (probabilities,) = self.probabilities(row)
+        best = int(self.predict(row)[0])
         rounded = tuple(round(float(p), 4) for p in probabilities)
         return Verdict(self.labels[best], round(float(probabilities[best]), 4), rounded)
 
@@ -253,20 +275,35 @@ def _tree_sums(trees: _Trees, rows: np.ndarray, classes: int) -> np.ndarray:
     return leaves.reshape(len(rows), -1, classes).sum(axis=1)
 
 
-def _head(head: dict[str, Any] | None, classes: int) -> tuple[np.ndarray, ...] | None:
+def head_inputs(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Given the ensemble's raw scores (n, 3), return its margins (duplicate over the better of the rest,
+    similar over different): what the head's two decisions start from, each positive exactly where the
+    ensemble would choose that way."""
+    duplicate = scores[:, 0] - np.maximum(scores[:, 1], scores[:, 2])
+    return duplicate, scores[:, 1] - scores[:, 2]
+
+
+def head_logits(head: dict[str, np.ndarray], scores: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Given a parsed head, the ensemble's raw scores and the feature rows, return the log-odds of the two
+    decisions (duplicate vs not; similar vs different)."""
+    standard = (rows - head["mean"]) / head["scale"]
+    logits = []
+    for odds, weights in zip(head_inputs(scores), (head["duplicate"], head["similar"]), strict=True):
+        logits.append(weights[0] * odds + standard @ weights[1:-1] + weights[-1])
+    return tuple(logits)
+
+
+def _head(head: dict[str, Any] | None, classes: int) -> dict[str, np.ndarray] | None:
     if head is None:
         return None
-    weights_raw = np.asarray(head["weights_raw"], dtype=np.float64)
-    weights_features = np.asarray(head["weights_features"], dtype=np.float64)
-    parts = (
-        weights_raw,
-        weights_features,
-        _vector(head["bias"], classes, "head.bias"),
-        _vector(head["mean"], FEATURE_COUNT, "head.mean"),
-        _vector(head["scale"], FEATURE_COUNT, "head.scale"),
-    )
-    if weights_raw.shape != (classes, classes) or weights_features.shape != (classes, FEATURE_COUNT):
-        raise ValueError("head weights of the wrong shape")
-    if not all(np.isfinite(part).all() for part in parts) or np.any(parts[4] <= 0):
-        raise ValueError("head holds a value that is not finite, or a scale that is not positive")
-    return parts
+    if classes != 3:
+        raise ValueError("a head needs the three labels")
+    parsed = {
+        "duplicate": _vector(head["duplicate"], FEATURE_COUNT + 2, "head.duplicate"),
+        "similar": _vector(head["similar"], FEATURE_COUNT + 2, "head.similar"),
+        "mean": _vector(head["mean"], FEATURE_COUNT, "head.mean"),
+        "scale": _vector(head["scale"], FEATURE_COUNT, "head.scale"),
+    }
+    if np.any(parsed["scale"] <= 0):
+        raise ValueError("head.scale must be positive")
+    return parsed
