@@ -37,6 +37,8 @@ import verifier_pairs  # noqa: E402
 
 STAGES = {"hash": train_verifier.STAGES["hash"], "hash+embedding": train_verifier.STAGES["hash+embedding"],
           "all": train_verifier.STAGES["all"]}  # fmt: skip
+# The model tools/train_verifier.py wrote; a new training must change this line, on purpose.
+SHIPPED_MODEL_SHA256 = "7da746b1dff4c404e15e8b063459f5a5336c547027115e092ea2dd6b17d0755e"
 BURSTS = ("burst", "burst_zoom", "next_frame")
 FRAMED_PAIRS = ("dark_framed_pair", "flat_framed_pair")
 DUPLICATE, SIMILAR, DIFFERENT = (LABELS.index(label) for label in ("duplicate", "similar", "different"))
@@ -117,6 +119,7 @@ def test_shipped_files_have_the_manifests_checksums():
     for name, key in (("model", "model_sha256"), ("pairs", "pairs_sha256")):
         data = verifier_module.SHIPPED_MANIFEST.with_name(manifest[name]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == manifest[key]
+    assert manifest["model_sha256"] == SHIPPED_MODEL_SHA256
     assert verifier_module.SHIPPED_MODEL.stat().st_size < 2 << 20  # kept small
 
 
