@@ -200,6 +200,19 @@ def test_check_config_shows_every_setting_in_effect(cli_env, tmp_path):
     assert shown == settings_to_dict(load_settings(partial))  # what the daemon would run with
 
 
+def test_check_config_without_a_file_shows_what_run_reads(cli_env, tmp_path):
+    env = {key: value for key, value in cli_env.items() if not key.startswith("XDG_")}
+    env.pop("STATE_DIRECTORY", None)
+    env["HOME"] = str(tmp_path)
+    assert comparimg(env, "check-config").stdout.startswith("ok: <defaults>\n")
+    saved = tmp_path / ".local" / "state" / "comparimg" / "config.yaml"  # what PATCH /api/config saves
+    saved.parent.mkdir(parents=True)
+    saved.write_text("matching:\n  threshold: 6\n")
+    result = comparimg(env, "check-config")
+    first, rest = result.stdout.split("\n", 1)
+    assert first == f"ok: {saved}" and yaml.safe_load(rest)["matching"]["threshold"] == 6
+
+
 def test_check_config_rejects_a_bad_file_with_78(cli_env, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("matching:\n  threshold: 99\n")

@@ -183,3 +183,16 @@ async def test_the_state_goes_back_to_watching_after_a_reload(tmp_path, change):
     finally:
         service.stop()
         assert await asyncio.wait_for(running, 15) == 0
+
+
+async def test_a_root_missing_at_start_up_is_paused_not_scanning(tmp_path):
+    service, root = service_for(tmp_path, {})
+    root.rmdir()
+    running = asyncio.ensure_future(service.run())
+    try:
+        await wait_until(lambda: service.stats.reconciles == 0 and service.state == "paused", timeout=10)
+        root.mkdir()  # the disk comes back: reconciled, then watching
+        await wait_until(lambda: service.state == "watching" and service.stats.reconciles == 1)
+    finally:
+        service.stop()
+        assert await asyncio.wait_for(running, 15) == 0

@@ -140,15 +140,18 @@ def run_check_config(args: argparse.Namespace) -> int:
     the error on stderr."""
     import yaml
 
-    from comparimg.config import load_settings, settings_to_dict
+    from comparimg.config import load_settings, saved_config_file, settings_to_dict
     from comparimg.model import ConfigError
 
+    # Without FILE: what `comparimg run` without --config reads, the file PATCH /api/config saved, if any.
+    saved = saved_config_file()
+    file = args.file or (str(saved) if saved.exists() else None)
     try:
-        settings = load_settings(args.file)
+        settings = load_settings(file)
     except ConfigError as error:
         print(f"comparimg: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    print(f"ok: {args.file or '<defaults>'}")
+    print(f"ok: {file or '<defaults>'}")
     print("# every setting in effect (keys the file leaves out have their default):")
     print(yaml.safe_dump(settings_to_dict(settings), sort_keys=False, allow_unicode=True), end="")
     return EXIT_OK

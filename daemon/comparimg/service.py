@@ -243,7 +243,7 @@ class Service:
                 await self._reconcile_root(root, reason)
             finally:
                 self._reconciling.discard(root)
-                self._set_state()
+        self._set_state()  # also when no root was there to reconcile (all missing at start-up)
 
     def _reconcile_in_background(self, roots: list[str] | None, reason: str) -> None:
         """Given roots (None: all) and why, reconcile them under supervision, retried until it succeeds."""
@@ -283,7 +283,12 @@ class Service:
             self._start_tasks()
             self.state = "scanning"
             self._notifier.ready(self._status_line())
-            log.info("event=ready roots=%d version=%s", len(self.roots), __version__)
+            log.info(
+                "event=ready roots=%d version=%s config=%r",
+                len(self.roots),
+                __version__,
+                self.settings.source or "built-in defaults",
+            )
             self._reconcile_in_background(None, "start-up")
             await self._stopping.wait()
         finally:
