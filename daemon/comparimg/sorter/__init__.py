@@ -161,7 +161,10 @@ class Sorter:
         with self.lock:
             row = journal.get_action(self.db, action_id)
             if row["kind"] == "restore" or row["state"] != "done":
-                raise Conflict(f"action {action_id} is a {row['state']} {row['kind']}; only a done trash or move can be undone")
+                raise Conflict(
+                    f"action {action_id} is a {row['state']} {row['kind']}; "
+                    "only a done trash or move can be undone"
+                )
             where = Path(row["dest"])
             found = files.stat_in(self._base_of(where), where)
             if found is None or not stat.S_ISREG(found.st_mode):
