@@ -32,6 +32,7 @@ log = logging.getLogger("comparimg.web")
 CHUNK = 40  # files per trip to the writer thread: small enough that other writes wait well under a second
 SAMPLE_GROUPS = 8
 PREVIEW_TTL_SECONDS = 3600.0
+BATCH_STATES = ("previewed", "applying", "cancelled", "applied", "undoing", "undone", "discarded")
 RESUMABLE = ("previewed", "applying", "cancelled")
 UNDOABLE = ("applying", "cancelled", "applied", "undoing", "undone")
 _RESULT_STATES = {"done": "applied", "refused": "refused", "failed": "failed", "rolled_back": "failed"}
