@@ -187,3 +187,21 @@ async def test_bad_input_unknown_and_stale_previews(live, monkeypatch):
     )
     listed = await live.json("GET", "/api/decisions/bulk")
     assert [b["id"] for b in listed["batches"]] == [preview["id"]]
+
+
+async def test_cancel_then_finish_the_same_batch(live):
+    photos = live.tmp / "photos"
+    make_pairs(photos / "many", 100, 0)
+    await scan(live, photos / "many")
+    preview = await live.json("POST", "/api/decisions/bulk", {"dry_run": True, "rule": {}}, status=201)
+    confirm = {"dry_run": False, "preview_id": preview["id"]}
+    await live.json("POST", "/api/decisions/bulk", confirm, 202)
+    assert (await live.json("POST", "/api/decisions/bulk", confirm, 409))["error"]["code"] == "conflict"
+    await live.json("DELETE", f"/api/decisions/bulk/{preview['id']}")
+    cancelled = await wait_batch(live, preview["id"], ("cancelled",))
+    assert 0 < cancelled["progress"]["applied"] < 100, cancelled["progress"]
+    assert cancelled["progress"]["pending"] == 100 - cancelled["progress"]["applied"]
+    await live.json("POST", "/api/decisions/bulk", confirm, 202)
+    finished = await wait_batch(live, preview["id"], ("applied",))
+    assert finished["progress"]["applied"] == 100
+    assert len(tree_hashes(photos)) == 100

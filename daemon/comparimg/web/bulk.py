@@ -107,14 +107,17 @@ def apply_item(index: Index, sorter: Sorter, batch_id: int, item: dict[str, Any]
 
 
 def _why_stale(index: Index, item: dict[str, Any], own_decision: int | None) -> str | None:
+    """Return why a previewed file must not move now (its group was decided since, or the copy to keep is
+    gone), or None."""
     keepers = json.loads(item["keeper_ids"])
     if bulk.decided_since(index.db, [item["file_id"], *keepers], own_decision):
         return "the group was decided since the preview"
-    for keeper in index.files_by_ids(keepers).values():
+    rows = index.files_by_ids(keepers)
+    if len(rows) != len(keepers):
+        return "the copy to keep is no longer indexed"
+    for keeper in rows.values():
         if keeper.state != "ok" or not os.path.isfile(keeper.path):
             return f"the copy to keep ({keeper.path}) is no longer there"
-    if len(index.files_by_ids(keepers)) != len(keepers):
-        return "the copy to keep is no longer indexed"
     return None
 
 
