@@ -116,11 +116,11 @@ async def test_preview_apply_and_undo_a_batch(live):
 
 async def test_a_changed_file_is_refused_and_a_decided_group_left_alone(live):
     photos = live.tmp / "photos"
-    pairs = make_pairs(photos / "few", 3, 0)["exact"]
+    pairs = make_pairs(photos / "few", 4, 0)["exact"]
     await scan(live, photos / "few")
     groups = (await live.json("GET", "/api/groups?kind=exact"))["groups"]
     preview = await live.json("POST", "/api/decisions/bulk", {"dry_run": True, "rule": {}}, status=201)
-    assert preview["groups"] == 3
+    assert preview["groups"] == 4
     # After the preview: a person decides one group, and one file to trash is edited.
     decided = groups[0]
     trash_member = next(m for m in decided["members"] if m["suggested"] == "trash")
@@ -130,16 +130,20 @@ async def test_a_changed_file_is_refused_and_a_decided_group_left_alone(live):
     edited = removed[edited_group]["path"]
     with open(edited, "ab") as handle:
         handle.write(b"\0")
+    orphaned = next(g for g in preview["sample"] if g["group_id"] not in (decided["id"], edited_group))
+    os.unlink(orphaned["keep"][0]["path"])  # the copy to keep is gone: its copy must not be trashed
     batch = await live.json(
         "POST", "/api/decisions/bulk", {"dry_run": False, "preview_id": preview["id"]}, 202
     )
     batch = await wait_batch(live, batch["id"], ("applied",))
-    assert batch["progress"]["applied"] == 1 and batch["progress"]["refused"] == 2
+    assert batch["progress"]["applied"] == 1 and batch["progress"]["refused"] == 3
     reasons = {f["reason"] for g in batch["sample"] for f in g["remove"] if f["state"] == "refused"}
     assert any("decided since the preview" in r for r in reasons), reasons
     assert any("changed" in r for r in reasons), reasons
+    assert any("copy to keep" in r for r in reasons), reasons
     assert os.path.exists(edited) and os.path.exists(trash_member["path"])
-    assert sum(os.path.exists(p) for pair in pairs for p in pair) == 5
+    assert os.path.exists(orphaned["remove"][0]["path"])
+    assert sum(os.path.exists(p) for pair in pairs for p in pair) == 6
 
 
 async def test_bad_input_unknown_and_stale_previews(live, monkeypatch):
