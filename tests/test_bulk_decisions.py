@@ -7,6 +7,7 @@ after), one undo for the batch, a group found after the preview left alone, and 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 
 import pytest
@@ -205,7 +206,16 @@ async def test_cancel_then_finish_the_same_batch(live):
     cancelled = await wait_batch(live, preview["id"], ("cancelled",))
     assert 0 < cancelled["progress"]["applied"] < 100, cancelled["progress"]
     assert cancelled["progress"]["pending"] == 100 - cancelled["progress"]["applied"]
+    events = await live.get("/api/events")
+    await events.content.readuntil(b"\n\n")  # hello
     await live.json("POST", "/api/decisions/bulk", confirm, 202)
-    finished = await wait_batch(live, preview["id"], ("applied",))
-    assert finished["progress"]["applied"] == 100
+    progress = []
+    while not progress or progress[-1]["running"]:
+        frame = await asyncio.wait_for(events.content.readuntil(b"\n\n"), 60)
+        if frame.startswith(b"event: batch"):
+            progress.append(json.loads(frame.split(b"data: ", 1)[1])["batch"])
+    events.close()
+    assert progress[-1]["state"] == "applied" and progress[-1]["progress"]["applied"] == 100
+    steps = [batch["progress"]["applied"] for batch in progress]
+    assert steps == sorted(steps) and len(steps) >= 2, steps  # progress arrives chunk by chunk
     assert len(tree_hashes(photos)) == 100
