@@ -26,7 +26,15 @@ from comparimg.index import Index, bulk, journal
 from comparimg.model import Conflict, FileIdentity, NotFound, Refused
 from comparimg.sorter import Sorter, SortRequest
 from comparimg.web import port
-from comparimg.web.keys import DAEMON, EVENTS, READERS, WRITER, current_settings, current_sorter
+from comparimg.web.keys import (
+    DAEMON,
+    EVENTS,
+    METRICS,
+    READERS,
+    WRITER,
+    current_settings,
+    current_sorter,
+)
 
 log = logging.getLogger("comparimg.web")
 CHUNK = 40  # files per trip to the writer thread: small enough that other writes wait well under a second
@@ -55,11 +63,12 @@ def store_preview(index: Index, rule: BulkRule, plans: list, skipped: dict[str, 
 
 
 def apply_chunk(index: Index, sorter: Sorter, batch_id: int, limit: int) -> list[dict[str, Any]]:
-    """Apply up to `limit` pending items of a batch through the sorter; return {"file_id", "state"} each."""
+    """Apply up to `limit` pending items of a batch through the sorter; return {"file_id", "action",
+    "state"} for each."""
     outcomes = []
     for item in bulk.pending_items(index.db, batch_id, limit):
         state = apply_item(index, sorter, batch_id, item)
-        outcomes.append({"file_id": item["file_id"], "state": state})
+        outcomes.append({"file_id": item["file_id"], "action": item["action"], "state": state})
     return outcomes
 
 
@@ -310,6 +319,8 @@ class BatchRunner:
                 outcomes = await self._write(apply_chunk, writer, sorter, batch_id, CHUNK)
                 if not outcomes:
                     break
+                for outcome in outcomes:
+                    self.app[METRICS].actions.labels(outcome["action"], outcome["state"]).inc()
                 gone = [(o["file_id"], None) for o in outcomes if o["state"] == "applied"]
                 await port.files_moved(self.app[DAEMON], gone, current_settings(self.app).root_paths())
                 await self._publish(batch_id)
@@ -341,6 +352,7 @@ class BatchRunner:
                     break
                 after = last
                 problems.extend(trouble)
+                self.app[METRICS].actions.labels("restore", "done").inc(len(restored))
                 await port.files_moved(self.app[DAEMON], restored, current_settings(self.app).root_paths())
                 await self._publish(batch_id)
             reason = f"{len(problems)} file(s) not put back: {'; '.join(problems[:5])}" if problems else None
