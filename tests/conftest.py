@@ -1,10 +1,11 @@
-"""Shared fixtures: real photos (scikit-image's sample pictures) written as real files in temp dirs."""
+"""Shared fixtures: real photos (scikit-image's sample pictures) written as real files in temp dirs; a home
+folder in a temp dir for the whole run; every daemon of tests/daemon_harness.py stopped after its test.
+The process guard (tests/process_guard.py) fails a test that leaves a process running."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,10 +20,36 @@ PACKAGE_DIR = REPO / "daemon"
 if importlib.util.find_spec("comparimg") is None:
     sys.path.insert(0, str(PACKAGE_DIR))
 
+import daemon_harness  # noqa: E402
+import fetch_pillow_images  # noqa: E402
 from comparimg.workers import WorkerLimits, WorkerPool  # noqa: E402 (found through the fallback above)
 
+pytest_plugins = ("process_guard",)
+
 PHOTO_NAMES = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "moon", "hubble_deep_field")
-PILLOW_SOURCE = Path(os.environ.get("COMPARIMG_PILLOW_SOURCE", "/tmp/pillow_src"))
+# The variables that say where a program keeps its files under the home folder (or, for systemd's, instead).
+HOME_VARIABLES = ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME", "STATE_DIRECTORY")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def home_in_a_temp_dir(tmp_path_factory) -> Iterator[Path]:
+    """Point HOME at a temp dir for the whole run (and drop the XDG folders): whatever a test, a daemon it
+    starts, Chromium or Playwright write under ~ lands there, never in the home of whoever runs the tests.
+    A test that needs a home of its own still sets HOME itself."""
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(home))
+        for name in HOME_VARIABLES:
+            patch.delenv(name, raising=False)
+        yield home
+
+
+@pytest.fixture(autouse=True)
+def stop_harness_daemons() -> Iterator[None]:
+    """After each test, stop every daemon_harness.Daemon it started and left running (a test that fails
+    half-way leaves its daemon to this finaliser)."""
+    yield
+    daemon_harness.stop_started_daemons()
 
 
 def photo_array(name: str) -> np.ndarray:
@@ -46,8 +73,14 @@ def write_photo(photos) -> Callable[..., Path]:
     """Return write(path, name, size, fmt, quality, transpose): save a real photo there, return the path."""
     from PIL import Image
 
-    def write(path: Path, name: str = "astronaut", size: tuple[int, int] | None = None,
-              fmt: str | None = None, quality: int = 90, transpose=None) -> Path:
+    def write(
+        path: Path,
+        name: str = "astronaut",
+        size: tuple[int, int] | None = None,
+        fmt: str | None = None,
+        quality: int = 90,
+        transpose=None,
+    ) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         image = Image.fromarray(photos[name])
@@ -99,28 +132,15 @@ def cli_env() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def pillow_test_images() -> Path:
-    """Return Pillow's own `Tests/images` folder, downloading the source once; skip if it cannot be had."""
-    found = sorted(PILLOW_SOURCE.glob("pillow-*/Tests/images"))
-    if not found:
-        found = _download_pillow_tests()
-    if not found:
-        pytest.skip(f"Pillow's test images are not available (pip download into {PILLOW_SOURCE} failed)")
-    return found[-1]
-
-
-def _download_pillow_tests() -> list[Path]:
-    PILLOW_SOURCE.mkdir(parents=True, exist_ok=True)
-    try:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-binary", ":all:", "--no-deps", "pillow",
-             "-d", str(PILLOW_SOURCE)],
-            check=True, capture_output=True, timeout=180,
+    """Return Pillow's own `Tests/images` folder of the installed Pillow, from the repository's cache that
+    tests/fetch_pillow_images.py fills (tests never download). Skip when it is not there; fail under CI."""
+    folder = fetch_pillow_images.images_dir()
+    if not folder.is_dir():
+        reason = (
+            f"Pillow's test images are not in {folder}: run `python tests/fetch_pillow_images.py` first "
+            "(it downloads Pillow's source release through pip)"
         )
-    except (subprocess.SubprocessError, OSError):
-        return []
-    for archive in sorted(PILLOW_SOURCE.glob("pillow-*.tar.gz")):
-        subprocess.run(
-            ["tar", "-xzf", str(archive), "-C", str(PILLOW_SOURCE), "--wildcards", "*/Tests/images/*"],
-            capture_output=True, timeout=180, check=False,
-        )
-    return sorted(PILLOW_SOURCE.glob("pillow-*/Tests/images"))
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return folder

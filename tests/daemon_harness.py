@@ -19,6 +19,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE_DIR = REPO / "daemon"
+STARTED: list[Daemon] = []  # every Daemon started since stop_started_daemons() last ran
 
 
 def env_with_package(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -120,6 +121,7 @@ class Daemon:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
         command = [*self.prefix, sys.executable, "-m", "comparimg", "run", "--config", str(self.config)]
         self.process = subprocess.Popen(command, stdout=log, stderr=log, env=self.env, cwd=self.workdir)
+        STARTED.append(self)
         log.close()
         if wait_ready:
             self.wait_log("event=reconcile_done", timeout=60, count=len(self.roots))
@@ -174,6 +176,20 @@ class Daemon:
     def rows(self) -> dict[str, tuple[int, str, str | None]]:
         """Return {path: (id, state, content_hash)} of every file row in the daemon's index."""
         return index_rows(self.index)
+
+
+def stop_started_daemons() -> None:
+    """Stop every Daemon started since the last call that is still running (SIGTERM, then SIGKILL).
+    Raise AssertionError naming those that did not stop on SIGTERM in time, after all are stopped."""
+    refused = []
+    while STARTED:
+        daemon = STARTED.pop()
+        try:
+            daemon.stop()
+        except AssertionError as error:
+            refused.append(str(error))
+    if refused:
+        raise AssertionError("\n\n".join(refused))
 
 
 def index_rows(path: Path) -> dict[str, tuple[int, str, str | None]]:

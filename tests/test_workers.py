@@ -122,12 +122,12 @@ async def test_usable_from_asyncio(pool):
 
 
 def test_close_stops_every_worker():
-    pool = WorkerPool(2, WorkerLimits(timeout_seconds=5))
-    assert pool.run(square, 2) == 4
-    processes = [w.process for w in pool._workers]
-    assert len(processes) == 2
-    pool.close()
-    assert all(not p.is_alive() for p in processes)
+    with WorkerPool(2, WorkerLimits(timeout_seconds=5)) as pool:  # the with: closed even if an assert fails
+        assert pool.run(square, 2) == 4
+        processes = [w.process for w in pool._workers]
+        assert len(processes) == 2
+        pool.close()
+        assert all(not p.is_alive() for p in processes)
 
 
 def test_a_worker_that_died_while_idle_is_replaced_before_the_next_task():
@@ -145,17 +145,17 @@ def test_a_worker_that_died_while_idle_is_replaced_before_the_next_task():
 
 
 def test_a_cancelled_map_stops_at_once_and_close_kills_the_busy_workers():
-    pool = WorkerPool(2, WorkerLimits(timeout_seconds=60))
-    pool.start()
-    pids = {p.process.pid for p in pool._workers}
-    cancel = threading.Event()
-    results = pool.map_unordered(sleep_forever, [(i,) for i in range(10)], cancel)
-    threading.Timer(0.5, cancel.set).start()
-    started = time.monotonic()
-    with pytest.raises(Cancelled):
-        next(results)
-    assert time.monotonic() - started < 1.5
-    started = time.monotonic()
-    pool.close()  # both workers are still inside sleep_forever: killed, not waited for
-    assert time.monotonic() - started < 2.0
-    assert not any(os.path.exists(f"/proc/{pid}") for pid in pids)  # killed and reaped
+    with WorkerPool(2, WorkerLimits(timeout_seconds=60)) as pool:  # the with: closed even if an assert fails
+        pool.start()
+        pids = {p.process.pid for p in pool._workers}
+        cancel = threading.Event()
+        results = pool.map_unordered(sleep_forever, [(i,) for i in range(10)], cancel)
+        threading.Timer(0.5, cancel.set).start()
+        started = time.monotonic()
+        with pytest.raises(Cancelled):
+            next(results)
+        assert time.monotonic() - started < 1.5
+        started = time.monotonic()
+        pool.close()  # both workers are still inside sleep_forever: killed, not waited for
+        assert time.monotonic() - started < 2.0
+        assert not any(os.path.exists(f"/proc/{pid}") for pid in pids)  # killed and reaped

@@ -35,3 +35,10 @@ def write_text_atomically(path: str | os.PathLike, text: str, mode: int | None =
     """Given a path, text and an optional file mode, write the text as UTF-8 with `open_atomically`."""
     with open_atomically(path, mode) as handle:
         handle.write(text.encode("utf-8"))
+
+
+def create_private_folder(path: str | os.PathLike) -> None:
+    """Given a folder path, create it (and missing parents) if absent, the folder itself private (0700 before
+    the umask): index, export, token and state folders hold what other users must not read. An existing
+    folder keeps the mode its owner gave it."""
+    Path(path).mkdir(parents=True, exist_ok=True, mode=0o700)

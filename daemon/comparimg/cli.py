@@ -224,17 +224,17 @@ def _throwaway_index(stack: contextlib.ExitStack) -> Path:
 
 
 def _scan_and_export(args: argparse.Namespace, index_path: Path, stack: contextlib.ExitStack):
-    import json
-
     from comparimg.workers import WorkerLimits, WorkerPool
 
     pool = stack.enter_context(WorkerPool(args.workers, WorkerLimits(timeout_seconds=args.timeout)))
     pool.start_in_background()  # the workers' imports overlap ours and the walk
 
-    from comparimg.export import build_export, export_stats, write_export
-    from comparimg.index import open_index
+    from comparimg.export import build_export, document_text, export_stats, write_export
+    from comparimg.index import lock_index, open_index
     from comparimg.scanner import MatchOptions, Scanner, ScanOptions
 
+    if args.index:  # a kept index may be a running daemon's: one writer at a time
+        stack.callback(lock_index(index_path).release)
     index = stack.enter_context(open_index(index_path))
     match = MatchOptions(
         threshold=args.threshold, orientations=not args.no_orientations, crops=not args.no_crops
@@ -246,8 +246,7 @@ def _scan_and_export(args: argparse.Namespace, index_path: Path, stack: contextl
         progress.finish()
     document = build_export(index, args.paths, export_stats(report.as_dict(), args.threshold, pool.size))
     if args.json == "-":
-        json.dump(document, sys.stdout, indent=2, ensure_ascii=False)
-        sys.stdout.write("\n")
+        sys.stdout.write(document_text(document))
     elif args.json:
         write_export(document, args.json)
     return report, document

@@ -22,6 +22,16 @@ from comparimg.model import ConfigError
 
 EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h, what systemd and the CLI report for a bad configuration
 
+# Bounds checked on the YAML event stream before any node is built: a configuration is a few kilobytes, and
+# an alias bomb (billion laughs) or 10 000 nested lists must be refused in milliseconds, not built in memory.
+MAX_CONFIG_BYTES = 64 * 1024  # the example file is 3 KB; the pure-Python parser reads ~50 KB/s
+MAX_YAML_DEPTH = 32
+MAX_YAML_ALIASES = 100
+MAX_YAML_NODES = 10_000  # counted with every alias expanded, as the parsed document would hold them
+# libyaml's event parser, when PyYAML has it, walks 10 000 nested lists in milliseconds (the pure-Python
+# scanner looks 1 024 characters ahead at each level: half a second).
+_EVENT_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 DEFAULT_INCLUDE = (
     "*.jpg",
     "*.jpeg",
@@ -356,15 +366,14 @@ def parse_settings(document: object, source: str = "<config>", base_dir: Path | 
 
 
 def load_settings(path: str | os.PathLike | None = None) -> Settings:
-    """Given a YAML file (or None for the built-in defaults), return Settings. Raise ConfigError."""
+    """Given a YAML file (or None for the built-in defaults), return Settings. Raise ConfigError, also for
+    a document over the bounds (size, nesting depth, aliases, expanded nodes) before it is built."""
     if path is None:
         return Settings()
     source = str(path)
+    text = _read_config_text(path, source)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(source, "", str(path), f"cannot read the file: {error}") from error
-    try:
+        check_yaml_bounds(text, source)
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
@@ -372,6 +381,62 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise ConfigError(source, "", where, f"not valid YAML: {problem}") from error
     return parse_settings(document, source, Path(path).resolve().parent)
+
+
+def _read_config_text(path: str | os.PathLike, source: str) -> str:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as error:
+        raise ConfigError(source, "", source, f"cannot read the file: {error}") from error
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(source, "", source, f"the file is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(source, "", source, f"cannot read the file: {error}") from error
+
+
+def check_yaml_bounds(text: str, source: str) -> None:
+    """Given YAML text, walk its event stream (no node is built) and raise ConfigError naming `source` and
+    the line when it nests deeper than MAX_YAML_DEPTH, uses more than MAX_YAML_ALIASES aliases, an alias
+    refers to a collection it is inside of, or the document, aliases expanded, would hold more than
+    MAX_YAML_NODES nodes. Raise yaml.YAMLError for text that is not YAML."""
+    open_sizes: list[int] = []  # nodes counted so far inside each open collection, outermost first
+    open_anchors: list[str | None] = []
+    anchored: dict[str, int] = {}  # anchor -> expanded node count of the node it names
+    aliases = 0
+    for event in yaml.parse(text, Loader=_EVENT_LOADER):
+        where = f"line {event.start_mark.line + 1}, column {event.start_mark.column + 1}"
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(open_sizes) >= MAX_YAML_DEPTH:
+                raise ConfigError(source, "", where, f"refused: nested deeper than {MAX_YAML_DEPTH} levels")
+            open_sizes.append(1)
+            open_anchors.append(event.anchor)
+            continue
+        if isinstance(event, yaml.CollectionEndEvent):
+            size, anchor = open_sizes.pop(), open_anchors.pop()
+        elif isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_YAML_ALIASES:
+                raise ConfigError(source, "", where, f"refused: more than {MAX_YAML_ALIASES} aliases")
+            if event.anchor not in anchored:  # undefined (the parser's own error follows) or recursive
+                if event.anchor in open_anchors:
+                    raise ConfigError(source, "", where, "refused: an alias inside the node it names")
+                continue
+            size, anchor = anchored[event.anchor], None
+        elif isinstance(event, yaml.ScalarEvent):
+            size, anchor = 1, event.anchor
+        else:
+            continue
+        if anchor is not None:
+            anchored[anchor] = size
+        if open_sizes:
+            open_sizes[-1] += size
+            if sum(open_sizes) > MAX_YAML_NODES:
+                raise ConfigError(
+                    source, "", where, f"refused: more than {MAX_YAML_NODES} values once aliases are expanded"
+                )
 
 
 def settings_to_dict(settings: Settings) -> dict[str, Any]:

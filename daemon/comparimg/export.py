@@ -8,7 +8,10 @@
      "stats": {"files", "hashed", "rehashed", "unchanged", "moved", "errors", "missing", "verified",
                "groups", "seconds", "absent_roots", "threshold", "workers"}}
 
-Paths are absolute; `orientation` is a name from `model.ORIENTATIONS`; members are listed keeper first.
+Paths are absolute and exact: a byte of a file name that is not UTF-8 is written as the escape of the lone
+surrogate Python holds it as (`caf\xe9.jpg` → `"caf\\udce9.jpg"`), which `json.loads` and `os.fsencode` turn
+back into the same bytes (`document_text`); every other character is written as itself.
+`orientation` is a name from `model.ORIENTATIONS`; members are listed keeper first.
 `stats` has one shape wherever the document comes from, built by `export_stats`: `comparimg scan` gives
 what that scan did; the daemon (its export file and `GET /api/export`) gives `daemon_stats`, where files,
 errors, missing and groups are the index's counts and the rest is what it did since it started.
@@ -18,17 +21,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from comparimg.atomic_files import write_text_atomically
+from comparimg.atomic_files import create_private_folder, write_text_atomically
 from comparimg.index import FileRow, Index, StoredGroup
 from comparimg.index.files import prefix_range
 from comparimg.model import ORIENTATIONS
 
 EXPORT_VERSION = 1
 ALL_PATHS = ("/",)
-EXPORT_MODE = 0o644
+EXPORT_MODE = 0o600  # private, as the index: it lists every photo path
+# What `json.dumps(ensure_ascii=False)` leaves in a string: a lone surrogate, which UTF-8 cannot encode.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 # The keys of a scan report (`scanner.ScanReport`, which this room may not import; a test keeps them equal),
@@ -128,5 +134,17 @@ def _member(row: FileRow, member) -> dict:
 
 
 def write_export(document: dict, path: str | os.PathLike) -> None:
-    """Given the duplicates document and a path, write it atomically (temp file, fsync, rename)."""
-    write_text_atomically(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n", EXPORT_MODE)
+    """Given the duplicates document and a path, write it atomically (temp file, fsync, rename), mode 0600
+    in a folder created private when missing."""
+    create_private_folder(os.path.dirname(os.path.abspath(path)))
+    write_text_atomically(path, document_text(document), EXPORT_MODE)
+
+
+def document_text(document: dict) -> str:
+    """Given the duplicates document, return its JSON text (indented, ending with a newline), encodable as
+    UTF-8: readable characters as themselves, the lone surrogate of a file name byte that is not UTF-8 as
+    its `\\udcXX` escape (JSON strings may hold any escape; that one keeps the path exact)."""
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if text.isascii():  # the common case, checked at memory speed
+        return text
+    return LONE_SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)

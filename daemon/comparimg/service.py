@@ -36,6 +36,7 @@ from comparimg.config import (
     load_settings,
     saved_config_file,
 )
+from comparimg.index import IndexDamaged, IndexInUse, IndexLock, backup_index, lock_index, verify_index
 from comparimg.logs import configure_logging
 from comparimg.model import ComparImgError, ConfigError
 from comparimg.notify import Notifier, watchdog_interval
@@ -52,7 +53,10 @@ STATUS_SECONDS = 5.0
 EXPORT_DEBOUNCE_SECONDS = 0.2
 DRAIN_SECONDS = 2.0  # the writer's current job gives up within ~0.1 s of the stop; this bounds the rest
 INGEST_BATCH = 64
+BACKUP_INTERVAL_SECONDS = 86_400.0  # besides the backup at each clean stop
 EXIT_START_FAILED = 1
+EXIT_INDEX_DAMAGED = 65  # EX_DATAERR: the index file is not a sound ComparImg index (docs/recovery.md)
+EXIT_ALREADY_RUNNING = 75  # EX_TEMPFAIL: another daemon holds the index's lock
 
 
 class Pipeline(Protocol):
@@ -248,7 +252,25 @@ class Service:
     # ---- life cycle --------------------------------------------------------------------------------
 
     async def run(self) -> int:
-        """Run until `stop()`; return the exit status (0)."""
+        """Run until `stop()`; return the exit status (0). Raise IndexInUse when another daemon uses the
+        index, IndexDamaged when the index file is not sound (nothing is started on it)."""
+        index_lock = await asyncio.to_thread(self._claim_index)
+        try:
+            return await self._run_claimed()
+        finally:
+            index_lock.release()
+
+    def _claim_index(self) -> IndexLock:
+        """Take the index's single-instance lock, then check the file whole; return the lock."""
+        index_lock = lock_index(Path(self.settings.index_path))
+        try:
+            verify_index(Path(self.settings.index_path))
+        except BaseException:
+            index_lock.release()
+            raise
+        return index_lock
+
+    async def _run_claimed(self) -> int:
         self._loop = asyncio.get_running_loop()
         self._install_signals()
         self.pipeline = await self.write(self._pipeline_factory, self.settings, self._stop_flag)
@@ -285,6 +307,7 @@ class Service:
             ("roots", self._root_loop),
             ("status", self._status_loop),
             ("rescan", self._rescan_loop),
+            ("backup", self._backup_loop),
         ):
             self.supervisor.start(name, loop)
         interval = watchdog_interval(os.environ, os.getpid())
@@ -309,6 +332,7 @@ class Service:
         if self.pipeline is not None:
             await self._write_export()
             await self.write(self.pipeline.close)
+            await self._backup_index("clean stop")
         self._writer.shutdown(wait=True)
         self._exporter.shutdown(wait=True)
         log.info("event=stopped hashed=%d", self.stats.hashed)
@@ -563,6 +587,23 @@ class Service:
             await self.reconcile(reason="schedule")
             self.supervisor.healthy("rescan")
 
+    # ---- backups of the index (decisions and journal) --------------------------------------------
+
+    async def _backup_loop(self) -> None:
+        while True:
+            await asyncio.sleep(BACKUP_INTERVAL_SECONDS)
+            await self._backup_index("daily")
+
+    async def _backup_index(self, reason: str) -> None:
+        # Runs beside the writer (SQLite's online backup reads a snapshot); a failure keeps the older backups.
+        try:
+            target = await asyncio.to_thread(backup_index, Path(self.settings.index_path))
+        except (OSError, ComparImgError) as error:
+            log.error("event=backup_failed reason=%r error=%r", reason, str(error))
+            self.stats.errors.append(f"backup: {error}")
+            return
+        log.info("event=backed_up path=%r reason=%r", str(target), reason)
+
     # ---- export, status, watchdog ------------------------------------------------------------------
 
     async def _export_loop(self) -> None:
@@ -638,12 +679,13 @@ class Service:
         except ConfigError as error:
             log.error("event=reload_refused error=%r", str(error))
             self.stats.errors.append(f"reload: {error}")
-            self._notifier.status(self._status_line())
-            self._notifier.send("READY=1")
             return False
-        await self.apply_settings(new)
-        self._notifier.send("READY=1", f"STATUS={self._status_line()}")
-        return True
+        else:
+            await self.apply_settings(new)
+            return True
+        finally:
+            # After RELOADING=1 systemd waits for READY=1 whatever happened; refused, the old settings stay.
+            self._notifier.send("READY=1", f"STATUS={self._status_line()}")
 
     async def apply_settings(self, new: Settings) -> None:
         """Given validated settings, apply them live (SIGHUP, `PATCH /api/config`): watcher, settle time,
@@ -759,6 +801,17 @@ def run_command(
     configure_logging(settings.logging.format, settings.logging.level)
     try:
         return asyncio.run(run_service(settings, load, companion))
+    except IndexInUse as error:
+        return _refuse_start(error, EXIT_ALREADY_RUNNING)
+    except IndexDamaged as error:
+        return _refuse_start(error, EXIT_INDEX_DAMAGED)
     except (OSError, ComparImgError) as error:  # the index, the workers or the socket could not be set up
         log.error("event=start_failed error=%r", str(error))
         return EXIT_START_FAILED
+
+
+def _refuse_start(error: ComparImgError, status: int) -> int:
+    """Given why the daemon may not start on its index, say so on stderr and return the exit status."""
+    log.error("event=start_refused status=%d error=%r", status, str(error))
+    print(f"comparimg: {error}", file=sys.stderr, flush=True)
+    return status

@@ -84,9 +84,10 @@ def browser():
 
 
 @pytest.fixture(scope="session")
-def artifacts_dir() -> Path:
-    """Where tests write screenshots: $COMPARIMG_ARTIFACTS or /tmp/comparimg-artifacts."""
-    path = Path(os.environ.get("COMPARIMG_ARTIFACTS", "/tmp/comparimg-artifacts"))
+def artifacts_dir(tmp_path_factory) -> Path:
+    """Where tests write screenshots: $COMPARIMG_ARTIFACTS, else a folder of this run's temp dir."""
+    given = os.environ.get("COMPARIMG_ARTIFACTS")
+    path = Path(given) if given else tmp_path_factory.getbasetemp() / "artifacts"
     path.mkdir(parents=True, exist_ok=True)
     for stale in path.glob("FAILED-*.png"):
         stale.unlink()

@@ -41,7 +41,7 @@ from PIL import Image
 from comparimg.hashing.filters import band_pass, erode, fast_fft_length, gaussian
 from comparimg.hashing.perceptual import content_box, turn_array
 from comparimg.hashing.pictures import verification_picture
-from comparimg.model import Candidate, Verdict
+from comparimg.model import Candidate, ImageError, Verdict
 
 FINE_SIDE = 256  # long side of the pictures compared block by block (less when one picture is smaller)
 MIN_FINE_SIDE = 96
@@ -62,6 +62,9 @@ FIT_MIN_REGIONS = 4
 FIT_ROUNDS = 2
 FIT_MAX_SHIFT = 4.0
 TEXTURE_STD = 0.7
+# Longest over shortest side a picture may have: beyond, its fine picture is less than one block across
+# (FINE_SIDE / BLOCK = 16, MIN_FINE_SIDE / MIN_BLOCK = 12) and there is no detail to compare.
+MAX_ASPECT = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +77,10 @@ class _Placement:
 
 def verify_pair(path_a: str, path_b: str, candidate: Candidate) -> Verdict:
     """Given the queried file, an indexed file and the Candidate that links them (its orientation turns
-    A into B), return the Verdict of a fine comparison. Raise ImageError when either cannot be decoded."""
-    a = verification_picture(path_a).astype(np.float32)
-    b = verification_picture(path_b).astype(np.float32)
+    A into B), return the Verdict of a fine comparison. Raise ImageError when either cannot be decoded or is
+    too elongated to compare (a panorama of more than MAX_ASPECT:1)."""
+    a = _verifiable(path_a, verification_picture(path_a)).astype(np.float32)
+    b = _verifiable(path_b, verification_picture(path_b)).astype(np.float32)
     orientations = [candidate.orientation] if candidate.orientation == 0 else [candidate.orientation, 0]
     verdict = Verdict(False, 0.0)
     for first, second in _attempts(a, b):
@@ -86,6 +90,17 @@ def verify_pair(path_a: str, path_b: str, candidate: Candidate) -> Verdict:
                 return found
             verdict = max(verdict, found, key=lambda v: v.score)
     return verdict
+
+
+def _verifiable(path: str, pixels: np.ndarray) -> np.ndarray:
+    """Given a file and its verification picture, return the picture. Raise ImageError naming the file when
+    it is too elongated to compare block by block."""
+    height, width = pixels.shape
+    if max(height, width) > MAX_ASPECT * min(height, width):
+        raise ImageError(
+            f"{path}: too elongated to verify ({width}×{height} decoded, more than {MAX_ASPECT}:1)"
+        )
+    return pixels
 
 
 def _attempts(a: np.ndarray, b: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -112,6 +127,8 @@ def compare_arrays(a: np.ndarray, b: np.ndarray) -> Verdict:
     # A thumbnail has no detail finer than its own pixels: compare at the smaller picture's size.
     side = int(np.clip(min(max(a.shape), max(b.shape)), MIN_FINE_SIDE, FINE_SIDE))
     a_fine, b_fine = _resized(a, side), _resized(b, side)
+    if min(*a_fine.shape, *b_fine.shape) < _block_side(side):  # a border-less attempt cut a thin strip
+        return Verdict(False, 0.0, reason="too thin to compare block by block")
     detail_a = _band_pass(a_fine)
     same_frame = _same_frame_score(a_fine, detail_a, b_fine)
     if same_frame >= MIN_SCORE:
@@ -478,7 +495,7 @@ def _detail_score(detail_a: np.ndarray, warped: np.ndarray, mask: np.ndarray) ->
     textured blocks, number of textured blocks)."""
     a = detail_a
     detail_b = _band_pass(_fill_outside(warped, mask))
-    block = max(MIN_BLOCK, round(BLOCK * max(a.shape) / FINE_SIDE))
+    block = _block_side(max(a.shape))
     rows, columns = a.shape[0] // block, a.shape[1] // block
 
     def blocks(x: np.ndarray) -> np.ndarray:
@@ -495,6 +512,11 @@ def _detail_score(detail_a: np.ndarray, warped: np.ndarray, mask: np.ndarray) ->
         return 0.0, 0
     r = (block_a * block_b).mean(axis=1) / np.maximum(std_a * std_b, 1e-9)
     return float(np.mean(r[textured] >= BLOCK_R)), int(textured.sum())
+
+
+def _block_side(long_side: int) -> int:
+    """Given the long side of the fine pictures, return the side of the blocks they are compared by."""
+    return max(MIN_BLOCK, round(BLOCK * long_side / FINE_SIDE))
 
 
 def _flat_score(a: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> float:

@@ -11,6 +11,7 @@ each reading thread opens its own reader.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -20,8 +21,20 @@ from sqlite_utils import Database
 from comparimg.index.connection import connect_reader, connect_writer, write_transaction
 from comparimg.index.files import FileRow, FileRows, HashArrays, blob_to_hashes, hashes_to_blob
 from comparimg.index.relations import RelationRows, StoredGroup, WalkError
+from comparimg.index.safety import (
+    IndexLock,
+    backup_index,
+    backup_path_of,
+    check_index_header,
+    create_index_file,
+    is_damage,
+    lock_index,
+    verify_index,
+)
 from comparimg.index.schema import (
     MIGRATIONS,
+    IndexDamaged,
+    IndexInUse,
     IndexSchemaTooNew,
     IndexUnavailable,
     Migration,
@@ -34,14 +47,21 @@ __all__ = [
     "FileRow",
     "HashArrays",
     "Index",
+    "IndexDamaged",
+    "IndexInUse",
+    "IndexLock",
     "IndexSchemaTooNew",
     "IndexUnavailable",
     "Migration",
     "StoredGroup",
     "WalkError",
+    "backup_index",
+    "backup_path_of",
     "blob_to_hashes",
     "hashes_to_blob",
+    "lock_index",
     "open_index",
+    "verify_index",
 ]
 
 
@@ -79,10 +99,15 @@ class Index(FileRows, RelationRows):
         files = self.file_counts()
         groups = self.group_counts()
         return {
-            "files": files["total"], "files_ok": files["ok"], "files_error": files["error"],
-            "files_missing": files["missing"], "matches": self.match_count(),
-            "groups": groups["exact"] + groups["near"], "groups_exact": groups["exact"],
-            "groups_near": groups["near"], "grouped_files": groups["grouped_files"],
+            "files": files["total"],
+            "files_ok": files["ok"],
+            "files_error": files["error"],
+            "files_missing": files["missing"],
+            "matches": self.match_count(),
+            "groups": groups["exact"] + groups["near"],
+            "groups_exact": groups["exact"],
+            "groups_near": groups["near"],
+            "grouped_files": groups["grouped_files"],
         }
 
     def close(self) -> None:
@@ -101,18 +126,30 @@ class Index(FileRows, RelationRows):
 def open_index(path: Path | str, migrations: tuple[Migration, ...] = MIGRATIONS) -> Index:
     """Given the index file path, return the writer Index, creating directories and file and migrating.
 
-    Raise IndexSchemaTooNew when the file comes from a newer version, IndexUnavailable when it cannot be
-    opened or created (OSError for its directories).
+    A missing file is created whole (see `create_index_file`); an existing one must be an SQLite file with
+    our schema version (`verify_index` checks every page too, once, at daemon start). Raise IndexDamaged
+    when it is not (empty, not SQLite, damaged, another program's database), IndexSchemaTooNew when the
+    file comes from a newer version, IndexUnavailable when it cannot be opened or created (OSError for
+    its directories).
     """
     path = Path(path)
+    if not os.path.lexists(path):
+        create_index_file(path, migrations)
+    check_index_header(path)
     try:
         db = connect_writer(path)
     except sqlite3.Error as error:
         raise IndexUnavailable(f"cannot open the index {path}: {error}") from error
     try:
+        if schema_version(db) == 0:
+            raise IndexDamaged(
+                f"cannot use the index {path}: it is an SQLite database without a ComparImg schema version"
+            )
         migrate(db, migrations)
     except sqlite3.DatabaseError as error:
         db.close()
+        if is_damage(error):
+            raise IndexDamaged(f"cannot use the index {path}: it is damaged ({error})") from error
         raise IndexUnavailable(f"cannot use the index {path}: {error}") from error
     except BaseException:
         db.close()

@@ -9,15 +9,18 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
+from comparimg.atomic_files import create_private_folder
+from comparimg.index.path_text import decode_text
+
 BUSY_TIMEOUT_MS = 30_000
 
 
 def connect_writer(path: Path) -> Database:
     """Given the index file path, return a writer Database (WAL, synchronous=NORMAL, autocommit mode).
 
-    Creates missing parent directories. Transactions are explicit (see `write_transaction`).
+    Creates missing parent directories (private). Transactions are explicit (see `write_transaction`).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    create_private_folder(path.parent)
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     _configure(conn)
     db = Database(conn)
@@ -34,6 +37,7 @@ def connect_reader(path: Path) -> Database:
 
 
 def _configure(conn: sqlite3.Connection) -> None:
+    conn.text_factory = decode_text  # a path column may hold a file name that is not UTF-8 (path_text)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys = ON")
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from sqlite_utils import Database
 
+from comparimg.index.path_text import PATH_PARAM, bind_path
 from comparimg.model import FINGERPRINT_VERSION, FileFacts, FileIdentity, Fingerprint
 
 FILE_COLUMNS = (
@@ -99,7 +100,9 @@ class FileRows:
 
     def file_by_path(self, path: str) -> FileRow | None:
         """Given an absolute path, return its row or None."""
-        row = self.db.execute(f"SELECT {FILE_COLUMNS} FROM files WHERE path = ?", [path]).fetchone()
+        row = self.db.execute(
+            f"SELECT {FILE_COLUMNS} FROM files WHERE path = {PATH_PARAM}", [bind_path(path)]
+        ).fetchone()
         return _row_to_file(row) if row else None
 
     def files_by_identity(self, identity: FileIdentity) -> list[FileRow]:
@@ -133,9 +136,9 @@ class FileRows:
         yield from (
             _row_to_file(r)
             for r in self.db.execute(
-                f"SELECT {FILE_COLUMNS} FROM files WHERE path >= ? AND path < ? AND state IN ({marks}) "
-                "ORDER BY path",
-                [low, high, *states],
+                f"SELECT {FILE_COLUMNS} FROM files WHERE path >= {PATH_PARAM} AND path < {PATH_PARAM} "
+                f"AND state IN ({marks}) ORDER BY path",
+                [bind_path(low), bind_path(high), *states],
             )
         )
 
@@ -174,12 +177,12 @@ class FileRows:
             "first_seen": now, "last_seen": now,
         }
         names = ", ".join(columns)
-        marks = ", ".join("?" * len(columns))
+        marks = ", ".join(PATH_PARAM if c in ("root", "path") else "?" for c in columns)
         updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in ("path", "first_seen"))
         row = self.db.execute(
             f"INSERT INTO files ({names}) VALUES ({marks}) ON CONFLICT (path) DO UPDATE SET {updates} "
             "RETURNING id",
-            list(columns.values()),
+            [bind_path(v) if c in ("root", "path") else v for c, v in columns.items()],
         ).fetchone()
         return row[0]
 
@@ -196,13 +199,15 @@ class FileRows:
 
         A stale row already holding `new_path` is deleted first (its file was replaced by this one).
         """
-        self.db.execute("DELETE FROM files WHERE path = ? AND id != ?", [new_path, file_id])
         self.db.execute(
-            "UPDATE files SET path = ?, root = ?, last_seen = ?, "
+            f"DELETE FROM files WHERE path = {PATH_PARAM} AND id != ?", [bind_path(new_path), file_id]
+        )
+        self.db.execute(
+            f"UPDATE files SET path = {PATH_PARAM}, root = {PATH_PARAM}, last_seen = ?, "
             "needs_link = CASE WHEN state = 'missing' AND error IS NULL THEN 1 ELSE needs_link END, "
             "state = CASE WHEN state = 'missing' THEN (CASE WHEN error IS NULL THEN 'ok' ELSE 'error' END) "
             "ELSE state END WHERE id = ?",
-            [new_path, root, now, file_id],
+            [bind_path(new_path), bind_path(root), now, file_id],
         )
 
     def touch_files(self, file_ids: Iterable[int], now: float) -> None:
@@ -244,9 +249,9 @@ class FileRows:
         """
         low, high = prefix_range(root)
         rows = self.db.execute(
-            "SELECT id, path FROM files WHERE path >= ? AND path < ? AND state != 'missing' "
-            "AND last_seen < ?",
-            [low, high, since],
+            f"SELECT id, path FROM files WHERE path >= {PATH_PARAM} AND path < {PATH_PARAM} "
+            "AND state != 'missing' AND last_seen < ?",
+            [bind_path(low), bind_path(high), since],
         ).fetchall()
         ranges = [prefix_range(d) for d in skip_dirs]
         return [fid for fid, path in rows if not any(lo <= path < hi for lo, hi in ranges)]

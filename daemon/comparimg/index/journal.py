@@ -13,6 +13,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from comparimg.index.connection import write_transaction
+from comparimg.index.path_text import PATH_PARAM, bind_path, path_conversions
 from comparimg.model import Conflict, NotFound
 
 DECISION_FIELDS = (
@@ -29,6 +30,9 @@ DECISION_FIELDS = (
     "created",
     "updated",
 )
+# The columns that hold paths, bound through `index.path_text` (a file name need not be UTF-8).
+ACTION_PATHS = ("source", "dest", "temp", "info_path")
+DECISION_PATHS = ("path", "target")
 
 
 # --- sorter journal -------------------------------------------------------------------------------------
@@ -38,13 +42,15 @@ def journal_intent(db: Database, fields: dict[str, Any]) -> int:
     """Given the writer Database and an action's fields, durably record it as open; return its id."""
     now = time.time()
     with write_transaction(db, durable=True):
-        return db["sort_actions"].insert({**fields, "state": "open", "created": now, "updated": now}).last_pk
+        row, conversions = path_conversions({**fields, "state": "open", "created": now, "updated": now},
+                                            ACTION_PATHS)
+        return db["sort_actions"].insert(row, conversions=conversions).last_pk
 
 
 def journal_update(db: Database, action_id: int, **fields: Any) -> None:
     """Durably change fields (state, dest, temp, reason…) of one journaled action."""
     with write_transaction(db, durable=True):
-        db["sort_actions"].update(action_id, {**fields, "updated": time.time()})
+        _update(db, "sort_actions", action_id, {**fields, "updated": time.time()})
 
 
 def record_outcome(
@@ -60,12 +66,12 @@ def record_outcome(
     """
     now = time.time()
     with write_transaction(db, durable=True):
-        db["sort_actions"].update(action_id, {**fields, "updated": now})
+        _update(db, "sort_actions", action_id, {**fields, "updated": now})
         if undone is not None:
-            db["sort_actions"].update(undone, {"state": "undone", "updated": now})
+            _update(db, "sort_actions", undone, {"state": "undone", "updated": now})
         if decision is not None:
             decision_id, changes = decision
-            db["decisions"].update(decision_id, {**changes, "updated": now})
+            _update(db, "decisions", decision_id, {**changes, "updated": now})
 
 
 def action_holding(db: Database, dest: str, other_than: int) -> int | None:
@@ -75,9 +81,9 @@ def action_holding(db: Database, dest: str, other_than: int) -> int | None:
     history (its file may have been trashed again since).
     """
     rows = db.execute(
-        "SELECT id FROM sort_actions WHERE dest = ? AND state = 'done' AND kind IN ('trash', 'move') "
-        "AND id != ? ORDER BY id LIMIT 1",
-        [dest, other_than],
+        f"SELECT id FROM sort_actions WHERE dest = {PATH_PARAM} AND state = 'done' "
+        "AND kind IN ('trash', 'move') AND id != ? ORDER BY id LIMIT 1",
+        [bind_path(dest), other_than],
     ).fetchall()
     return rows[0][0] if rows else None
 
@@ -117,7 +123,9 @@ def add_decision(db: Database, fields: dict[str, Any]) -> int:
                 [now, fields["file_id"]],
             )
         state = fields.pop("state", "queued")
-        return db["decisions"].insert({**fields, "state": state, "created": now, "updated": now}).last_pk
+        row, conversions = path_conversions({**fields, "state": state, "created": now, "updated": now},
+                                            DECISION_PATHS)
+        return db["decisions"].insert(row, conversions=conversions).last_pk
 
 
 def get_decision(db: Database, decision_id: int) -> dict[str, Any]:
@@ -158,7 +166,7 @@ def cancel_decision(db: Database, decision_id: int) -> dict[str, Any]:
 def set_decision_state(db: Database, decision_id: int, state: str, **fields: Any) -> None:
     """Durably set a decision's state (and reason / action_id)."""
     with write_transaction(db, durable=True):
-        db["decisions"].update(decision_id, {**fields, "state": state, "updated": time.time()})
+        _update(db, "decisions", decision_id, {**fields, "state": state, "updated": time.time()})
 
 
 def decision_states_by_file(db: Database, file_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
@@ -171,3 +179,10 @@ def decision_states_by_file(db: Database, file_ids: Iterable[int]) -> dict[int, 
         f"SELECT * FROM decisions WHERE file_id IN ({marks}) AND state != 'cancelled' ORDER BY id", ids
     )
     return {row["file_id"]: row for row in rows}
+
+
+def _update(db: Database, table: str, row_id: int, fields: dict[str, Any]) -> None:
+    """Given a table of this module, a row id and fields, update them, binding paths losslessly."""
+    paths = ACTION_PATHS if table == "sort_actions" else DECISION_PATHS
+    values, conversions = path_conversions(fields, paths)
+    db[table].update(row_id, values, conversions=conversions)

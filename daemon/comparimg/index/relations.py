@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlite_utils import Database
 
 from comparimg.index.files import BATCH, chunked, prefix_range
+from comparimg.index.path_text import PATH_PARAM, bind_path
 from comparimg.model import Group, GroupMember, Match
 
 
@@ -185,29 +186,31 @@ class RelationRows:
     def record_walk_error(self, path: str, root: str, reason: str, now: float) -> None:
         """Given a path the walk could not read and the reason, record (or refresh) it."""
         self.db.execute(
-            "INSERT INTO walk_errors (path, root, reason, seen) VALUES (?, ?, ?, ?) "
+            f"INSERT INTO walk_errors (path, root, reason, seen) VALUES ({PATH_PARAM}, {PATH_PARAM}, ?, ?) "
             "ON CONFLICT (path) DO UPDATE SET "
             "root = excluded.root, reason = excluded.reason, seen = excluded.seen",
-            [path, root, reason, now],
+            [bind_path(path), bind_path(root), reason, now],
         )
 
     def clear_walk_errors(self, root: str) -> None:
         """Given a root about to be walked again, forget the walk errors recorded below it."""
-        low, high = prefix_range(root)
-        self.db.execute("DELETE FROM walk_errors WHERE path = ? OR (path >= ? AND path < ?)",
-                        [root.rstrip("/"), low, high])
+        self.db.execute(f"DELETE FROM walk_errors WHERE {_AT_OR_BELOW}", _bounds(root))
 
     def errors_under(self, roots: Iterable[str]) -> list[WalkError]:
         """Given roots, return the walk errors and the files in `error` state at or below them, by path."""
         found = []
         for root in roots:
-            low, high = prefix_range(root)
             found += [WalkError(*r) for r in self.db.execute(
-                "SELECT path, reason FROM walk_errors WHERE path = ? OR (path >= ? AND path < ?)",
-                [root.rstrip("/"), low, high])]
+                f"SELECT path, reason FROM walk_errors WHERE {_AT_OR_BELOW}", _bounds(root))]
             found += [WalkError(*r) for r in self.db.execute(  # a root may be a file given by name
-                "SELECT path, error FROM files WHERE state = 'error' AND "
-                "(path = ? OR (path >= ? AND path < ?))",
-                [root.rstrip("/"), low, high])]
+                f"SELECT path, error FROM files WHERE state = 'error' AND ({_AT_OR_BELOW})", _bounds(root))]
         return sorted(set(found), key=lambda e: e.path)
 
+
+# A path column at a directory or below it (the directory, then the bounds of `prefix_range`): see `_bounds`.
+_AT_OR_BELOW = f"path = {PATH_PARAM} OR (path >= {PATH_PARAM} AND path < {PATH_PARAM})"
+
+
+def _bounds(directory: str) -> list:
+    """Given a directory, return the parameters of `_AT_OR_BELOW`."""
+    return [bind_path(p) for p in (directory.rstrip("/"), *prefix_range(directory))]

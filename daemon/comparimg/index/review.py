@@ -12,6 +12,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from comparimg.index.files import prefix_range
+from comparimg.index.path_text import bind_path
 
 SORTS = {
     "size": "freed DESC, g.id",
@@ -29,7 +30,7 @@ SELECT g.id AS id, g.kind AS kind, g.created AS created, count(*) AS n,
        max(gm.distance) AS distance, min(f.path) AS first_path,
        sum(EXISTS (SELECT 1 FROM decisions d WHERE d.file_id = gm.file_id
                    AND d.state IN ('queued', 'applied'))) AS decided,
-       sum(f.path >= :low AND f.path < :high) AS in_folder
+       sum(f.path >= CAST(:low AS TEXT) AND f.path < CAST(:high AS TEXT)) AS in_folder
 FROM groups g
 JOIN group_members gm ON gm.group_id = g.id
 JOIN files f ON f.id = gm.file_id
@@ -62,7 +63,8 @@ def group_page(
 ) -> tuple[list[GroupSummary], int]:
     """Return (one page of group summaries, total matching) for the filters. Raise KeyError for a bad sort."""
     low, high = prefix_range(folder) if folder else ("", "")
-    params: dict[str, Any] = {"kind": kind, "state": state, "folder": folder, "low": low, "high": high}
+    params: dict[str, Any] = {"kind": kind, "state": state, "folder": bind_path(folder),
+                              "low": bind_path(low), "high": bind_path(high)}
     total = db.execute(f"SELECT count(*) FROM ({_SUMMARY})", params).fetchone()[0]
     rows = db.execute(
         f"{_SUMMARY} ORDER BY {SORTS[sort]} LIMIT :limit OFFSET :offset",

@@ -23,6 +23,15 @@ class IndexSchemaTooNew(IndexUnavailable):
     """The index file was written by a newer ComparImg (its schema version is above ours)."""
 
 
+class IndexDamaged(IndexUnavailable):
+    """The file exists but is not a sound ComparImg index: empty, not SQLite, failing SQLite's own checks or
+    without our schema version. Starting on it would lose the decisions and the journal, so nothing starts."""
+
+
+class IndexInUse(IndexUnavailable):
+    """Another process (another daemon) holds the index's single-instance lock."""
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
@@ -98,15 +107,21 @@ CORE_TABLES = (
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "files, matches, groups, not-duplicates, walk errors", CORE_TABLES),
     Migration(2, "decision queue and sorter journal", JOURNAL_TABLES),
-    Migration(3, "files whose fingerprint is stored but not yet linked (a stop between the two)", (
-        "ALTER TABLE files ADD COLUMN needs_link INTEGER NOT NULL DEFAULT 0",
-        "CREATE INDEX files_needs_link ON files (id) WHERE needs_link = 1",
-    )),
+    Migration(
+        3,
+        "files whose fingerprint is stored but not yet linked (a stop between the two)",
+        (
+            "ALTER TABLE files ADD COLUMN needs_link INTEGER NOT NULL DEFAULT 0",
+            "CREATE INDEX files_needs_link ON files (id) WHERE needs_link = 1",
+        ),
+    ),
     # Rows already stored were written by the code before versions were kept: version 1 (see
     # model.FINGERPRINT_VERSION), so the next scan reads them again once.
-    Migration(4, "the fingerprint version that wrote each row (older rows are hashed again)", (
-        "ALTER TABLE files ADD COLUMN fingerprint_version INTEGER NOT NULL DEFAULT 1",
-    )),
+    Migration(
+        4,
+        "the fingerprint version that wrote each row (older rows are hashed again)",
+        ("ALTER TABLE files ADD COLUMN fingerprint_version INTEGER NOT NULL DEFAULT 1",),
+    ),
     Migration(5, "bulk decisions: previews, their items, the batch of each journaled action", BATCH_TABLES),
 )
 

@@ -3,16 +3,19 @@ and size. No CORS headers are ever sent, so other sites' scripts cannot read any
 
 from __future__ import annotations
 
+import errno
 import hmac
 import ipaddress
 import os
 import secrets
+import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from comparimg.atomic_files import create_private_folder
 from comparimg.config import HttpSettings
 from comparimg.web.keys import TOKEN, current_settings
 
@@ -44,18 +47,61 @@ class TooLarge(Exception):
 
 
 def ensure_token(path: Path) -> str:
-    """Return the token stored in `path`, creating the file (mode 0600, parents 0700) with a new random
-    token when it does not exist. Raise OSError if it cannot be read or written."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Return the token stored in `path`, creating the file (mode 0600; a missing folder is made 0700) with
+    a new random token when it does not exist or holds no usable token. The file is opened relative to its
+    folder without following a symlink, and only in a folder nobody else can change. Raise OSError
+    (PermissionError naming the path for a symlink, a file or folder of another user, a folder others may
+    write to) when it cannot be read or written safely."""
+    create_private_folder(path.parent)
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        os.chmod(path, 0o600)
-        token = path.read_text(encoding="ascii").strip()
-        if len(token) >= 16:
+        _check_token_folder(folder, path.parent)
+        token = _existing_token(folder, path)
+        if token is not None:
             return token
-        path.unlink()
-        return ensure_token(path)
+        return _new_token(folder, path)
+    finally:
+        os.close(folder)
+
+
+def _check_token_folder(folder: int, where: Path) -> None:
+    # Another user who may rename or delete entries here could swap the token for one they know.
+    info = os.fstat(folder)
+    if info.st_uid not in (os.geteuid(), 0):
+        raise PermissionError(f"the token file's folder {where} belongs to uid {info.st_uid}, not to us")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not info.st_mode & stat.S_ISVTX:
+        raise PermissionError(f"the token file's folder {where} may be written by other users")
+
+
+def _existing_token(folder: int, path: Path) -> str | None:
+    """Given the folder's descriptor, return the token of an existing file (made 0600), or None when there
+    is none or it is unusable (it is then removed). Raise PermissionError for a symlink or a foreign file."""
+    try:
+        descriptor = os.open(
+            path.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder
+        )
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise PermissionError(f"the token file {path} is a symlink; refusing to follow it") from None
+        raise
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+            raise PermissionError(f"the token file {path} is not a regular file of ours")
+        if stat.S_IMODE(info.st_mode) != 0o600:
+            os.fchmod(descriptor, 0o600)
+        token = handle.read(4096).decode("ascii", "replace").strip()
+    if len(token) >= 16 and token.isprintable() and "\ufffd" not in token:
+        return token
+    os.unlink(path.name, dir_fd=folder)
+    return None
+
+
+def _new_token(folder: int, path: Path) -> str:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    descriptor = os.open(path.name, flags, 0o600, dir_fd=folder)
     token = secrets.token_urlsafe(32)
     with os.fdopen(descriptor, "w", encoding="ascii") as handle:
         handle.write(token + "\n")

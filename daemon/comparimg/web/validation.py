@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,8 @@ async def json_object(request: web.Request, allow_empty: bool = False) -> dict[s
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
         raise BadInput(f"the body is not valid JSON: {error}") from error
+    except RecursionError:  # arrays or objects nested deeper than the interpreter's recursion limit
+        raise BadInput("the body is nested too deeply") from None
     if not isinstance(value, dict):
         raise BadInput("the body must be a JSON object")
     return value
@@ -54,6 +57,17 @@ def text(value: Any, name: str, max_length: int = 4096) -> str:
     if not isinstance(value, str) or not value or len(value) > max_length or "\x00" in value:
         raise BadInput(f"{name} must be a non-empty string of at most {max_length} characters")
     return value
+
+
+def file_path(value: Any, name: str) -> str:
+    """Return `value` if it is a `text` that names a file path: a lone surrogate in it (from a `\\udcXX`
+    escape) must stand for a byte of a file name that is not UTF-8 (U+DC80..U+DCFF). Raise BadInput."""
+    path = text(value, name)
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError as error:
+        raise BadInput(f"{name} holds a character no file name can hold: {error.reason}") from error
+    return path
 
 
 def id_list(value: Any, name: str, low: int = 1, high: int = 10_000) -> list[int]:

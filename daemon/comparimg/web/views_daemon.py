@@ -32,7 +32,7 @@ from comparimg.web.keys import (
     READERS,
     current_settings,
 )
-from comparimg.web.validation import boolean, integer, json_object, only_keys, path_id, text
+from comparimg.web.validation import boolean, file_path, integer, json_object, only_keys, path_id
 
 log = logging.getLogger("comparimg.web")
 HEARTBEAT_SECONDS = 15.0
@@ -107,7 +107,7 @@ async def post_job(request: web.Request) -> web.Response:
     body = await json_object(request)
     only_keys(body, {"path", "recursive", "threshold", "orientations"})
     settings = current_settings(request.app)
-    raw = text(body.get("path"), "path")
+    raw = file_path(body.get("path"), "path")
     if not os.path.isabs(raw):
         raise BadInput("path must be absolute")
     folder = Path(os.path.realpath(raw))
