@@ -99,6 +99,7 @@ async def run_scenario(live, exact: int, near: int) -> dict:
 
     actions = (await live.json("GET", "/api/actions?limit=5"))["actions"]
     assert all(a["kind"] == "trash" and a["state"] == "done" for a in actions)
+    assert {a["batch_id"] for a in actions} == {batch["id"]}
 
     started = asyncio.get_running_loop().time()
     undo = await live.json("POST", f"/api/undo/batch/{batch['id']}", None, status=202)

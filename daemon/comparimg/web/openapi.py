@@ -218,6 +218,7 @@ SCHEMAS: dict[str, Any] = {
             "size": INT,
             "state": {"enum": ACTION_STATES},
             "reason": NULL_STR,
+            "batch_id": NULL_INT,
             "created": NUM,
             "updated": NUM,
         }
