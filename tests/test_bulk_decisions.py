@@ -27,11 +27,11 @@ async def live(tmp_path, aiohttp_client):
 
 async def scan(live, folder) -> None:
     job = await live.json("POST", "/api/jobs", {"path": str(folder)}, status=201)
-    done = await live.wait_job(job["id"], timeout=240)
+    done = await live.wait_job(job["id"], timeout=900)
     assert done["state"] == "done", done
 
 
-async def wait_batch(live, batch_id: int, states: tuple[str, ...], timeout: float = 240) -> dict:
+async def wait_batch(live, batch_id: int, states: tuple[str, ...], timeout: float = 900) -> dict:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         batch = await live.json("GET", f"/api/decisions/bulk/{batch_id}")
