@@ -22,6 +22,7 @@ EXIT_REFUSED = 1
 EXIT_UNREACHABLE = 69  # EX_UNAVAILABLE
 EXIT_CONFIG = 78
 TIMEOUT_SECONDS = 120
+BATCH_POLL_SECONDS = 0.5
 
 
 class ApiFailure(ComparImgError):
@@ -157,8 +158,33 @@ def apply_request(args: argparse.Namespace) -> Request:
 
 
 def undo_request(args: argparse.Namespace) -> Request:
-    """Return (method, path, body) for `undo`."""
+    """Return (method, path, body) for `undo` of one action. Raise ApiFailure (usage) without ACTION_ID."""
+    if args.action_id is None:
+        raise ApiFailure(0, "usage", "undo needs an ACTION_ID or --batch BATCH_ID")
     return "POST", f"/api/undo/{args.action_id}", {}
+
+
+def rule_body(args: argparse.Namespace) -> dict[str, Any]:
+    """Return the `rule` of `decide --rule` from its options (kinds, folder, reference, action, target)."""
+    rule: dict[str, Any] = {"kinds": args.kind or ["exact", "near"], "action": args.rule_action}
+    if args.folder:
+        rule["folder"] = args.folder
+    if args.reference_only:
+        rule["reference_only"] = True
+    if args.rule_action == "move":
+        rule["target"] = args.target
+    return rule
+
+
+def follow_batch(ask: Ask, batch_id: int, interval: float = BATCH_POLL_SECONDS) -> dict:
+    """Poll a batch until it stops running (done, cancelled, or stopped with a reason); return it."""
+    import time
+
+    while True:
+        batch = ask("GET", f"/api/decisions/bulk/{batch_id}", None)
+        if not batch["running"]:
+            return batch
+        time.sleep(interval)
 
 
 # --- how each subcommand runs: one request, or several, each answer yielded as it comes -----------------
@@ -175,7 +201,20 @@ def one_request(make_request: Callable[[argparse.Namespace], Request]) -> Callab
 
 def run_decide(ask: Ask, args: argparse.Namespace) -> Iterator[dict]:
     """Queue the decisions of `decide`, yielding each; the first refusal stops the rest (ApiFailure).
-    For keep-suggested, a group's trash decisions are sent only once its keeper's keep was queued."""
+    For keep-suggested, a group's trash decisions are sent only once its keeper's keep was queued.
+    With --rule: yield the preview, then (without --dry-run) apply exactly that set and yield the batch."""
+    if args.rule:
+        if args.action is not None or args.ids:
+            raise ApiFailure(0, "usage", "decide --rule takes no action and no ids (use --action)")
+        preview = ask("POST", "/api/decisions/bulk", {"dry_run": True, "rule": rule_body(args)})
+        yield preview
+        if args.dry_run or not preview["files"]:
+            return
+        batch = ask("POST", "/api/decisions/bulk", {"dry_run": False, "preview_id": preview["id"]})
+        yield follow_batch(ask, batch["id"])
+        return
+    if args.action is None:
+        raise ApiFailure(0, "usage", "decide needs an action (keep, trash, move...) or --rule")
     if args.action != "keep-suggested":
         for request in decide_requests(args):
             yield ask(*request)
@@ -188,6 +227,17 @@ def run_decide(ask: Ask, args: argparse.Namespace) -> Iterator[dict]:
             raise ApiFailure(0, "refused", f"group {group_id} has no file present on disk to keep")
         for request in requests:
             yield ask(*request)
+
+
+def run_undo(ask: Ask, args: argparse.Namespace) -> Iterator[dict]:
+    """Undo one action, or (--batch) every action of a batch, following it to the end."""
+    if args.batch is None:
+        yield ask(*undo_request(args))
+        return
+    if args.action_id is not None:
+        raise ApiFailure(0, "usage", "undo takes an ACTION_ID or --batch BATCH_ID, not both")
+    batch = ask("POST", f"/api/undo/batch/{args.batch}", {})
+    yield follow_batch(ask, batch["id"])
 
 
 # --- how each answer is printed -------------------------------------------------------------------------
@@ -233,6 +283,13 @@ def member_notes(member: dict) -> list[str]:
 
 
 def show_decision(answer: dict) -> str:
+    """Return one decision as one line (or a preview / batch of decisions by rule)."""
+    if "preview_id" in answer:
+        return show_batch(answer)
+    return _show_one_decision(answer)
+
+
+def _show_one_decision(answer: dict) -> str:
     """Return the decision as one line."""
     if answer.get("file_ids"):
         who = f"files {', '.join(map(str, answer['file_ids']))}"
@@ -255,8 +312,38 @@ def show_apply(answer: dict) -> str:
     return "\n".join(lines)
 
 
+def show_batch(answer: dict) -> str:
+    """Return a preview or batch of decisions by rule: counts, bytes, folders, sample groups, progress."""
+    mib = answer["bytes"] / 2**20
+    lines = [
+        f"preview {answer['id']} ({answer['state']}): {answer['groups']} groups, {answer['files']} files to "
+        f"{answer['rule']['action']}, {mib:.1f} MiB freed, {answer['folders']} folders"
+    ]
+    lines += [f"  {f['folder']}: {f['files']} files, {f['bytes']} bytes" for f in answer["per_folder"][:10]]
+    if answer.get("skipped"):
+        left = ", ".join(f"{why} {count}" for why, count in sorted(answer["skipped"].items()))
+        lines.append(f"  groups left alone: {left}")
+    for group in answer["sample"][:5]:
+        keep = ", ".join(f["path"] for f in group["keep"])
+        gone = ", ".join(f["path"] for f in group["remove"])
+        lines.append(f"  group {group['group_id']}: keep {keep}; {answer['rule']['action']} {gone}")
+    if answer["state"] != "previewed":
+        progress = answer["progress"]
+        counts = ", ".join(
+            f"{k} {progress[k]}" for k in ("applied", "refused", "failed", "undone", "pending")
+        )
+        lines.append(f"batch {answer['id']} {answer['state']}: {counts}")
+        if answer.get("reason"):
+            lines.append(f"  {answer['reason']}")
+    else:
+        lines.append("(preview: nothing moved yet)")
+    return "\n".join(lines)
+
+
 def show_undo(answer: dict) -> str:
-    """Return the restore as one line."""
+    """Return the restore as one line (or the batch undone)."""
+    if "preview_id" in answer:
+        return show_batch(answer)
     return f"action {answer['undo_of']} undone: {answer['source']} → {answer['dest']} ({answer['state']})"
 
 
@@ -272,7 +359,7 @@ COMMANDS = {
         True,
     ),
     "apply": (one_request(apply_request), show_apply, "apply the queued decisions", False),
-    "undo": (one_request(undo_request), show_undo, "put the file of an applied action back", False),
+    "undo": (run_undo, show_undo, "put the file of an applied action (or a whole batch) back", False),
 }
 
 
@@ -301,6 +388,9 @@ def run_client(args: argparse.Namespace) -> int:
     if args.json and (answers or status == EXIT_OK):
         print(json.dumps(answers if as_list else answers[0], indent=2))
     if args.command == "apply" and answers and (answers[0]["refused"] or answers[0]["failed"]):
+        return EXIT_REFUSED
+    progress = answers[-1].get("progress") if answers and isinstance(answers[-1], dict) else None
+    if progress and answers[-1]["state"] != "previewed" and (progress["refused"] or progress["failed"]):
         return EXIT_REFUSED
     return status
 
@@ -331,7 +421,9 @@ def _add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--limit", type=int, default=50)
         parser.add_argument("--offset", type=int, default=0)
     elif name == "decide":
-        parser.add_argument("action", choices=("keep", "trash", "move", "not-duplicates", "keep-suggested"))
+        parser.add_argument(
+            "action", nargs="?", choices=("keep", "trash", "move", "not-duplicates", "keep-suggested")
+        )
         parser.add_argument(
             "ids",
             nargs="*",
@@ -344,8 +436,30 @@ def _add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             "--group", type=int, help="group the files belong to (for not-duplicates: all its members)"
         )
-        parser.epilog = "With --json, prints the list of the decisions queued."
+        rule = parser.add_argument_group(
+            "decisions by rule",
+            "--rule: for every undecided group matching the filter, keep the suggested copy (and every "
+            "reference file) and trash or move the rest. The preview is printed first; without --dry-run "
+            "exactly the previewed set is then applied as one batch (undo it with `undo --batch ID`).",
+        )
+        rule.add_argument("--rule", action="store_true", help="decide many groups by rule")
+        rule.add_argument(
+            "--kind",
+            action="append",
+            choices=("exact", "near", "similar"),
+            help="group kind, repeatable (default: exact and near; similar only when named)",
+        )
+        rule.add_argument("--folder", metavar="PREFIX", help="only groups with a member under this folder")
+        rule.add_argument(
+            "--reference-only", action="store_true", help="only groups holding a reference file"
+        )
+        rule.add_argument(
+            "--action", dest="rule_action", choices=("trash", "move"), default="trash", help="default: trash"
+        )
+        rule.add_argument("--dry-run", action="store_true", help="only show the preview")
+        parser.epilog = "With --json, prints the list of the decisions queued (or the preview and batch)."
     elif name == "apply":
         parser.add_argument("ids", nargs="*", type=int, metavar="DECISION_ID", help="default: all queued")
     elif name == "undo":
-        parser.add_argument("action_id", type=int, metavar="ACTION_ID")
+        parser.add_argument("action_id", type=int, nargs="?", metavar="ACTION_ID")
+        parser.add_argument("--batch", type=int, metavar="BATCH_ID", help="undo every action of a batch")

@@ -7,7 +7,7 @@ with the most pixels, then the biggest file, then the oldest mtime, then the sho
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from comparimg.model import FileFacts, Group
 
@@ -50,3 +50,169 @@ def mark_suggestions(group: Group, files: Mapping[int, FileFacts]) -> Group:
         replace(member, suggested="keep" if member.file_id in keep else "trash") for member in group.members
     )
     return replace(group, members=members)
+
+
+# --- decisions by rule (many groups at once) ------------------------------------------------------------
+
+RULE_KINDS = ("exact", "near", "similar")
+DEFAULT_RULE_KINDS = ("exact", "near")  # `similar` (same scene, another shot) only when named
+RULE_ACTIONS = ("trash", "move")
+
+
+@dataclass(frozen=True, slots=True)
+class BulkRule:
+    """A filter over groups and what to do with each matching group's copies.
+
+    A group matches when its kind is in `kinds`, at least one member lies under `folder` (when given), it
+    holds a file under a reference root (when `reference_only`) and the verifier's confidence is at least
+    `min_confidence` (when given; a group without a confidence never matches then). The suggested copy
+    (and every reference file) is kept; the other members are trashed, or moved to the configured `target`.
+    """
+
+    kinds: tuple[str, ...] = DEFAULT_RULE_KINDS
+    folder: str | None = None
+    reference_only: bool = False
+    action: str = "trash"
+    target: str | None = None
+    min_confidence: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.kinds or any(kind not in RULE_KINDS for kind in self.kinds):
+            raise ValueError(f"kinds must be a non-empty list of {', '.join(RULE_KINDS)}")
+        if self.action not in RULE_ACTIONS:
+            raise ValueError(f"action must be one of {', '.join(RULE_ACTIONS)}")
+        if (self.action == "move") != bool(self.target):
+            raise ValueError("a move needs a target, and only a move has one")
+        if self.folder is not None and not self.folder.startswith("/"):
+            raise ValueError("folder must be an absolute path")
+
+    def as_dict(self) -> dict:
+        """Return the rule as plain JSON-ready values."""
+        return {
+            "kinds": list(self.kinds),
+            "folder": self.folder,
+            "reference_only": self.reference_only,
+            "action": self.action,
+            "target": self.target,
+            "min_confidence": self.min_confidence,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateMember:
+    """One member of a group as a rule sees it, with the identity the sorter re-checks before acting."""
+
+    file_id: int
+    path: str
+    state: str  # the file row's state: ok, error, missing
+    suggested: str  # "keep" | "trash"
+    reference: bool
+    size: int
+    device: int = 0
+    inode: int = 0
+    mtime_ns: int = 0
+    content_hash: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateGroup:
+    """One stored group as a rule sees it."""
+
+    group_id: int
+    kind: str
+    members: tuple[CandidateMember, ...]
+    decided: bool  # some member already has a queued or applied decision
+    confidence: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupPlan:
+    """What a rule does to one group: the files kept and the files trashed or moved."""
+
+    group_id: int
+    kind: str
+    keepers: tuple[CandidateMember, ...]
+    removed: tuple[CandidateMember, ...]
+
+
+def rule_matches(rule: BulkRule, group: CandidateGroup) -> bool:
+    """Given a rule and a group, return whether the group passes the rule's filter (kind, folder,
+    reference, confidence). A `similar` group never matches a rule that does not name that kind."""
+    if group.kind not in rule.kinds:
+        return False
+    if rule.folder is not None:
+        prefix = rule.folder.rstrip("/") + "/"
+        if not any(member.path.startswith(prefix) for member in group.members):
+            return False
+    if rule.reference_only and not any(member.reference for member in group.members):
+        return False
+    if rule.min_confidence is not None:
+        return group.confidence is not None and group.confidence >= rule.min_confidence
+    return True
+
+
+def plan_bulk(rule: BulkRule, groups: Sequence[CandidateGroup]) -> tuple[list[GroupPlan], dict[str, int]]:
+    """Given a rule and the candidate groups, return (the plan of every group it acts on, by group id;
+    the number of matching groups left alone, by reason).
+
+    Left alone: a group with a decision already ("decided"), one sharing a file with a group planned before
+    it ("shared_file"), one whose keeper is not a present file ("keeper_not_present") and one with nothing to
+    remove ("nothing_to_remove"). A reference file is always a keeper and never removed; members that are
+    not present files are never removed.
+    """
+    plans: list[GroupPlan] = []
+    skipped: dict[str, int] = {}
+    claimed: set[int] = set()
+    for group in sorted(groups, key=lambda g: g.group_id):
+        if not rule_matches(rule, group):
+            continue
+        reason = _why_left_alone(group, claimed)
+        if reason is None:
+            plan = _plan_group(group)
+            reason = None if plan.removed else "nothing_to_remove"
+        if reason is not None:
+            skipped[reason] = skipped.get(reason, 0) + 1
+            continue
+        claimed.update(member.file_id for member in group.members)
+        plans.append(plan)
+    return plans, skipped
+
+
+def _why_left_alone(group: CandidateGroup, claimed: set[int]) -> str | None:
+    if group.decided:
+        return "decided"
+    if any(member.file_id in claimed for member in group.members):
+        return "shared_file"
+    keep = [m for m in group.members if m.reference or m.suggested == "keep"]
+    if not keep or any(member.state != "ok" for member in keep):
+        return "keeper_not_present"
+    return None
+
+
+def _plan_group(group: CandidateGroup) -> GroupPlan:
+    keep = tuple(m for m in group.members if m.reference or m.suggested == "keep")
+    removed = tuple(m for m in group.members if m not in keep and m.state == "ok")
+    return GroupPlan(group.group_id, group.kind, keep, removed)
+
+
+def summarize_plans(plans: Sequence[GroupPlan], folders: int = 20) -> dict:
+    """Given the plans of a rule, return its preview figures: groups, files, bytes freed and, for the
+    `folders` folders losing the most bytes, {"folder", "files", "bytes"}."""
+    per_folder: dict[str, list[int]] = {}
+    files = total = 0
+    for plan in plans:
+        for member in plan.removed:
+            folder = member.path.rsplit("/", 1)[0] or "/"
+            entry = per_folder.setdefault(folder, [0, 0])
+            entry[0] += 1
+            entry[1] += member.size
+            files += 1
+            total += member.size
+    ranked = sorted(per_folder.items(), key=lambda item: (-item[1][1], item[0]))[:folders]
+    return {
+        "groups": len(plans),
+        "files": files,
+        "bytes": total,
+        "folders": len(per_folder),
+        "per_folder": [{"folder": f, "files": n, "bytes": b} for f, (n, b) in ranked],
+    }

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
-from comparimg.index.journal_tables import JOURNAL_TABLES
+from comparimg.index.journal_tables import BATCH_TABLES, JOURNAL_TABLES
 from comparimg.model import ComparImgError
 
 
@@ -122,6 +122,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "the fingerprint version that wrote each row (older rows are hashed again)",
         ("ALTER TABLE files ADD COLUMN fingerprint_version INTEGER NOT NULL DEFAULT 1",),
     ),
+    Migration(5, "bulk decisions: previews, their items, the batch of each journaled action", BATCH_TABLES),
 )
 
 

@@ -56,6 +56,7 @@ class SortRequest:
     target: str | None = None
     decision_id: int | None = None
     file_id: int | None = None
+    batch_id: int | None = None  # the bulk batch this action belongs to (journaled with it)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -89,6 +90,7 @@ class _Job:
     decision_id: int | None = None
     file_id: int | None = None
     undo_of: int | None = None
+    batch_id: int | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -151,13 +153,15 @@ class Sorter:
             base,
             request.decision_id,
             request.file_id,
+            batch_id=request.batch_id,
         )
         with self.lock:
             return self._execute(job)
 
-    def undo(self, action_id: int) -> ActionResult:
+    def undo(self, action_id: int, batch_id: int | None = None) -> ActionResult:
         """Put the file of a done trash/move action back at its original path (a suffix if the name is taken
-        meanwhile). Raise NotFound, Conflict when the action is not done, Refused when the file changed."""
+        meanwhile); the restore is journaled with `batch_id` when given (a batch undo). Raise NotFound,
+        Conflict when the action is not done, Refused when the file changed."""
         with self.lock:
             row = journal.get_action(self.db, action_id)
             if row["kind"] == "restore" or row["state"] != "done":
@@ -181,6 +185,7 @@ class Sorter:
                 row["decision_id"],
                 row["file_id"],
                 undo_of=action_id,
+                batch_id=batch_id,
             )
             return self._execute(job)
 
@@ -281,6 +286,7 @@ class Sorter:
             "size": identity.size,
             "mtime_ns": identity.mtime_ns,
             "content_hash": job.content_hash,
+            "batch_id": job.batch_id,
         }
 
     def _recheck(self, job: _Job, opened: _Open) -> str | None:

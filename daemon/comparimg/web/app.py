@@ -16,10 +16,12 @@ from comparimg.config import Settings, reachable_base_url
 from comparimg.hashing.decoding import content_hash_file
 from comparimg.index import open_index, review
 from comparimg.sorter import Sorter
+from comparimg.web.bulk import BatchRunner
 from comparimg.web.errors import error_middleware
 from comparimg.web.events import EventHub
 from comparimg.web.jobs import JobRunner
 from comparimg.web.keys import (
+    BATCHES,
     CONFIG_LOCK,
     CONFIG_PATH,
     DAEMON,
@@ -126,6 +128,7 @@ async def _index_and_sorter(app: web.Application) -> AsyncIterator[None]:
 
 async def _jobs_and_metrics(app: web.Application) -> AsyncIterator[None]:
     app[JOBS] = JobRunner(app[DAEMON], app[EVENTS].publish)
+    app[BATCHES] = BatchRunner(app)
     app[METRICS] = Metrics()
     initial = await app[READERS].run(_group_signature)
     watcher = asyncio.ensure_future(_publish_changes(app, initial))
@@ -134,6 +137,7 @@ async def _jobs_and_metrics(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(asyncio.CancelledError):
         await watcher
     await app[JOBS].close()
+    await app[BATCHES].close()
 
 
 async def _publish_changes(app: web.Application, last_groups: tuple[int, int, int]) -> None:

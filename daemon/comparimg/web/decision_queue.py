@@ -189,7 +189,8 @@ def action_view(row: dict[str, Any]) -> dict[str, Any]:
         "size",
         "state",
         "reason",
+        "batch_id",
         "created",
         "updated",
     )
-    return {key: row[key] for key in keys}
+    return {key: row.get(key) for key in keys}

@@ -26,6 +26,7 @@ EVENTS = web.AppKey("events", EventHub)
 THUMBNAILER = web.AppKey("thumbnailer", "LazyWorkerPool")
 METRICS = web.AppKey("metrics", "Metrics")
 JOBS = web.AppKey("jobs", "JobRunner")
+BATCHES = web.AppKey("batches", "BatchRunner")  # decisions by rule (web.bulk)
 
 
 class SettingsHolder:

@@ -7,9 +7,11 @@ from typing import Any
 from aiohttp import web
 
 from comparimg import __version__
+from comparimg.decisions import RULE_ACTIONS, RULE_KINDS
 from comparimg.export import STATS_KEYS
+from comparimg.index.bulk import ITEM_STATES
 from comparimg.sorter import plan
-from comparimg.web import decision_queue
+from comparimg.web import bulk, decision_queue
 
 INT = {"type": "integer"}
 ID = {"type": "integer", "minimum": 1}
@@ -216,11 +218,99 @@ SCHEMAS: dict[str, Any] = {
             "size": INT,
             "state": {"enum": ACTION_STATES},
             "reason": NULL_STR,
+            "batch_id": NULL_INT,
             "created": NUM,
             "updated": NUM,
         }
     ),
     "ActionList": obj({"actions": {"type": "array", "items": ref("JournalEntry")}}),
+    "BulkRule": obj(
+        {
+            "kinds": {
+                "type": "array",
+                "items": {"enum": list(RULE_KINDS)},
+                "minItems": 1,
+                "description": "group kinds to act on (default exact and near; `similar` only when named)",
+            },
+            "folder": {
+                **STR,
+                "minLength": 1,
+                "maxLength": 4096,
+                "description": "absolute folder prefix: groups with a member below it",
+            },
+            "reference_only": {**BOOL, "description": "only groups holding a file under a reference root"},
+            "action": {
+                "enum": list(RULE_ACTIONS),
+                "description": "what happens to the copies (default trash)",
+            },
+            "target": {**STR, "minLength": 1, "maxLength": 200, "description": "move target (action move)"},
+            "min_confidence": {
+                "type": "null",
+                "description": "reserved for the verifier's confidence (not available yet: only null)",
+            },
+        },
+        required=(),
+        extra=False,
+    ),
+    "BulkRequest": {
+        "description": "A dry run `{dry_run: true, rule}` stores and returns a preview; the real run "
+        "`{dry_run: false, preview_id}` applies exactly the previewed set as one batch.",
+        "oneOf": [
+            obj({"dry_run": {"const": True}, "rule": ref("BulkRule")}, extra=False),
+            obj({"dry_run": {"const": False}, "preview_id": ID}, extra=False),
+        ],
+    },
+    "BulkFile": obj(
+        {
+            "file_id": INT,
+            "path": STR,
+            "thumbnail_url": STR,
+            "size": INT,
+            "state": {"enum": list(ITEM_STATES)},
+            "reason": NULL_STR,
+        },
+        required=("file_id", "path", "thumbnail_url"),
+    ),
+    "Batch": obj(
+        {
+            "id": INT,
+            "preview_id": INT,
+            "state": {"enum": list(bulk.BATCH_STATES)},
+            "running": BOOL,
+            "rule": {"type": "object"},
+            "reason": NULL_STR,
+            "created": NUM,
+            "updated": NUM,
+            "expires": NUM,
+            "groups": INT,
+            "files": INT,
+            "bytes": INT,
+            "folders": INT,
+            "per_folder": {"type": "array", "items": obj({"folder": STR, "files": INT, "bytes": INT})},
+            "skipped": {"type": "object", "additionalProperties": INT},
+            "progress": obj({"total": INT, **{state: INT for state in ITEM_STATES}}),
+            "sample": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "group_id": INT,
+                        "keep": {"type": "array", "items": ref("BulkFile")},
+                        "remove": {"type": "array", "items": ref("BulkFile")},
+                    }
+                ),
+            },
+        }
+    ),
+    "BatchList": obj(
+        {
+            "batches": {
+                "type": "array",
+                "items": obj(
+                    {"id": INT, "state": STR, "rule": {"type": "object"}}, required=("id", "state", "rule")
+                ),
+            }
+        }
+    ),
     "Export": obj(
         {
             "version": INT,
@@ -354,6 +444,37 @@ PATHS: dict[str, Any] = {
             body={**json_body("ApplyRequest"), "required": False},
         )
     },
+    "/api/decisions/bulk": {
+        "get": operation(
+            "Previews and batches of decisions by rule, newest first", answer(200, "BatchList", "batches")
+        ),
+        "post": operation(
+            "Decide many groups by rule: a dry run stores a preview (201); the real run takes its preview_id "
+            "and applies exactly that set as one batch in the background (202). 404 unknown preview, 409 "
+            "expired / running / applied already",
+            {**answer(201, "Batch", "preview"), **answer(202, "Batch", "batch started")},
+            body=json_body("BulkRequest"),
+        ),
+    },
+    "/api/decisions/bulk/{id}": {
+        "get": operation(
+            "One preview or batch with its progress", answer(200, "Batch", "batch"), [path_param()]
+        ),
+        "delete": operation(
+            "Cancel a running batch (after the current chunk; it can be finished or undone) or discard a "
+            "preview",
+            answer(200, "Batch", "batch"),
+            [path_param()],
+        ),
+    },
+    "/api/undo/batch/{batch_id}": {
+        "post": operation(
+            "Put back every file a batch trashed or moved (in the background; follow GET "
+            "/api/decisions/bulk/{id} or the `batch` events)",
+            answer(202, "Batch", "undo started"),
+            [path_param("batch_id")],
+        )
+    },
     "/api/undo/{action_id}": {
         "post": operation(
             "Put a trashed or moved file back",
@@ -367,7 +488,7 @@ PATHS: dict[str, Any] = {
     "/api/export": {"get": operation("The duplicates JSON", answer(200, "Export", "document"))},
     "/api/events": {
         "get": operation(
-            "Server-sent events: hello, group, job, decision, decision_applied, undone, status",
+            "Server-sent events: hello, group, job, decision, decision_applied, undone, batch, status",
             answer(200, None, "event stream", "text/event-stream"),
         )
     },

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from comparimg.web import openapi, security, views_daemon, views_decisions, views_review
+from comparimg.web import openapi, security, views_bulk, views_daemon, views_decisions, views_review
 
 ROUTES = (
     ("GET", "/api/status", views_daemon.get_status),
@@ -19,6 +19,11 @@ ROUTES = (
     ("GET", "/api/files/{id}/thumbnail", views_review.file_thumbnail),
     ("GET", "/api/files/{id}/content", views_review.file_content),
     ("POST", "/api/decisions", views_decisions.post_decision),
+    ("POST", "/api/decisions/bulk", views_bulk.post_bulk),
+    ("GET", "/api/decisions/bulk", views_bulk.list_bulk),
+    ("GET", "/api/decisions/bulk/{id}", views_bulk.get_bulk),
+    ("DELETE", "/api/decisions/bulk/{id}", views_bulk.delete_bulk),
+    ("POST", "/api/undo/batch/{batch_id}", views_bulk.undo_batch),
     ("GET", "/api/decisions", views_decisions.list_decisions),
     ("DELETE", "/api/decisions/{id}", views_decisions.delete_decision),
     ("POST", "/api/decisions/apply", views_decisions.apply_queue),

@@ -206,4 +206,11 @@ export const api = {
   job: async (id) => normalizeJob(await request("GET", `/api/jobs/${id}`)),
   launchJob: async (params) => normalizeJob(await request("POST", "/api/jobs", params)),
   cancelJob: (id) => request("DELETE", `/api/jobs/${id}`),
+
+  /** Decisions by rule: preview (dry run), apply the previewed set, follow, cancel / discard, undo. */
+  bulkPreview: (rule) => request("POST", "/api/decisions/bulk", { dry_run: true, rule }),
+  bulkApply: (previewId) => request("POST", "/api/decisions/bulk", { dry_run: false, preview_id: previewId }),
+  bulkBatch: (id) => request("GET", `/api/decisions/bulk/${id}`),
+  bulkCancel: (id) => request("DELETE", `/api/decisions/bulk/${id}`),
+  bulkUndo: (id) => request("POST", `/api/undo/batch/${id}`, {}),
 };

@@ -1,6 +1,7 @@
 // Entry point: routes (#/groups, #/queue, #/detector), live events, and the wiring between the views.
 
 import { onApiError } from "./api.js";
+import { initBulk } from "./bulk.js";
 import { $, $$, banner, debounce } from "./dom.js";
 import { closeCompare, initCompare, isCompareOpen, openCompare } from "./compare.js";
 import { fillRoots, initDetector, refreshJobs, updateJob } from "./detector.js";
@@ -53,6 +54,7 @@ function init() {
   setScopeProvider(scope);
   initStatus();
   initGroups(bind);
+  initBulk(bind);
   initCompare(bind);
   initQueue(bind);
   initDetector();
@@ -115,6 +117,12 @@ function init() {
     if (type !== "decision" && type !== "decision_queued") {
       if (currentView() === "queue") refreshJournal();
       groupsChanged();
+    }
+  });
+  on("batch", (data) => {
+    if (!data?.batch?.running) {
+      decisionsSoon();
+      statusSoon();
     }
   });
   on("error", statusSoon);
