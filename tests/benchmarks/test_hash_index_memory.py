@@ -1,0 +1,145 @@
+"""HashIndex memory, bulk-load time and query latency at 10 000, 100 000 and 1 000 000 images.
+
+The stored fingerprints have the real shape (a global hash and the window slots as `fingerprint_entries`
+makes them: 10 windows, the content slot filled for one image in ten); the queries have 8 orientations and
+the 44 window hashes of the turned layout, planted 0..10 bits from a stored image's global hash or window.
+Figures printed: bulk-load seconds, `nbytes()` and the resident-memory (RSS) growth per image, query p50 and
+p99, each a median of RUNS builds; the baseline in the same run is a brute-force numpy popcount scan of the
+same rules over the raw hash matrix (whose own size is printed as `raw`).
+
+Run: pytest -m benchmark tests/benchmarks/test_hash_index_memory.py -s
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+
+import numpy as np
+import pytest
+
+from comparimg.matching import ABSENT, MAX_WINDOWS, STRIDE, TURNED_WINDOWS, HashIndex
+from comparimg.model import Fingerprint
+
+pytestmark = pytest.mark.benchmark
+
+RUNS = 3
+QUERIES = 300
+BRUTE_QUERIES = 5
+WINDOWS = 10  # upright windows per image; slot WINDOWS is the content slot
+CONTENT_EVERY = 10  # one image in ten has a border, hence a content hash
+
+
+def resident_bytes() -> int:
+    """Return this process's resident set size (VmRSS of /proc/self/status), in bytes."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def random_hashes(rng: np.random.Generator, shape) -> np.ndarray:
+    return rng.integers(1, np.iinfo(np.uint64).max, size=shape, dtype=np.uint64, endpoint=True)
+
+
+def flip(rng: np.random.Generator, value: np.uint64, bits: int) -> int:
+    """Given a hash, return it with `bits` random bits flipped."""
+    flips = rng.choice(64, size=bits, replace=False)
+    return int(value) ^ sum(1 << int(bit) for bit in flips)
+
+
+def stored_entries(rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return (count, STRIDE) entry hashes and presence shaped as `fingerprint_entries` makes them."""
+    hashes = random_hashes(rng, (count, STRIDE))
+    hashes[np.arange(count) % CONTENT_EVERY != 0, 1 + WINDOWS] = ABSENT
+    return hashes, hashes != ABSENT
+
+
+def planted_queries(rng: np.random.Generator, hashes: np.ndarray) -> list[Fingerprint]:
+    """Queries in the real shape, each planted near a stored image: half by the global hash (some
+    orientation), half by one window (a crop of it)."""
+    queries = []
+    for number in range(QUERIES):
+        target = int(rng.integers(len(hashes)))
+        phash = random_hashes(rng, 8).tolist()
+        windows = random_hashes(rng, (1 + len(TURNED_WINDOWS), MAX_WINDOWS))
+        windows[:, MAX_WINDOWS - 1] = ABSENT
+        windows = windows.tolist()
+        if number % 2 == 0:
+            phash[int(rng.integers(8))] = flip(rng, hashes[target, 0], int(rng.integers(0, 11)))
+        else:
+            slot = int(rng.integers(WINDOWS))
+            windows[0][slot] = flip(rng, hashes[target, 1 + slot], int(rng.integers(0, 5)))
+        queries.append(Fingerprint("", 1, 1, "PNG", tuple(phash), tuple(sum(windows, []))))
+    return queries
+
+
+def brute_force_scan(hashes: np.ndarray, present: np.ndarray, fp: Fingerprint, threshold: int) -> np.ndarray:
+    """The baseline: every query hash against every stored hash it is compared with, one popcount pass each
+    (global hashes against everything, upright windows against everything)."""
+    queried = np.array([*fp.phash, *fp.windows[:MAX_WINDOWS]], dtype=np.uint64)
+    queried = queried[queried != ABSENT]
+    hit = np.zeros(len(hashes), dtype=bool)
+    for value in queried:
+        hit |= ((np.bitwise_count(hashes ^ value) <= threshold) & present).any(axis=1)
+    return np.flatnonzero(hit)
+
+
+def build(count: int, hashes: np.ndarray, present: np.ndarray) -> tuple[HashIndex, float, int]:
+    """Given entries, return a bulk-loaded HashIndex, the seconds it took and the RSS it added."""
+    gc.collect()
+    before = resident_bytes()
+    start = time.perf_counter()
+    index = HashIndex(threshold=10)
+    index.add_arrays(np.arange(count, dtype=np.int64), hashes, present)
+    seconds = time.perf_counter() - start
+    gc.collect()
+    return index, seconds, resident_bytes() - before
+
+
+def query_times(index: HashIndex, queries: list[Fingerprint]) -> list[float]:
+    times = []
+    for fp in queries:
+        start = time.perf_counter()
+        index.query(fp)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize("count", [10_000, 100_000, 1_000_000])
+def test_hash_index_memory_load_and_query(count):
+    rng = np.random.default_rng(count)
+    hashes, present = stored_entries(rng, count)
+    queries = planted_queries(rng, hashes)
+    loads, resident, p50s, p99s, found = [], [], [], [], 0
+    for _ in range(RUNS):
+        index, seconds, grown = build(count, hashes, present)
+        times = query_times(index, queries)
+        loads.append(seconds)
+        resident.append(grown)
+        p50s.append(1000 * float(np.percentile(times, 50)))
+        p99s.append(1000 * float(np.percentile(times, 99)))
+        found = sum(len(index.query(fp)) for fp in queries[:50])
+        nbytes = index.nbytes()
+        del index
+    brute = []
+    for fp in queries[:BRUTE_QUERIES]:
+        start = time.perf_counter()
+        brute_force_scan(hashes, present, fp, 10)
+        brute.append(1000 * (time.perf_counter() - start))
+    load, rss = statistics.median(loads), statistics.median(resident)
+    p50, p99 = statistics.median(p50s), statistics.median(p99s)
+    print(
+        f"\n[{count} images] load={load:.2f}s (runs {', '.join(f'{s:.2f}' for s in loads)})"
+        f" nbytes={nbytes / 2**20:.1f}MiB ({nbytes / count:.0f} B/image)"
+        f" rss_delta={rss / 2**20:.1f}MiB ({rss / count:.0f} B/image)"
+        f" raw={hashes.nbytes / count:.0f} B/image"
+        f" query_p50={p50:.2f}ms p99={p99:.2f}ms (runs p50 {', '.join(f'{t:.2f}' for t in p50s)})"
+        f" brute_force_median={statistics.median(brute):.1f}ms candidates_in_50_queries={found}"
+    )
+    assert found >= 25  # the planted neighbours are found
+    if count == 1_000_000:
+        assert nbytes <= 500 * 2**20
