@@ -300,6 +300,21 @@ def test_a_large_segment_answers_as_a_brute_force_scan():
     assert [c.file_id for c in index.query(stored[66_000])] == [66_000]
 
 
+def test_bulk_arrays_in_any_order_with_a_repeated_id_keep_its_last_row():
+    rng = random.Random(9)
+    fps = [random_fp(rng) for _ in range(5)]
+    hashes = np.array([(fp.phash[0], *fp.windows, 0) for fp in fps], dtype=np.uint64)
+    present = hashes != 0
+    index = HashIndex()
+    index.add_arrays(np.array([30, 10, 20, 10, 40]), hashes, present)  # id 10 twice: row 3 wins
+    assert len(index) == 4 and 10 in index and 11 not in index
+    assert [c.file_id for c in index.query(fps[3])] == [10]
+    assert index.query(fps[1]) == []
+    assert [c.file_id for c in index.query(fps[0])] == [30]
+    index.add_arrays(np.array([1, 2]), hashes[:2], present[:2])  # ascending ids: used as given
+    assert [c.file_id for c in index.query(fps[0])] == [1, 30]
+
+
 def test_a_small_index_holds_little_memory():
     # A segment's bucket table is sized to what it holds (it was a dense 25 MB table for any segment).
     rng = random.Random(8)

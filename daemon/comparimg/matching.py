@@ -273,9 +273,9 @@ class _Segment:
     def _set_starts(self, counts: np.ndarray) -> None:
         dtype = np.uint32 if len(self.entries) < 1 << 32 else np.int64
         used = np.flatnonzero(counts)
-        # Dense (one start per key: 12.6 MB, read directly) from about 18 000 images on, where it costs at
-        # most 16 bytes an entry and saves the ~1 ms a query spends searching a sparse segment's keys.
-        if 4 * len(self.entries) >= len(counts) or 2 * len(used) >= len(counts):
+        # Dense (one start per key: 12.6 MB, read directly) from about 9 000 images on, where it costs at
+        # most 32 bytes an entry and saves the 1-2 ms a query spends searching a sparse segment's keys.
+        if 8 * len(self.entries) >= len(counts) or 2 * len(used) >= len(counts):
             self.keys = None
             self.starts = np.concatenate(([0], np.cumsum(counts))).astype(dtype)
         else:  # sparse: the used keys, ascending, and their starts (one more for the end)
@@ -423,9 +423,11 @@ class HashIndex:
         file_ids = np.asarray(file_ids, dtype=np.int64)
         self._forget(file_ids)
         self._flush()
-        _, first = np.unique(file_ids[::-1], return_index=True)  # the last row of a repeated id wins
-        keep = np.sort(len(file_ids) - 1 - first)
-        self._segments.append(_Segment(file_ids[keep], hashes[keep], present[keep]))
+        if len(file_ids) > 1 and not np.all(file_ids[1:] > file_ids[:-1]):  # else no copy (a load by id)
+            _, first = np.unique(file_ids[::-1], return_index=True)  # the last row of a repeated id wins
+            keep = len(file_ids) - 1 - first  # by id
+            file_ids, hashes, present = file_ids[keep], hashes[keep], present[keep]
+        self._segments.append(_Segment(file_ids, hashes, present))
         self._merge_tail()
 
     def remove(self, file_id: int) -> None:
