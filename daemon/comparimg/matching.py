@@ -26,7 +26,9 @@ chunks differs by at most 1 bit — always up to 7 bits, most pairs up to 10 —
 radius 2. True copies match several windows at a few bits (measured: almost all at <= 6), so the loss is
 small.
 Entries live in segments (immutable CSR structures, merged like a binary counter) plus a small pending
-list scanned by brute force, so `add` is cheap and `add_many` builds one segment for a bulk load.
+list scanned by brute force, so `add` is cheap and `add_many` builds one segment for a bulk load. A segment
+holds 9 bytes an entry in each of the 4 chunk tables, plus its bucket table sized to it (`_Segment`): about
+420 bytes an image with 10 windows among a million (tests/benchmarks/test_hash_index_memory.py).
 """
 
 from __future__ import annotations

@@ -172,3 +172,106 @@ def test_hash_index_memory_load_and_query(count):
     assert found >= 25  # the planted neighbours are found
     if count == 1_000_000:
         assert nbytes <= 500 * mib and rss <= 500 * mib
+
+
+# A restart of the daemon: a fresh process opens the index file and loads the HashIndex as the Linker does
+# (`Index.fingerprint_rows` in batches, `hash_entries`, one `add_arrays`).
+RESTART = """
+import gc, json, sys, time
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+from test_hash_index_memory import process_memory
+from comparimg.index import open_index
+from comparimg.matching import HashIndex
+from comparimg.scanner.linking import hash_entries
+index = open_index(sys.argv[1])
+gc.collect()
+before = process_memory()["VmRSS"]
+start = time.perf_counter()
+hash_index = HashIndex(threshold=10)
+parts = [(batch.ids, *hash_entries(batch, True)) for batch in index.fingerprint_rows()]
+read = time.perf_counter() - start
+hash_index.add_arrays(*(np.concatenate(column) for column in zip(*parts, strict=True)))
+del parts
+seconds = time.perf_counter() - start
+gc.collect()
+after = process_memory()
+print(json.dumps({"seconds": seconds, "read": read, "rss": after["VmRSS"] - before,
+                  "peak": after["VmHWM"] - before, "count": len(hash_index)}))
+"""
+
+
+def fill_index(path: pathlib.Path, count: int) -> None:
+    """Given an index file path, write `count` `ok` rows with 8 hash variants and 44 window hashes each."""
+    from comparimg.index import open_index
+
+    rng = np.random.default_rng(count)
+    index = open_index(path)
+    with index.transaction():
+        for first in range(0, count, 50_000):
+            ids = range(first, min(first + 50_000, count))
+            phash = random_hashes(rng, (len(ids), 8)).astype("<u8")
+            windows = random_hashes(rng, (len(ids), 4 * MAX_WINDOWS)).astype("<u8")
+            windows[:, MAX_WINDOWS - 1 :: MAX_WINDOWS] = ABSENT  # no content slot (no border)
+            rows = [
+                (
+                    i + 1,
+                    "/r",
+                    f"/r/{i}.jpg",
+                    1,
+                    i,
+                    1000,
+                    0,
+                    f"{i:064x}",
+                    100,
+                    100,
+                    "JPEG",
+                    int(phash[n, 0] >> 1),
+                    phash[n].tobytes(),
+                    windows[n].tobytes(),
+                    "ok",
+                    0.0,
+                    0.0,
+                )
+                for n, i in enumerate(ids)
+            ]
+            index.db.conn.executemany(
+                "INSERT INTO files (id, root, path, device, inode, size, mtime_ns, content_hash, width, "
+                "height, format, phash, phash_variants, windows, state, first_seen, last_seen) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+    index.close()
+
+
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize("count", [100_000, 1_000_000])
+def test_restart_loads_the_hash_index_from_the_index_file(tmp_path, count):
+    path = tmp_path / "index.db"
+    fill_index(path, count)
+    folder = str(pathlib.Path(__file__).parent)
+    runs = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", RESTART, str(path), folder],
+                capture_output=True,
+                text=True,
+                timeout=900,
+                check=True,
+            ).stdout
+        )
+        for _ in range(RUNS)
+    ]
+    assert all(run["count"] == count for run in runs)
+    mib = 2**20
+    rss, peak = statistics.median(r["rss"] for r in runs), statistics.median(r["peak"] for r in runs)
+    loads = [r["seconds"] for r in runs]
+    print(
+        f"\n[restart, {count} rows] load={statistics.median(loads):.2f}s"
+        f" (runs {', '.join(f'{s:.2f}' for s in loads)};"
+        f" reading the rows {statistics.median(r['read'] for r in runs):.2f}s)"
+        f" rss_growth={rss / mib:.1f}MiB ({rss / count:.0f} B/image) peak_growth={peak / mib:.1f}MiB"
+        f" file={path.stat().st_size / mib:.0f}MiB"
+    )
+    if count == 1_000_000:
+        assert statistics.median(loads) <= 10 and rss <= 500 * mib
