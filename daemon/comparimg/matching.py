@@ -201,7 +201,6 @@ class _Probe:
                 flips.append(np.tile(np.bitwise_count(masks).astype(np.int64), len(chosen)))
             chunk_starts.append(sum(len(k) for k in keys))
         self.keys = np.concatenate(keys)
-        self.keys32 = self.keys.astype(np.uint32)  # searchsorted against a segment's uint32 keys, no cast
         self.rules = np.concatenate(rule_ids)
         self.flips = np.concatenate(flips)
         self.hashes = rules.hashes[self.rules]
@@ -209,13 +208,6 @@ class _Probe:
         self.chunk_starts = np.array(chunk_starts, dtype=np.int64)
         self.chunk_of = np.repeat(np.arange(CHUNKS, dtype=np.uint64), np.diff(self.chunk_starts))
         self.max_threshold = int(rules.thresholds.max())
-
-    @functools.cached_property
-    def key_order(self) -> tuple[np.ndarray, np.ndarray]:
-        """Return (the order that sorts the keys, the sorted keys as uint32): searching a sparse segment
-        with ascending keys takes half the time (numpy's binary search starts from the previous place)."""
-        order = np.argsort(self.keys32)
-        return order, self.keys32[order]
 
 
 def _keys(chunk: int, tables: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -235,7 +227,8 @@ class _Segment:
     the bucket — replaced by the low 16 bits of its row, so a query reads its buckets sequentially and checks
     the other 48 bits there. The high bits of the row are kept aside (`high`, only past 65 536 rows): 9 bytes
     an entry (8 below 65 536 rows). Bucket starts are a dense uint32 table over every key for a large segment,
-    else the used keys and their starts (searched), so a small segment stays small.
+    else the starts of the used keys only, found by rank in a bitmap of the used keys, so a small segment
+    stays small.
     """
 
     def __init__(self, owners: np.ndarray, hashes: np.ndarray, present: np.ndarray):
@@ -276,40 +269,46 @@ class _Segment:
     def _set_starts(self, counts: np.ndarray) -> None:
         dtype = np.uint32 if len(self.entries) < 1 << 32 else np.int64
         used = np.flatnonzero(counts)
-        # Dense (one start per key: 12.6 MB, read directly) from about 9 000 images on, where it costs at
-        # most 32 bytes an entry and saves the 1-2 ms a query spends searching a sparse segment's keys.
+        # Dense (one start per key: 12.6 MB) from about 9 000 images on, where it costs at most 32 bytes an
+        # entry and saves the rank computation below.
         if 8 * len(self.entries) >= len(counts) or 2 * len(used) >= len(counts):
-            self.keys = None
+            self.used = self.ranks = None
             self.starts = np.concatenate(([0], np.cumsum(counts))).astype(dtype)
-        else:  # sparse: the used keys, ascending, and their starts (one more for the end)
-            self.keys = used.astype(np.uint32)
+        else:  # sparse: the starts of the used keys only, found by rank in a bitmap of the used keys
+            self.used = np.packbits(counts > 0, bitorder="little").view(np.uint64)  # 384 KB
+            self.ranks = np.concatenate(([0], np.cumsum(np.bitwise_count(self.used))))[:-1].astype(np.uint32)
             self.starts = np.concatenate(([0], np.cumsum(counts[used]))).astype(dtype)
+
+    def _rank(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # Given keys (int64, below the key count), return how many used keys lie below each and whether
+        # each is used (a sparse segment).
+        words = self.used[keys >> 6]
+        bits = (keys & 63).astype(np.uint64)
+        below = self.ranks[keys >> 6].astype(np.int64)
+        below += np.bitwise_count(words & ((np.uint64(1) << bits) - np.uint64(1)))
+        return below, ((words >> bits) & np.uint64(1)).astype(bool)
 
     def _buckets(self, probe: _Probe) -> tuple[np.ndarray, np.ndarray]:
         # The (start, end) of each probed key's bucket.
-        if self.keys is None:
+        if self.used is None:
             return self.starts[probe.keys].astype(np.int64), self.starts[probe.keys + 1].astype(np.int64)
-        if not len(self.keys):
-            empty = np.zeros(len(probe.keys), dtype=np.int64)
-            return empty, empty
-        order, ascending = probe.key_order
-        places = np.empty(len(order), dtype=np.int64)
-        places[order] = np.minimum(np.searchsorted(self.keys, ascending), len(self.keys) - 1)
+        places, used = self._rank(probe.keys)
         starts = self.starts[places].astype(np.int64)
-        ends = np.where(self.keys[places] == probe.keys32, self.starts[places + 1], starts).astype(np.int64)
+        ends = self.starts[np.where(used, places + 1, places)].astype(np.int64)
         return starts, ends
 
     def _block(self, chunk: int, table: int) -> tuple[int, int, np.ndarray]:
         # The (start, stop) of a (chunk, table) block and the chunk value of each of its entries.
         base = (chunk * STRIDE + table) << CHUNK_BITS
-        if self.keys is None:
+        keys = np.arange(base, base + (1 << CHUNK_BITS))
+        if self.used is None:
             starts = self.starts[base : base + (1 << CHUNK_BITS) + 1].astype(np.int64)
-            values = np.repeat(np.arange(1 << CHUNK_BITS, dtype=np.uint64), np.diff(starts))
+            values = np.repeat(keys - base, np.diff(starts)).astype(np.uint64)
             return int(starts[0]), int(starts[-1]), values
-        first, last = np.searchsorted(self.keys, np.array([base, base + (1 << CHUNK_BITS)], dtype=np.uint32))
-        starts = self.starts[first : last + 1].astype(np.int64)
-        values = np.repeat((self.keys[first:last] - base).astype(np.uint64), np.diff(starts))
-        return int(starts[0]), int(starts[-1]), values
+        places, used = self._rank(keys)
+        first, last = int(places[0]), int(places[-1] + used[-1])
+        values = np.repeat(keys[used] - base, np.diff(self.starts[first : last + 1])).astype(np.uint64)
+        return int(self.starts[first]), int(self.starts[last]), values
 
     def _rows(self, positions: np.ndarray, chunks: np.ndarray) -> np.ndarray:
         # The rows of the entries at `positions`, each in a block of the chunk given.
@@ -343,7 +342,7 @@ class _Segment:
         return len(self.owners)
 
     def nbytes(self) -> int:
-        arrays = (self.owners, self.alive, self.entries, self.high, self.keys, self.starts)
+        arrays = (self.owners, self.alive, self.entries, self.high, self.used, self.ranks, self.starts)
         return sum(array.nbytes for array in arrays if array is not None)
 
     def search(self, probe: _Probe) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -500,12 +499,13 @@ class HashIndex:
     def _scan_pending(self, rules: _Rules) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         owners, hashes, present = self._pending_arrays()
         xor = hashes[:, rules.tables] ^ rules.hashes[None, :]
-        distances = np.bitwise_count(xor).astype(np.int64)
-        closest_chunk = np.bitwise_count(xor[..., None].view(np.uint16)).min(axis=-1)
-        hits = present[:, rules.tables] & (distances <= rules.thresholds[None, :])
-        hits &= closest_chunk <= rules.radii[None, :]
-        rows, rule_of = np.nonzero(hits)
-        return owners, (rule_of, rows, distances[rows, rule_of])
+        within = present[:, rules.tables] & (np.bitwise_count(xor) <= rules.thresholds[None, :])
+        rows, rule_of = np.nonzero(within)
+        near = np.ascontiguousarray(xor[rows, rule_of])  # few: the chunk radius is checked on these only
+        closest_chunk = np.bitwise_count(near[:, None].view(np.uint16)).min(axis=1)
+        found = closest_chunk <= rules.radii[rule_of]
+        distances = np.bitwise_count(near[found]).astype(np.int64)
+        return owners, (rule_of[found], rows[found], distances)
 
     def _flush(self) -> None:
         if not self._pending:
@@ -516,7 +516,13 @@ class HashIndex:
         self._merge_tail()
 
     def _merge_tail(self) -> None:
-        while len(self._segments) > 1 and len(self._segments[-2]) <= _MERGE_RATIO * len(self._segments[-1]):
+        # Like a binary counter (an older segment up to _MERGE_RATIO times larger absorbs the newer one); a
+        # small segment with a sparse bucket table always absorbs it, so there is at most one such segment
+        # (rebuilding it, under ~9 000 images, is cheap).
+        while len(self._segments) > 1 and (
+            len(self._segments[-2]) <= _MERGE_RATIO * len(self._segments[-1])
+            or self._segments[-2].used is not None
+        ):
             newer, older = self._segments.pop(), self._segments.pop()
             parts = [(s.owners[s.alive], *(array[s.alive] for array in s.arrays())) for s in (older, newer)]
             owners, hashes, present = (np.concatenate(column) for column in zip(*parts, strict=True))
