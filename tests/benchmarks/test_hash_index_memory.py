@@ -275,3 +275,31 @@ def test_restart_loads_the_hash_index_from_the_index_file(tmp_path, count):
     )
     if count == 1_000_000:
         assert statistics.median(loads) <= 10 and rss <= 500 * mib
+
+
+@pytest.mark.timeout(3600)
+def test_queries_after_a_restart_and_thirty_thousand_adds():
+    # The daemon's steady state: a bulk-loaded million, then files landing one by one (pending list, small
+    # segments, merges).
+    count, added = 1_000_000, 30_000
+    rng = np.random.default_rng(count)
+    hashes, present = stored_entries(rng, count + added)
+    queries = planted_queries(rng, hashes)
+    index = HashIndex(threshold=10)
+    index.add_arrays(np.arange(count, dtype=np.int64), hashes[:count], present[:count])
+    start = time.perf_counter()
+    for row in range(count, count + added):
+        windows = tuple(int(value) for value in hashes[row, 1:])
+        index.add(row, Fingerprint("", 1, 1, "PNG", (int(hashes[row, 0]),) * 8, windows))
+    add_us = 1e6 * (time.perf_counter() - start) / added
+    p50s, p99s = [], []
+    for _ in range(RUNS):
+        times = query_times(index, queries)
+        p50s.append(1000 * float(np.percentile(times, 50)))
+        p99s.append(1000 * float(np.percentile(times, 99)))
+    print(
+        f"\n[{count} + {added} added one by one] add={add_us:.0f}µs each"
+        f" nbytes={index.nbytes() / len(index):.0f} B/image"
+        f" query_p50={statistics.median(p50s):.2f}ms p99={statistics.median(p99s):.2f}ms"
+        f" (runs p50 {', '.join(f'{t:.2f}' for t in p50s)})"
+    )
