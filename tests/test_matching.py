@@ -80,11 +80,13 @@ def brute_force(stored: dict[int, Fingerprint], query: Fingerprint, threshold: i
 
     best_global = np.bitwise_count(glob[:, None] ^ phash[None, :]).min(axis=1).astype(np.int64)
     present = wins != ABSENT
-    best_window = np.minimum.reduce([
-        distance(wins[:, None, :] ^ phash[None, :, None], present[:, None, :]),
-        distance(glob[:, None] ^ query_windows[None, :], np.ones((len(ids), len(query_windows)), bool)),
-        distance(wins[:, None, :] ^ slotted[None], present[:, None, :] & (slotted != ABSENT)[None]),
-    ])
+    best_window = np.minimum.reduce(
+        [
+            distance(wins[:, None, :] ^ phash[None, :, None], present[:, None, :]),
+            distance(glob[:, None] ^ query_windows[None, :], np.ones((len(ids), len(query_windows)), bool)),
+            distance(wins[:, None, :] ^ slotted[None], present[:, None, :] & (slotted != ABSENT)[None]),
+        ]
+    )
     found = {}
     for row, file_id in enumerate(ids):
         if best_global[row] <= threshold:
@@ -235,6 +237,106 @@ def test_removed_ids_vanish_from_built_segments_and_after_merges():
     assert index.query(fps[10]) == []
     assert [c.file_id for c in index.query(fps[11])] == [11]
     assert index.nbytes() > 0
+
+
+def planted_queries(stored: dict[int, Fingerprint], targets: list[int], rng: random.Random) -> list:
+    """Queries in the real shape (8 orientations, turned windows), each near one target by its global hash
+    or by a window, at 0..10 bits."""
+    queries = []
+    for number, target in enumerate(targets):
+        fp = stored[target]
+        phash = list(random_phash(rng))
+        windows = turned_layout(rng, content=False)
+        if number % 2 == 0 or not fp.windows:
+            phash[rng.randrange(8)] = flip_bits(fp.phash[0], number % 11, rng)
+        else:
+            slot = rng.randrange(min(len(fp.windows), 10))
+            windows[slot] = flip_bits(fp.windows[slot], number % 5, rng)
+        queries.append(Fingerprint("", 1, 1, "PNG", tuple(phash), tuple(windows)))
+    return queries
+
+
+def test_segments_built_merged_and_thinned_answer_as_a_brute_force_scan():
+    # Bulk-loaded, then added one by one (pending list, small segments, merges), some removed or replaced:
+    # every layout a segment can have answers exactly what the rules find by brute force.
+    rng = random.Random(21)
+    stored = {file_id: random_fp(rng, windows=rng.choice([0, 10, 11])) for file_id in range(4000)}
+    for file_id in range(0, 4000, 4):
+        stored[file_id] = Fingerprint("", 1, 1, "PNG", random_phash(rng), tuple(turned_layout(rng, False)))
+    index = HashIndex(threshold=10)
+    index.add_many(itertools.islice(stored.items(), 2500))
+    for file_id in range(2500, 4000):
+        index.add(file_id, stored[file_id])
+    for file_id in range(0, 4000, 7):
+        index.remove(file_id)
+        del stored[file_id]
+    for file_id in range(1, 4000, 50):  # replaced: the new fingerprint only
+        stored[file_id] = random_fp(rng)
+        index.add(file_id, stored[file_id])
+    assert index._segments and index._pending and len(index) == len(stored)  # a merged segment, pending
+    queries = planted_queries(stored, rng.sample(sorted(stored), 40), rng)
+    hits = 0
+    for query in queries:
+        expected = brute_force(stored, query, 10)
+        assert as_found(index.query(query)) == expected
+        hits += len(expected)
+    assert hits >= 40
+
+
+def test_a_large_segment_answers_as_a_brute_force_scan():
+    # Past 65 536 images a segment keeps the high bits of its rows aside and reads a dense bucket table.
+    rng = np.random.default_rng(5)
+    count = 70_000
+    rows = rng.integers(1, 2**64, size=(count, 11), dtype=np.uint64, endpoint=False).tolist()
+    stored = {i: Fingerprint("", 1, 1, "PNG", (row[0],) * 8, tuple(row[1:])) for i, row in enumerate(rows)}
+    index = HashIndex(threshold=10)
+    index.add_many(stored.items())
+    segment = index._segments[0]
+    assert segment.high is not None and segment.used is None  # the layout this test is for
+    targets = [0, 65_535, 65_536, 65_537, count - 1, 69_000]
+    for query in planted_queries(stored, targets, random.Random(5)):
+        assert as_found(index.query(query)) == brute_force(stored, query, 10)
+    assert index.query(stored[count - 1], exclude=count - 1) == []
+    assert [c.file_id for c in index.query(stored[66_000])] == [66_000]
+
+
+def test_bulk_arrays_in_any_order_with_a_repeated_id_keep_its_last_row():
+    rng = random.Random(9)
+    fps = [random_fp(rng) for _ in range(5)]
+    hashes = np.array([(fp.phash[0], *fp.windows, 0) for fp in fps], dtype=np.uint64)
+    present = hashes != 0
+    index = HashIndex()
+    index.add_arrays(np.array([30, 10, 20, 10, 40]), hashes, present)  # id 10 twice: row 3 wins
+    assert len(index) == 4 and 10 in index and 11 not in index
+    assert [c.file_id for c in index.query(fps[3])] == [10]
+    assert index.query(fps[1]) == []
+    assert [c.file_id for c in index.query(fps[0])] == [30]
+    index.add_arrays(np.array([1, 2]), hashes[:2], present[:2])  # ascending ids: used as given
+    assert [c.file_id for c in index.query(fps[0])] == [1, 30]
+
+
+def test_a_small_segment_absorbs_the_newer_ones_so_one_at_most_is_sparse():
+    # Each segment with a sparse bucket table costs a query a rank computation: new entries merge into it.
+    rng = random.Random(10)
+    index = HashIndex()
+    index.add_many((file_id, random_fp(rng)) for file_id in range(8000))  # ~350 000 entries: sparse
+    assert index._segments[0].used is not None
+    last = None
+    for file_id in range(8000, 9100):  # one flush of the pending list: a segment of 1 024
+        last = random_fp(rng)
+        index.add(file_id, last)
+    assert len(index._segments) == 1 and len(index) == 9100
+    assert [c.file_id for c in index.query(last)] == [9099]
+
+
+def test_a_small_index_holds_little_memory():
+    # A small segment's bucket table holds its used keys' starts and a 0.6 MB bitmap to find them (it was a
+    # dense 25 MB table for any segment).
+    rng = random.Random(8)
+    index = HashIndex()
+    index.add_many((file_id, random_fp(rng)) for file_id in range(200))
+    entries = 200 * 11 * 4  # a global hash and 10 windows, each in 4 chunk buckets
+    assert index.nbytes() <= 600_000 + 20 * entries
 
 
 def facts(

@@ -26,11 +26,14 @@ chunks differs by at most 1 bit — always up to 7 bits, most pairs up to 10 —
 radius 2. True copies match several windows at a few bits (measured: almost all at <= 6), so the loss is
 small.
 Entries live in segments (immutable CSR structures, merged like a binary counter) plus a small pending
-list scanned by brute force, so `add` is cheap and `add_many` builds one segment for a bulk load.
+list scanned by brute force, so `add` is cheap and `add_many` builds one segment for a bulk load. A segment
+holds 9 bytes an entry in each of the 4 chunk tables, plus its bucket table sized to it (`_Segment`): about
+420 bytes an image with 10 windows among a million (tests/benchmarks/test_hash_index_memory.py).
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import heapq
 import itertools
@@ -59,6 +62,8 @@ CHUNK_BITS = 16
 MAX_WINDOWS = WINDOW_SLOTS  # window slots per picture, upright (the layout: model.TURNED_WINDOWS)
 STRIDE = 1 + MAX_WINDOWS  # entries per image: global hash, then window slots
 _MASK16 = np.uint64(0xFFFF)
+# Per chunk, the bits of a hash outside it (a segment entry holds its row's low bits in its chunk's place).
+_KEEP = tuple(np.uint64(~(0xFFFF << (chunk * CHUNK_BITS)) & (2**64 - 1)) for chunk in range(CHUNKS))
 _PENDING_LIMIT = 1024
 # The orientation that undoes each one (model.ORIENTATIONS order): rot90 and rot270 undo each other.
 INVERSE_ORIENTATION = (0, 3, 2, 1, 4, 5, 6, 7)
@@ -180,41 +185,145 @@ def fingerprint_entries(fp: Fingerprint) -> tuple[np.ndarray, np.ndarray]:
     return hashes, present
 
 
+class _Probe:
+    """The bucket keys one query reads, chunk-major, each with its rule, the query hash, the bits its chunk
+    value differs from the query's (`flips`) and the rule's threshold; computed once for every segment."""
+
+    def __init__(self, rules: _Rules):
+        keys, rule_ids, flips, chunk_starts = [], [], [], [0]
+        for chunk in range(CHUNKS):
+            for radius in np.unique(rules.radii).tolist():
+                chosen = np.flatnonzero(rules.radii == radius)
+                masks = _chunk_masks(radius)
+                values = _keys(chunk, rules.tables[chosen], rules.hashes[chosen])
+                keys.append((values[:, None] ^ masks[None, :]).ravel())
+                rule_ids.append(np.repeat(chosen, len(masks)))
+                flips.append(np.tile(np.bitwise_count(masks).astype(np.int64), len(chosen)))
+            chunk_starts.append(sum(len(k) for k in keys))
+        self.keys = np.concatenate(keys)
+        self.rules = np.concatenate(rule_ids)
+        self.flips = np.concatenate(flips)
+        self.hashes = rules.hashes[self.rules]
+        self.thresholds = rules.thresholds[self.rules]
+        self.chunk_starts = np.array(chunk_starts, dtype=np.int64)
+        self.chunk_of = np.repeat(np.arange(CHUNKS, dtype=np.uint64), np.diff(self.chunk_starts))
+        self.max_threshold = int(rules.thresholds.max())
+
+
+def _keys(chunk: int, tables: np.ndarray, values: np.ndarray) -> np.ndarray:
+    # Bucket keys (chunk, table, chunk value) as one int: ((chunk * STRIDE + table) << 16) | value.
+    chunk_values = ((values >> np.uint64(chunk * CHUNK_BITS)) & _MASK16).astype(np.int64)
+    return ((chunk * STRIDE + tables) << CHUNK_BITS) | chunk_values
+
+
+_NO_HITS = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64))
+
+
 class _Segment:
-    """An immutable multi-index over a block of images: one CSR bucket block per (chunk, table), holding
-    each entry's row and its full hash side by side, so a query reads buckets sequentially."""
+    """An immutable multi-index over a block of images, rows in file id order.
+
+    Each (chunk, table) block holds its entries sorted by that chunk's 16-bit value (CSR buckets keyed
+    `(chunk, table, value)`), one uint64 per entry: the entry's hash with the chunk's own 16 bits — known from
+    the bucket — replaced by the low 16 bits of its row, so a query reads its buckets sequentially and checks
+    the other 48 bits there. The high bits of the row are kept aside (`high`, only past 65 536 rows): 9 bytes
+    an entry (8 below 65 536 rows). Bucket starts are a dense uint32 table over every key for a large segment,
+    else the starts of the used keys only, found by rank in a bitmap of the used keys, so a small segment
+    stays small.
+    """
 
     def __init__(self, owners: np.ndarray, hashes: np.ndarray, present: np.ndarray):
-        self.owners = owners  # int64 file ids, one per row, each id once
+        if len(owners) > 1 and not np.all(owners[1:] > owners[:-1]):
+            order = np.argsort(owners, kind="stable")
+            owners, hashes, present = owners[order], hashes[order], present[order]
+        self.owners = owners  # int64 file ids, one per row, each id once, ascending
+        self.alive = np.ones(len(owners), dtype=bool)
         present = present.copy()
         present[:, 1:] &= hashes[:, 1:] != ABSENT  # an empty window slot (no border: no content hash)
-        self.alive = np.ones(len(owners), dtype=bool)
-        self.order = np.argsort(owners, kind="stable").astype(np.int32)
-        self.sorted_ids = owners[self.order]
-        # A 16-bit stable argsort per block is a fast radix sort.
-        columns = []
+        per_table = present.sum(axis=0).astype(np.int64)
+        block_starts = np.concatenate(([0], np.cumsum(np.tile(per_table, CHUNKS))))  # chunk-major
+        self.entries = np.empty(int(block_starts[-1]), dtype=np.uint64)
+        wide = len(owners) > 1 << CHUNK_BITS
+        self.high = np.empty(len(self.entries), _high_dtype(owners)) if wide else None
+        counts = np.zeros((CHUNKS, STRIDE, 1 << CHUNK_BITS), dtype=np.int64)
         for table in range(STRIDE):
-            rows = np.flatnonzero(present[:, table]).astype(np.int32)
-            columns.append((rows, np.ascontiguousarray(hashes[rows, table])))
-        rows_blocks, hash_blocks, counts = [], [], []
-        for chunk in range(CHUNKS):
-            for rows, values in columns:
-                chunk_values = (values >> np.uint64(chunk * CHUNK_BITS)).astype(np.uint16)
-                order = np.argsort(chunk_values, kind="stable")
-                rows_blocks.append(rows[order])
-                hash_blocks.append(values[order])
-                counts.append(np.bincount(chunk_values, minlength=1 << CHUNK_BITS))
-        self.entries = np.concatenate(rows_blocks)
-        self.entry_hashes = np.concatenate(hash_blocks)
-        self.offsets = np.zeros(CHUNKS * STRIDE * (1 << CHUNK_BITS) + 1, dtype=np.int64)
-        np.cumsum(np.concatenate(counts), out=self.offsets[1:])
+            rows = np.flatnonzero(present[:, table])
+            values = np.ascontiguousarray(hashes[rows, table])
+            for chunk in range(CHUNKS):
+                start = int(block_starts[chunk * STRIDE + table])
+                counts[chunk, table] = self._fill(chunk, rows, values, start)
+        self._set_starts(counts.ravel())
+
+    def _fill(self, chunk: int, rows: np.ndarray, values: np.ndarray, start: int) -> np.ndarray:
+        # Write one (chunk, table) block from `start`, sorted by chunk value; return the bucket sizes.
+        shift = np.uint64(chunk * CHUNK_BITS)
+        chunk_values = (values >> shift).astype(np.uint16)
+        order = np.argsort(chunk_values, kind="stable")  # a 16-bit stable argsort is a fast radix sort
+        sorted_rows = rows[order]
+        block = self.entries[start : start + len(rows)]
+        np.bitwise_and(values[order], _KEEP[chunk], out=block)
+        block |= (sorted_rows & 0xFFFF).astype(np.uint64) << shift
+        if self.high is not None:
+            self.high[start : start + len(rows)] = sorted_rows >> CHUNK_BITS
+        return np.bincount(chunk_values, minlength=1 << CHUNK_BITS)
+
+    def _set_starts(self, counts: np.ndarray) -> None:
+        dtype = np.uint32 if len(self.entries) < 1 << 32 else np.int64
+        used = np.flatnonzero(counts)
+        # Dense (one start per key: 12.6 MB) from about 9 000 images on, where it costs at most 32 bytes an
+        # entry and saves the rank computation below.
+        if 8 * len(self.entries) >= len(counts) or 2 * len(used) >= len(counts):
+            self.used = self.ranks = None
+            self.starts = np.concatenate(([0], np.cumsum(counts))).astype(dtype)
+        else:  # sparse: the starts of the used keys only, found by rank in a bitmap of the used keys
+            self.used = np.packbits(counts > 0, bitorder="little").view(np.uint64)  # 384 KB
+            self.ranks = np.concatenate(([0], np.cumsum(np.bitwise_count(self.used))))[:-1].astype(np.uint32)
+            self.starts = np.concatenate(([0], np.cumsum(counts[used]))).astype(dtype)
+
+    def _rank(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # Given keys (int64, below the key count), return how many used keys lie below each and whether
+        # each is used (a sparse segment).
+        words = self.used[keys >> 6]
+        bits = (keys & 63).astype(np.uint64)
+        below = self.ranks[keys >> 6].astype(np.int64)
+        below += np.bitwise_count(words & ((np.uint64(1) << bits) - np.uint64(1)))
+        return below, ((words >> bits) & np.uint64(1)).astype(bool)
+
+    def _buckets(self, probe: _Probe) -> tuple[np.ndarray, np.ndarray]:
+        # The (start, end) of each probed key's bucket.
+        if self.used is None:
+            return self.starts[probe.keys].astype(np.int64), self.starts[probe.keys + 1].astype(np.int64)
+        places, used = self._rank(probe.keys)
+        starts = self.starts[places].astype(np.int64)
+        ends = self.starts[np.where(used, places + 1, places)].astype(np.int64)
+        return starts, ends
+
+    def _block(self, chunk: int, table: int) -> tuple[int, int, np.ndarray]:
+        # The (start, stop) of a (chunk, table) block and the chunk value of each of its entries.
+        base = (chunk * STRIDE + table) << CHUNK_BITS
+        keys = np.arange(base, base + (1 << CHUNK_BITS))
+        if self.used is None:
+            starts = self.starts[base : base + (1 << CHUNK_BITS) + 1].astype(np.int64)
+            values = np.repeat(keys - base, np.diff(starts)).astype(np.uint64)
+            return int(starts[0]), int(starts[-1]), values
+        places, used = self._rank(keys)
+        first, last = int(places[0]), int(places[-1] + used[-1])
+        values = np.repeat(keys[used] - base, np.diff(self.starts[first : last + 1])).astype(np.uint64)
+        return int(self.starts[first]), int(self.starts[last]), values
+
+    def _rows(self, positions: np.ndarray, chunks: np.ndarray) -> np.ndarray:
+        # The rows of the entries at `positions`, each in a block of the chunk given.
+        shift = chunks * np.uint64(CHUNK_BITS)
+        rows = ((self.entries[positions] >> shift) & _MASK16).astype(np.int64)
+        if self.high is not None:
+            rows |= self.high[positions].astype(np.int64) << CHUNK_BITS
+        return rows
 
     def live_rows(self, file_ids: np.ndarray) -> np.ndarray:
         """Given file ids, return the rows where they live in this segment (absent or dead ids left out)."""
-        if not len(self.sorted_ids):
+        if not len(self.owners):
             return np.empty(0, dtype=np.int64)
-        positions = np.minimum(np.searchsorted(self.sorted_ids, file_ids), len(self.sorted_ids) - 1)
-        rows = self.order[positions[self.sorted_ids[positions] == file_ids]].astype(np.int64)
+        rows = np.minimum(np.searchsorted(self.owners, file_ids), len(self.owners) - 1)
+        rows = rows[self.owners[rows] == file_ids]
         return rows[self.alive[rows]]
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
@@ -222,58 +331,61 @@ class _Segment:
         hashes = np.zeros((len(self.owners), STRIDE), dtype=np.uint64)
         present = np.zeros((len(self.owners), STRIDE), dtype=bool)
         for table in range(STRIDE):  # chunk 0's blocks hold every entry once
-            start, stop = self.offsets[table << CHUNK_BITS], self.offsets[(table + 1) << CHUNK_BITS]
-            rows = self.entries[start:stop]
-            hashes[rows, table] = self.entry_hashes[start:stop]
+            start, stop, values = self._block(0, table)
+            positions = np.arange(start, stop)
+            rows = self._rows(positions, np.zeros(len(positions), dtype=np.uint64))
+            hashes[rows, table] = (self.entries[start:stop] & _KEEP[0]) | values
             present[rows, table] = True
         return hashes, present
-
-    @staticmethod
-    def _chunk_values(chunk: int, values: np.ndarray) -> np.ndarray:
-        return ((values >> np.uint64(chunk * CHUNK_BITS)) & _MASK16).astype(np.int64)
-
-    @classmethod
-    def _keys(cls, chunk: int, tables: np.ndarray, values: np.ndarray) -> np.ndarray:
-        return ((chunk * STRIDE + tables) << CHUNK_BITS) | cls._chunk_values(chunk, values)
 
     def __len__(self) -> int:
         return len(self.owners)
 
     def nbytes(self) -> int:
-        arrays = (
-            self.owners,
-            self.alive,
-            self.order,
-            self.sorted_ids,
-            self.entries,
-            self.entry_hashes,
-            self.offsets,
-        )
-        return sum(array.nbytes for array in arrays)
+        arrays = (self.owners, self.alive, self.entries, self.high, self.used, self.ranks, self.starts)
+        return sum(array.nbytes for array in arrays if array is not None)
 
-    def search(self, rules: _Rules) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Given query rules, return (rule index, row, distance) of every live entry within its threshold."""
-        rule_ids, keys = [], []
-        for radius in np.unique(rules.radii):
-            chosen = np.flatnonzero(rules.radii == radius)
-            masks = _chunk_masks(int(radius))
-            for chunk in range(CHUNKS):
-                values = self._keys(chunk, rules.tables[chosen], rules.hashes[chosen])
-                keys.append((values[:, None] ^ masks[None, :]).ravel())
-                rule_ids.append(np.repeat(chosen, len(masks)))
-        keys_all = np.concatenate(keys)
-        starts, ends = self.offsets[keys_all], self.offsets[keys_all + 1]
+    def search(self, probe: _Probe) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Given a query's probe, return (rule index, row, distance) of every live entry within its
+        threshold."""
+        starts, ends = self._buckets(probe)
         counts = ends - starts
-        total = int(counts.sum())
+        ends_at = np.cumsum(counts)
+        total = int(ends_at[-1]) if len(ends_at) else 0
         if total == 0:
-            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
-        rule_of = np.repeat(np.concatenate(rule_ids), counts)
-        positions = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(total)
-        distances = np.bitwise_count(self.entry_hashes[positions] ^ rules.hashes[rule_of]).astype(np.int64)
-        near = np.flatnonzero(distances <= rules.thresholds[rule_of])
-        rows = self.entries[positions[near]].astype(np.int64)
+            return _NO_HITS
+        positions = np.arange(total, dtype=np.int64)
+        positions += np.repeat(starts - ends_at + counts, counts)
+        xor = self.entries[positions]
+        xor ^= np.repeat(probe.hashes, counts)
+        chunk_bounds = np.concatenate(([0], ends_at))[probe.chunk_starts]
+        for chunk in range(CHUNKS):  # the bits left to compare: the chunk's own bits hold the row
+            xor[chunk_bounds[chunk] : chunk_bounds[chunk + 1]] &= _KEEP[chunk]
+        other_bits = np.bitwise_count(xor)
+        near = np.flatnonzero(other_bits <= probe.max_threshold)  # few: most entries differ by ~24 bits
+        key_of = np.searchsorted(ends_at, near, side="right")
+        distances = other_bits[near].astype(np.int64) + probe.flips[key_of]
+        within = distances <= probe.thresholds[key_of]
+        near, key_of, distances = near[within], key_of[within], distances[within]
+        rows = self._rows(positions[near], probe.chunk_of[key_of])
         live = self.alive[rows]
-        return rule_of[near][live], rows[live], distances[near][live]
+        return probe.rules[key_of][live], rows[live], distances[live]
+
+
+def _high_dtype(owners: np.ndarray) -> type:
+    # Row bits past the low 16: 8 of them up to 16 777 216 rows.
+    return np.uint8 if len(owners) <= 1 << 24 else np.uint32
+
+
+def release_free_heap() -> None:
+    """Give the memory freed on the C heap back to the system where the C library can (glibc's
+    `malloc_trim`); elsewhere do nothing. After a bulk load the freed rows and batch arrays lie between
+    live blocks, and glibc keeps them resident (~170 MB for a million files) until asked."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError, TypeError):  # not glibc, or no C library to open by that name
+        return
+    trim(0)
 
 
 class HashIndex:
@@ -324,9 +436,11 @@ class HashIndex:
         file_ids = np.asarray(file_ids, dtype=np.int64)
         self._forget(file_ids)
         self._flush()
-        _, first = np.unique(file_ids[::-1], return_index=True)  # the last row of a repeated id wins
-        keep = np.sort(len(file_ids) - 1 - first)
-        self._segments.append(_Segment(file_ids[keep], hashes[keep], present[keep]))
+        if len(file_ids) > 1 and not np.all(file_ids[1:] > file_ids[:-1]):  # else no copy (a load by id)
+            _, first = np.unique(file_ids[::-1], return_index=True)  # the last row of a repeated id wins
+            keep = len(file_ids) - 1 - first  # by id
+            file_ids, hashes, present = file_ids[keep], hashes[keep], present[keep]
+        self._segments.append(_Segment(file_ids, hashes, present))
         self._merge_tail()
 
     def remove(self, file_id: int) -> None:
@@ -357,7 +471,8 @@ class HashIndex:
             self.window_radius,
         )
         best: dict[int, tuple[int, int, int, int]] = {}
-        for owners, (rule_of, rows, distances) in self._search_all(rules):
+        probe = _Probe(rules) if self._segments else None
+        for owners, (rule_of, rows, distances) in self._search_all(rules, probe):
             _keep_best(best, owners[rows], rule_of, distances, rules)
         excluded = {exclude} if isinstance(exclude, int) else set(exclude or ())
         found = [
@@ -367,9 +482,11 @@ class HashIndex:
         ]
         return sorted(found, key=lambda c: (c.via != "global", c.distance, c.file_id))
 
-    def _search_all(self, rules: _Rules) -> Iterator[tuple[np.ndarray, tuple[np.ndarray, ...]]]:
+    def _search_all(
+        self, rules: _Rules, probe: _Probe | None
+    ) -> Iterator[tuple[np.ndarray, tuple[np.ndarray, ...]]]:
         for segment in self._segments:
-            yield segment.owners, segment.search(rules)
+            yield segment.owners, segment.search(probe)
         if self._pending:
             yield self._scan_pending(rules)
 
@@ -382,12 +499,13 @@ class HashIndex:
     def _scan_pending(self, rules: _Rules) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         owners, hashes, present = self._pending_arrays()
         xor = hashes[:, rules.tables] ^ rules.hashes[None, :]
-        distances = np.bitwise_count(xor).astype(np.int64)
-        closest_chunk = np.bitwise_count(xor[..., None].view(np.uint16)).min(axis=-1)
-        hits = present[:, rules.tables] & (distances <= rules.thresholds[None, :])
-        hits &= closest_chunk <= rules.radii[None, :]
-        rows, rule_of = np.nonzero(hits)
-        return owners, (rule_of, rows, distances[rows, rule_of])
+        within = present[:, rules.tables] & (np.bitwise_count(xor) <= rules.thresholds[None, :])
+        rows, rule_of = np.nonzero(within)
+        near = np.ascontiguousarray(xor[rows, rule_of])  # few: the chunk radius is checked on these only
+        closest_chunk = np.bitwise_count(near[:, None].view(np.uint16)).min(axis=1)
+        found = closest_chunk <= rules.radii[rule_of]
+        distances = np.bitwise_count(near[found]).astype(np.int64)
+        return owners, (rule_of[found], rows[found], distances)
 
     def _flush(self) -> None:
         if not self._pending:
@@ -398,7 +516,13 @@ class HashIndex:
         self._merge_tail()
 
     def _merge_tail(self) -> None:
-        while len(self._segments) > 1 and len(self._segments[-2]) <= _MERGE_RATIO * len(self._segments[-1]):
+        # Like a binary counter (an older segment up to _MERGE_RATIO times larger absorbs the newer one); a
+        # small segment with a sparse bucket table always absorbs it, so there is at most one such segment
+        # (rebuilding it, under ~9 000 images, is cheap).
+        while len(self._segments) > 1 and (
+            len(self._segments[-2]) <= _MERGE_RATIO * len(self._segments[-1])
+            or self._segments[-2].used is not None
+        ):
             newer, older = self._segments.pop(), self._segments.pop()
             parts = [(s.owners[s.alive], *(array[s.alive] for array in s.arrays())) for s in (older, newer)]
             owners, hashes, present = (np.concatenate(column) for column in zip(*parts, strict=True))

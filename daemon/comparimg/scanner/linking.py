@@ -95,6 +95,19 @@ def hash_entries(batch: HashArrays, crops: bool) -> tuple[np.ndarray, np.ndarray
     return hashes, present
 
 
+def load_hash_index(index: Index, threshold: int, crops: bool) -> matching.HashIndex:
+    """Given the index, the match threshold and whether windows are matched, return the HashIndex of every
+    `ok` file, built as one segment. The heap the rows went through is given back to the system, so the
+    daemon's resident memory grows by the HashIndex itself (~430 MB, not ~600 MB, for a million files)."""
+    hash_index = matching.HashIndex(threshold)
+    parts = [(b.ids, *hash_entries(b, crops)) for b in index.fingerprint_rows()]
+    if parts:  # one segment: several would be merged again, at a higher cost
+        hash_index.add_arrays(*(np.concatenate(column) for column in zip(*parts, strict=True)))
+    del parts
+    matching.release_free_heap()
+    return hash_index
+
+
 class Linker:
     """The matching state of one index: its HashIndex, and the steps that turn new files into groups.
 
@@ -135,11 +148,7 @@ class Linker:
     def hash_index(self) -> matching.HashIndex:
         """Return the HashIndex of every `ok` file, loading it from the index on first use."""
         if self._hash_index is None:
-            hash_index = matching.HashIndex(self.options.threshold)
-            parts = [(b.ids, *hash_entries(b, self.options.crops)) for b in self.index.fingerprint_rows()]
-            if parts:  # one segment: several would be merged again, at a higher cost
-                hash_index.add_arrays(*(np.concatenate(column) for column in zip(*parts, strict=True)))
-            self._hash_index = hash_index
+            self._hash_index = load_hash_index(self.index, self.options.threshold, self.options.crops)
         return self._hash_index
 
     def link(self, file_ids: Collection[int]) -> set[int]:
