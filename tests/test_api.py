@@ -61,8 +61,12 @@ async def test_status_config_openapi_and_metrics(live):
     assert response.status == 200
     text = await response.text()
     assert "comparimg_http_requests_total" in text
-    for gauge in ('comparimg_index{what="files"}', "comparimg_queue_depth", "comparimg_decisions_queued",
-                  "comparimg_uptime_seconds"):  # the gauges docs/api.md promises
+    for gauge in (
+        'comparimg_index{what="files"}',
+        "comparimg_queue_depth",
+        "comparimg_decisions_queued",
+        "comparimg_uptime_seconds",
+    ):  # the gauges docs/api.md promises
         assert gauge in text
 
 

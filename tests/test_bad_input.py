@@ -43,8 +43,12 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
 def bomb_png(side: int = 30_000) -> bytes:
     """A tiny PNG that claims side × side pixels (beyond twice Pillow's MAX_IMAGE_PIXELS)."""
     header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
-            + png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture
@@ -133,7 +137,10 @@ def test_unreadable_files_and_folders_are_errors(tmp_path, write_photo, cli_env)
     try:
         result = subprocess.run(
             [*prefix, sys.executable, "-m", "comparimg", "scan", str(root), "--json", tmp_path / "d.json"],
-            env=cli_env, capture_output=True, text=True, timeout=120,
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
     finally:
         os.chmod(root / "locked", 0o755)
@@ -180,13 +187,17 @@ def test_pillows_broken_images_are_errors_with_reasons(tmp_path, pool, pillow_tr
 def test_every_one_of_pillows_test_images_hashes_or_fails_with_a_reason(pool, pillow_test_images):
     # Hashing only: Pillow's folder holds hundreds of copies of one picture, whose pairwise verification
     # is a matching cost, not a bad-input question.
-    images = sorted(str(p) for p in pillow_test_images.iterdir()
-                    if p.is_file() and p.suffix.lower() in hashing.SUPPORTED_EXTENSIONS)
+    images = sorted(
+        str(p)
+        for p in pillow_test_images.iterdir()
+        if p.is_file() and p.suffix.lower() in hashing.SUPPORTED_EXTENSIONS
+    )
     outcomes = dict(pool.map_unordered(hashing.fingerprint_file, [(p,) for p in images]))
     assert len(outcomes) == len(images) > 100
     errors = [o for o in outcomes.values() if isinstance(o, ImageError)]
     fingerprints = [o for o in outcomes.values() if isinstance(o, Fingerprint)]
     assert len(errors) + len(fingerprints) == len(images)
-    assert all(e.reason and not e.reason.startswith("unexpected") for e in errors), \
-        sorted({e.reason for e in errors})
+    assert all(e.reason and not e.reason.startswith("unexpected") for e in errors), sorted(
+        {e.reason for e in errors}
+    )
     assert len(fingerprints) > len(errors)

@@ -231,8 +231,9 @@ def test_transposed_hashes_are_bit_transpositions():
             assert int(matching.transpose_bits(np.array([derived], np.uint64))[0]) == expected
 
 
-def test_files_beyond_the_in_memory_limit_are_streamed_to_the_same_fingerprint(tmp_path, write_photo,
-                                                                                monkeypatch):
+def test_files_beyond_the_in_memory_limit_are_streamed_to_the_same_fingerprint(
+    tmp_path, write_photo, monkeypatch
+):
     path = str(write_photo(tmp_path / "a.jpg", "coffee", size=(1200, 800)))
     from_memory = hashing.fingerprint_file(path)
     read = []

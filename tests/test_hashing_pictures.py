@@ -48,7 +48,8 @@ def test_verify_pair_reuses_pictures_and_fingerprint_offers_its_decode(tmp_path,
 
 
 def test_previews_from_another_worker_spare_the_decodes_and_go_stale_with_the_file(
-        tmp_path, write_photo, monkeypatch):
+    tmp_path, write_photo, monkeypatch
+):
     big = str(write_photo(tmp_path / "big.jpg", "coffee", size=(3072, 2048)))
     copy = str(write_photo(tmp_path / "copy.jpg", "coffee", size=(3072, 2048), quality=60))
     previews = [hashing.fingerprint_with_preview(path)[1] for path in (big, copy)]

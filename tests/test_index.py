@@ -40,8 +40,10 @@ def index(tmp_path):
 
 def add(index, n: int, root: str = "/photos") -> list[int]:
     with index.transaction():
-        return [index.upsert_fingerprint(f"{root}/{i}.jpg", root, identity(i), fingerprint(i), NOW)
-                for i in range(n)]
+        return [
+            index.upsert_fingerprint(f"{root}/{i}.jpg", root, identity(i), fingerprint(i), NOW)
+            for i in range(n)
+        ]
 
 
 def test_open_creates_directories_wal_and_latest_schema(tmp_path):
@@ -153,8 +155,10 @@ def test_every_fingerprint_write_records_the_current_version(index):
         index.rename_file(file_id, "/photos/moved.jpg", "/photos", NOW)
     assert index.file_by_id(file_id).fingerprint_version == 1, "a moved row keeps what it holds"
     with index.transaction():
-        assert index.upsert_fingerprint("/photos/moved.jpg", "/photos", identity(0), fingerprint(0),
-                                        NOW) == file_id
+        assert (
+            index.upsert_fingerprint("/photos/moved.jpg", "/photos", identity(0), fingerprint(0), NOW)
+            == file_id
+        )
         linked = index.copy_fingerprint(index.file_by_id(file_id), "/photos/link.jpg", "/photos", NOW)
         failed = index.record_file_error("/photos/bad.jpg", "/photos", identity(7), "not an image", NOW)
     for fid in (file_id, linked, failed):
@@ -169,7 +173,9 @@ def test_error_rows_keep_the_reason_and_are_listed_under_their_root(index):
         index.record_walk_error("/elsewhere/x", "/elsewhere", "permission denied", NOW)
     errors = index.errors_under(["/photos"])
     assert [(e.path, e.reason) for e in errors] == [
-        ("/photos/bad.jpg", "not an image"), ("/photos/locked", "permission denied")]
+        ("/photos/bad.jpg", "not an image"),
+        ("/photos/locked", "permission denied"),
+    ]
     assert index.file_by_path("/photos/bad.jpg").state == "error"
     with index.transaction():
         index.clear_walk_errors("/photos")

@@ -6,6 +6,7 @@ nothing else stops: the index, `comparimg scan`, the daemon (start-up scan and l
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -216,3 +217,36 @@ async def test_a_path_no_file_name_can_hold_is_a_4xx(live, tmp_path):
     for path in (str(tmp_path / "photos") + "/\ud800", "/photos/\udce9\ud800"):
         response = await live.post("/api/jobs", {"path": path})
         assert 400 <= response.status < 500, (path, response.status, await response.text())
+
+
+async def test_a_bulk_rule_trashes_and_its_batch_undo_restores_the_exact_name(live, tmp_path):
+    folder = tmp_path / "photos" / "bulk"
+    folder.mkdir(parents=True)
+    plain = os.fsencode(folder / "a.jpg")
+    odd = os.fsencode(folder) + b"/" + LATIN1_NAME
+    for path in (plain, odd):  # an exact pair: the rule keeps one and trashes the other
+        with open(path, "wb") as out:
+            out.write(photo_bytes(8))
+    job = await live.json("POST", "/api/jobs", {"path": str(folder)}, status=201)
+    assert (await live.wait_job(job["id"]))["state"] == "done"
+    rule = {"dry_run": True, "rule": {"kinds": ["exact"]}}
+    preview = await live.json("POST", "/api/decisions/bulk", rule, status=201)
+    assert preview["files"] == 1, preview
+    await live.json("POST", "/api/decisions/bulk", {"dry_run": False, "preview_id": preview["id"]}, 202)
+    batch = await wait_batch(live, preview["id"], ("applied",))
+    assert [os.path.exists(p) for p in (plain, odd)].count(False) == 1, batch
+    await live.json("POST", f"/api/undo/batch/{preview['id']}", None, 202)
+    await wait_batch(live, preview["id"], ("undone",))
+    for path in (plain, odd):
+        with open(path, "rb") as back:
+            assert back.read() == photo_bytes(8)
+
+
+async def wait_batch(live, batch_id: int, states: tuple[str, ...], timeout: float = 60) -> dict:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        batch = await live.json("GET", f"/api/decisions/bulk/{batch_id}")
+        if batch["state"] in states and not batch["running"]:
+            return batch
+        assert asyncio.get_running_loop().time() < deadline, batch
+        await asyncio.sleep(0.05)

@@ -45,8 +45,9 @@ def groups_by_path(index):
     found = []
     for stored in index.iter_groups():
         rows = index.files_by_ids(m.file_id for m in stored.group.members)
-        found.append((stored.group.kind, sorted(os.path.basename(rows[m.file_id].path)
-                                                for m in stored.group.members)))
+        found.append(
+            (stored.group.kind, sorted(os.path.basename(rows[m.file_id].path) for m in stored.group.members))
+        )
     return sorted(found)
 
 
@@ -250,8 +251,14 @@ def test_the_bulk_load_builds_the_same_entries_as_one_fingerprint_at_a_time(tmp_
 
     rng = np.random.default_rng(3)
     fingerprints = [
-        Fingerprint("c", 1, 1, "PNG", tuple(int(h) for h in rng.integers(0, 2**64, 8, dtype=np.uint64)),
-                    tuple(int(h) for h in rng.integers(0, 2**64, n, dtype=np.uint64)))
+        Fingerprint(
+            "c",
+            1,
+            1,
+            "PNG",
+            tuple(int(h) for h in rng.integers(0, 2**64, 8, dtype=np.uint64)),
+            tuple(int(h) for h in rng.integers(0, 2**64, n, dtype=np.uint64)),
+        )
         for n in (0, 3, matching.MAX_WINDOWS + 2, 1)
     ]
     with open_index(tmp_path / "i.sqlite3") as index, index.transaction():
@@ -261,8 +268,9 @@ def test_the_bulk_load_builds_the_same_entries_as_one_fingerprint_at_a_time(tmp_
         (batch,) = list(index.fingerprint_rows())
     hashes, present = hash_entries(batch, crops)
     for i, fp in enumerate(fingerprints):
-        expected_hashes, expected_present = matching.fingerprint_entries(fp if crops else Fingerprint(
-            fp.content_hash, 1, 1, "PNG", fp.phash, ()))
+        expected_hashes, expected_present = matching.fingerprint_entries(
+            fp if crops else Fingerprint(fp.content_hash, 1, 1, "PNG", fp.phash, ())
+        )
         assert (hashes[i] == expected_hashes).all() and (present[i] == expected_present).all()
 
 

@@ -28,13 +28,22 @@ def daemon(tmp_path, write_photo, cli_env):
     write_photo(photos / "c.png", "astronaut", size=(80, 80), fmt="PNG")
     config = tmp_path / "comparimg.yaml"
     port = free_port()
-    config.write_text(yaml.safe_dump({
-        "roots": [str(photos)], "index": str(tmp_path / "state" / "index.sqlite3"),
-        "export": str(tmp_path / "state" / "duplicates.json"), "hashing": {"workers": 1},
-        "watch": {"settle_seconds": 0.2},
-        "http": {"listen": f"127.0.0.1:{port}", "token_file": str(tmp_path / "state" / "token")},
-        "sorter": {"trash": str(tmp_path / "trash"), "move_targets": {"best": str(tmp_path / "best")}},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "roots": [str(photos)],
+                "index": str(tmp_path / "state" / "index.sqlite3"),
+                "export": str(tmp_path / "state" / "duplicates.json"),
+                "hashing": {"workers": 1},
+                "watch": {"settle_seconds": 0.2},
+                "http": {"listen": f"127.0.0.1:{port}", "token_file": str(tmp_path / "state" / "token")},
+                "sorter": {
+                    "trash": str(tmp_path / "trash"),
+                    "move_targets": {"best": str(tmp_path / "best")},
+                },
+            }
+        )
+    )
     process = start_daemon(config, cli_env)
     try:
         group = wait_for_group(config, cli_env)
@@ -54,12 +63,37 @@ def test_schemathesis_finds_no_server_error_and_no_schema_break(daemon, tmp_path
         pytest.fail("schemathesis is not installed (pip install schemathesis)")
     seed = os.environ.get("COMPARIMG_SCHEMATHESIS_SEED", "1")
     result = subprocess.run(
-        [command, "run", f"{base}/api/openapi.json", "--header", f"Authorization: Bearer {token}",
-         "--checks", CHECKS, "--max-examples", MAX_EXAMPLES, "--exclude-path", "/api/events",
-         "--exclude-method", "PATCH", "--phases", "examples,coverage,fuzzing,stateful", "--seed", seed,
-         "--request-timeout", "30", "--no-color", "--generation-database", "none",
-         "--report-dir", str(tmp_path / "report")],
-        capture_output=True, text=True, timeout=280, cwd=tmp_path)
+        [
+            command,
+            "run",
+            f"{base}/api/openapi.json",
+            "--header",
+            f"Authorization: Bearer {token}",
+            "--checks",
+            CHECKS,
+            "--max-examples",
+            MAX_EXAMPLES,
+            "--exclude-path",
+            "/api/events",
+            "--exclude-method",
+            "PATCH",
+            "--phases",
+            "examples,coverage,fuzzing,stateful",
+            "--seed",
+            seed,
+            "--request-timeout",
+            "30",
+            "--no-color",
+            "--generation-database",
+            "none",
+            "--report-dir",
+            str(tmp_path / "report"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        cwd=tmp_path,
+    )
     report = "\n".join(line[:300] for line in result.stdout.splitlines())
     print(report[report.find("SUMMARY") :])
     assert result.returncode == 0, report[report.find("FAILURES") :][:8000] + result.stderr[-2000:]

@@ -229,7 +229,9 @@ class _Worker:
     def __init__(self, context: Any, memory_limit_mb: int):
         self.connection, child_end = context.Pipe()
         self.process = context.Process(
-            target=serve_tasks, args=(child_end, memory_limit_mb, list(sys.path)), daemon=True,
+            target=serve_tasks,
+            args=(child_end, memory_limit_mb, list(sys.path)),
+            daemon=True,
             name="comparimg-worker",
         )
         self.process.start()

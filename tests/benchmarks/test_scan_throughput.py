@@ -45,8 +45,12 @@ def camera_jpegs() -> Path:
         folder = folder / "jpg"
     if not given and not sorted(folder.glob("*.jpg")):
         env = {**os.environ, "NJPG": str(NJPG), "NPNG": "0", "NBMP": "0"}
-        subprocess.run([sys.executable, str(shared_folder() / "bench" / "make_camera_corpus.py"),
-                        str(folder.parent)], env=env, check=True, timeout=3600)
+        subprocess.run(
+            [sys.executable, str(shared_folder() / "bench" / "make_camera_corpus.py"), str(folder.parent)],
+            env=env,
+            check=True,
+            timeout=3600,
+        )
     if not sorted(folder.glob("*.jpg")):
         pytest.skip(f"no JPEGs in {folder}")
     return folder
@@ -62,9 +66,24 @@ def time_scan(folder: Path, workers: int, *extra: str) -> tuple[float, dict]:
     """Given a folder and a worker count, run `comparimg scan`; return (wall seconds, the JSON stats)."""
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", "comparimg", "scan", str(folder), "--workers",
-                                 str(workers), "--json", f"{out}/d.json", *extra], env=scan_env(),
-                                capture_output=True, text=True, timeout=1800)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "comparimg",
+                "scan",
+                str(folder),
+                "--workers",
+                str(workers),
+                "--json",
+                f"{out}/d.json",
+                *extra,
+            ],
+            env=scan_env(),
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
         wall = time.perf_counter() - started
         assert result.returncode == 0, result.stderr[-3000:]
         return wall, json.loads(Path(out, "d.json").read_text())["stats"]
@@ -113,16 +132,24 @@ def test_scan_is_faster_than_imagehash_and_scales_with_workers(camera_jpegs):
     one = median_of(lambda: _keep_stats(time_scan(camera_jpegs, 1), stats))
     two = median_of(lambda: time_scan(camera_jpegs, 2)[0])
     n = len(files)
-    print(f"\n{n} JPEGs of 12 MP, medians of {RUNS} runs, cpus={os.cpu_count()}, "
-          f"load={os.getloadavg()[0]:.1f}; each scan hashed {stats[-1]['hashed']} files and verified "
-          f"{stats[-1]['verified']} candidate pairs ({stats[-1]['groups']} groups)")
+    print(
+        f"\n{n} JPEGs of 12 MP, medians of {RUNS} runs, cpus={os.cpu_count()}, "
+        f"load={os.getloadavg()[0]:.1f}; each scan hashed {stats[-1]['hashed']} files and verified "
+        f"{stats[-1]['verified']} candidate pairs ({stats[-1]['groups']} groups)"
+    )
     print(f"  imagehash.phash(Image.open(p)): {baseline:6.2f} s  {n / baseline:6.1f} files/s")
-    print(f"  JPEG decode alone (1/8, gray):  {floor:6.2f} s  {n / floor:6.1f} files/s  "
-          f"{baseline / floor:4.2f}x imagehash (the ceiling for one decoding process)")
-    print(f"  comparimg scan --workers 1:     {one:6.2f} s  {n / one:6.1f} files/s  "
-          f"{baseline / one:4.2f}x imagehash, {floor / one:4.2f} of the decoder's speed")
-    print(f"  comparimg scan --workers 2:     {two:6.2f} s  {n / two:6.1f} files/s  "
-          f"{one / two:4.2f}x one worker")
+    print(
+        f"  JPEG decode alone (1/8, gray):  {floor:6.2f} s  {n / floor:6.1f} files/s  "
+        f"{baseline / floor:4.2f}x imagehash (the ceiling for one decoding process)"
+    )
+    print(
+        f"  comparimg scan --workers 1:     {one:6.2f} s  {n / one:6.1f} files/s  "
+        f"{baseline / one:4.2f}x imagehash, {floor / one:4.2f} of the decoder's speed"
+    )
+    print(
+        f"  comparimg scan --workers 2:     {two:6.2f} s  {n / two:6.1f} files/s  "
+        f"{one / two:4.2f}x one worker"
+    )
     assert baseline / one >= 3.5
     assert one / two >= 1.8
 
@@ -131,9 +158,11 @@ def test_a_second_scan_with_the_same_index_is_ten_times_faster(camera_jpegs, tmp
     db = tmp_path / "index.sqlite3"
     first_wall, first = time_scan(camera_jpegs, 2, "--index", str(db))
     second_wall, second = time_scan(camera_jpegs, 2, "--index", str(db))
-    print(f"\nfirst scan {first['seconds']:.2f} s in the scan ({first_wall:.2f} s wall), "
-          f"second {second['seconds']:.3f} s ({second_wall:.2f} s wall): "
-          f"{first['seconds'] / max(second['seconds'], 1e-3):.0f}x in the scan, "
-          f"{first_wall / second_wall:.1f}x wall (interpreter start-up included)")
+    print(
+        f"\nfirst scan {first['seconds']:.2f} s in the scan ({first_wall:.2f} s wall), "
+        f"second {second['seconds']:.3f} s ({second_wall:.2f} s wall): "
+        f"{first['seconds'] / max(second['seconds'], 1e-3):.0f}x in the scan, "
+        f"{first_wall / second_wall:.1f}x wall (interpreter start-up included)"
+    )
     assert second["hashed"] == 0 and second["unchanged"] == first["files"]
     assert second["seconds"] * 10 <= first["seconds"]

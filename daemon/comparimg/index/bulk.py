@@ -18,6 +18,7 @@ from sqlite_utils import Database
 from comparimg.decisions import CandidateGroup, CandidateMember, GroupPlan
 from comparimg.index.connection import write_transaction
 from comparimg.index.files import prefix_range
+from comparimg.index.path_text import PATH_PARAM, bind_path
 from comparimg.model import NotFound
 
 ITEM_STATES = ("pending", "applied", "refused", "failed", "undone")
@@ -81,7 +82,7 @@ def create_batch(
         db.conn.executemany(
             "INSERT INTO bulk_items (batch_id, group_id, keeper_ids, file_id, action, target, path, device, "
             "inode, size, mtime_ns, content_hash, state) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+            f"VALUES (?, ?, ?, ?, ?, ?, {PATH_PARAM}, ?, ?, ?, ?, ?, 'pending')",
             [
                 (
                     batch_id,
@@ -90,7 +91,7 @@ def create_batch(
                     member.file_id,
                     action,
                     target,
-                    member.path,
+                    bind_path(member.path),
                     member.device,
                     member.inode,
                     member.size,
@@ -164,13 +165,13 @@ def attach_decision(db: Database, item: dict[str, Any]) -> int:
         decision_id = db.execute(
             "INSERT INTO decisions (action, file_id, group_id, target, path, device, inode, size, mtime_ns, "
             "content_hash, state, created, updated) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?) RETURNING id",
+            f"VALUES (?, ?, ?, ?, {PATH_PARAM}, ?, ?, ?, ?, ?, 'queued', ?, ?) RETURNING id",
             [
                 item["action"],
                 item["file_id"],
                 item["group_id"],
                 item["target"],
-                item["path"],
+                bind_path(item["path"]),
                 item["device"],
                 item["inode"],
                 item["size"],

@@ -78,14 +78,32 @@ def prefix_range(root: str) -> tuple[str, str]:
 
 
 def _row_to_file(row: tuple) -> FileRow:
-    (id_, root, path, device, inode, size, mtime_ns, content_hash, width, height, fmt, variants, windows,
-     state, error, version) = row
+    (
+        id_,
+        root,
+        path,
+        device,
+        inode,
+        size,
+        mtime_ns,
+        content_hash,
+        width,
+        height,
+        fmt,
+        variants,
+        windows,
+        state,
+        error,
+        version,
+    ) = row
     fingerprint = None
     if variants is not None:
-        fingerprint = Fingerprint(content_hash, width, height, fmt, blob_to_hashes(variants),
-                                  blob_to_hashes(windows))
-    return FileRow(id_, root, path, FileIdentity(device, inode, size, mtime_ns), state, error, fingerprint,
-                   version)
+        fingerprint = Fingerprint(
+            content_hash, width, height, fmt, blob_to_hashes(variants), blob_to_hashes(windows)
+        )
+    return FileRow(
+        id_, root, path, FileIdentity(device, inode, size, mtime_ns), state, error, fingerprint, version
+    )
 
 
 class FileRows:
@@ -142,8 +160,9 @@ class FileRows:
             )
         )
 
-    def upsert_fingerprint(self, path: str, root: str, identity: FileIdentity, fingerprint: Fingerprint,
-                           now: float) -> int:
+    def upsert_fingerprint(
+        self, path: str, root: str, identity: FileIdentity, fingerprint: Fingerprint, now: float
+    ) -> int:
         """Given a file's path, root, identity and fingerprint made by the running code, store it as `ok`
         with the current FINGERPRINT_VERSION; return the file id."""
         values = {
@@ -164,17 +183,31 @@ class FileRows:
     def record_file_error(self, path: str, root: str, identity: FileIdentity, reason: str, now: float) -> int:
         """Given a file that could not be hashed and the reason, store it as `error`; return the file id."""
         values = {
-            "content_hash": None, "width": None, "height": None, "format": None, "phash": None,
-            "phash_variants": None, "windows": None, "state": "error", "error": reason, "needs_link": 0,
+            "content_hash": None,
+            "width": None,
+            "height": None,
+            "format": None,
+            "phash": None,
+            "phash_variants": None,
+            "windows": None,
+            "state": "error",
+            "error": reason,
+            "needs_link": 0,
             "fingerprint_version": FINGERPRINT_VERSION,  # the code that failed to read it
         }
         return self._upsert(path, root, identity, values, now)
 
     def _upsert(self, path: str, root: str, identity: FileIdentity, values: dict, now: float) -> int:
         columns = {
-            "root": root, "path": path, "device": identity.device, "inode": identity.inode,
-            "size": identity.size, "mtime_ns": identity.mtime_ns, **values,
-            "first_seen": now, "last_seen": now,
+            "root": root,
+            "path": path,
+            "device": identity.device,
+            "inode": identity.inode,
+            "size": identity.size,
+            "mtime_ns": identity.mtime_ns,
+            **values,
+            "first_seen": now,
+            "last_seen": now,
         }
         names = ", ".join(columns)
         marks = ", ".join(PATH_PARAM if c in ("root", "path") else "?" for c in columns)
@@ -239,8 +272,9 @@ class FileRows:
         for chunk in chunked(list(file_ids)):
             marks = ",".join("?" * len(chunk))
             self.db.execute(f"UPDATE files SET state = 'missing' WHERE id IN ({marks})", chunk)
-            self.db.execute(f"DELETE FROM matches WHERE file_a IN ({marks}) OR file_b IN ({marks})",
-                            chunk + chunk)
+            self.db.execute(
+                f"DELETE FROM matches WHERE file_a IN ({marks}) OR file_b IN ({marks})", chunk + chunk
+            )
 
     def files_not_seen_since(self, root: str, since: float, skip_dirs: Iterable[str] = ()) -> list[int]:
         """Given a root and a time, return ids of present files below it not seen since then.
@@ -287,7 +321,9 @@ class FileRows:
         )
 
     def file_facts(
-        self, file_ids: Iterable[int], reference_roots: Iterable[str] = (),
+        self,
+        file_ids: Iterable[int],
+        reference_roots: Iterable[str] = (),
         states: tuple[str, ...] = ("ok", "error", "missing"),
     ) -> dict[int, FileFacts]:
         """Given file ids, the reference roots and the states wanted, return {id: FileFacts} of those
@@ -299,9 +335,13 @@ class FileRows:
                 continue
             fp = row.fingerprint
             facts[fid] = FileFacts(
-                file_id=fid, path=row.path, size=row.identity.size,
-                width=fp.width if fp else 0, height=fp.height if fp else 0,
-                mtime_ns=row.identity.mtime_ns, format=fp.format if fp else "",
+                file_id=fid,
+                path=row.path,
+                size=row.identity.size,
+                width=fp.width if fp else 0,
+                height=fp.height if fp else 0,
+                mtime_ns=row.identity.mtime_ns,
+                format=fp.format if fp else "",
                 content_hash=fp.content_hash if fp else "",
                 reference=any(lo <= row.path < hi for lo, hi in ranges),
             )
@@ -319,8 +359,9 @@ class FileRows:
 def _rows_to_arrays(rows: list[tuple]) -> HashArrays:
     if not rows:
         empty = np.zeros(0, dtype=np.uint64)
-        return HashArrays(np.zeros(0, dtype=np.int64), np.zeros((0, 8), dtype=np.uint64),
-                          np.zeros(1, dtype=np.int64), empty)
+        return HashArrays(
+            np.zeros(0, dtype=np.int64), np.zeros((0, 8), dtype=np.uint64), np.zeros(1, dtype=np.int64), empty
+        )
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     phash = np.frombuffer(b"".join(r[1] for r in rows), dtype="<u8").reshape(len(rows), -1)
     lengths = np.fromiter((len(r[2] or b"") // 8 for r in rows), dtype=np.int64, count=len(rows))
@@ -332,4 +373,4 @@ def _rows_to_arrays(rows: list[tuple]) -> HashArrays:
 
 def chunked(items: list, size: int = BATCH) -> Iterator[list]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]

@@ -42,8 +42,9 @@ def journal_intent(db: Database, fields: dict[str, Any]) -> int:
     """Given the writer Database and an action's fields, durably record it as open; return its id."""
     now = time.time()
     with write_transaction(db, durable=True):
-        row, conversions = path_conversions({**fields, "state": "open", "created": now, "updated": now},
-                                            ACTION_PATHS)
+        row, conversions = path_conversions(
+            {**fields, "state": "open", "created": now, "updated": now}, ACTION_PATHS
+        )
         return db["sort_actions"].insert(row, conversions=conversions).last_pk
 
 
@@ -123,8 +124,9 @@ def add_decision(db: Database, fields: dict[str, Any]) -> int:
                 [now, fields["file_id"]],
             )
         state = fields.pop("state", "queued")
-        row, conversions = path_conversions({**fields, "state": state, "created": now, "updated": now},
-                                            DECISION_PATHS)
+        row, conversions = path_conversions(
+            {**fields, "state": state, "created": now, "updated": now}, DECISION_PATHS
+        )
         return db["decisions"].insert(row, conversions=conversions).last_pk
 
 

@@ -88,8 +88,9 @@ class RelationRows:
             same = old.get(frozenset(m.file_id for m in group.members))
             if same is not None:
                 self.db.execute("DELETE FROM group_members WHERE group_id = ?", [same])
-                self.db.execute("UPDATE groups SET kind = ?, leader = ? WHERE id = ?",
-                                [group.kind, group.leader, same])
+                self.db.execute(
+                    "UPDATE groups SET kind = ?, leader = ? WHERE id = ?", [group.kind, group.leader, same]
+                )
                 kept.add(same)
                 group_id = same
             else:
@@ -115,8 +116,12 @@ class RelationRows:
         group_ids: set[int] = set()
         for chunk in chunked(list(file_ids)):
             marks = ",".join("?" * len(chunk))
-            group_ids.update(r[0] for r in self.db.execute(
-                f"SELECT DISTINCT group_id FROM group_members WHERE file_id IN ({marks})", chunk))
+            group_ids.update(
+                r[0]
+                for r in self.db.execute(
+                    f"SELECT DISTINCT group_id FROM group_members WHERE file_id IN ({marks})", chunk
+                )
+            )
         return self.groups_by_ids(sorted(group_ids))
 
     def groups_by_ids(self, group_ids: Iterable[int]) -> list[StoredGroup]:
@@ -125,10 +130,13 @@ class RelationRows:
         for chunk in chunked(list(group_ids)):
             marks = ",".join("?" * len(chunk))
             heads = self.db.execute(
-                f"SELECT id, kind, leader FROM groups WHERE id IN ({marks}) ORDER BY id", chunk).fetchall()
+                f"SELECT id, kind, leader FROM groups WHERE id IN ({marks}) ORDER BY id", chunk
+            ).fetchall()
             members = self._members_of([h[0] for h in heads])
-            found.extend(StoredGroup(gid, Group(kind, leader, tuple(members.get(gid, ()))))
-                         for gid, kind, leader in heads)
+            found.extend(
+                StoredGroup(gid, Group(kind, leader, tuple(members.get(gid, ()))))
+                for gid, kind, leader in heads
+            )
         return found
 
     def _members_of(self, group_ids: list[int]) -> dict[int, list[GroupMember]]:
@@ -148,8 +156,12 @@ class RelationRows:
         """Yield every stored group, by id."""
         last = 0
         while True:
-            ids = [r[0] for r in self.db.execute(
-                "SELECT id FROM groups WHERE id > ? ORDER BY id LIMIT ?", [last, batch])]
+            ids = [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT id FROM groups WHERE id > ? ORDER BY id LIMIT ?", [last, batch]
+                )
+            ]
             if not ids:
                 return
             yield from self.groups_by_ids(ids)
@@ -161,14 +173,16 @@ class RelationRows:
         for kind, n in self.db.execute("SELECT kind, count(*) FROM groups GROUP BY kind"):
             counts[kind] = n
         counts["grouped_files"] = self.db.execute(
-            "SELECT count(DISTINCT file_id) FROM group_members").fetchone()[0]
+            "SELECT count(DISTINCT file_id) FROM group_members"
+        ).fetchone()[0]
         return counts
 
     def add_not_duplicate(self, file_a: int, file_b: int, now: float) -> None:
         """Given two file ids a person said are not duplicates, record the pair and drop their edge."""
         a, b = sorted((file_a, file_b))
-        self.db.execute("INSERT OR IGNORE INTO not_duplicates (file_a, file_b, created) VALUES (?, ?, ?)",
-                        [a, b, now])
+        self.db.execute(
+            "INSERT OR IGNORE INTO not_duplicates (file_a, file_b, created) VALUES (?, ?, ?)", [a, b, now]
+        )
         self.db.execute("DELETE FROM matches WHERE file_a = ? AND file_b = ?", [a, b])
 
     def not_duplicate_pairs(self, file_ids: Iterable[int] | None = None) -> set[tuple[int, int]]:
@@ -178,9 +192,14 @@ class RelationRows:
         pairs: set[tuple[int, int]] = set()
         for chunk in chunked(list(file_ids)):
             marks = ",".join("?" * len(chunk))
-            pairs.update(tuple(r) for r in self.db.execute(
-                f"SELECT file_a, file_b FROM not_duplicates WHERE file_a IN ({marks}) OR file_b IN ({marks})",
-                chunk + chunk))
+            pairs.update(
+                tuple(r)
+                for r in self.db.execute(
+                    "SELECT file_a, file_b FROM not_duplicates "
+                    f"WHERE file_a IN ({marks}) OR file_b IN ({marks})",
+                    chunk + chunk,
+                )
+            )
         return pairs
 
     def record_walk_error(self, path: str, root: str, reason: str, now: float) -> None:
@@ -200,10 +219,18 @@ class RelationRows:
         """Given roots, return the walk errors and the files in `error` state at or below them, by path."""
         found = []
         for root in roots:
-            found += [WalkError(*r) for r in self.db.execute(
-                f"SELECT path, reason FROM walk_errors WHERE {_AT_OR_BELOW}", _bounds(root))]
-            found += [WalkError(*r) for r in self.db.execute(  # a root may be a file given by name
-                f"SELECT path, error FROM files WHERE state = 'error' AND ({_AT_OR_BELOW})", _bounds(root))]
+            found += [
+                WalkError(*r)
+                for r in self.db.execute(
+                    f"SELECT path, reason FROM walk_errors WHERE {_AT_OR_BELOW}", _bounds(root)
+                )
+            ]
+            found += [
+                WalkError(*r)
+                for r in self.db.execute(  # a root may be a file given by name
+                    f"SELECT path, error FROM files WHERE state = 'error' AND ({_AT_OR_BELOW})", _bounds(root)
+                )
+            ]
         return sorted(set(found), key=lambda e: e.path)
 
 

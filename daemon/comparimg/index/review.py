@@ -63,8 +63,13 @@ def group_page(
 ) -> tuple[list[GroupSummary], int]:
     """Return (one page of group summaries, total matching) for the filters. Raise KeyError for a bad sort."""
     low, high = prefix_range(folder) if folder else ("", "")
-    params: dict[str, Any] = {"kind": kind, "state": state, "folder": bind_path(folder),
-                              "low": bind_path(low), "high": bind_path(high)}
+    params: dict[str, Any] = {
+        "kind": kind,
+        "state": state,
+        "folder": bind_path(folder),
+        "low": bind_path(low),
+        "high": bind_path(high),
+    }
     total = db.execute(f"SELECT count(*) FROM ({_SUMMARY})", params).fetchone()[0]
     rows = db.execute(
         f"{_SUMMARY} ORDER BY {SORTS[sort]} LIMIT :limit OFFSET :offset",
