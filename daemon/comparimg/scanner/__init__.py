@@ -122,8 +122,8 @@ class Scanner:
         self.options = options
         self.clock = clock
         self.cancel = cancel if cancel is not None else threading.Event()
-        # Called while hashing and between pair checks, when no transaction is open (the daemon runs its
-        # urgent writer jobs there).
+        # Called while files are read and pairs checked in the workers, when no transaction is open (the
+        # daemon runs its urgent writer jobs there).
         self.between_tasks = between_tasks
         self.linker = Linker(index, pool, options.match, clock, self.cancel, between_tasks)
 
@@ -284,13 +284,13 @@ class Scanner:
             for found in self._readable(to_hash, run):
                 in_flight[found.path] = found
                 run.batch.commit()
-                self.between_tasks()
                 yield found.path, self.linker.wants_previews
             run.batch.commit()
 
         report = run.report
         task = hashing.fingerprint_with_preview  # the preview goes along with the linker's checks
-        for (path, _), outcome in self.pool.map_unordered(task, paths(), self.cancel):
+        # While files are read, `paths` has just committed: the daemon's urgent writes run in the meantime.
+        for (path, _), outcome in self.pool.map_unordered(task, paths(), self.cancel, self.between_tasks):
             self._check_cancel()  # an outcome after the stop may be the worker being killed: not recorded
             found = in_flight.pop(path)
             if isinstance(outcome, ImageError):

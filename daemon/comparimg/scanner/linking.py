@@ -111,8 +111,8 @@ class Linker:
                  clock: Callable[[], float] = time.time, cancel: threading.Event | None = None,
                  between_tasks: Callable[[], None] = no_task_between):
         self.index = index
-        # Called between two pair-check outcomes, when no transaction is open (the daemon runs its urgent
-        # writer jobs there, so a decision does not wait for minutes of checks).
+        # Called while pair checks run in the workers, when no transaction is open (the daemon runs its
+        # urgent writer jobs there, so a decision does not wait for minutes of checks).
         self.between_tasks = between_tasks
         self.cancel = cancel  # once set, `link` raises Cancelled without storing anything
         self.pool = pool
@@ -224,10 +224,11 @@ class Linker:
                 yield (*args, self._previews_of(pair.query_path, pair.other_path))
 
         matched = []
-        for args, outcome in self.pool.map_unordered(hashing.verify_pair, checks(), self.cancel):
+        # While a check runs, no transaction is open: the daemon's urgent writes run in the meantime.
+        checked = self.pool.map_unordered(hashing.verify_pair, checks(), self.cancel, self.between_tasks)
+        for args, outcome in checked:
             if self.cancel is not None and self.cancel.is_set():
                 raise Cancelled()
-            self.between_tasks()
             if isinstance(outcome, ImageError):
                 log.warning("verify_failed a=%s b=%s reason=%s", args[0], args[1], outcome.reason)
             elif outcome.matched:
