@@ -3,7 +3,8 @@
 The ingest is made long for real: its pair check runs in a worker process and waits, before checking,
 on a FIFO gate the test opens when it chooses (opening a FIFO for reading blocks until someone opens it
 for writing; nothing sleeps). While the gate is closed the writer thread is inside `Linker._verified_edges`;
-a decision must still be queued and cancelled, through the urgent lane, between two pair-check outcomes.
+decisions must still be queued, cancelled and recorded (not duplicates), through the urgent lane, while
+the writer waits for that check.
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ async def test_a_decision_is_answered_while_the_writer_is_in_pair_checks(
     live, tmp_path, write_photo, monkeypatch
 ):
     other = write_photo(tmp_path / "photos" / "other.jpg", "chelsea")
-    await wait_until(lambda: file_id_of(live, other) is not None)
-    other_id = file_id_of(live, other)
+    third = write_photo(tmp_path / "photos" / "third.jpg", "coffee")
+    await wait_until(lambda: file_id_of(live, other) is not None and file_id_of(live, third) is not None)
+    other_id, third_id = file_id_of(live, other), file_id_of(live, third)
     os.mkfifo(tmp_path / GATE)
     monkeypatch.setattr(hashing, "verify_pair", gated_verify)  # the linker looks it up at each pass
     gate = None
@@ -77,6 +79,11 @@ async def test_a_decision_is_answered_while_the_writer_is_in_pair_checks(
         )
         assert cancelled.status == 200, await cancelled.text()
         assert (await cancelled.json())["state"] == "cancelled"
+        apart = await asyncio.wait_for(
+            live.post("/api/decisions", {"action": "not_duplicates", "file_ids": [other_id, third_id]}), 5
+        )
+        assert apart.status == 201, await apart.text()
+        assert (await apart.json())["state"] == "applied"
         status = await asyncio.wait_for(live.get("/api/status"), 5)
         assert status.status == 200
         assert (
