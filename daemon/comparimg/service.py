@@ -282,7 +282,7 @@ class Service:
                 job.set_result(result)
 
     def _run_job(self, func: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-        """On the writer thread: run func(*args); a full index disk raises IndexFull whatever wrote."""
+        """On the writer thread: run func(*args); SQLite's "disk full" raises IndexFull whatever wrote."""
         with disk_full_as_index_full(self.settings.index_path):
             return func(*args)
 

@@ -103,7 +103,7 @@ class Index(FileRows, RelationRows):
         return self.db.conn.in_transaction
 
     def disk_full_as_index_full(self) -> AbstractContextManager[None]:
-        """Return a context manager turning a "disk full" of this index into IndexFull (see connection)."""
+        """Return a context manager turning SQLite's "disk full" on this index into IndexFull."""
         return disk_full_as_index_full(self.path)
 
     def open_reader(self) -> Index:

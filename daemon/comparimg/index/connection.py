@@ -61,11 +61,12 @@ def index_full(path: object) -> IndexFull:
 
 @contextmanager
 def disk_full_as_index_full(path: object) -> Iterator[None]:
-    """Run the block; given the index file's path, turn a "disk full" from SQLite or the OS into IndexFull.
-    Raise every other error as it is."""
+    """Run the block; given the index file's path, turn SQLite's "database or disk is full" into IndexFull.
+    Raise every other error as it is (an OSError of the block may concern another disk: a trash, a target).
+    """
     try:
         yield
-    except (sqlite3.Error, OSError) as error:
+    except sqlite3.Error as error:
         if not is_disk_full(error):
             raise
         raise index_full(path) from error
