@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,12 +43,11 @@ def _configure(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA foreign_keys = ON")
 
 
-def is_disk_full(error: BaseException) -> bool:
-    """Given an exception from SQLite or the OS, return whether it says the disk (or quota) is full."""
-    if isinstance(error, sqlite3.Error):
-        code = getattr(error, "sqlite_errorcode", None)
-        return code == sqlite3.SQLITE_FULL or "database or disk is full" in str(error)
-    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+def is_disk_full(error: sqlite3.Error) -> bool:
+    """Given an exception from SQLite, return whether it says the disk is full (SQLite reports an ENOSPC
+    on its files as SQLITE_FULL, "database or disk is full")."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return code == sqlite3.SQLITE_FULL or "database or disk is full" in str(error)
 
 
 def index_full(path: object) -> IndexFull:
@@ -62,7 +60,7 @@ def index_full(path: object) -> IndexFull:
 @contextmanager
 def disk_full_as_index_full(path: object) -> Iterator[None]:
     """Run the block; given the index file's path, turn SQLite's "database or disk is full" into IndexFull.
-    Raise every other error as it is (an OSError of the block may concern another disk: a trash, a target).
+    Raise every other error as it is (an OSError's ENOSPC may concern another disk: a trash, a target).
     """
     try:
         yield
@@ -83,7 +81,7 @@ def write_transaction(db: Database, durable: bool = False) -> Iterator[Database]
     try:
         with _transaction(db, durable):
             yield db
-    except (sqlite3.Error, OSError) as error:
+    except sqlite3.Error as error:
         if not is_disk_full(error):
             raise
         raise index_full(database_file(db)) from error
