@@ -119,6 +119,11 @@ class Conflict(ComparImgError):
     """A request that clashes with the current state (already applied, already undone...)."""
 
 
+class IndexFull(ComparImgError):
+    """A write refused because the index's disk (or its quota) is full: nothing was written, the same write
+    works again once there is room."""
+
+
 @dataclass(frozen=True, slots=True)
 class FileIdentity:
     """What tells us a file has not changed since we last read it (`os.stat` fields)."""

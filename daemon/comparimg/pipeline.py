@@ -22,16 +22,35 @@ from comparimg.workers import WorkerLimits, WorkerPool
 class ScannerPipeline:
     """The ingest path of the daemon over the scanner room: one index writer, one worker pool."""
 
-    def __init__(self, settings: Settings, cancel: threading.Event | None = None):
-        """Given settings and optionally the daemon's stop event, open the index (creating it), start the
-        hashing workers and the scanner. Once `cancel` is set, `ingest` and `reconcile` raise `Cancelled`
-        within a fraction of a second, leaving the rest to the next start's reconcile."""
+    def __init__(
+        self,
+        settings: Settings,
+        cancel: threading.Event | None = None,
+        between_tasks: Callable[[], None] | None = None,
+    ):
+        """Given settings and optionally the daemon's stop event and what to run between the tasks of long
+        jobs (the daemon's urgent writer jobs), open the index (creating it), start the hashing workers and
+        the scanner. Once `cancel` is set, `ingest` and `reconcile` raise `Cancelled` within a fraction of a
+        second, leaving the rest to the next start's reconcile."""
         self.settings = settings
         self.index = open_index(settings.index_path)
         hashing_settings = settings.hashing
         limits = WorkerLimits(hashing_settings.timeout_seconds, hashing_settings.memory_limit_mb)
         self.pool = WorkerPool(hashing_settings.workers, limits)
-        self.scanner = Scanner(self.index, self.pool, scan_options(settings), cancel=cancel)
+        self._between_tasks = between_tasks
+        self.scanner = Scanner(
+            self.index, self.pool, scan_options(settings), cancel=cancel, between_tasks=self.between_tasks
+        )
+
+    def between_tasks(self) -> None:
+        """Between two tasks of a long job: run what the daemon asked to run there (its urgent jobs).
+
+        They write through other connections to the same file, so this connection must hold no
+        transaction (they would wait for it on this very thread): the scanner calls it only after a commit.
+        """
+        assert not self.index.in_transaction, "between_tasks called inside a transaction"
+        if self._between_tasks is not None:
+            self._between_tasks()
 
     def ingest(self, found: list[tuple[str, str]]) -> dict[str, Any]:
         """Given (path, root) pairs of settled files, index, link and regroup them; return the report."""

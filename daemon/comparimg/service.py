@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import queue
 import signal
 import stat
 import sys
@@ -22,7 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,14 +37,23 @@ from comparimg.config import (
     load_settings,
     saved_config_file,
 )
-from comparimg.index import IndexDamaged, IndexInUse, IndexLock, backup_index, lock_index, verify_index
+from comparimg.index import (
+    IndexDamaged,
+    IndexFull,
+    IndexInUse,
+    IndexLock,
+    backup_index,
+    lock_index,
+    verify_index,
+)
+from comparimg.index.connection import disk_full_as_index_full
 from comparimg.logs import configure_logging
 from comparimg.model import ComparImgError, ConfigError
 from comparimg.notify import Notifier, watchdog_interval
 from comparimg.pipeline import ScannerPipeline, pipeline_changes
 from comparimg.scanner import Cancelled
 from comparimg.stability import StabilityTracker
-from comparimg.supervision import Supervisor
+from comparimg.supervision import Supervisor, TaskFailure
 from comparimg.watcher import Hint, PathFilter, Watcher, log_watch_limit
 
 log = logging.getLogger("comparimg.service")
@@ -75,9 +85,13 @@ class Pipeline(Protocol):
     def close(self) -> None: ...
 
 
-# Called with the settings and the service's stop event: once it is set, `ingest` and `reconcile` give up
-# within a fraction of a second (raising `Cancelled`) and what they left undone is reconciled at next start.
-PipelineFactory = Callable[[Settings, threading.Event], Pipeline]
+# Called with the settings, the service's stop event and its urgent lane's drain. Once the event is set,
+# `ingest` and `reconcile` give up within a fraction of a second (raising `Cancelled`) and what they left
+# undone is reconciled at next start. The drain runs the urgent writer jobs waiting (`Service.write(...,
+# urgent=True)`): the pipeline calls it between the tasks of its long jobs, with no transaction open.
+PipelineFactory = Callable[[Settings, threading.Event, Callable[[], None]], Pipeline]
+# An urgent writer job: the function, its arguments and the future its caller awaits.
+UrgentJob = tuple[Callable[..., Any], tuple[Any, ...], Future]
 # Called once the service runs; returns a coroutine function that stops what it started (the web app).
 Companion = Callable[["Service"], Awaitable[Callable[[], Awaitable[None]]]]
 
@@ -161,6 +175,8 @@ class Service:
         self.roots: dict[str, RootState] = {}
         self.tracker = StabilityTracker(settings.watch.settle_seconds, clock)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="comparimg-writer")
+        self._urgent: queue.SimpleQueue[UrgentJob] = queue.SimpleQueue()
+        self._index_full: TaskFailure | None = None  # set while writes are refused for want of disk space
         self._exporter = ThreadPoolExecutor(1, thread_name_prefix="comparimg-export")
         self.supervisor = Supervisor(self._set_state)
         self._stopping = asyncio.Event()
@@ -194,9 +210,14 @@ class Service:
             "deleted": self.stats.deleted,
             "reconciles": self.stats.reconciles,
             "overflows": self.stats.overflows,
-            "problems": self.supervisor.problems(),
+            "problems": self._problems(),
             "last_errors": list(self.stats.errors),
         }
+
+    def _problems(self) -> list[dict[str, object]]:
+        """Return the failing tasks, then the full index disk if writes are refused for want of space."""
+        full = [self._index_full.as_dict()] if self._index_full is not None else []
+        return self.supervisor.problems() + full
 
     def activity(self) -> dict[str, Any]:
         """Return what the daemon did since it started, for the duplicates JSON's `stats`
@@ -220,10 +241,64 @@ class Service:
         to the totals that `status` and `activity` show."""
         self.stats.add_report(report)
 
-    async def write(self, func: Callable[..., Any], *args: Any) -> Any:
-        """Given a function and its arguments, run it on the single writer thread and return its result."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, func, *args)
+    async def write(self, func: Callable[..., Any], *args: Any, urgent: bool = False) -> Any:
+        """Given a function and its arguments, run it on the single writer thread and return its result.
+
+        An `urgent` job (a short one a person waits for: queue or cancel a decision) does not wait for the
+        long job running there (an ingest with minutes of pair checks): the long job runs the urgent jobs
+        waiting between two of its tasks, with no transaction open (see `run_urgent`). Raise what func
+        raises; IndexFull when the index's disk is full (the daemon is then `degraded` until a write works).
+        """
+        if urgent:
+            job: Future = Future()
+            self._urgent.put((func, args, job))
+            self._writer.submit(self.run_urgent)  # for when the writer is idle or runs a short job
+            pending = asyncio.wrap_future(job)
+        else:
+            pending = asyncio.get_running_loop().run_in_executor(self._writer, self._run_job, func, args)
+        try:
+            result = await pending
+        except IndexFull as error:
+            self._index_is_full(error)
+            raise
+        self._index_has_room()
+        return result
+
+    def run_urgent(self) -> None:
+        """On the writer thread, with no transaction open on the index: run every urgent job waiting, oldest
+        first, handing each its result or exception (a failing job never disturbs its caller)."""
+        while True:
+            try:
+                func, args, job = self._urgent.get_nowait()
+            except queue.Empty:
+                return
+            if not job.set_running_or_notify_cancel():  # its caller gave up
+                continue
+            try:
+                result = self._run_job(func, args)
+            except Exception as error:
+                job.set_exception(error)
+            else:
+                job.set_result(result)
+
+    def _run_job(self, func: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        """On the writer thread: run func(*args); SQLite's "disk full" raises IndexFull whatever wrote."""
+        with disk_full_as_index_full(self.settings.index_path):
+            return func(*args)
+
+    def _index_is_full(self, error: IndexFull) -> None:
+        if self._index_full is None:
+            log.error("event=index_full error=%r", str(error))
+            self._index_full = TaskFailure("index", f"IndexFull: {error}", time.time())
+        else:
+            self._index_full.failures += 1
+        self._set_state()
+
+    def _index_has_room(self) -> None:
+        if self._index_full is not None:
+            log.info("event=index_writable reason=%r", "a write succeeded")
+            self._index_full = None
+            self._set_state()
 
     def stop(self) -> None:
         """Ask the service to drain and exit (SIGTERM)."""
@@ -273,7 +348,9 @@ class Service:
     async def _run_claimed(self) -> int:
         self._loop = asyncio.get_running_loop()
         self._install_signals()
-        self.pipeline = await self.write(self._pipeline_factory, self.settings, self._stop_flag)
+        self.pipeline = await self.write(
+            self._pipeline_factory, self.settings, self._stop_flag, self.run_urgent
+        )
         stop_companion = None
         try:
             self._start_watcher()
@@ -530,9 +607,14 @@ class Service:
             self._in_flight += len(batch)
             try:
                 report = await self.write(self._ingest_if_present, batch)
+            except IndexFull:
+                # Reported as the index's problem (cleared by the next write that works); the reconcile,
+                # retried with back-off, finds the batch's files once there is room again.
+                self._reconcile_in_background(sorted({root for _, root in batch}), "index full")
+                continue
             except Exception:
-                # The batch is not lost: a reconcile of its roots (retried until it succeeds, e.g. once the
-                # index's disk has room again) finds its files; the failure itself goes to the supervisor.
+                # The batch is not lost: a reconcile of its roots (retried until it succeeds) finds its
+                # files; the failure itself goes to the supervisor.
                 self._reconcile_in_background(sorted({root for _, root in batch}), "ingest failed")
                 raise
             finally:
@@ -637,7 +719,7 @@ class Service:
     def _set_state(self) -> None:
         if self.state == "stopping":
             return
-        if self.supervisor.failures:
+        if self.supervisor.failures or self._index_full is not None:
             self.state = "degraded"
         elif self._reconciling:
             self.state = "scanning"
@@ -714,7 +796,7 @@ class Service:
 
     def _swap_pipeline(self, settings: Settings) -> None:
         """On the writer thread: given new settings, start a new pipeline, then close the old one."""
-        fresh = self._pipeline_factory(settings, self._stop_flag)
+        fresh = self._pipeline_factory(settings, self._stop_flag, self.run_urgent)
         old, self.pipeline = self.pipeline, fresh
         if old is not None:
             old.close()

@@ -125,14 +125,19 @@ class WorkerPool:
         return self._threads.submit(self.run, func, *args)
 
     def map_unordered(
-        self, func: Callable[..., Any], arguments: Iterable[tuple], cancel: threading.Event | None = None
+        self,
+        func: Callable[..., Any],
+        arguments: Iterable[tuple],
+        cancel: threading.Event | None = None,
+        while_waiting: Callable[[], None] | None = None,
     ) -> Iterator[tuple[tuple, Any | ImageError]]:
-        """Given a function, an iterable of argument tuples and optionally a stop event, yield
-        (arguments, result or ImageError).
+        """Given a function, an iterable of argument tuples and optionally a stop event and what to run
+        while results are awaited, yield (arguments, result or ImageError).
 
         Results come in completion order; at most twice the pool size tasks are in flight at once. Once
         `cancel` is set, raise Cancelled within CANCEL_POLL_SECONDS: queued tasks are dropped, running
         ones are left to finish (or to be killed by `close`) and their results are never yielded.
+        `while_waiting` is called before each wait for results and then every CANCEL_POLL_SECONDS.
         """
         pending: dict[Future, tuple] = {}
         try:
@@ -140,9 +145,9 @@ class WorkerPool:
                 _check(cancel)
                 pending[self.submit(func, *args)] = args
                 if len(pending) >= 2 * self.size:
-                    yield from _collect(pending, cancel)
+                    yield from _collect(pending, cancel, while_waiting)
             while pending:
-                yield from _collect(pending, cancel)
+                yield from _collect(pending, cancel, while_waiting)
         finally:
             for future in pending:
                 future.cancel()
@@ -204,11 +209,18 @@ def _check(cancel: threading.Event | None) -> None:
         raise Cancelled()
 
 
-def _collect(pending: dict[Future, tuple], cancel: threading.Event | None) -> Iterator[tuple[tuple, Any]]:
+def _collect(
+    pending: dict[Future, tuple],
+    cancel: threading.Event | None,
+    while_waiting: Callable[[], None] | None = None,
+) -> Iterator[tuple[tuple, Any]]:
     done: set[Future] = set()
+    poll = CANCEL_POLL_SECONDS if cancel or while_waiting else None
     while not done:
         _check(cancel)
-        done, _ = wait(pending, timeout=CANCEL_POLL_SECONDS if cancel else None, return_when=FIRST_COMPLETED)
+        if while_waiting is not None:
+            while_waiting()
+        done, _ = wait(pending, timeout=poll, return_when=FIRST_COMPLETED)
     for future in done:
         _check(cancel)
         args = pending.pop(future)

@@ -18,7 +18,13 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from comparimg.index.connection import connect_reader, connect_writer, write_transaction
+from comparimg.index.connection import (
+    commit_or_roll_back,
+    connect_reader,
+    connect_writer,
+    disk_full_as_index_full,
+    write_transaction,
+)
 from comparimg.index.files import FileRow, FileRows, HashArrays, blob_to_hashes, hashes_to_blob
 from comparimg.index.relations import RelationRows, StoredGroup, WalkError
 from comparimg.index.safety import (
@@ -41,6 +47,7 @@ from comparimg.index.schema import (
     migrate,
     schema_version,
 )
+from comparimg.model import IndexFull
 
 __all__ = [
     "MIGRATIONS",
@@ -48,6 +55,7 @@ __all__ = [
     "HashArrays",
     "Index",
     "IndexDamaged",
+    "IndexFull",
     "IndexInUse",
     "IndexLock",
     "IndexSchemaTooNew",
@@ -80,11 +88,23 @@ class Index(FileRows, RelationRows):
     def begin_writes(self) -> None:
         """Open a write transaction that spans several calls (the scanner's batches); end it with
         `commit_writes`. For a single block, prefer `transaction()`."""
-        self.db.execute("BEGIN IMMEDIATE")
+        with self.disk_full_as_index_full():
+            self.db.execute("BEGIN IMMEDIATE")
 
     def commit_writes(self) -> None:
-        """Commit the transaction opened by `begin_writes`."""
-        self.db.execute("COMMIT")
+        """Commit the transaction opened by `begin_writes`; when that fails, roll it back and raise
+        (IndexFull when the disk is full)."""
+        with self.disk_full_as_index_full():
+            commit_or_roll_back(self.db)
+
+    @property
+    def in_transaction(self) -> bool:
+        """Return whether a transaction is open on this connection (another connection's writes wait)."""
+        return self.db.conn.in_transaction
+
+    def disk_full_as_index_full(self) -> AbstractContextManager[None]:
+        """Return a context manager turning SQLite's "disk full" on this index into IndexFull."""
+        return disk_full_as_index_full(self.path)
 
     def open_reader(self) -> Index:
         """Return a new read-only Index on the same file, for use in the calling thread."""

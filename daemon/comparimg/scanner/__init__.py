@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from comparimg import hashing
 from comparimg.index import FileRow, Index
 from comparimg.model import FileIdentity, ImageError
-from comparimg.scanner.linking import Linker, MatchOptions
+from comparimg.scanner.linking import Linker, MatchOptions, no_task_between
 from comparimg.scanner.walk import FoundFile, WalkProblem, describe_os_error, identity_of, walk_images
 from comparimg.workers import Cancelled, WorkerPool
 
@@ -115,13 +115,17 @@ class Scanner:
     """The ingest pipeline of one index: survey, hash, link, regroup. See the module docstring."""
 
     def __init__(self, index: Index, pool: WorkerPool, options: ScanOptions = ScanOptions(),
-                 clock: Callable[[], float] = time.time, cancel: threading.Event | None = None):
+                 clock: Callable[[], float] = time.time, cancel: threading.Event | None = None,
+                 between_tasks: Callable[[], None] = no_task_between):
         self.index = index
         self.pool = pool
         self.options = options
         self.clock = clock
         self.cancel = cancel if cancel is not None else threading.Event()
-        self.linker = Linker(index, pool, options.match, clock, self.cancel)
+        # Called while files are read and pairs checked in the workers, when no transaction is open (the
+        # daemon runs its urgent writer jobs there).
+        self.between_tasks = between_tasks
+        self.linker = Linker(index, pool, options.match, clock, self.cancel, between_tasks)
 
     def _check_cancel(self) -> None:
         if self.cancel.is_set():
@@ -285,7 +289,8 @@ class Scanner:
 
         report = run.report
         task = hashing.fingerprint_with_preview  # the preview goes along with the linker's checks
-        for (path, _), outcome in self.pool.map_unordered(task, paths(), self.cancel):
+        # While files are read, `paths` has just committed: the daemon's urgent writes run in the meantime.
+        for (path, _), outcome in self.pool.map_unordered(task, paths(), self.cancel, self.between_tasks):
             self._check_cancel()  # an outcome after the stop may be the worker being killed: not recorded
             found = in_flight.pop(path)
             if isinstance(outcome, ImageError):

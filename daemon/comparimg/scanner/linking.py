@@ -24,6 +24,12 @@ from comparimg.model import Candidate, Fingerprint, ImageError, Match
 from comparimg.workers import Cancelled, WorkerPool
 
 log = logging.getLogger(__name__)
+
+
+def no_task_between() -> None:
+    """The default `between_tasks`: nothing waits to run between two pair checks."""
+
+
 PREVIEW_BYTES = 64 << 20  # previews kept for checks in other workers (~700 at 256 px)
 
 
@@ -115,8 +121,12 @@ class Linker:
     """
 
     def __init__(self, index: Index, pool: WorkerPool, options: MatchOptions,
-                 clock: Callable[[], float] = time.time, cancel: threading.Event | None = None):
+                 clock: Callable[[], float] = time.time, cancel: threading.Event | None = None,
+                 between_tasks: Callable[[], None] = no_task_between):
         self.index = index
+        # Called while pair checks run in the workers, when no transaction is open (the daemon runs its
+        # urgent writer jobs there, so a decision does not wait for minutes of checks).
+        self.between_tasks = between_tasks
         self.cancel = cancel  # once set, `link` raises Cancelled without storing anything
         self.pool = pool
         self.options = options
@@ -223,7 +233,9 @@ class Linker:
                 yield (*args, self._previews_of(pair.query_path, pair.other_path))
 
         matched = []
-        for args, outcome in self.pool.map_unordered(hashing.verify_pair, checks(), self.cancel):
+        # While a check runs, no transaction is open: the daemon's urgent writes run in the meantime.
+        checked = self.pool.map_unordered(hashing.verify_pair, checks(), self.cancel, self.between_tasks)
+        for args, outcome in checked:
             if self.cancel is not None and self.cancel.is_set():
                 raise Cancelled()
             if isinstance(outcome, ImageError):

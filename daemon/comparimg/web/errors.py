@@ -7,7 +7,7 @@ import logging
 
 from aiohttp import web
 
-from comparimg.model import ComparImgError, ConfigError, Conflict, ImageError, NotFound, Refused
+from comparimg.model import ComparImgError, ConfigError, Conflict, ImageError, IndexFull, NotFound, Refused
 from comparimg.web import security
 from comparimg.web.security import Handler
 
@@ -41,6 +41,7 @@ STATUS_OF: tuple[tuple[type[BaseException], int, str], ...] = (
     (security.TooLarge, 413, "too_large"),
     (security.UnsupportedMedia, 415, "unsupported_media_type"),
     (ImageError, 422, "bad_image"),
+    (IndexFull, 503, "index_full"),  # the daemon is `degraded` until there is room; then writes resume
 )
 
 

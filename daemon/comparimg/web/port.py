@@ -43,8 +43,9 @@ class DaemonPort(Protocol):
         """Add the report of an API scan job's batch to the daemon's totals."""
         ...
 
-    async def write(self, func: Callable[..., Any], *args: Any) -> Any:
-        """Run `func(*args)` on the daemon's single index-writer thread; return its result."""
+    async def write(self, func: Callable[..., Any], *args: Any, urgent: bool = False) -> Any:
+        """Run `func(*args)` on the daemon's single index-writer thread; return its result. An `urgent`
+        (short) job runs between the tasks of a long one rather than after it."""
         ...
 
     async def apply_settings(self, new: Settings) -> None:
@@ -83,7 +84,7 @@ async def not_duplicates(daemon: DaemonPort, file_ids: list[int]) -> None:
     """Remember that no two of `file_ids` are duplicates and regroup them, on the daemon's writer."""
     if daemon.pipeline is None:
         raise Conflict("the daemon's pipeline is not running")
-    await daemon.write(_not_duplicates, daemon.pipeline.scanner, file_ids)
+    await daemon.write(_not_duplicates, daemon.pipeline.scanner, file_ids, urgent=True)
 
 
 def _not_duplicates(scanner: Scanner, file_ids: list[int]) -> None:

@@ -61,11 +61,12 @@ async def post_decision(request: web.Request) -> web.Response:
     settings = current_settings(app)
     writer = app[WRITER]
     if decision.action == "not_duplicates":
-        ids = await app[DAEMON].write(dq.not_duplicates_ids, writer, decision, settings)
+        # Urgent: a person waits for these short writes, which may not wait for an ingest's pair checks.
+        ids = await app[DAEMON].write(dq.not_duplicates_ids, writer, decision, settings, urgent=True)
         await port.not_duplicates(app[DAEMON], ids)
-        row = await app[DAEMON].write(dq.record_not_duplicates, writer, decision, ids)
+        row = await app[DAEMON].write(dq.record_not_duplicates, writer, decision, ids, urgent=True)
     else:
-        row = await app[DAEMON].write(dq.queue_decision, writer, decision, settings)
+        row = await app[DAEMON].write(dq.queue_decision, writer, decision, settings, urgent=True)
     body = dq.decision_view(row)
     log_decision("decision_queued", body)
     app[EVENTS].publish("decision", {"decision": body})
@@ -93,7 +94,8 @@ async def list_decisions(request: web.Request) -> web.Response:
 async def delete_decision(request: web.Request) -> web.Response:
     """DELETE /api/decisions/{id} → the cancelled decision; 404 unknown, 409 no longer queued."""
     decision_id = path_id(request)
-    row = await request.app[DAEMON].write(journal.cancel_decision, request.app[WRITER].db, decision_id)
+    writer = request.app[WRITER]
+    row = await request.app[DAEMON].write(journal.cancel_decision, writer.db, decision_id, urgent=True)
     log_decision("decision_cancelled", dq.decision_view(row))
     request.app[EVENTS].publish("decision", {"decision": dq.decision_view(row)})
     return web.json_response(dq.decision_view(row))
