@@ -1,4 +1,4 @@
-"""The tree stays ruff clean and the rooms keep their one-way imports (import-linter contracts)."""
+"""The tree stays ruff clean (lint and format); the rooms keep their one-way imports (import-linter)."""
 
 import shutil
 import subprocess
@@ -16,6 +16,11 @@ def run(*command):
 
 def test_ruff_is_clean():
     result = run(sys.executable, "-m", "ruff", "check", "daemon", "tests")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format_is_clean():
+    result = run(sys.executable, "-m", "ruff", "format", "--check", ".")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

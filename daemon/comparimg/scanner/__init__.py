@@ -45,8 +45,15 @@ from comparimg.workers import Cancelled, WorkerPool
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "Cancelled", "FoundFile", "MatchOptions", "ScanOptions", "ScanProgress", "ScanReport", "Scanner",
-    "WalkProblem", "describe_os_error",
+    "Cancelled",
+    "FoundFile",
+    "MatchOptions",
+    "ScanOptions",
+    "ScanProgress",
+    "ScanReport",
+    "Scanner",
+    "WalkProblem",
+    "describe_os_error",
 ]
 
 COMMIT_EVERY = 200
@@ -114,9 +121,15 @@ class _Pass:
 class Scanner:
     """The ingest pipeline of one index: survey, hash, link, regroup. See the module docstring."""
 
-    def __init__(self, index: Index, pool: WorkerPool, options: ScanOptions = ScanOptions(),
-                 clock: Callable[[], float] = time.time, cancel: threading.Event | None = None,
-                 between_tasks: Callable[[], None] = no_task_between):
+    def __init__(
+        self,
+        index: Index,
+        pool: WorkerPool,
+        options: ScanOptions = ScanOptions(),
+        clock: Callable[[], float] = time.time,
+        cancel: threading.Event | None = None,
+        between_tasks: Callable[[], None] = no_task_between,
+    ):
         self.index = index
         self.pool = pool
         self.options = options
@@ -302,8 +315,9 @@ class Scanner:
                     report.rehashed += 1
                 fingerprint, preview = outcome
                 self.linker.remember_preview(preview)
-                yield self.index.upsert_fingerprint(path, found.root, found.identity, fingerprint,
-                                                    run.seen_at)
+                yield self.index.upsert_fingerprint(
+                    path, found.root, found.identity, fingerprint, run.seen_at
+                )
             if run.progress:
                 run.progress(ScanProgress("walking", report.files, report.hashed, report.errors))
 
@@ -313,8 +327,9 @@ class Scanner:
                 yield found
             else:
                 run.report.errors += 1
-                self.index.record_file_error(found.path, found.root, found.identity, "permission denied",
-                                             run.seen_at)
+                self.index.record_file_error(
+                    found.path, found.root, found.identity, "permission denied", run.seen_at
+                )
 
     def forget_paths(self, paths: Iterable[str]) -> int:
         """Given paths of files (or folders) the watcher saw deleted, mark their rows missing and regroup.
@@ -340,7 +355,7 @@ class Scanner:
         A source the index does not know is ingested at its destination instead.
         """
         source, dest, root = (os.path.abspath(p) for p in (source, dest, root))
-        moved = [(r.id, dest + r.path[len(source):]) for r in self.index.iter_files_under(source)]
+        moved = [(r.id, dest + r.path[len(source) :]) for r in self.index.iter_files_under(source)]
         row = self.index.file_by_path(source)
         if row is not None:
             moved.append((row.id, dest))
@@ -390,5 +405,3 @@ def _stat_found(path: str, root: str) -> FoundFile | None:
         return FoundFile(path, root, identity_of(os.stat(path)))
     except FileNotFoundError:
         return None
-
-

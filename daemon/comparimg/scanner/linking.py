@@ -120,9 +120,15 @@ class Linker:
     Every method writes through the index's writer, so call them from the thread that owns the writer.
     """
 
-    def __init__(self, index: Index, pool: WorkerPool, options: MatchOptions,
-                 clock: Callable[[], float] = time.time, cancel: threading.Event | None = None,
-                 between_tasks: Callable[[], None] = no_task_between):
+    def __init__(
+        self,
+        index: Index,
+        pool: WorkerPool,
+        options: MatchOptions,
+        clock: Callable[[], float] = time.time,
+        cancel: threading.Event | None = None,
+        between_tasks: Callable[[], None] = no_task_between,
+    ):
         self.index = index
         # Called while pair checks run in the workers, when no transaction is open (the daemon runs its
         # urgent writer jobs there, so a decision does not wait for minutes of checks).
@@ -172,10 +178,16 @@ class Linker:
                 self._hash_index.add(file_id, query_fingerprint(row.fingerprint, self.options))
         # else: the first use loads the HashIndex from the index, where these files already are.
         refused = self.index.not_duplicate_pairs(rows)
-        same_bytes = {fid: set(self.index.ok_files_with_content_hash(row.fingerprint.content_hash)) - {fid}
-                      for fid, row in rows.items()}
-        exact = [edge_for(file_id, other, "exact", 0, 0) for file_id, others in same_bytes.items()
-                 for other in others if (min(file_id, other), max(file_id, other)) not in refused]
+        same_bytes = {
+            fid: set(self.index.ok_files_with_content_hash(row.fingerprint.content_hash)) - {fid}
+            for fid, row in rows.items()
+        }
+        exact = [
+            edge_for(file_id, other, "exact", 0, 0)
+            for file_id, others in same_bytes.items()
+            for other in others
+            if (min(file_id, other), max(file_id, other)) not in refused
+        ]
         try:
             # Pairs are verified as they are found: the workers start while the other files are queried.
             near = self._verified_edges(self._candidate_pairs(rows, refused, same_bytes))
@@ -203,16 +215,23 @@ class Linker:
             candidates = self.hash_index.query(fingerprint, exclude=same_bytes[file_id] | {file_id})
             others = self.index.files_by_ids(c.file_id for c in candidates if c.file_id not in paths)
             paths.update({fid: other.path for fid, other in others.items()})
-            contents.update({fid: other.fingerprint.content_hash for fid, other in others.items()
-                             if other.fingerprint})
+            contents.update(
+                {fid: other.fingerprint.content_hash for fid, other in others.items() if other.fingerprint}
+            )
             for candidate in candidates:
                 other_id = candidate.file_id
                 pair = (min(file_id, other_id), max(file_id, other_id))
                 if pair in refused or pair in seen or other_id not in paths:
                     continue
                 seen.add(pair)
-                yield PairToVerify(file_id, row.path, other_id, paths[other_id], candidate,
-                                   (row.fingerprint.content_hash, contents.get(other_id, "")))
+                yield PairToVerify(
+                    file_id,
+                    row.path,
+                    other_id,
+                    paths[other_id],
+                    candidate,
+                    (row.fingerprint.content_hash, contents.get(other_id, "")),
+                )
 
     def _verified_edges(self, pairs: Iterable[PairToVerify]) -> list[Match]:
         """Given candidate pairs (consumed lazily), verify each distinct one in the workers (pairs of the
@@ -242,8 +261,11 @@ class Linker:
                 log.warning("verify_failed a=%s b=%s reason=%s", args[0], args[1], outcome.reason)
             elif outcome.matched:
                 matched.append(key_of[args[:3]])
-        return [edge_for(p.query_id, p.other_id, "near", p.candidate.distance, p.candidate.orientation)
-                for key in matched for p in sharing[key]]
+        return [
+            edge_for(p.query_id, p.other_id, "near", p.candidate.distance, p.candidate.orientation)
+            for key in matched
+            for p in sharing[key]
+        ]
 
     def neighbours_of(self, file_ids: Collection[int]) -> set[int]:
         """Given file ids, return them with every file they share a match edge with."""
@@ -273,8 +295,9 @@ class Linker:
         for stored in self.index.groups_of(component):
             component.update(m.file_id for m in stored.group.members)
         facts = self.index.file_facts(component, self.options.reference_roots, states=("ok",))
-        groups = matching.group_matches(facts, self.index.matches_touching(component),
-                                        self.index.not_duplicate_pairs(component))
+        groups = matching.group_matches(
+            facts, self.index.matches_touching(component), self.index.not_duplicate_pairs(component)
+        )
         groups = [decisions.mark_suggestions(group, facts) for group in groups]
         with self.index.transaction():
             self.index.replace_groups(component, groups, self.clock())
