@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 from pathlib import Path
@@ -57,3 +58,15 @@ def tree_hashes(*folders: Path) -> dict[Path, str]:
                 if path.is_file() and not path.is_symlink():
                     found[path] = hashlib.sha256(path.read_bytes()).hexdigest()
     return found
+
+
+async def wait_batch(live, batch_id: int, states: tuple[str, ...], timeout: float = 900) -> dict:
+    """Given the live app, a batch id and the states to wait for, return the batch once it is in one of
+    them and no longer running. Raise AssertionError after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        batch = await live.json("GET", f"/api/decisions/bulk/{batch_id}")
+        if batch["state"] in states and not batch["running"]:
+            return batch
+        assert asyncio.get_running_loop().time() < deadline, batch
+        await asyncio.sleep(0.05)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -144,3 +145,24 @@ def pillow_test_images() -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return folder
+
+
+@pytest.fixture
+def photo(tmp_path) -> Path:
+    """Return a 300 kB file of random bytes at root/2020/a.jpg in the test's temp dir (for the sorter)."""
+    path = tmp_path / "root" / "2020" / "a.jpg"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(os.urandom(300_000))
+    return path
+
+
+@pytest.fixture
+def shm_trash(tmp_path) -> Iterator[Path]:
+    """Return a trash folder on /dev/shm, another file system than the temp dir (skip if it is not); it is
+    removed afterwards."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on another file system")
+    folder = shm / f"comparimg-test-{os.getpid()}-{tmp_path.name}"
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

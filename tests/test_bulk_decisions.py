@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from bulk_support import make_pairs, tree_hashes
+from bulk_support import make_pairs, tree_hashes, wait_batch
 from web_support import start_live, stop_live
 
 EXACT, NEAR = 120, 40
@@ -29,16 +29,6 @@ async def scan(live, folder) -> None:
     job = await live.json("POST", "/api/jobs", {"path": str(folder)}, status=201)
     done = await live.wait_job(job["id"], timeout=900)
     assert done["state"] == "done", done
-
-
-async def wait_batch(live, batch_id: int, states: tuple[str, ...], timeout: float = 900) -> dict:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        batch = await live.json("GET", f"/api/decisions/bulk/{batch_id}")
-        if batch["state"] in states and not batch["running"]:
-            return batch
-        assert asyncio.get_running_loop().time() < deadline, batch
-        await asyncio.sleep(0.05)
 
 
 async def group_total(live, kind: str) -> int:

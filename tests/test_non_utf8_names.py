@@ -6,7 +6,6 @@ nothing else stops: the index, `comparimg scan`, the daemon (start-up scan and l
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sqlite3
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from bulk_support import wait_batch
 from comparimg.index import open_index, review
 from comparimg.model import FileIdentity, Fingerprint
 from daemon_harness import Daemon, api_get, env_with_package, photo_bytes, wait_for
@@ -240,13 +240,3 @@ async def test_a_bulk_rule_trashes_and_its_batch_undo_restores_the_exact_name(li
     for path in (plain, odd):
         with open(path, "rb") as back:
             assert back.read() == photo_bytes(8)
-
-
-async def wait_batch(live, batch_id: int, states: tuple[str, ...], timeout: float = 60) -> dict:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        batch = await live.json("GET", f"/api/decisions/bulk/{batch_id}")
-        if batch["state"] in states and not batch["running"]:
-            return batch
-        assert asyncio.get_running_loop().time() < deadline, batch
-        await asyncio.sleep(0.05)

@@ -29,23 +29,6 @@ def request_for(path: Path, kind: str = "trash", target: str | None = None) -> S
     return SortRequest(kind, path, identity_of(path), content_hash_file(str(path)), target)
 
 
-@pytest.fixture
-def photo(tmp_path) -> Path:
-    path = tmp_path / "root" / "2020" / "a.jpg"
-    path.parent.mkdir(parents=True)
-    path.write_bytes(os.urandom(300_000))
-    return path
-
-
-@pytest.fixture
-def shm_trash(tmp_path):
-    if not SHM.is_dir() or os.stat(SHM).st_dev == os.stat(tmp_path).st_dev:
-        pytest.skip("needs /dev/shm on another file system")
-    folder = SHM / f"comparimg-test-{os.getpid()}-{tmp_path.name}"
-    yield folder
-    subprocess.run(["rm", "-rf", str(folder)], check=False)
-
-
 def test_trash_keeps_the_relative_path_and_undo_restores_the_bytes(tmp_path, photo):
     original = photo.read_bytes()
     sorter = make_sorter(tmp_path, tmp_path / "trash")

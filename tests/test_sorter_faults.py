@@ -64,23 +64,6 @@ def holders(data: bytes, *folders: Path) -> list[Path]:
     return [path for path in files_under(*folders) if path.read_bytes() == data]
 
 
-@pytest.fixture
-def photo(tmp_path) -> Path:
-    path = tmp_path / "root" / "2020" / "a.jpg"
-    path.parent.mkdir(parents=True)
-    path.write_bytes(os.urandom(300_000))
-    return path
-
-
-@pytest.fixture
-def shm_trash(tmp_path):
-    if not SHM.is_dir() or os.stat(SHM).st_dev == os.stat(tmp_path).st_dev:
-        pytest.skip("needs /dev/shm on another file system")
-    folder = SHM / f"comparimg-test-{os.getpid()}-{tmp_path.name}"
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
 # --- 1. an edit saved while the file is copied to another file system ------------------------------------
 
 
