@@ -6,6 +6,7 @@ import functools
 import io
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -298,3 +300,14 @@ def api_get(daemon: Daemon, path: str, timeout: float = 5.0) -> tuple[float, dic
     with urllib.request.urlopen(request, timeout=timeout) as response:
         body = json.loads(response.read())
     return time.monotonic() - started, body
+
+
+def drop_file_permissions_prefix() -> list[str]:
+    """Return a command prefix under which file permissions apply to this user (root without
+    CAP_DAC_OVERRIDE), or skip."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root and setpriv (util-linux) is missing: cannot drop CAP_DAC_OVERRIDE")
+    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps", "-all"]

@@ -24,6 +24,7 @@ from comparimg.index import open_index
 from comparimg.model import Fingerprint, ImageError
 from comparimg.scanner import Scanner
 from comparimg.workers import WorkerLimits, WorkerPool
+from daemon_harness import drop_file_permissions_prefix
 
 # Pillow's test images whose outcome we pin: file name -> (name in the scanned tree, expected reason).
 PILLOW_CASES = {
@@ -114,16 +115,6 @@ def test_a_second_scan_keeps_the_errors_without_reading_again(tmp_path, pool, ba
         errors = build_export(index, [str(bad_tree)])["errors"]
     assert again.hashed == 0
     assert len(errors) == len(EXPECTED_REASONS)
-
-
-def drop_file_permissions_prefix() -> list[str]:
-    """Return a command prefix under which file permissions apply to this user, or skip."""
-    if os.geteuid() != 0:
-        return []
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("running as root and setpriv (util-linux) is missing: cannot drop CAP_DAC_OVERRIDE")
-    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps", "-all"]
 
 
 def test_unreadable_files_and_folders_are_errors(tmp_path, write_photo, cli_env):

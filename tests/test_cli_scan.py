@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 import yaml
 
 from comparimg.model import ORIENTATIONS
+from daemon_harness import drop_file_permissions_prefix
 
 REPO = Path(__file__).resolve().parents[1]
 MEMBER_KEYS = {"path", "size", "width", "height", "format", "distance", "orientation", "suggested"}
@@ -121,17 +121,6 @@ def test_errors_of_files_given_by_name_are_listed(cli_env, photos_dir):
     document = json.loads(result.stdout)
     assert document["stats"]["errors"] == 1
     assert [error["path"] for error in document["errors"]] == [str(photos_dir / "broken.jpg")]
-
-
-def drop_file_permissions_prefix() -> list[str]:
-    """Return a command prefix under which file permissions apply to this user (root without
-    CAP_DAC_OVERRIDE), or skip."""
-    if os.geteuid() != 0:
-        return []
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("running as root and setpriv (util-linux) is missing: cannot drop CAP_DAC_OVERRIDE")
-    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps", "-all"]
 
 
 def test_a_root_that_cannot_be_read_is_a_failure_before_scanning(cli_env, photos_dir, tmp_path):
