@@ -3,8 +3,8 @@
 The ingest is made long for real: its pair check runs in a worker process and waits, before checking,
 on a FIFO gate the test opens when it chooses (opening a FIFO for reading blocks until someone opens it
 for writing; nothing sleeps). While the gate is closed the writer thread is inside `Linker._verified_edges`;
-decisions must still be queued, cancelled and recorded (not duplicates), through the urgent lane, while
-the writer waits for that check.
+decisions must still be queued, cancelled, recorded (not duplicates) and applied, through the urgent
+lane, while the writer waits for that check.
 """
 
 from __future__ import annotations
@@ -84,6 +84,13 @@ async def test_a_decision_is_answered_while_the_writer_is_in_pair_checks(
         )
         assert apart.status == 201, await apart.text()
         assert (await apart.json())["state"] == "applied"
+        # An apply too: the photo goes to the trash and its row is forgotten while the check is held.
+        again = await live.post("/api/decisions", {"action": "trash", "file_id": third_id})
+        assert again.status == 201, await again.text()
+        applied = await asyncio.wait_for(live.post("/api/decisions/apply", {}), 5)
+        assert applied.status == 200, await applied.text()
+        assert (await applied.json())["applied"] == 1
+        assert not third.exists() and file_id_of(live, third) is None
         status = await asyncio.wait_for(live.get("/api/status"), 5)
         assert status.status == 200
         assert (

@@ -80,6 +80,15 @@ def _files_moved(scanner: Scanner, moves: list[tuple[int, str | None]], roots: t
         scanner.ingest_files(back)
 
 
+async def files_gone(daemon: DaemonPort, file_ids: list[int]) -> None:
+    """Tell the index that files were trashed or moved away, through the writer's urgent lane: forgetting
+    them only marks rows missing and regroups, which may run between the tasks of a long scan."""
+    if daemon.pipeline is not None and file_ids:
+        await daemon.write(
+            _files_moved, daemon.pipeline.scanner, [(f, None) for f in file_ids], (), urgent=True
+        )
+
+
 async def not_duplicates(daemon: DaemonPort, file_ids: list[int]) -> None:
     """Remember that no two of `file_ids` are duplicates and regroup them, on the daemon's writer."""
     if daemon.pipeline is None:

@@ -115,11 +115,13 @@ async def apply_queue(request: web.Request) -> web.Response:
 
 
 async def apply_decisions(app: web.Application, ids: list[int] | None) -> list[dict[str, Any]]:
-    """Apply queued decisions on the writer thread, tell the daemon which files left, publish events."""
-    outcomes = await app[DAEMON].write(dq.apply_queue, app[WRITER], current_sorter(app), ids)
-    moved = [(o["file_id"], None) for o in outcomes if o["state"] == "applied" and o["action_id"]]
-    if moved:
-        await port.files_moved(app[DAEMON], moved, current_settings(app).root_paths())
+    """Apply queued decisions on the writer thread, tell the daemon which files left, publish events.
+
+    Both go through the writer's urgent lane: a person waiting for an apply does not wait for a scan (the
+    files only leave, so the index only forgets them; an undo, which may read a file again, does wait)."""
+    outcomes = await app[DAEMON].write(dq.apply_queue, app[WRITER], current_sorter(app), ids, urgent=True)
+    gone = [o["file_id"] for o in outcomes if o["state"] == "applied" and o["action_id"]]
+    await port.files_gone(app[DAEMON], gone)
     for outcome in outcomes:
         if outcome["action_id"]:
             app[METRICS].actions.labels(outcome["action"], outcome["state"]).inc()
