@@ -141,6 +141,10 @@ class Fingerprint:
     `phash` holds the 64-bit DCT perceptual hash of the picture (EXIF orientation applied) for each of
     the eight ORIENTATIONS, identity first; `windows` holds extra perceptual hashes of sub-windows and of
     border-stripped content (opaque to every room but hashing and matching). Hashes are unsigned ints.
+    `embedding` is the model stage's L2-normalised image embedding of the upright picture, packed as
+    little-endian float16 (`embedding.pack_embedding` / `unpack_embedding`); empty when not computed (mode
+    `hash`, or the model failed). `quality` is how well the picture is taken, for choosing a keeper among
+    shots of one scene; None when not measured.
     """
 
     content_hash: str
@@ -149,6 +153,18 @@ class Fingerprint:
     format: str
     phash: tuple[int, ...]
     windows: tuple[int, ...] = ()
+    embedding: bytes = b""
+    quality: Quality | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Quality:
+    """How well one picture is taken: `sharpness` (variance of the Laplacian of the gray picture at the
+    fingerprint's decode size, higher is sharper) and `exposure` in [0, 1] (1 = no clipped shadows or
+    highlights and a mid-tone mean; lower as more of the picture is crushed or blown)."""
+
+    sharpness: float
+    exposure: float
 
 
 @dataclass(frozen=True, slots=True)
