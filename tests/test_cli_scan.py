@@ -210,6 +210,20 @@ def test_check_config_rejects_a_bad_file_with_78(cli_env, tmp_path):
     assert str(bad) in result.stderr and "matching.threshold" in result.stderr and "99" in result.stderr
 
 
+def test_check_config_reports_every_error_of_a_file_at_once(cli_env, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("matching:\n  threshold: 99\nwatch:\n  observer: fancy\nhttp:\n  listen: nowhere\n")
+    result = comparimg(cli_env, "check-config", bad)
+    assert result.returncode == 78 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"comparimg: {bad}: at 'matching.threshold': must be at most 32 (got 99)",
+        f"comparimg: {bad}: at 'watch.observer': expected one of 'auto', 'inotify' or 'polling' "
+        "(got 'fancy')",
+        f"comparimg: {bad}: at 'http.listen': expected HOST:PORT with a port from 0 to 65535, e.g. "
+        "127.0.0.1:8765 (got 'nowhere')",
+    ]
+
+
 def test_no_command_prints_help_and_exit_2(cli_env):
     result = comparimg(cli_env)
     assert result.returncode == 2 and "scan" in result.stderr

@@ -142,6 +142,30 @@ def test_bad_values_name_file_key_and_value(tmp_path, text, key_path, value):
     assert f"(got {value})" in message, message
 
 
+def test_every_error_of_a_file_is_reported_at_once(tmp_path):
+    path = write(
+        tmp_path, "roots: [{path: /p, extra: 1}]\nmatching: {threshold: -1}\nsorter: {apply: later}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        config.load_settings(path)
+    problems = [(p.source, p.key_path, p.value) for p in caught.value.problems]
+    assert problems == [
+        (str(path), "roots[0].extra", 1),
+        (str(path), "matching.threshold", -1),
+        (str(path), "sorter.apply", "later"),
+    ]
+    assert str(caught.value).splitlines() == [p.line for p in caught.value.problems]
+
+
+def test_the_config_schema_is_the_one_the_file_is_validated_with():
+    schema = config.config_json_schema()
+    matching = schema["$defs"]["MatchingSettings"]["properties"]["threshold"]
+    assert (matching["minimum"], matching["maximum"], matching["default"]) == (0, 32, 10)
+    assert schema["$defs"]["SorterSettings"]["properties"]["apply"]["enum"] == ["manual", "on-decide"]
+    assert set(schema["properties"]) == {key for key in config.documented_keys() if "." not in key}
+    assert "source" not in schema["properties"]
+
+
 def test_yaml_syntax_error_and_python_tags_are_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"not valid YAML.*line 1"):
         config.load_settings(write(tmp_path, "matching: {threshold: [1, 2}"))

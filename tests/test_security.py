@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
-import typing
 
 import pytest
 import yaml
@@ -282,12 +282,13 @@ async def test_a_patch_changes_what_the_api_may_change_and_reports_unknown_keys(
 def test_no_setting_the_api_may_change_is_a_path():
     """A path set through the API could point outside what the file's owner allowed: every path setting
     of the schema (a new one too) must be file-only."""
+    schema = config.config_json_schema("validation")  # the schema the settings are validated with
     path_settings = []
-    for name, cls in config._SECTIONS.items():  # the schema's own table of sections
-        yaml_keys = config._yaml_fields(cls)  # field name -> YAML key
-        for field, hint in typing.get_type_hints(cls).items():
-            if "Path" in str(hint) and field in yaml_keys:
-                path_settings.append(f"{name}.{yaml_keys[field]}")
+    for name, section in schema["properties"].items():
+        section = schema["$defs"].get(section.get("$ref", "").rpartition("/")[2], section)
+        for key, setting in section.get("properties", {}).items():
+            if '"format": "path"' in json.dumps(setting):
+                path_settings.append(f"{name}.{key}")
     assert {"sorter.trash", "sorter.move_targets", "http.token_file", "http.allowed_scan_roots"} <= set(
         path_settings
     )
@@ -329,7 +330,7 @@ def test_pure_host_and_origin_rules():
 def test_allowed_hosts_of_a_public_bind_are_only_the_configured_names():
     from comparimg.config import HttpSettings
 
-    names = allowed_host_names(HttpSettings(host="0.0.0.0", allowed_hosts=("photos.lan",)))
+    names = allowed_host_names(HttpSettings(listen="0.0.0.0:8765", allowed_hosts=("photos.lan",)))
     assert "localhost" not in names and "photos.lan" in names
 
 

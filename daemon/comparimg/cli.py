@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_check_config(args: argparse.Namespace) -> int:
     """Given parsed `check-config` arguments, validate the file; print "ok: FILE" and every setting in
     effect (the file's values, the defaults for what it leaves out) as YAML, return 0; or return 78 with
-    the error on stderr."""
+    every error of the file on stderr, one line each naming file, key path and value."""
     import yaml
 
     from comparimg.config import load_settings, saved_config_file, settings_to_dict
@@ -149,7 +149,8 @@ def run_check_config(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(file)
     except ConfigError as error:
-        print(f"comparimg: {error}", file=sys.stderr)
+        for problem in error.problems:  # every problem of the file, one line each
+            print(f"comparimg: {problem.line}", file=sys.stderr)
         return EXIT_CONFIG
     print(f"ok: {file or '<defaults>'}")
     print("# every setting in effect (keys the file leaves out have their default):")

@@ -1,8 +1,10 @@
 """Configuration: YAML in, frozen typed settings out, every error naming file, key path and value.
 
-The schema is the dataclasses below: each field's type and metadata (`doc`, `min`, `max`, `choices`)
-drive validation, the example file test and `settings_to_dict`. Only `yaml.safe_load` is used, so tags
-such as `!!python/object` are refused by the YAML parser itself.
+The schema is the frozen pydantic dataclasses below: each field's type, bounds and documentation drive
+validation (every error of a file at once, each with its key path and value), the `Config` schema of the
+OpenAPI document, `settings_to_dict` and the example file test. To add a setting, add one `_setting` field
+to its section (and its line to config/comparimg.example.yaml); nothing else lists the settings.
+Only `yaml.safe_load` is used, so tags such as `!!python/object` are refused by the YAML parser itself.
 """
 
 from __future__ import annotations
@@ -13,9 +15,23 @@ import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    Strict,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+)
+from pydantic.dataclasses import dataclass
+from pydantic.json_schema import SkipJsonSchema
 
 from comparimg.atomic_files import write_text_atomically
 from comparimg.model import ConfigError
@@ -92,63 +108,141 @@ def _xdg_home(variable: str, fallback: str) -> Path:
     return Path(value) if os.path.isabs(value) else Path.home() / fallback
 
 
-def _setting(default: Any, doc: str, **rules: Any) -> Any:
-    """Declare one setting: its default, its documentation and its validation rules."""
+def _setting(
+    default: Any, doc: str, *, min: float | None = None, max: float | None = None, **extra: Any
+) -> Any:
+    """Declare one setting: its default (a value, or a function returning one), its documentation, its
+    bounds (`min`, `max`) and any other pydantic Field option (`alias` for a YAML key unlike the name)."""
     factory = {"default_factory": default} if callable(default) else {"default": default}
-    return dataclasses.field(metadata={"doc": doc, **rules}, **factory)
+    return Field(description=doc, ge=min, le=max, **factory, **extra)
 
 
-@dataclasses.dataclass(frozen=True)
+def _path(value: object, info: ValidationInfo) -> Path:
+    """A path setting: `~` and $VARIABLES expanded, relative to the configuration file's folder (the
+    `base_dir` of the validation context)."""
+    if isinstance(value, Path):
+        return value
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise ValueError("expected a path")
+    path = Path(os.path.expandvars(os.path.expanduser(value)))
+    base_dir = (info.context or {}).get("base_dir")
+    return path if path.is_absolute() or base_dir is None else base_dir / path
+
+
+def _listed(value: object) -> object:
+    """A list setting: YAML and JSON give lists, the settings hold tuples."""
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(value, tuple):
+        return value
+    raise ValueError("expected a list")
+
+
+def _root(value: object) -> object:
+    """A root is a folder path or a mapping with `path` (and `reference`)."""
+    return {"path": value} if isinstance(value, str) else value
+
+
+def _roots(value: object) -> object:
+    if isinstance(value, list | tuple):
+        return tuple(value)
+    raise ValueError("expected a list of folders")
+
+
+def _listen(value: str) -> str:
+    host, _, port = value.rpartition(":")
+    if not host.strip("[]") or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("expected HOST:PORT with a port from 0 to 65535, e.g. 127.0.0.1:8765")
+    return value
+
+
+ConfigPath = Annotated[Path, BeforeValidator(_path)]
+PlainName = Annotated[str, StringConstraints(strict=True, min_length=1, pattern=r"^[^/]+$")]
+Patterns = Annotated[tuple[Annotated[str, Strict()], ...], BeforeValidator(_listed)]
+Paths = Annotated[tuple[ConfigPath, ...], BeforeValidator(_listed)]
+
+
+def _named_paths_to_plain(value: Mapping[str, Path]) -> dict[str, str]:
+    return {name: str(path) for name, path in value.items()}
+
+
+# read-only once validated (a MappingProxyType), written out as a plain mapping
+NamedPaths = Annotated[
+    Mapping[PlainName, ConfigPath], AfterValidator(MappingProxyType), PlainSerializer(_named_paths_to_plain)
+]
+Listen = Annotated[str, Strict(), AfterValidator(_listen), Field(pattern=r"^.+:[0-9]{1,5}$")]
+
+# Every section: unknown keys are errors, a field may be given by its YAML key (alias) or, in Python, by
+# its name. Scalars are strict: no type is coerced (a bool is no int, "10" is no int; an int becomes a float).
+Int = Annotated[int, Strict()]
+Number = Annotated[float, Strict()]
+Bool = Annotated[bool, Strict()]
+_SECTION = ConfigDict(
+    extra="forbid",
+    validate_by_name=True,
+    validate_by_alias=True,
+    json_schema_serialization_defaults_required=True,
+)
+section = dataclass(frozen=True, config=_SECTION)
+
+
+@section
 class RootSettings:
-    path: Path = _setting(None, "folder to watch and index (recursively)")
-    reference: bool = _setting(False, "files under a reference root are always kept, never trashed")
+    path: ConfigPath = _setting(..., "folder to watch and index (recursively)")
+    reference: Bool = _setting(False, "files under a reference root are always kept, never trashed")
 
 
-@dataclasses.dataclass(frozen=True)
+@section
 class HashingSettings:
-    workers: int = _setting(0, "hashing worker processes; 0 means one per CPU", min=0, max=256)
-    timeout_seconds: float = _setting(30.0, "time limit for decoding one image", min=0.1, max=3600)
-    memory_limit_mb: int = _setting(1024, "address-space limit of a worker in MiB; 0 means none", min=0)
+    workers: Int = _setting(0, "hashing worker processes; 0 means one per CPU", min=0, max=256)
+    timeout_seconds: Number = _setting(30.0, "time limit for decoding one image", min=0.1, max=3600)
+    memory_limit_mb: Int = _setting(1024, "address-space limit of a worker in MiB; 0 means none", min=0)
 
 
-@dataclasses.dataclass(frozen=True)
+@section
 class MatchingSettings:
-    threshold: int = _setting(
+    threshold: Int = _setting(
         10, "largest Hamming distance (of 64 bits) between near duplicates", min=0, max=32
     )
-    orientations: bool = _setting(True, "also match flipped and rotated copies (8 orientations)")
-    crops: bool = _setting(True, "also match crops, borders, captions and watermarks (verified)")
+    orientations: Bool = _setting(True, "also match flipped and rotated copies (8 orientations)")
+    crops: Bool = _setting(True, "also match crops, borders, captions and watermarks (verified)")
 
 
-@dataclasses.dataclass(frozen=True)
+@section
 class WatchSettings:
-    settle_seconds: float = _setting(2.0, "a file is hashed once unchanged for this long", min=0, max=3600)
-    observer: str = _setting(
-        "auto",
-        "how to watch: inotify, polling, or auto (polling on NFS/SMB/FUSE)",
-        choices=("auto", "inotify", "polling"),
+    settle_seconds: Number = _setting(2.0, "a file is hashed once unchanged for this long", min=0, max=3600)
+    observer: Literal["auto", "inotify", "polling"] = _setting(
+        "auto", "how to watch: inotify, polling, or auto (polling on NFS/SMB/FUSE)"
     )
-    polling_interval: float = _setting(
+    polling_interval: Number = _setting(
         10.0, "seconds between two polls of the polling observer", min=0.1, max=86400
     )
-    rescan_interval: float = _setting(21600.0, "seconds between two full reconciles; 0 means never", min=0)
-    include: tuple[str, ...] = _setting(lambda: DEFAULT_INCLUDE, "glob patterns on file names to index")
-    exclude: tuple[str, ...] = _setting(
+    rescan_interval: Number = _setting(21600.0, "seconds between two full reconciles; 0 means never", min=0)
+    include: Patterns = _setting(lambda: DEFAULT_INCLUDE, "glob patterns on file names to index")
+    exclude: Patterns = _setting(
         lambda: DEFAULT_EXCLUDE, "glob patterns on paths relative to the root to skip"
     )
-    queue_size: int = _setting(
+    queue_size: Int = _setting(
         256, "files waiting for hashing before the watcher is slowed down", min=1, max=1_000_000
     )
 
 
-@dataclasses.dataclass(frozen=True)
+@section
 class HttpSettings:
-    host: str = _setting("127.0.0.1", "address to listen on (from `listen`)")
-    port: int = _setting(8765, "port to listen on (from `listen`)", min=0, max=65535)
-    allowed_hosts: tuple[str, ...] = _setting(tuple, "extra Host header names accepted (DNS rebinding guard)")
-    token_file: Path = _setting(lambda: state_dir() / "token", "file (mode 0600) holding the API token")
-    max_body_bytes: int = _setting(1_048_576, "largest request body accepted", min=1024, max=1 << 30)
-    allowed_scan_roots: tuple[Path, ...] = _setting(tuple, "folders jobs may scan; empty means the roots")
+    listen: Listen = _setting("127.0.0.1:8765", "HOST:PORT to listen on")
+    allowed_hosts: Patterns = _setting(tuple, "extra Host header names accepted (DNS rebinding guard)")
+    token_file: ConfigPath = _setting(lambda: state_dir() / "token", "file (mode 0600) holding the API token")
+    max_body_bytes: Int = _setting(1_048_576, "largest request body accepted", min=1024, max=1 << 30)
+    allowed_scan_roots: Paths = _setting(tuple, "folders jobs may scan; empty means the roots")
+
+    @property
+    def host(self) -> str:
+        """The address part of `listen`, without IPv6 brackets."""
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
 
 
 def is_inside(path: str, root: str) -> bool:
@@ -172,38 +266,38 @@ def reachable_base_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-@dataclasses.dataclass(frozen=True)
+@section
 class SorterSettings:
-    trash_dir: Path = _setting(lambda: state_dir() / "trash", "where trashed files go (from `trash`)")
-    trash_layout: str = _setting(
-        "folder",
-        "folder: keep paths relative to the root; freedesktop: .Trash-$uid",
-        choices=("folder", "freedesktop"),
+    trash_dir: ConfigPath = _setting(
+        lambda: state_dir() / "trash", "where trashed files go (from `trash`)", alias="trash"
     )
-    move_targets: Mapping[str, Path] = _setting(
-        lambda: MappingProxyType({}), "named folders files may move to"
+    trash_layout: Literal["folder", "freedesktop"] = _setting(
+        "folder", "folder: keep paths relative to the root; freedesktop: .Trash-$uid"
     )
-    apply: str = _setting(
-        "manual",
-        "manual: apply the queue on request; on-decide: apply each decision at once",
-        choices=("manual", "on-decide"),
+    move_targets: NamedPaths = _setting(lambda: MappingProxyType({}), "named folders files may move to")
+    apply: Literal["manual", "on-decide"] = _setting(
+        "manual", "manual: apply the queue on request; on-decide: apply each decision at once"
     )
 
 
-@dataclasses.dataclass(frozen=True)
+@section
 class LoggingSettings:
-    format: str = _setting("text", "text (key=value) or json, one line per event", choices=("text", "json"))
-    level: str = _setting("info", "lowest level logged", choices=("debug", "info", "warning", "error"))
+    format: Literal["text", "json"] = _setting("text", "text (key=value) or json, one line per event")
+    level: Literal["debug", "info", "warning", "error"] = _setting("info", "lowest level logged")
 
 
-@dataclasses.dataclass(frozen=True)
+@section
 class Settings:
-    roots: tuple[RootSettings, ...] = _setting(
-        lambda: (RootSettings(Path.home() / "Pictures"),), "folders to watch"
+    roots: Annotated[tuple[Annotated[RootSettings, BeforeValidator(_root)], ...], BeforeValidator(_roots)] = (
+        _setting(lambda: (RootSettings(Path.home() / "Pictures"),), "folders to watch")
     )
-    index_path: Path = _setting(lambda: state_dir() / "index.sqlite3", "the SQLite index (from `index`)")
-    export_path: Path | None = _setting(
-        lambda: state_dir() / "duplicates.json", "duplicates JSON kept current (from `export`); null for none"
+    index_path: ConfigPath = _setting(
+        lambda: state_dir() / "index.sqlite3", "the SQLite index (from `index`)", alias="index"
+    )
+    export_path: ConfigPath | None = _setting(
+        lambda: state_dir() / "duplicates.json",
+        "duplicates JSON kept current (from `export`); null for none",
+        alias="export",
     )
     hashing: HashingSettings = _setting(HashingSettings, "decoding and hashing")
     matching: MatchingSettings = _setting(MatchingSettings, "what counts as a duplicate")
@@ -211,7 +305,8 @@ class Settings:
     http: HttpSettings = _setting(HttpSettings, "the API and the review page")
     sorter: SorterSettings = _setting(SorterSettings, "where decided files go")
     logging: LoggingSettings = _setting(LoggingSettings, "logs on stderr")
-    source: str = dataclasses.field(default="<defaults>", compare=False)
+    # where the settings came from (a file, "command line"): not a setting, never in the YAML or the API
+    source: SkipJsonSchema[str] = dataclasses.field(default=Field("<defaults>", exclude=True), compare=False)
 
     def root_paths(self) -> tuple[Path, ...]:
         return tuple(root.path for root in self.roots)
@@ -221,148 +316,84 @@ class Settings:
         return self.http.allowed_scan_roots or self.root_paths()
 
 
-# YAML key → field name, where they differ (the YAML keeps the short names people type).
-_TOP_LEVEL_ALIASES = {"index": "index_path", "export": "export_path"}
-_SECTION_ALIASES = {SorterSettings: {"trash": "trash_dir"}}
-_SECTIONS = {
-    "hashing": HashingSettings,
-    "matching": MatchingSettings,
-    "watch": WatchSettings,
-    "http": HttpSettings,
-    "sorter": SorterSettings,
-    "logging": LoggingSettings,
-}
+SETTINGS = TypeAdapter(Settings)
 
 
-class _Parser:
-    """Turns a YAML mapping into Settings; `fail` raises ConfigError naming source, key path and value."""
-
-    def __init__(self, source: str, base_dir: Path):
-        self.source = source
-        self.base_dir = base_dir
-
-    def fail(self, key_path: str, value: object, reason: str) -> typing.NoReturn:
-        raise ConfigError(self.source, key_path, value, reason)
-
-    def settings(self, document: object) -> Settings:
-        if document is None:
-            document = {}
-        if not isinstance(document, Mapping):
-            self.fail("", document, "the configuration must be a mapping of keys to values")
-        values: dict[str, Any] = {"source": self.source}
-        for key, value in document.items():
-            if key == "roots":
-                values["roots"] = self.roots(value)
-            elif key in _TOP_LEVEL_ALIASES:
-                optional = key == "export"
-                values[_TOP_LEVEL_ALIASES[key]] = self.path(key, value, optional=optional)
-            elif key in _SECTIONS:
-                values[key] = self.section(_SECTIONS[key], key, value)
-            else:
-                self.fail(str(key), value, f"unknown key; expected one of {self.known_top_level()}")
-        return Settings(**values)
-
-    @staticmethod
-    def known_top_level() -> str:
-        return ", ".join(["roots", "index", "export", *_SECTIONS])
-
-    def roots(self, value: object) -> tuple[RootSettings, ...]:
-        if not isinstance(value, list):
-            self.fail("roots", value, "expected a list of folders")
-        return tuple(self.root(f"roots[{position}]", item) for position, item in enumerate(value))
-
-    def root(self, key_path: str, value: object) -> RootSettings:
-        if isinstance(value, str):
-            return RootSettings(path=self.path(key_path, value))
-        if not isinstance(value, Mapping) or "path" not in value:
-            self.fail(key_path, value, "expected a folder path or a mapping with `path` (and `reference`)")
-        return self.section(RootSettings, key_path, value)
-
-    def section(self, cls: type, key_path: str, value: object) -> Any:
-        if not isinstance(value, Mapping):
-            self.fail(key_path, value, "expected a mapping")
-        value = dict(value)
-        if cls is HttpSettings and "listen" in value:
-            value.update(self.listen(f"{key_path}.listen", value.pop("listen")))
-        aliases = _SECTION_ALIASES.get(cls, {})
-        fields = {field.name: field for field in dataclasses.fields(cls)}
-        hints = typing.get_type_hints(cls)
-        parsed = {}
-        for key, item in value.items():
-            name = aliases.get(key, key)
-            if name not in fields:
-                known = ", ".join(self.yaml_keys(cls))
-                self.fail(f"{key_path}.{key}", item, f"unknown key; expected one of {known}")
-            parsed[name] = self.value(f"{key_path}.{key}", item, hints[name], fields[name].metadata)
-        return cls(**parsed)
-
-    @staticmethod
-    def yaml_keys(cls: type) -> list[str]:
-        return (["listen"] if cls is HttpSettings else []) + list(_yaml_fields(cls).values())
-
-    def listen(self, key_path: str, value: object) -> dict[str, Any]:
-        if not isinstance(value, str) or ":" not in value:
-            self.fail(key_path, value, "expected HOST:PORT, e.g. 127.0.0.1:8765")
-        host, _, port = value.rpartition(":")
-        host = host.strip("[]")
-        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            self.fail(key_path, value, "expected HOST:PORT with a port from 0 to 65535")
-        return {"host": host, "port": int(port)}
-
-    def value(self, key_path: str, value: object, hint: Any, rules: Mapping[str, Any]) -> Any:
-        origin = typing.get_origin(hint)
-        arguments = typing.get_args(hint)
-        if hint is Path or (origin is typing.Union and Path in arguments):
-            return self.path(key_path, value, optional=type(None) in arguments)
-        if origin is tuple:
-            return self.sequence(key_path, value, arguments[0])
-        if origin is Mapping:
-            return self.named_paths(key_path, value)
-        return self.scalar(key_path, value, hint, rules)
-
-    def scalar(self, key_path: str, value: object, hint: type, rules: Mapping[str, Any]) -> Any:
-        if hint is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if type(value) is not hint:
-            self.fail(key_path, value, f"expected {hint.__name__}")
-        if "choices" in rules and value not in rules["choices"]:
-            self.fail(key_path, value, f"expected one of {', '.join(rules['choices'])}")
-        if "min" in rules and value < rules["min"]:
-            self.fail(key_path, value, f"must be at least {rules['min']}")
-        if "max" in rules and value > rules["max"]:
-            self.fail(key_path, value, f"must be at most {rules['max']}")
-        return value
-
-    def sequence(self, key_path: str, value: object, item_type: type) -> tuple:
-        if not isinstance(value, list):
-            self.fail(key_path, value, "expected a list")
-        if item_type is Path:
-            return tuple(self.path(f"{key_path}[{i}]", item) for i, item in enumerate(value))
-        return tuple(self.scalar(f"{key_path}[{i}]", item, item_type, {}) for i, item in enumerate(value))
-
-    def named_paths(self, key_path: str, value: object) -> Mapping[str, Path]:
-        if not isinstance(value, Mapping):
-            self.fail(key_path, value, "expected a mapping of names to folders")
-        for name in value:
-            if not isinstance(name, str) or not name or "/" in name:
-                self.fail(f"{key_path}.{name}", name, "expected a plain name")
-        return MappingProxyType({name: self.path(f"{key_path}.{name}", item) for name, item in value.items()})
-
-    def path(self, key_path: str, value: object, optional: bool = False) -> Path | None:
-        if value is None and optional:
-            return None
-        if not isinstance(value, str) or not value.strip() or "\0" in value:
-            self.fail(key_path, value, "expected a path")
-        path = Path(os.path.expandvars(os.path.expanduser(value)))
-        return path if path.is_absolute() else self.base_dir / path
+def config_json_schema(mode: Literal["validation", "serialization"] = "serialization") -> dict[str, Any]:
+    """Return the JSON Schema of the YAML file, with the YAML keys: of what the file may hold
+    ("validation") or of what `settings_to_dict` and GET /api/config write ("serialization")."""
+    return SETTINGS.json_schema(by_alias=True, mode=mode)
 
 
 def parse_settings(document: object, source: str = "<config>", base_dir: Path | None = None) -> Settings:
     """Given a parsed YAML document, return Settings. Relative paths are relative to `base_dir`.
 
-    Raise ConfigError naming `source`, the key path and the value at the first problem.
+    Raise ConfigError naming `source`, and for every problem of the document its key path and value.
     """
-    return _Parser(source, base_dir or Path.cwd()).settings(document)
+    if document is None:
+        document = {}
+    if isinstance(document, Mapping) and "source" in document:
+        raise ConfigError(source, "source", document["source"], f"unknown key; expected one of {_keys(())}")
+    try:
+        settings = SETTINGS.validate_python(document, context={"base_dir": base_dir or Path.cwd()})
+    except ValidationError as error:
+        problems = [_problem(source, details) for details in error.errors(include_url=False)]
+        raise ConfigError.every(problems) from None
+    return dataclasses.replace(settings, source=source)
+
+
+# pydantic's error types, in the words the old hand-written checks used (the rest keep pydantic's message)
+_REASONS = {
+    "greater_than_equal": "must be at least {ge}",
+    "less_than_equal": "must be at most {le}",
+    "literal_error": "expected one of {expected}",
+    "string_pattern_mismatch": "expected text matching {pattern}",
+    "dataclass_type": "expected a mapping of keys to values",
+}
+
+
+def _problem(source: str, details: Any) -> ConfigError:
+    """Given one of pydantic's error details, return it as a ConfigError: file, YAML key path, value."""
+    loc = tuple(part for part in details["loc"] if part != "[key]")
+    kind = details["type"]
+    reason = _REASONS.get(kind, details["msg"].removeprefix("Value error, ")).format(**details.get("ctx", {}))
+    if kind == "missing":
+        loc, reason = loc[:-1], f"`{loc[-1]}` is missing"
+    elif kind in ("extra_forbidden", "unexpected_keyword_argument"):
+        reason = f"unknown key; expected one of {_keys(loc[:-1])}"
+    return ConfigError(source, _key_path(loc), details["input"], reason[:1].lower() + reason[1:])
+
+
+def _key_path(loc: tuple[str | int, ...]) -> str:
+    """Given a pydantic error location, return the YAML key path: `roots[0].path`, `sorter.move_targets`."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f"{'.' if path else ''}{part}"
+    return path
+
+
+def _section_at(loc: tuple[str | int, ...]) -> type:
+    """Given the location of a section (or of a root), return its settings class."""
+    cls: Any = Settings
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = {_yaml_key(f): f for f in dataclasses.fields(cls)}[part]
+        cls = RootSettings if field.name == "roots" else typing.get_type_hints(cls)[field.name]
+    return cls
+
+
+def _keys(loc: tuple[str | int, ...]) -> str:
+    return ", ".join(_yaml_key(field) for field in _fields(_section_at(loc)))
+
+
+def _fields(cls: type) -> list[dataclasses.Field]:
+    return [field for field in dataclasses.fields(cls) if field.name != "source"]
+
+
+def _yaml_key(field: dataclasses.Field) -> str:
+    """Given a settings field, return its YAML key (its alias, else its name)."""
+    return getattr(field.default, "alias", None) or field.name
 
 
 def load_settings(path: str | os.PathLike | None = None) -> Settings:
@@ -441,43 +472,7 @@ def check_yaml_bounds(text: str, source: str) -> None:
 
 def settings_to_dict(settings: Settings) -> dict[str, Any]:
     """Given Settings, return the plain YAML-shaped mapping (paths as strings) that parses back to them."""
-    document: dict[str, Any] = {
-        "roots": [{"path": str(root.path), "reference": root.reference} for root in settings.roots],
-        "index": str(settings.index_path),
-        "export": None if settings.export_path is None else str(settings.export_path),
-    }
-    for key, cls in _SECTIONS.items():
-        document[key] = _section_to_dict(getattr(settings, key), cls)
-    return document
-
-
-def _yaml_fields(cls: type) -> dict[str, str]:
-    """Given a settings class, return {field name: YAML key} for the fields written under their own key
-    (HttpSettings' host and port are written together as `listen`)."""
-    reverse = {field: key for key, field in _SECTION_ALIASES.get(cls, {}).items()}
-    names = (field.name for field in dataclasses.fields(cls))
-    skipped = ("host", "port") if cls is HttpSettings else ()
-    return {name: reverse.get(name, name) for name in names if name not in skipped}
-
-
-def _section_to_dict(section: Any, cls: type) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    if cls is HttpSettings:
-        host = f"[{section.host}]" if ":" in section.host else section.host
-        result["listen"] = f"{host}:{section.port}"
-    for name, key in _yaml_fields(cls).items():
-        result[key] = _plain(getattr(section, name))
-    return result
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, tuple):
-        return [_plain(item) for item in value]
-    if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
-    return value
+    return SETTINGS.dump_python(settings, mode="json", by_alias=True)
 
 
 def apply_patch(settings: Settings, patch: object, source: str = "PATCH /api/config") -> Settings:
@@ -489,7 +484,7 @@ def apply_patch(settings: Settings, patch: object, source: str = "PATCH /api/con
         raise ConfigError(source, "", patch, "expected a mapping of keys to values")
     document = settings_to_dict(settings)
     for key, value in patch.items():
-        if key in _SECTIONS and isinstance(value, Mapping) and isinstance(document.get(key), dict):
+        if isinstance(value, Mapping) and isinstance(document.get(key), dict):
             document[key] = {**document[key], **value}
         else:
             document[key] = value
@@ -503,17 +498,12 @@ def save_settings(settings: Settings, path: str | os.PathLike) -> None:
 
 def documented_keys() -> dict[str, str]:
     """Return every YAML key path of the schema with its documentation (for the example-file test)."""
-    keys = {
-        "roots": "folders to watch",
-        "roots[].path": RootSettings.__dataclass_fields__["path"].metadata["doc"],
-        "roots[].reference": RootSettings.__dataclass_fields__["reference"].metadata["doc"],
-        "index": "the SQLite index",
-        "export": "duplicates JSON kept current",
-    }
-    for section, cls in _SECTIONS.items():
-        docs = {field.name: field.metadata["doc"] for field in dataclasses.fields(cls)}
-        for name, key in _yaml_fields(cls).items():
-            keys[f"{section}.{key}"] = docs[name]
-        if cls is HttpSettings:
-            keys[f"{section}.listen"] = "HOST:PORT to listen on"
+    keys = {}
+    for field in _fields(Settings):
+        key = _yaml_key(field)
+        keys[key] = field.default.description
+        if key == "roots":
+            keys.update({f"roots[].{_yaml_key(f)}": f.default.description for f in _fields(RootSettings)})
+        elif dataclasses.is_dataclass(section := typing.get_type_hints(Settings)[field.name]):
+            keys.update({f"{key}.{_yaml_key(f)}": f.default.description for f in _fields(section)})
     return keys

@@ -5,6 +5,7 @@ This module imports nothing from the project and no I/O library: every other roo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 # The eight orientation variants of a picture, in the order every room uses (index = orientation id).
@@ -79,14 +80,26 @@ class ComparImgError(Exception):
 
 
 class ConfigError(ComparImgError):
-    """A configuration that cannot be used. The message names the file, the key path and the value."""
+    """A configuration that cannot be used. The message names the file, the key path and the value, one line
+    per problem: `problems` holds every problem found (this error first), `line` this one's line."""
 
     def __init__(self, source: str, key_path: str, value: object, reason: str):
         self.source = source
         self.key_path = key_path
         self.value = value
         self.reason = reason
-        super().__init__(f"{source}: at '{key_path or '<top>'}': {reason} (got {value!r})")
+        self.line = f"{source}: at '{key_path or '<top>'}': {reason} (got {value!r})"
+        self.problems: tuple[ConfigError, ...] = (self,)
+        super().__init__(self.line)
+
+    @classmethod
+    def every(cls, problems: Sequence[ConfigError]) -> ConfigError:
+        """Given the problems of one document (at least one), return the first carrying all of them: its
+        message is their lines."""
+        first = problems[0]
+        first.problems = tuple(problems)
+        first.args = ("\n".join(problem.line for problem in problems),)
+        return first
 
 
 class ImageError(ComparImgError):

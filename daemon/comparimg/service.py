@@ -825,8 +825,8 @@ def config_to_read(config: str | None) -> str | None:
 
 
 def format_settings_error(error: ConfigError) -> str:
-    """Given a configuration error, return the one-line message the CLI prints."""
-    return f"comparimg: bad configuration: {error}"
+    """Given a configuration error, return the message the CLI prints: one line per problem."""
+    return "\n".join(f"comparimg: bad configuration: {problem.line}" for problem in error.problems)
 
 
 def settings_for_run(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -79,8 +78,8 @@ async def serve(app: web.Application, host: str, port: int) -> Callable[[], Awai
         await runner.cleanup()
         raise
     bound = runner.addresses[0][1] if runner.addresses else port
-    settings = dataclasses.replace(current_settings(app).http, port=bound)
-    url = login_url_for(settings.host, settings.port, app[TOKEN])
+    settings = current_settings(app).http
+    url = login_url_for(settings.host, bound, app[TOKEN])
     log.info("event=http_listening host=%s port=%d token_file=%s", host, bound, settings.token_file)
     print(f"comparimg: open {url} to log in (token in {settings.token_file})", file=sys.stderr, flush=True)
     return runner.cleanup
