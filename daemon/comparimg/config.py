@@ -177,6 +177,7 @@ Listen = Annotated[str, Strict(), AfterValidator(_listen), Field(pattern=r"^.+:[
 Int = Annotated[int, Strict()]
 Number = Annotated[float, Strict()]
 Bool = Annotated[bool, Strict()]
+Threshold = Annotated[Int, Field(ge=0, le=32)]  # also a scan job's own threshold (web/schemas.py)
 _SECTION = ConfigDict(
     extra="forbid",
     validate_by_name=True,
@@ -201,9 +202,7 @@ class HashingSettings:
 
 @section
 class MatchingSettings:
-    threshold: Int = _setting(
-        10, "largest Hamming distance (of 64 bits) between near duplicates", min=0, max=32
-    )
+    threshold: Threshold = _setting(10, "largest Hamming distance (of 64 bits) between near duplicates")
     orientations: Bool = _setting(True, "also match flipped and rotated copies (8 orientations)")
     crops: Bool = _setting(True, "also match crops, borders, captions and watermarks (verified)")
 

@@ -1,544 +1,49 @@
-"""The OpenAPI 3.1 document describing every route, request and response (served at /api/openapi.json)."""
+"""The OpenAPI 3.1 document (served at /api/openapi.json), made from the route table (web/routes.py) and
+the pydantic models the requests are validated with (web/schemas.py, comparimg.config): nothing in it is
+written by hand but the summaries."""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+import typing
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from pydantic import TypeAdapter
 
 from comparimg import __version__
-from comparimg.decisions import RULE_ACTIONS, RULE_KINDS
-from comparimg.export import STATS_KEYS
-from comparimg.index.bulk import ITEM_STATES
-from comparimg.sorter import plan
-from comparimg.web import bulk, decision_queue
+from comparimg.config import SETTINGS, Settings
+from comparimg.web import config_patch, schemas
 
-INT = {"type": "integer"}
+if TYPE_CHECKING:
+    from comparimg.web.routes import Route
+
+REF = "#/components/schemas/{model}"
 ID = {"type": "integer", "minimum": 1}
-STR = {"type": "string"}
-BOOL = {"type": "boolean"}
-NUM = {"type": "number"}
-NULL_STR = {"type": ["string", "null"]}
-NULL_INT = {"type": ["integer", "null"]}
-NULL_NUM = {"type": ["number", "null"]}
-
-
-def ref(name: str) -> dict[str, str]:
-    """Return a reference to a component schema."""
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def obj(properties: dict[str, Any], required: tuple[str, ...] | None = None, extra: bool = True) -> dict:
-    """Return an object schema; every property is required unless `required` says otherwise."""
-    schema: dict[str, Any] = {
-        "type": "object",
-        "properties": properties,
-        "required": list(properties if required is None else required),
-    }
-    if not extra:
-        schema["additionalProperties"] = False
-    return schema
-
-
-JOB_STATES = ["queued", "running", "done", "cancelled", "failed"]
-DECISION_STATES = list(decision_queue.DECISION_STATES)
-DECISION_ACTIONS = list(decision_queue.ACTIONS)
-ACTION_STATES = list(plan.ACTION_STATES)
-ACTION_KINDS = list(plan.ACTION_KINDS)
-
-SCHEMAS: dict[str, Any] = {
-    "Error": obj({"error": obj({"code": STR, "message": STR})}),
-    "Status": obj(
-        {
-            "state": STR,
-            "version": STR,
-            "counts": {"type": "object"},
-            "decisions_queued": INT,
-            "queue_depth": INT,
-            "pending": INT,
-            "hashed": INT,
-            "roots": {"type": "array", "items": obj({"path": STR, "state": STR, "observer": STR})},
-            "paused_roots": {"type": "array", "items": STR},
-            "last_errors": {"type": "array", "items": STR, "maxItems": 10},
-            "error_count": INT,
-            "problems": {"type": "array", "items": {"type": "object"}},
-            "uptime_seconds": NUM,
-        }
-    ),
-    "Config": {"type": "object", "description": "The settings, shaped like the YAML file"},
-    "ConfigPatch": {
-        "type": "object",
-        "description": "A partial YAML-shaped mapping; sections merge. Only hashing.*, matching.*, watch.*, "
-        "logging.* and sorter.apply may change through the API; roots, index, export, http.* and the other "
-        "sorter keys answer 403 `file_only_setting` (set them in the configuration file and reload).",
-        "properties": {
-            "hashing": {"type": "object"},
-            "matching": {"type": "object"},
-            "watch": {"type": "object"},
-            "logging": {"type": "object"},
-            "sorter": {"type": "object", "properties": {"apply": {"enum": ["manual", "on-decide"]}}},
-        },
-    },
-    "JobRequest": obj(
-        {
-            "path": {**STR, "minLength": 1},
-            "recursive": BOOL,
-            "threshold": {"type": "integer", "minimum": 0, "maximum": 32},
-            "orientations": BOOL,
-        },
-        required=("path",),
-        extra=False,
-    ),
-    "Job": obj(
-        {
-            "id": INT,
-            "path": STR,
-            "root": STR,
-            "recursive": BOOL,
-            "threshold": INT,
-            "orientations": BOOL,
-            "state": {"enum": JOB_STATES},
-            "total": NULL_INT,
-            "done": INT,
-            "hashed": INT,
-            "errors": INT,
-            "groups": INT,
-            "error": NULL_STR,
-            "started": NUM,
-            "finished": NULL_NUM,
-        }
-    ),
-    "JobList": obj({"jobs": {"type": "array", "items": ref("Job")}}),
-    "Decision": obj(
-        {
-            "id": INT,
-            "action": {"enum": DECISION_ACTIONS},
-            "file_id": NULL_INT,
-            "file_ids": {"type": ["array", "null"], "items": INT},
-            "group_id": NULL_INT,
-            "target": NULL_STR,
-            "path": NULL_STR,
-            "size": NULL_INT,
-            "state": {"enum": DECISION_STATES},
-            "reason": NULL_STR,
-            "action_id": NULL_INT,
-            "created": NUM,
-            "updated": NUM,
-        }
-    ),
-    "DecisionRequest": obj(
-        {
-            "action": {"enum": DECISION_ACTIONS},
-            "file_id": ID,
-            "file_ids": {"type": "array", "items": ID, "minItems": 2},
-            "group_id": ID,
-            "target": {**STR, "minLength": 1},
-        },
-        required=("action",),
-        extra=False,
-    ),
-    "DecisionList": obj({"decisions": {"type": "array", "items": ref("Decision")}, "total": INT}),
-    "Member": obj(
-        {
-            "file_id": INT,
-            "path": STR,
-            "size": INT,
-            "width": INT,
-            "height": INT,
-            "format": STR,
-            "mtime_ns": INT,
-            "distance": INT,
-            "orientation": STR,
-            "suggested": {"enum": ["keep", "trash"]},
-            "state": STR,
-            "reference": BOOL,
-            "decision": {"oneOf": [ref("Decision"), {"type": "null"}]},
-            "thumbnail_url": STR,
-            "content_url": STR,
-        }
-    ),
-    "Group": obj(
-        {
-            "id": INT,
-            "kind": {"enum": ["exact", "near"]},
-            "leader": INT,
-            "state": {"enum": ["pending", "decided"]},
-            "created": NUM,
-            "decided": INT,
-            "freed": INT,
-            "members": {"type": "array", "items": ref("Member")},
-        }
-    ),
-    "GroupPage": obj(
-        {"groups": {"type": "array", "items": ref("Group")}, "total": INT, "limit": INT, "offset": INT}
-    ),
-    "ApplyRequest": obj({"ids": {"type": "array", "items": ID, "minItems": 1}}, required=(), extra=False),
-    "Outcome": obj(
-        {
-            "decision_id": INT,
-            "file_id": NULL_INT,
-            "action": STR,
-            "state": STR,
-            "action_id": NULL_INT,
-            "source": NULL_STR,
-            "dest": NULL_STR,
-            "reason": NULL_STR,
-        }
-    ),
-    "ApplyResult": obj(
-        {
-            "outcomes": {"type": "array", "items": ref("Outcome")},
-            "applied": INT,
-            "refused": INT,
-            "failed": INT,
-        }
-    ),
-    "ActionResult": obj(
-        {
-            "action_id": NULL_INT,
-            "kind": {"enum": ACTION_KINDS},
-            "state": {"enum": ACTION_STATES},
-            "source": STR,
-            "dest": NULL_STR,
-            "reason": NULL_STR,
-            "decision_id": NULL_INT,
-            "file_id": NULL_INT,
-            "undo_of": NULL_INT,
-        }
-    ),
-    "JournalEntry": obj(
-        {
-            "id": INT,
-            "kind": {"enum": ACTION_KINDS},
-            "decision_id": NULL_INT,
-            "undo_of": NULL_INT,
-            "file_id": NULL_INT,
-            "source": STR,
-            "dest": STR,
-            "size": INT,
-            "state": {"enum": ACTION_STATES},
-            "reason": NULL_STR,
-            "batch_id": NULL_INT,
-            "created": NUM,
-            "updated": NUM,
-        }
-    ),
-    "ActionList": obj({"actions": {"type": "array", "items": ref("JournalEntry")}}),
-    "BulkRule": obj(
-        {
-            "kinds": {
-                "type": "array",
-                "items": {"enum": list(RULE_KINDS)},
-                "minItems": 1,
-                "description": "group kinds to act on (default exact and near; `similar` only when named)",
-            },
-            "folder": {
-                **STR,
-                "minLength": 1,
-                "maxLength": 4096,
-                "description": "absolute folder prefix: groups with a member below it",
-            },
-            "reference_only": {**BOOL, "description": "only groups holding a file under a reference root"},
-            "action": {
-                "enum": list(RULE_ACTIONS),
-                "description": "what happens to the copies (default trash)",
-            },
-            "target": {**STR, "minLength": 1, "maxLength": 200, "description": "move target (action move)"},
-            "min_confidence": {
-                "type": "null",
-                "description": "reserved for the verifier's confidence (not available yet: only null)",
-            },
-        },
-        required=(),
-        extra=False,
-    ),
-    "BulkRequest": {
-        "description": "A dry run `{dry_run: true, rule}` stores and returns a preview; the real run "
-        "`{dry_run: false, preview_id}` applies exactly the previewed set as one batch.",
-        "oneOf": [
-            obj({"dry_run": {"const": True}, "rule": ref("BulkRule")}, extra=False),
-            obj({"dry_run": {"const": False}, "preview_id": ID}, extra=False),
-        ],
-    },
-    "BulkFile": obj(
-        {
-            "file_id": INT,
-            "path": STR,
-            "thumbnail_url": STR,
-            "size": INT,
-            "state": {"enum": list(ITEM_STATES)},
-            "reason": NULL_STR,
-        },
-        required=("file_id", "path", "thumbnail_url"),
-    ),
-    "Batch": obj(
-        {
-            "id": INT,
-            "preview_id": INT,
-            "state": {"enum": list(bulk.BATCH_STATES)},
-            "running": BOOL,
-            "rule": {"type": "object"},
-            "reason": NULL_STR,
-            "created": NUM,
-            "updated": NUM,
-            "expires": NUM,
-            "groups": INT,
-            "files": INT,
-            "bytes": INT,
-            "folders": INT,
-            "per_folder": {"type": "array", "items": obj({"folder": STR, "files": INT, "bytes": INT})},
-            "skipped": {"type": "object", "additionalProperties": INT},
-            "progress": obj({"total": INT, **{state: INT for state in ITEM_STATES}}),
-            "sample": {
-                "type": "array",
-                "items": obj(
-                    {
-                        "group_id": INT,
-                        "keep": {"type": "array", "items": ref("BulkFile")},
-                        "remove": {"type": "array", "items": ref("BulkFile")},
-                    }
-                ),
-            },
-        }
-    ),
-    "BatchList": obj(
-        {
-            "batches": {
-                "type": "array",
-                "items": obj(
-                    {"id": INT, "state": STR, "rule": {"type": "object"}}, required=("id", "state", "rule")
-                ),
-            }
-        }
-    ),
-    "Export": obj(
-        {
-            "version": INT,
-            "groups": {"type": "array", "items": {"type": "object"}},
-            "errors": {"type": "array", "items": obj({"path": STR, "error": STR})},
-            "stats": obj({key: {} for key in STATS_KEYS}),
-        }
-    ),
-}
-
-
-def json_body(schema: str) -> dict[str, Any]:
-    """Return a required JSON request body of the given schema."""
-    return {"required": True, "content": {"application/json": {"schema": ref(schema)}}}
-
-
-def answer(status: int, schema: str | None, description: str, media: str = "application/json") -> dict:
-    """Return one documented response: status, description and media type."""
-    content = {media: {"schema": ref(schema) if schema else {"type": "string"}}}
-    return {str(status): {"description": description, "content": content}}
-
-
-ERRORS = {
-    "default": {"description": "Error (4xx)", "content": {"application/json": {"schema": ref("Error")}}}
-}
-
-
-def operation(summary: str, ok: dict, parameters: list | None = None, body: dict | None = None) -> dict:
-    """Return an operation: its success response(s), the shared error response, parameters, body."""
-    result: dict[str, Any] = {"summary": summary, "responses": {**ok, **ERRORS}}
-    if parameters:
-        result["parameters"] = parameters
-    if body:
-        result["requestBody"] = body
-    return result
-
-
-def path_param(name: str = "id") -> dict:
-    """Return a positive integer path parameter."""
-    return {"name": name, "in": "path", "required": True, "schema": ID}
-
-
-def query(name: str, schema: dict) -> dict:
-    """Return an optional query parameter."""
-    return {"name": name, "in": "query", "required": False, "schema": schema}
-
-
-PAGING = [
-    query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
-    query("offset", {"type": "integer", "minimum": 0, "maximum": 1_000_000}),
-]
-
-PATHS: dict[str, Any] = {
-    "/api/status": {
-        "get": operation("Daemon state, counts, queues, errors", answer(200, "Status", "status"))
-    },
-    "/api/config": {
-        "get": operation("The settings in force", answer(200, "Config", "settings")),
-        "patch": operation(
-            "Change the settings the API may change (validated, merged into the configuration file, applied "
-            "live); 403 file_only_setting for roots, targets, trash, export, index and http",
-            answer(200, "Config", "new settings"),
-            body=json_body("ConfigPatch"),
-        ),
-    },
-    "/api/jobs": {
-        "get": operation("Scan jobs, newest first", answer(200, "JobList", "jobs")),
-        "post": operation(
-            "Scan a folder under allowed_scan_roots",
-            answer(201, "Job", "job queued"),
-            body=json_body("JobRequest"),
-        ),
-    },
-    "/api/jobs/{id}": {
-        "get": operation("One job and its progress", answer(200, "Job", "job"), [path_param()]),
-        "delete": operation("Cancel a job", answer(200, "Job", "job"), [path_param()]),
-    },
-    "/api/groups": {
-        "get": operation(
-            "Duplicate groups, filtered and paginated",
-            answer(200, "GroupPage", "page"),
-            [
-                query("kind", {"enum": ["exact", "near"]}),
-                query("state", {"enum": ["pending", "decided"]}),
-                query("folder", {"type": "string", "minLength": 1, "maxLength": 512}),
-                query("sort", {"enum": ["size", "count", "distance", "newest", "path", "id"]}),
-                *PAGING,
-            ],
-        )
-    },
-    "/api/groups/{id}": {"get": operation("One group", answer(200, "Group", "group"), [path_param()])},
-    "/api/files/{id}/thumbnail": {
-        "get": operation(
-            "JPEG thumbnail of an indexed file", answer(200, None, "thumbnail", "image/jpeg"), [path_param()]
-        )
-    },
-    "/api/files/{id}/content": {
-        "get": operation(
-            "Bytes of an indexed file",
-            {
-                "200": {
-                    "description": "file",
-                    "content": {
-                        "image/*": {"schema": {"type": "string"}},
-                        "application/octet-stream": {"schema": {"type": "string"}},
-                    },
-                }
-            },
-            [path_param()],
-        )
-    },
-    "/api/decisions": {
-        "get": operation(
-            "Decisions, newest first",
-            answer(200, "DecisionList", "decisions"),
-            [query("state", {"enum": DECISION_STATES}), *PAGING],
-        ),
-        "post": operation(
-            "Queue keep / trash / move, or record not-duplicates",
-            answer(201, "Decision", "decision"),
-            body=json_body("DecisionRequest"),
-        ),
-    },
-    "/api/decisions/{id}": {
-        "delete": operation("Cancel a queued decision", answer(200, "Decision", "decision"), [path_param()])
-    },
-    "/api/decisions/apply": {
-        "post": operation(
-            "Apply queued decisions (all, or the given ids)",
-            answer(200, "ApplyResult", "outcomes"),
-            body={**json_body("ApplyRequest"), "required": False},
-        )
-    },
-    "/api/decisions/bulk": {
-        "get": operation(
-            "Previews and batches of decisions by rule, newest first", answer(200, "BatchList", "batches")
-        ),
-        "post": operation(
-            "Decide many groups by rule: a dry run stores a preview (201); the real run takes its preview_id "
-            "and applies exactly that set as one batch in the background (202). 404 unknown preview, 409 "
-            "expired / running / applied already",
-            {**answer(201, "Batch", "preview"), **answer(202, "Batch", "batch started")},
-            body=json_body("BulkRequest"),
-        ),
-    },
-    "/api/decisions/bulk/{id}": {
-        "get": operation(
-            "One preview or batch with its progress", answer(200, "Batch", "batch"), [path_param()]
-        ),
-        "delete": operation(
-            "Cancel a running batch (after the current chunk; it can be finished or undone) or discard a "
-            "preview",
-            answer(200, "Batch", "batch"),
-            [path_param()],
-        ),
-    },
-    "/api/undo/batch/{batch_id}": {
-        "post": operation(
-            "Put back every file a batch trashed or moved (in the background; follow GET "
-            "/api/decisions/bulk/{id} or the `batch` events)",
-            answer(202, "Batch", "undo started"),
-            [path_param("batch_id")],
-        )
-    },
-    "/api/undo/{action_id}": {
-        "post": operation(
-            "Put a trashed or moved file back",
-            answer(200, "ActionResult", "restore"),
-            [path_param("action_id")],
-        )
-    },
-    "/api/actions": {
-        "get": operation("The sorter's journal, newest first", answer(200, "ActionList", "actions"), PAGING)
-    },
-    "/api/export": {"get": operation("The duplicates JSON", answer(200, "Export", "document"))},
-    "/api/events": {
-        "get": operation(
-            "Server-sent events: hello, group, job, decision, decision_applied, undone, batch, status",
-            answer(200, None, "event stream", "text/event-stream"),
-        )
-    },
-    "/api/openapi.json": {
-        "get": operation(
-            "This document",
-            {
-                "200": {
-                    "description": "OpenAPI",
-                    "content": {"application/json": {"schema": {"type": "object"}}},
-                }
-            },
-        )
-    },
-    "/metrics": {"get": operation("Prometheus metrics", answer(200, None, "metrics", "text/plain"))},
-}
 
 
 def operation_id(method: str, path: str) -> str:
     """Return a stable operationId such as `get_api_jobs_id`."""
     words = "".join(c if c.isalnum() else "_" for c in path).strip("_")
-    return f"{method}_{'_'.join(w for w in words.split('_') if w)}"
+    return f"{method.lower()}_{'_'.join(w for w in words.split('_') if w)}"
 
 
-# POST answers whose id feeds other operations (schemathesis and clients follow these links).
-LINKS = {
-    ("/api/jobs", "post"): [("get", "/api/jobs/{id}"), ("delete", "/api/jobs/{id}")],
-    ("/api/decisions", "post"): [("delete", "/api/decisions/{id}")],
-}
+_MADE: dict[int, dict[str, Any]] = {}
 
 
-def _paths_with_ids_and_links() -> dict[str, Any]:
-    paths = {path: {method: dict(op) for method, op in ops.items()} for path, ops in PATHS.items()}
-    for path, ops in paths.items():
-        for method, op in ops.items():
-            op["operationId"] = operation_id(method, path)
-    for (path, method), targets in LINKS.items():
-        created = paths[path][method]["responses"]["201"] = dict(paths[path][method]["responses"]["201"])
-        created["links"] = {
-            operation_id(m, p): {
-                "operationId": operation_id(m, p),
-                "parameters": {"id": "$response.body#/id"},
-            }
-            for m, p in targets
-        }
-    return paths
+def document(routes: Iterable[Route]) -> dict[str, Any]:
+    """Given the route table, return the OpenAPI document (made once per table)."""
+    made = _MADE.get(id(routes))
+    if made is None:
+        made = _MADE[id(routes)] = _document(tuple(route for route in routes if route.summary is not None))
+    return made
 
 
-def document() -> dict[str, Any]:
-    """Return the OpenAPI document."""
+def _document(routes: tuple[Route, ...]) -> dict[str, Any]:
+    schemas_of, components = _schemas(routes)
+    paths: dict[str, Any] = {}
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, schemas_of)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -547,15 +52,176 @@ def document() -> dict[str, Any]:
             "description": "Every call needs `Authorization: Bearer TOKEN` (the token file) or the login "
             'cookie. Errors are `{"error": {"code", "message"}}` with a 4xx status.',
         },
-        "paths": _paths_with_ids_and_links(),
+        "paths": paths,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": components,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}],
     }
 
 
-async def get_openapi(request: web.Request) -> web.Response:
-    """GET /api/openapi.json → the OpenAPI document."""
-    return web.json_response(document())
+def _models(routes: tuple[Route, ...]) -> dict[tuple[Any, str], TypeAdapter]:
+    """Return every model the routes name, keyed by (model, "validation" | "serialization")."""
+    wanted: dict[tuple[Any, str], TypeAdapter] = {}
+
+    def add(shape: Any, mode: str) -> None:
+        if not isinstance(shape, str | tuple) and shape is not schemas.ConfigPatch:
+            wanted.setdefault((shape, mode), TypeAdapter(shape))
+
+    add(schemas.Error, "serialization")
+    add(schemas.Event, "serialization")
+    for section in config_patch.API_SECTIONS:
+        add(SETTINGS_SECTIONS[section], "validation")
+    for route in routes:
+        add(route.body, "validation")
+        add(route.query, "validation")
+        for shape in route.answers.values():
+            add(shape, "serialization")
+    return wanted
+
+
+def _schemas(routes: tuple[Route, ...]) -> tuple[dict[tuple[Any, str], Any], dict[str, Any]]:
+    """Return the JSON Schema of each model the routes name and the components they refer to."""
+    wanted = _models(routes)
+    inputs = [(key, key[1], adapter) for key, adapter in wanted.items()]
+    made, definitions = TypeAdapter.json_schemas(inputs, ref_template=REF)  # type: ignore[arg-type]
+    schemas_of = {key: schema for (key, _mode), schema in made.items()}
+    components = dict(definitions.get("$defs", {}))
+    components["Event"] = schemas_of[(schemas.Event, "serialization")]
+    schemas_of[(schemas.Event, "serialization")] = {"$ref": REF.format(model="Event")}
+    components["ConfigPatch"] = _config_patch(schemas_of)
+    return schemas_of, components
+
+
+SETTINGS_SECTIONS = {
+    name: hint for name, hint in typing.get_type_hints(Settings).items() if name in config_patch.API_SECTIONS
+}
+
+
+def _config_patch(schemas_of: dict[tuple[Any, str], Any]) -> dict[str, Any]:
+    """The body of PATCH /api/config: the sections the API may change, as the file's schema has them."""
+    sorter = SETTINGS.json_schema(by_alias=True)["$defs"]["SorterSettings"]["properties"]
+    properties = {
+        name: schemas_of[(SETTINGS_SECTIONS[name], "validation")]
+        for name in sorted(config_patch.API_SECTIONS)
+    }
+    for key in sorted(config_patch.API_KEYS):
+        section, _, name = key.partition(".")
+        properties.setdefault(section, {"type": "object", "properties": {}})["properties"][name] = sorter[
+            name
+        ]
+    return {
+        "type": "object",
+        "description": "A partial YAML-shaped mapping; sections merge. Only "
+        + ", ".join(
+            [*(f"{name}.*" for name in sorted(config_patch.API_SECTIONS)), *sorted(config_patch.API_KEYS)]
+        )
+        + " may change through the API; the other settings answer 403 `file_only_setting` (set them in the "
+        "configuration file and reload).",
+        "properties": properties,
+    }
+
+
+def _operation(route: Route, schemas_of: dict[tuple[Any, str], Any]) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": operation_id(route.method, route.path),
+        "summary": route.summary,
+        "responses": {
+            **{
+                str(status): _answer(route, status, shape, schemas_of)
+                for status, shape in route.answers.items()
+            },
+            "default": {
+                "description": "Error (4xx)",
+                "content": _json(schemas_of[(schemas.Error, "serialization")]),
+            },
+        },
+    }
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": ID}
+        for name in re.findall(r"{(\w+)}", route.path)
+    ]
+    if route.query is not None:
+        parameters += _query_parameters(route.query)
+    if parameters:
+        operation["parameters"] = parameters
+    if route.body is schemas.ConfigPatch:
+        operation["requestBody"] = {
+            "required": True,
+            "content": _json({"$ref": REF.format(model="ConfigPatch")}),
+        }
+    elif route.body is not None:
+        body = schemas_of[(route.body, "validation")]
+        operation["requestBody"] = {"required": route.body_required, "content": _json(body)}
+    return operation
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _answer(route: Route, status: int, shape: Any, schemas_of: dict[tuple[Any, str], Any]) -> dict[str, Any]:
+    """One documented success response: a model as JSON, or a media type."""
+    if shape == "text/event-stream":
+        content = {"text/event-stream": {"schema": SSE_EVENT}}
+    elif shape == "OpenAPI":
+        content = _json({"type": "object"})
+    elif isinstance(shape, str | tuple):
+        content = {
+            media: {"schema": {"type": "string"}} for media in ([shape] if isinstance(shape, str) else shape)
+        }
+    else:
+        content = _json(schemas_of[(shape, "serialization")])
+    answer: dict[str, Any] = {"description": "ok", "content": content}
+    if route.links and status == min(route.answers):
+        answer["links"] = {
+            operation_id(method, path): {
+                "operationId": operation_id(method, path),
+                "parameters": {"id": "$response.body#/id"},
+            }
+            for method, path in route.links
+        }
+    return answer
+
+
+# One server-sent event as OpenAPI 3.1 tools (schemathesis among them) read `text/event-stream`: each event
+# an object of its fields, `data` a JSON text holding one of the Event models.
+SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "event": {"enum": list(schemas.EVENT_KINDS)},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {"$ref": REF.format(model="Event")},
+        },
+        "id": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
+    "required": ["event", "data"],
+}
+
+
+def _query_parameters(model: Any) -> list[dict[str, Any]]:
+    """Return the query parameters of a query model: optional, never null (an absent one has its default)."""
+    schema = TypeAdapter(model).json_schema(ref_template=REF)
+    parameters = []
+    for name, prop in schema["properties"].items():
+        prop = _without_null(prop)
+        parameters.append(
+            {"name": name, "in": "query", "required": name in schema.get("required", ()), "schema": prop}
+        )
+    return parameters
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    options = [option for option in schema.get("anyOf", ()) if option != {"type": "null"}]
+    if len(options) == 1:
+        rest = {
+            key: value
+            for key, value in schema.items()
+            if key != "anyOf" and (key, value) != ("default", None)
+        }
+        return {**rest, **options[0]}
+    return schema

@@ -2,45 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
-from comparimg.decisions import RULE_ACTIONS, RULE_KINDS, BulkRule
+from comparimg.decisions import BulkRule
+from comparimg.web import schemas
 from comparimg.web.errors import BadInput
+from comparimg.web.inputs import BODY, path_id
 from comparimg.web.keys import BATCHES
-from comparimg.web.validation import integer, json_object, only_keys, path_id, text
-
-RULE_KEYS = {"kinds", "folder", "reference_only", "action", "target", "min_confidence"}
 
 
-def parse_rule(value: Any) -> BulkRule:
-    """Return a checked rule from the `rule` member of a request body. Raise BadInput."""
-    if not isinstance(value, dict):
-        raise BadInput("rule must be an object")
-    only_keys(value, RULE_KEYS)
-    kinds = value.get("kinds", ["exact", "near"])
-    if not isinstance(kinds, list) or not kinds or any(kind not in RULE_KINDS for kind in kinds):
-        raise BadInput(f"rule.kinds must be a non-empty list of {', '.join(RULE_KINDS)}")
-    folder = value.get("folder")
-    if folder is not None:
-        folder = text(folder, "rule.folder", 4096)
-        if not folder.startswith("/"):
-            raise BadInput("rule.folder must be an absolute path")
-    reference_only = value.get("reference_only", False)
-    if not isinstance(reference_only, bool):
-        raise BadInput("rule.reference_only must be true or false")
-    action = value.get("action", "trash")
-    if action not in RULE_ACTIONS:
-        raise BadInput(f"rule.action must be one of {', '.join(RULE_ACTIONS)}")
-    target = value.get("target")
-    if action == "move":
-        target = text(target, "rule.target", 200)
-    elif target is not None:
+def rule_from(rule: schemas.BulkRule) -> BulkRule:
+    """Given a validated rule, return it, checking what the schema cannot say. Raise BadInput."""
+    if rule.folder is not None and not rule.folder.startswith("/"):
+        raise BadInput("rule.folder must be an absolute path")
+    if rule.action == "move" and rule.target is None:
+        raise BadInput("rule.target is needed for action move")
+    if rule.action != "move" and rule.target is not None:
         raise BadInput("rule.target is only for action move")
-    if value.get("min_confidence") is not None:
-        raise BadInput("rule.min_confidence needs the verifier's confidence, which is not available yet")
-    return BulkRule(tuple(dict.fromkeys(kinds)), folder, reference_only, action, target)
+    kinds = tuple(dict.fromkeys(str(kind) for kind in rule.kinds))
+    return BulkRule(kinds, rule.folder, rule.reference_only, str(rule.action), rule.target)
 
 
 async def post_bulk(request: web.Request) -> web.Response:
@@ -49,23 +29,11 @@ async def post_bulk(request: web.Request) -> web.Response:
     `{"dry_run": true, "rule": {...}}` → 201 with the preview (its `preview_id`, counts, bytes, per folder,
     sample groups); `{"dry_run": false, "preview_id": N}` → 202 with the batch, applied in the background.
     """
-    body = await json_object(request)
-    only_keys(body, {"dry_run", "rule", "preview_id"})
-    dry_run = body.get("dry_run")
-    if not isinstance(dry_run, bool):
-        raise BadInput("dry_run must be true or false")
+    body = request[BODY]
     runner = request.app[BATCHES]
-    if dry_run:
-        if "preview_id" in body:
-            raise BadInput("a dry run takes a rule, not a preview_id")
-        rule = parse_rule(body.get("rule"))
-        return web.json_response(await runner.preview(rule), status=201)
-    if "rule" in body:
-        raise BadInput("a real run takes the preview_id of a dry run, not a rule")
-    if body.get("preview_id") is None:
-        raise BadInput("a real run needs preview_id")
-    batch_id = integer(body["preview_id"], "preview_id", 1)
-    return web.json_response(await runner.apply(batch_id), status=202)
+    if isinstance(body, schemas.BulkPreviewRequest):
+        return web.json_response(await runner.preview(rule_from(body.rule)), status=201)
+    return web.json_response(await runner.apply(body.preview_id), status=202)
 
 
 async def list_bulk(request: web.Request) -> web.Response:
@@ -87,5 +55,4 @@ async def delete_bulk(request: web.Request) -> web.Response:
 async def undo_batch(request: web.Request) -> web.Response:
     """POST /api/undo/batch/{batch_id} → 202 with the batch; every file it moved is put back."""
     batch_id = path_id(request, "batch_id")
-    await json_object(request, allow_empty=True)
     return web.json_response(await request.app[BATCHES].undo(batch_id), status=202)

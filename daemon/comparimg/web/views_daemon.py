@@ -18,9 +18,10 @@ from comparimg import config
 from comparimg.export import build_export, daemon_stats
 from comparimg.index import Index, review
 from comparimg.model import Refused
-from comparimg.web import config_patch
+from comparimg.web import config_patch, schemas
 from comparimg.web.errors import BadInput
 from comparimg.web.events import sse_frame
+from comparimg.web.inputs import BODY, QUERY, path_id
 from comparimg.web.jobs import root_holding
 from comparimg.web.keys import (
     CONFIG_LOCK,
@@ -32,7 +33,6 @@ from comparimg.web.keys import (
     READERS,
     current_settings,
 )
-from comparimg.web.validation import boolean, file_path, integer, json_object, only_keys, path_id
 
 log = logging.getLogger("comparimg.web")
 HEARTBEAT_SECONDS = 15.0
@@ -77,7 +77,7 @@ async def patch_config(request: web.Request) -> web.Response:
     `config_patch.api_settable` may change (403 `file_only_setting` naming the key otherwise); the change is
     validated by the same schema as the YAML file (400), merged into the configuration file's own content
     (never the command-line overrides), then applied live."""
-    patch = await json_object(request)
+    patch = request[BODY]
     app = request.app
     config_patch.check_settable(patch)
     async with app[CONFIG_LOCK]:  # two patches at once must not lose one another's keys
@@ -104,10 +104,9 @@ async def post_job(request: web.Request) -> web.Response:
     """POST /api/jobs {"path", "recursive"?, "threshold"?, "orientations"?} → 201 with the job.
 
     The folder must resolve inside `http.allowed_scan_roots` (403 otherwise) and exist (400)."""
-    body = await json_object(request)
-    only_keys(body, {"path", "recursive", "threshold", "orientations"})
+    body: schemas.JobRequest = request[BODY]
     settings = current_settings(request.app)
-    raw = file_path(body.get("path"), "path")
+    raw = body.path
     if not os.path.isabs(raw):
         raise BadInput("path must be absolute")
     folder = Path(os.path.realpath(raw))
@@ -115,9 +114,9 @@ async def post_job(request: web.Request) -> web.Response:
         raise Refused(f"{raw} is not under an allowed scan root")
     if not folder.is_dir():
         raise BadInput(f"{raw} is not a folder")
-    recursive = boolean(body.get("recursive", True), "recursive")
-    threshold = integer(body.get("threshold", settings.matching.threshold), "threshold", 0, 32)
-    orientations = boolean(body.get("orientations", settings.matching.orientations), "orientations")
+    recursive = body.recursive
+    threshold = settings.matching.threshold if body.threshold is None else body.threshold
+    orientations = settings.matching.orientations if body.orientations is None else body.orientations
     root = root_holding(folder, settings.root_paths()) or folder
     job = request.app[JOBS].start(str(folder), str(root), recursive, threshold, orientations)
     log.info(
@@ -168,9 +167,11 @@ async def events(request: web.Request) -> web.StreamResponse:
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )
     await response.prepare(request)
+    left = request[QUERY].max_events or -1  # -1: never ends
     try:
         await response.write(sse_frame("hello", {"status": await status_document(request.app)}))
-        while not hub.closed:
+        left -= 1
+        while not hub.closed and left != 0:
             try:
                 item = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
             except TimeoutError:
@@ -179,6 +180,7 @@ async def events(request: web.Request) -> web.StreamResponse:
             if item is None:
                 break
             await response.write(sse_frame(*item))
+            left -= 1
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:

@@ -9,8 +9,9 @@ from aiohttp import web
 
 from comparimg.index import Index, journal
 from comparimg.web import decision_queue as dq
-from comparimg.web import port
+from comparimg.web import port, schemas
 from comparimg.web.errors import BadInput
+from comparimg.web.inputs import BODY, QUERY, path_id
 from comparimg.web.keys import (
     DAEMON,
     EVENTS,
@@ -20,43 +21,29 @@ from comparimg.web.keys import (
     current_settings,
     current_sorter,
 )
-from comparimg.web.validation import (
-    id_list,
-    integer,
-    json_object,
-    only_keys,
-    path_id,
-    query_choice,
-    query_int,
-    text,
-)
 
 log = logging.getLogger("comparimg.web")
 
 
-def parse_decision(body: dict[str, Any]) -> dq.DecisionInput:
-    """Return a checked decision from a JSON body. Raise BadInput."""
-    only_keys(body, {"action", "file_id", "file_ids", "group_id", "target"})
-    action = body.get("action")
-    if action not in dq.ACTIONS:
-        raise BadInput(f"action must be one of {', '.join(dq.ACTIONS)}")
-    group_id = integer(body["group_id"], "group_id", 1) if body.get("group_id") is not None else None
+def parse_decision(body: schemas.DecisionRequest) -> dq.DecisionInput:
+    """Given a validated request, return the decision, checking what each action needs. Raise BadInput."""
+    action, group_id = str(body.action), body.group_id
     if action == "not_duplicates":
-        ids = tuple(id_list(body["file_ids"], "file_ids", 2)) if body.get("file_ids") is not None else ()
+        ids = tuple(dict.fromkeys(body.file_ids or ()))
         if not ids and group_id is None:
             raise BadInput("not_duplicates needs file_ids (two or more) or group_id")
         return dq.DecisionInput(action, file_ids=ids, group_id=group_id)
-    if body.get("file_id") is None:
+    if body.file_id is None:
         raise BadInput(f"{action} needs file_id")
-    target = text(body.get("target"), "target", 200) if action == "move" else None
-    return dq.DecisionInput(
-        action, file_id=integer(body["file_id"], "file_id", 1), group_id=group_id, target=target
-    )
+    if action == "move" and body.target is None:
+        raise BadInput("move needs target")
+    target = body.target if action == "move" else None
+    return dq.DecisionInput(action, file_id=body.file_id, group_id=group_id, target=target)
 
 
 async def post_decision(request: web.Request) -> web.Response:
     """POST /api/decisions → 201 with the decision (and, with `apply: on-decide`, its outcome)."""
-    decision = parse_decision(await json_object(request))
+    decision = parse_decision(request[BODY])
     app = request.app
     settings = current_settings(app)
     writer = app[WRITER]
@@ -80,9 +67,9 @@ async def post_decision(request: web.Request) -> web.Response:
 
 async def list_decisions(request: web.Request) -> web.Response:
     """GET /api/decisions?state=&limit=&offset= → {"decisions": [...], "total"}."""
-    state = query_choice(request, "state", dq.DECISION_STATES, None)
-    limit = query_int(request, "limit", 100, 1, 1000)
-    offset = query_int(request, "offset", 0, 0, 10**9)
+    query: schemas.DecisionQuery = request[QUERY]
+    state = None if query.state is None else str(query.state)
+    limit, offset = query.limit, query.offset
 
     def read(index: Index) -> tuple[list[dict[str, Any]], int]:
         return journal.list_decisions(index.db, state, limit, offset)
@@ -103,9 +90,8 @@ async def delete_decision(request: web.Request) -> web.Response:
 
 async def apply_queue(request: web.Request) -> web.Response:
     """POST /api/decisions/apply {"ids"?: [...]} → {"outcomes": [...], "applied", "refused", "failed"}."""
-    body = await json_object(request, allow_empty=True)
-    only_keys(body, {"ids"})
-    ids = id_list(body["ids"], "ids", 1) if body.get("ids") is not None else None
+    body: schemas.ApplyRequest = request[BODY]
+    ids = None if body.ids is None else list(dict.fromkeys(body.ids))
     outcomes = await apply_decisions(request.app, ids)
     counts = {
         state: sum(1 for o in outcomes if o["state"] == state) for state in ("applied", "refused", "failed")
@@ -132,7 +118,6 @@ async def apply_decisions(app: web.Application, ids: list[int] | None) -> list[d
 async def undo(request: web.Request) -> web.Response:
     """POST /api/undo/{action_id} → the restore action; 404 unknown, 409 not undoable, 403 file changed."""
     action_id = path_id(request, "action_id")
-    await json_object(request, allow_empty=True)
     result = await request.app[DAEMON].write(current_sorter(request.app).undo, action_id)
     if result.state == "done" and result.file_id is not None:
         roots = current_settings(request.app).root_paths()
@@ -183,8 +168,8 @@ def log_outcomes(event: str, outcomes: list[dict[str, Any]]) -> None:
 
 async def list_actions(request: web.Request) -> web.Response:
     """GET /api/actions?limit=&offset= → {"actions": [...]} newest first (the sorter's journal)."""
-    limit = query_int(request, "limit", 100, 1, 1000)
-    offset = query_int(request, "offset", 0, 0, 10**9)
+    query: schemas.ActionQuery = request[QUERY]
+    limit, offset = query.limit, query.offset
 
     def read(index: Index) -> list[dict[str, Any]]:
         return [dq.action_view(r) for r in journal.list_actions(index.db, limit, offset)]

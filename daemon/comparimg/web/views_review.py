@@ -15,9 +15,10 @@ from comparimg.hashing import thumbnails
 from comparimg.index import Index, journal, review
 from comparimg.model import ORIENTATIONS, NotFound, Refused
 from comparimg.sorter.files import open_indexed_file
+from comparimg.web import schemas
 from comparimg.web.decision_queue import decision_view
+from comparimg.web.inputs import QUERY, path_id
 from comparimg.web.keys import READERS, THUMBNAILER, current_settings
-from comparimg.web.validation import path_id, query_choice, query_int, text
 
 THUMBNAIL_SIZE = 256
 CONTENT_CHUNK = 1 << 20
@@ -36,14 +37,10 @@ async def list_groups(request: web.Request) -> web.Response:
 
     Return {"groups": [...], "total", "limit", "offset"}.
     """
-    kind = query_choice(request, "kind", ("exact", "near"), None)
-    state = query_choice(request, "state", review.STATES, None)
-    sort = query_choice(request, "sort", tuple(review.SORTS), "id") or "id"
-    folder = request.query.get("folder") or None
-    if folder is not None:
-        folder = text(folder, "folder", 512)
-    limit = query_int(request, "limit", 50, 1, 500)
-    offset = query_int(request, "offset", 0, 0, 10**9)
+    query: schemas.GroupQuery = request[QUERY]
+    kind = None if query.kind is None else str(query.kind)
+    state = None if query.state is None else str(query.state)
+    sort, folder, limit, offset = str(query.sort), query.folder, query.limit, query.offset
     settings = current_settings(request.app)
 
     def read(index: Index) -> tuple[list[dict[str, Any]], int]:

@@ -1,0 +1,462 @@
+"""The API's shapes, once: request bodies and queries (validated with these very models), responses and the
+server-sent events. The OpenAPI document (web/openapi.py) is generated from them and from the route table
+(web/routes.py); limits and enums come from the rooms that own them.
+
+To add a field: add it to its model here. To add a request body or query: a model here, named by the route.
+"""
+
+import enum
+import os
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, StringConstraints, create_model
+
+from comparimg.config import Threshold
+from comparimg.decisions import DEFAULT_RULE_KINDS, RULE_ACTIONS, RULE_KINDS
+from comparimg.export import STATS_KEYS
+from comparimg.index import review
+from comparimg.index.bulk import ITEM_STATES
+from comparimg.sorter import plan
+from comparimg.web import bulk, decision_queue
+
+MAX_ID = 2**63 - 1
+MAX_IDS = 10_000
+MAX_OFFSET = 10**9
+
+
+def _enum(name: str, values: tuple[str, ...] | list[str]) -> type[enum.StrEnum]:
+    """Return a string enum of the given values (the names a room owns), e.g. DecisionState.queued."""
+    return enum.StrEnum(name, [(value, value) for value in values])
+
+
+JobState = _enum("JobState", ["queued", "running", "done", "cancelled", "failed"])
+DecisionAction = _enum("DecisionAction", decision_queue.ACTIONS)
+DecisionState = _enum("DecisionState", decision_queue.DECISION_STATES)
+ActionKind = _enum("ActionKind", plan.ACTION_KINDS)
+ActionState = _enum("ActionState", plan.ACTION_STATES)
+GroupKind = _enum("GroupKind", ["exact", "near"])
+GroupState = _enum("GroupState", review.STATES)
+GroupSort = _enum("GroupSort", list(review.SORTS))
+RuleKind = _enum("RuleKind", RULE_KINDS)
+RuleAction = _enum("RuleAction", RULE_ACTIONS)
+ItemState = _enum("ItemState", ITEM_STATES)
+BatchState = _enum("BatchState", bulk.BATCH_STATES)
+Suggestion = _enum("Suggestion", ["keep", "trash"])
+
+
+def _file_name_text(value: str) -> str:
+    """A lone surrogate (from a `\\udcXX` escape) must stand for a byte of a file name that is not UTF-8."""
+    try:
+        os.fsencode(value)
+    except UnicodeEncodeError as error:
+        raise ValueError(f"holds a character no file name can hold: {error.reason}") from error
+    return value
+
+
+Id = Annotated[int, Strict(), Field(ge=1, le=MAX_ID)]
+Text = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\x00]*$")]
+Name = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
+FilePath = Annotated[Text, AfterValidator(_file_name_text)]
+Flag = Annotated[bool, Strict()]
+
+
+class Request(BaseModel):
+    """A request body or query: unknown fields are refused, no type is coerced (bodies)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Query(BaseModel):
+    """A query string: values arrive as text and become the declared type; unknown parameters are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+# --- requests
+
+
+class JobRequest(Request):
+    path: FilePath = Field(description="absolute folder under `http.allowed_scan_roots`")
+    recursive: Flag = True
+    threshold: Threshold | None = Field(None, description="default: matching.threshold")
+    orientations: Flag | None = Field(None, description="default: matching.orientations")
+
+
+class DecisionRequest(Request):
+    action: DecisionAction
+    file_id: Id | None = Field(None, description="the file to keep, trash or move")
+    file_ids: Annotated[list[Id], Field(min_length=2, max_length=MAX_IDS)] | None = Field(
+        None, description="not_duplicates: the files that are not copies of one another"
+    )
+    group_id: Id | None = None
+    target: Name | None = Field(None, description="move: the name of a move target")
+
+
+class ApplyRequest(Request):
+    ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_IDS)] | None = Field(
+        None, description="the queued decisions to apply (default: all)"
+    )
+
+
+class BulkRule(Request):
+    kinds: Annotated[list[RuleKind], Field(min_length=1)] = Field(
+        default_factory=lambda: list(DEFAULT_RULE_KINDS),
+        description="group kinds to act on (default exact and near; `similar` only when named)",
+    )
+    folder: Text | None = Field(None, description="absolute folder prefix: groups with a member below it")
+    reference_only: Flag = Field(False, description="only groups holding a file under a reference root")
+    action: RuleAction = Field(RuleAction("trash"), description="what happens to the copies")
+    target: Name | None = Field(None, description="move target (action move)")
+    min_confidence: None = Field(
+        None, description="reserved for the verifier's confidence (not available yet: only null)"
+    )
+
+
+class BulkPreviewRequest(Request):
+    dry_run: Literal[True]
+    rule: BulkRule
+
+
+class BulkRunRequest(Request):
+    dry_run: Literal[False]
+    preview_id: Id
+
+
+BulkRequest = Annotated[
+    BulkPreviewRequest | BulkRunRequest,
+    Field(
+        description="A dry run `{dry_run: true, rule}` stores and returns a preview; the real run "
+        "`{dry_run: false, preview_id}` applies exactly the previewed set as one batch."
+    ),
+]
+
+
+# PATCH /api/config: a partial YAML-shaped mapping, validated by the configuration's own schema
+# (comparimg.config.apply_patch); the document describes the keys web/config_patch.py lets the API change.
+ConfigPatch = dict[str, Any]
+
+
+class EmptyRequest(Request):
+    """No fields: the body may be left out or be `{}`."""
+
+
+# --- queries
+
+
+class GroupQuery(Query):
+    kind: GroupKind | None = None
+    state: GroupState | None = None
+    folder: Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[^\x00]*$")] | None = (
+        None
+    )
+    sort: GroupSort = GroupSort("id")
+    limit: Annotated[int, Field(ge=1, le=500)] = 50
+    offset: Annotated[int, Field(ge=0, le=MAX_OFFSET)] = 0
+
+
+class DecisionQuery(Query):
+    state: DecisionState | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+    offset: Annotated[int, Field(ge=0, le=MAX_OFFSET)] = 0
+
+
+class ActionQuery(Query):
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+    offset: Annotated[int, Field(ge=0, le=MAX_OFFSET)] = 0
+
+
+class EventsQuery(Query):
+    max_events: Annotated[int, Field(ge=1, le=10_000)] | None = Field(
+        None, description="end the stream after this many events (default: never)"
+    )
+
+
+# --- responses (every field is always present; `None` where the type allows it)
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class Error(BaseModel):
+    error: ErrorDetail
+
+
+class RootStatus(BaseModel):
+    path: str
+    state: str
+    observer: str
+
+
+class Status(BaseModel):
+    state: str
+    version: str
+    counts: dict[str, Any]
+    decisions_queued: int
+    queue_depth: int
+    pending: int
+    hashed: int
+    roots: list[RootStatus]
+    paused_roots: list[str]
+    last_errors: Annotated[list[str], Field(max_length=10)]
+    error_count: int
+    problems: list[dict[str, Any]]
+    uptime_seconds: float
+
+
+class Job(BaseModel):
+    id: int
+    path: str
+    root: str
+    recursive: bool
+    threshold: int
+    orientations: bool
+    state: JobState
+    total: int | None
+    done: int
+    hashed: int
+    errors: int
+    groups: int
+    error: str | None
+    started: float
+    finished: float | None
+
+
+class JobList(BaseModel):
+    jobs: list[Job]
+
+
+class Decision(BaseModel):
+    id: int
+    action: DecisionAction
+    file_id: int | None
+    file_ids: list[int] | None
+    group_id: int | None
+    target: str | None
+    path: str | None
+    size: int | None
+    state: DecisionState
+    reason: str | None
+    action_id: int | None
+    created: float
+    updated: float
+
+
+class DecisionList(BaseModel):
+    decisions: list[Decision]
+    total: int
+
+
+class Member(BaseModel):
+    file_id: int
+    path: str
+    size: int
+    width: int
+    height: int
+    format: str
+    mtime_ns: int
+    distance: int
+    orientation: str
+    suggested: Suggestion
+    state: str
+    reference: bool
+    decision: Decision | None
+    thumbnail_url: str
+    content_url: str
+
+
+class Group(BaseModel):
+    id: int
+    kind: GroupKind
+    leader: int
+    state: GroupState
+    created: float
+    decided: int
+    freed: int
+    members: list[Member]
+
+
+class GroupPage(BaseModel):
+    groups: list[Group]
+    total: int
+    limit: int
+    offset: int
+
+
+class Outcome(BaseModel):
+    decision_id: int
+    file_id: int | None
+    action: str
+    state: str
+    action_id: int | None
+    source: str | None
+    dest: str | None
+    reason: str | None
+
+
+class ApplyResult(BaseModel):
+    outcomes: list[Outcome]
+    applied: int
+    refused: int
+    failed: int
+
+
+class ActionResult(BaseModel):
+    action_id: int | None
+    kind: ActionKind
+    state: ActionState
+    source: str
+    dest: str | None
+    reason: str | None
+    decision_id: int | None
+    file_id: int | None
+    undo_of: int | None
+
+
+class JournalEntry(BaseModel):
+    id: int
+    kind: ActionKind
+    decision_id: int | None
+    undo_of: int | None
+    file_id: int | None
+    source: str
+    dest: str
+    size: int
+    state: ActionState
+    reason: str | None
+    batch_id: int | None
+    created: float
+    updated: float
+
+
+class ActionList(BaseModel):
+    actions: list[JournalEntry]
+
+
+class BulkFile(BaseModel):
+    file_id: int
+    path: str
+    thumbnail_url: str
+    size: int = 0
+    state: ItemState | None = None
+    reason: str | None = None
+
+
+class FolderCount(BaseModel):
+    folder: str
+    files: int
+    bytes: int
+
+
+class SampleGroup(BaseModel):
+    group_id: int
+    keep: list[BulkFile]
+    remove: list[BulkFile]
+
+
+Progress = create_model("Progress", total=int, **dict.fromkeys(ITEM_STATES, int))
+
+
+class Batch(BaseModel):
+    id: int
+    preview_id: int
+    state: BatchState
+    running: bool
+    rule: dict[str, Any]
+    reason: str | None
+    created: float
+    updated: float
+    expires: float
+    groups: int
+    files: int
+    bytes: int
+    folders: int
+    per_folder: list[FolderCount]
+    skipped: dict[str, int]
+    progress: Progress  # type: ignore[valid-type]
+    sample: list[SampleGroup]
+
+
+class BatchSummary(BaseModel):
+    id: int
+    state: str
+    rule: dict[str, Any]
+
+
+class BatchList(BaseModel):
+    batches: list[BatchSummary]
+
+
+class ExportError(BaseModel):
+    path: str
+    error: str
+
+
+ExportStats = create_model("ExportStats", **dict.fromkeys(STATS_KEYS, Any))
+
+
+class Export(BaseModel):
+    version: int
+    groups: list[dict[str, Any]]
+    errors: list[ExportError]
+    stats: ExportStats  # type: ignore[valid-type]
+
+
+# --- server-sent events: `event: KIND` and `data: {"type": KIND, ...}` (JSON), one model per kind
+
+
+class HelloEvent(BaseModel):
+    type: Literal["hello"]
+    status: Status
+
+
+class GroupEvent(BaseModel):
+    type: Literal["group"]
+    groups: int | None = Field(None, description="groups in the index (after an ingest)")
+    last_id: int | None = Field(None, description="the newest group's id")
+    job: int | None = Field(None, description="the job whose files were grouped")
+
+
+class JobEvent(Job):
+    type: Literal["job"]
+
+
+class DecisionEvent(BaseModel):
+    type: Literal["decision"]
+    decision: Decision
+
+
+class DecisionAppliedEvent(BaseModel):
+    type: Literal["decision_applied"]
+    outcomes: list[Outcome]
+
+
+class UndoneEvent(BaseModel):
+    type: Literal["undone"]
+    action: ActionResult
+
+
+class BatchEvent(BaseModel):
+    type: Literal["batch"]
+    batch: Batch
+
+
+class StatusEvent(BaseModel):
+    type: Literal["status"]
+    state: str | None = Field(None, description="the daemon's new state")
+    reason: str | None = Field(None, description="why, when it is not a new state (`config`)")
+
+
+Event = Annotated[
+    HelloEvent
+    | GroupEvent
+    | JobEvent
+    | DecisionEvent
+    | DecisionAppliedEvent
+    | UndoneEvent
+    | BatchEvent
+    | StatusEvent,
+    Field(discriminator="type"),
+]
+EVENT_KINDS = ("hello", "group", "job", "decision", "decision_applied", "undone", "batch", "status")
