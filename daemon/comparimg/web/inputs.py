@@ -3,6 +3,7 @@ from. Raise BadInput (400) naming every field that is wrong."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiohttp import web
@@ -33,7 +34,15 @@ async def read_body(request: web.Request, shape: Any, required: bool = True) -> 
     if not raw and not required:
         raw = b"{}"
     try:
-        return adapter(shape).validate_json(raw)
+        # the standard parser, not pydantic's: a file name that is not UTF-8 travels as `\udcXX` escapes,
+        # lone surrogates that only json.loads lets through
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadInput(f"the body is not valid JSON: {error}") from error
+    except RecursionError:  # arrays or objects nested deeper than the interpreter's recursion limit
+        raise BadInput("the body is nested too deeply") from None
+    try:
+        return adapter(shape).validate_python(value)
     except ValidationError as error:
         raise BadInput(describe(error, "the body")) from None
 

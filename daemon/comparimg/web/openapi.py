@@ -178,7 +178,7 @@ def _answer(route: Route, status: int, shape: Any, schemas_of: dict[tuple[Any, s
         answer["links"] = {
             operation_id(method, path): {
                 "operationId": operation_id(method, path),
-                "parameters": {"id": "$response.body#/id"},
+                "parameters": {name: "$response.body#/id" for name in re.findall(r"{(\w+)}", path)},
             }
             for method, path in route.links
         }

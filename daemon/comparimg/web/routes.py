@@ -27,7 +27,8 @@ class Route:
 
     `answers` maps a success status to its response model, or to a media type (str) for a body that is
     not JSON; a status absent from it is an error with the `Error` body. `links`: operations (method,
-    path) that take the `id` of the created object. A route without `summary` is not part of the API.
+    path) whose path parameter is the `id` of the created object. A route without `summary` is not part of
+    the API.
     """
 
     method: str
@@ -117,6 +118,7 @@ ROUTES = (
         "running / applied already",
         {201: schemas.Batch, 202: schemas.Batch},
         body=schemas.BulkRequest,
+        links=(("GET", "/api/decisions/bulk/{id}"), ("POST", "/api/undo/batch/{batch_id}")),
     ),
     Route(
         "GET",

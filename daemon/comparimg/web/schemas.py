@@ -9,7 +9,15 @@ import enum
 import os
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, StringConstraints, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    Strict,
+    WithJsonSchema,
+    create_model,
+)
 
 from comparimg.config import Threshold
 from comparimg.decisions import DEFAULT_RULE_KINDS, RULE_ACTIONS, RULE_KINDS
@@ -44,19 +52,32 @@ BatchState = _enum("BatchState", bulk.BATCH_STATES)
 Suggestion = _enum("Suggestion", ["keep", "trash"])
 
 
-def _file_name_text(value: str) -> str:
-    """A lone surrogate (from a `\\udcXX` escape) must stand for a byte of a file name that is not UTF-8."""
-    try:
-        os.fsencode(value)
-    except UnicodeEncodeError as error:
-        raise ValueError(f"holds a character no file name can hold: {error.reason}") from error
-    return value
+def _text(max_length: int, file_name: bool = False, absolute: bool = False) -> Any:
+    """Return a text type: 1 to `max_length` characters, no NUL. Checked in Python, as pydantic's own string
+    type refuses the lone surrogates (`\\udcXX` escapes) that stand for the bytes of a file name that is not
+    UTF-8; with `file_name`, only those (U+DC80..U+DCFF) are let through. `absolute`: starts with `/`."""
+
+    def check(value: object) -> str:
+        if not isinstance(value, str) or not 1 <= len(value) <= max_length or "\x00" in value:
+            raise ValueError(f"must be a non-empty string of at most {max_length} characters, without NUL")
+        if absolute and not value.startswith("/"):
+            raise ValueError("must be an absolute path")
+        if file_name:
+            try:
+                os.fsencode(value)
+            except UnicodeEncodeError as error:
+                raise ValueError(f"holds a character no file name can hold: {error.reason}") from None
+        return value
+
+    pattern = "^/[^\\x00]*$" if absolute else "^[^\\x00]*$"
+    schema = {"type": "string", "minLength": 1, "maxLength": max_length, "pattern": pattern}
+    return Annotated[str, PlainValidator(check), WithJsonSchema(schema)]
 
 
 Id = Annotated[int, Strict(), Field(ge=1, le=MAX_ID)]
-Text = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\x00]*$")]
-Name = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]
-FilePath = Annotated[Text, AfterValidator(_file_name_text)]
+Text = _text(4096)
+Name = _text(200)
+FilePath = _text(4096, file_name=True, absolute=True)
 Flag = Annotated[bool, Strict()]
 
 
@@ -83,7 +104,7 @@ class JobRequest(Request):
 
 
 class DecisionRequest(Request):
-    action: DecisionAction
+    action: Literal[decision_queue.ACTIONS]  # request enums are Literals: strict validation of parsed JSON
     file_id: Id | None = Field(None, description="the file to keep, trash or move")
     file_ids: Annotated[list[Id], Field(min_length=2, max_length=MAX_IDS)] | None = Field(
         None, description="not_duplicates: the files that are not copies of one another"
@@ -99,13 +120,13 @@ class ApplyRequest(Request):
 
 
 class BulkRule(Request):
-    kinds: Annotated[list[RuleKind], Field(min_length=1)] = Field(
+    kinds: Annotated[list[Literal[RULE_KINDS]], Field(min_length=1)] = Field(
         default_factory=lambda: list(DEFAULT_RULE_KINDS),
         description="group kinds to act on (default exact and near; `similar` only when named)",
     )
     folder: Text | None = Field(None, description="absolute folder prefix: groups with a member below it")
     reference_only: Flag = Field(False, description="only groups holding a file under a reference root")
-    action: RuleAction = Field(RuleAction("trash"), description="what happens to the copies")
+    action: Literal[RULE_ACTIONS] = Field("trash", description="what happens to the copies")
     target: Name | None = Field(None, description="move target (action move)")
     min_confidence: None = Field(
         None, description="reserved for the verifier's confidence (not available yet: only null)"
@@ -146,9 +167,7 @@ class EmptyRequest(Request):
 class GroupQuery(Query):
     kind: GroupKind | None = None
     state: GroupState | None = None
-    folder: Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[^\x00]*$")] | None = (
-        None
-    )
+    folder: _text(512) | None = None
     sort: GroupSort = GroupSort("id")
     limit: Annotated[int, Field(ge=1, le=500)] = 50
     offset: Annotated[int, Field(ge=0, le=MAX_OFFSET)] = 0
