@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import enum
 import itertools
 import logging
 import os
@@ -22,7 +23,19 @@ from comparimg.web.port import DaemonPort
 
 log = logging.getLogger("comparimg.web")
 BATCH = 32
-ENDED = ("done", "cancelled", "failed")
+
+
+class JobState(enum.StrEnum):
+    """Where a scan job is (the API shows the value)."""
+
+    queued = "queued"
+    running = "running"
+    done = "done"
+    cancelled = "cancelled"
+    failed = "failed"
+
+
+ENDED = (JobState.done, JobState.cancelled, JobState.failed)
 
 
 @dataclasses.dataclass
@@ -35,7 +48,7 @@ class Job:
     recursive: bool
     threshold: int
     orientations: bool
-    state: str = "queued"
+    state: JobState = JobState.queued
     total: int | None = None
     done: int = 0
     hashed: int = 0
@@ -109,14 +122,14 @@ class JobRunner:
     async def _run(self, job: Job) -> None:
         try:
             async with self._one_at_a_time:
-                job.state = "running"
+                job.state = JobState.running
                 self.publish("job", job.as_dict())
                 await self._scan(job)
-                job.state = "done"
+                job.state = JobState.done
         except asyncio.CancelledError:
-            job.state = "cancelled"
+            job.state = JobState.cancelled
         except Exception as error:  # a loop boundary: the job fails, the daemon goes on
-            job.state, job.error = "failed", f"{type(error).__name__}: {error}"
+            job.state, job.error = JobState.failed, f"{type(error).__name__}: {error}"
         finally:
             job.finished = time.time()
             self.publish("job", job.as_dict())

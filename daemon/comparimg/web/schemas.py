@@ -26,6 +26,7 @@ from comparimg.index import review
 from comparimg.index.bulk import ITEM_STATES
 from comparimg.sorter import plan
 from comparimg.web import bulk, decision_queue
+from comparimg.web.jobs import JobState
 
 MAX_ID = 2**63 - 1
 MAX_IDS = 10_000
@@ -37,7 +38,6 @@ def _enum(name: str, values: tuple[str, ...] | list[str]) -> type[enum.StrEnum]:
     return enum.StrEnum(name, [(value, value) for value in values])
 
 
-JobState = _enum("JobState", ["queued", "running", "done", "cancelled", "failed"])
 DecisionAction = _enum("DecisionAction", decision_queue.ACTIONS)
 DecisionState = _enum("DecisionState", decision_queue.DECISION_STATES)
 ActionKind = _enum("ActionKind", plan.ACTION_KINDS)
