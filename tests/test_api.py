@@ -284,6 +284,35 @@ async def test_events_tell_of_groups_the_watcher_finds(live, write_photo):
     response.close()
 
 
+async def test_every_event_matches_its_documented_model(live, album):
+    """The SSE models of web/schemas.py (the document's `Event`) are what the stream really sends."""
+    from pydantic import TypeAdapter
+
+    from comparimg.web.schemas import Event
+
+    response = await live.get("/api/events")
+    await live.json("POST", "/api/jobs", {"path": str(album)}, status=201)
+    seen = await read_events_until(response, b"event: group")
+    exact = (await live.json("GET", "/api/groups?kind=exact"))["groups"][0]
+    victim = exact["members"][-1]["file_id"]
+    await live.json("POST", "/api/decisions", {"action": "trash", "file_id": victim}, status=201)
+    await live.json("POST", "/api/decisions/apply", {})
+    action = (await live.json("GET", "/api/actions"))["actions"][0]
+    await live.json("POST", f"/api/undo/{action['id']}")
+    await live.json("PATCH", "/api/config", {"matching": {"threshold": 8}})
+    seen += await read_events_until(response, b"event: undone")
+    seen += await read_events_until(response, b"event: status")
+    response.close()
+    frames = [frame for frame in seen.decode().split("\n\n") if frame.startswith("event: ")]
+    kinds = set()
+    for frame in frames:
+        kind_line, data_line = frame.split("\n")[:2]
+        event = TypeAdapter(Event).validate_json(data_line.removeprefix("data: "))
+        assert event.type == kind_line.removeprefix("event: ")
+        kinds.add(event.type)
+    assert {"hello", "job", "group", "decision", "decision_applied", "undone", "status"} <= kinds
+
+
 async def test_the_page_and_its_files_are_served(live):
     page = await live.client.get("/")
     assert page.status == 200
