@@ -170,7 +170,9 @@ def _named_paths_to_plain(value: Mapping[str, Path]) -> dict[str, str]:
 NamedPaths = Annotated[
     Mapping[PlainName, ConfigPath], AfterValidator(MappingProxyType), PlainSerializer(_named_paths_to_plain)
 ]
-Listen = Annotated[str, Strict(), AfterValidator(_listen), Field(pattern=r"^.+:[0-9]{1,5}$")]
+Listen = Annotated[
+    str, Strict(), AfterValidator(_listen), Field(json_schema_extra={"pattern": r"^.+:[0-9]{1,5}$"})
+]
 
 # Every section: unknown keys are errors, a field may be given by its YAML key (alias) or, in Python, by
 # its name. Scalars are strict: no type is coerced (a bool is no int, "10" is no int; an int becomes a float).
