@@ -54,6 +54,7 @@ from comparimg.pipeline import ScannerPipeline, pipeline_changes
 from comparimg.scanner import Cancelled
 from comparimg.stability import StabilityTracker
 from comparimg.supervision import Supervisor, TaskFailure
+from comparimg.verdicts.store import ModelStore, VerifierHolder
 from comparimg.watcher import Hint, PathFilter, Watcher, log_watch_limit
 
 log = logging.getLogger("comparimg.service")
@@ -174,6 +175,9 @@ class Service:
         self.started = time.time()
         self.roots: dict[str, RootState] = {}
         self.tracker = StabilityTracker(settings.watch.settle_seconds, clock)
+        # The verifier in use (the user's retrained one when adopted), swapped whole by a retraining.
+        self.model_store = ModelStore(settings.index_path.parent / "models")
+        self.verifier = VerifierHolder(self.model_store.load())
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="comparimg-writer")
         self._urgent: queue.SimpleQueue[UrgentJob] = queue.SimpleQueue()
         self._index_full: TaskFailure | None = None  # set while writes are refused for want of disk space

@@ -27,6 +27,7 @@ from comparimg.web.keys import (
     DAEMON,
     EVENTS,
     JOBS,
+    LEARNING,
     METRICS,
     READERS,
     SETTINGS,
@@ -37,6 +38,7 @@ from comparimg.web.keys import (
     SettingsHolder,
     current_settings,
 )
+from comparimg.web.learning import Learning
 from comparimg.web.port import DaemonPort
 from comparimg.web.routes import add_routes
 from comparimg.web.runtime import LazyWorkerPool, Metrics, ReaderPool
@@ -118,6 +120,7 @@ async def _index_and_sorter(app: web.Application) -> AsyncIterator[None]:
             result.dest,
         )
     app[READERS] = ReaderPool(settings.index_path)
+    app[LEARNING] = Learning(app[DAEMON].model_store, app[DAEMON].verifier, app[READERS])
     limits = WorkerLimits(settings.hashing.timeout_seconds, settings.hashing.memory_limit_mb)
     app[THUMBNAILER] = LazyWorkerPool(limits)
     yield

@@ -25,7 +25,7 @@ from comparimg.decisions import BulkRule, plan_bulk, summarize_plans
 from comparimg.index import Index, bulk, journal
 from comparimg.model import Conflict, FileIdentity, NotFound, Refused
 from comparimg.sorter import Sorter, SortRequest
-from comparimg.web import port
+from comparimg.web import labelling, port
 from comparimg.web.keys import (
     DAEMON,
     EVENTS,
@@ -109,6 +109,8 @@ def apply_item(index: Index, sorter: Sorter, batch_id: int, item: dict[str, Any]
         bulk.finish_item(db, item["id"], "refused", reason=str(error))
         return "refused"
     state = _RESULT_STATES[result.state]
+    if result.state == "done":  # a copy gone with its keeper left: a duplicate pair to learn from
+        labelling.label_bulk_item(index, item)
     if result.state == "rolled_back":  # not left queued: the batch, not the queue, owns this decision
         journal.set_decision_state(db, decision_id, "failed", reason=result.reason)
     bulk.finish_item(db, item["id"], state, result.action_id, result.reason)

@@ -15,6 +15,7 @@ from comparimg.index import FileRow, Index, journal
 from comparimg.model import FileIdentity, NotFound, Refused
 from comparimg.sorter import ActionResult, Sorter, SortRequest
 from comparimg.sorter.files import inside_roots
+from comparimg.web import labelling
 
 ACTIONS = ("keep", "trash", "move", "not_duplicates")
 DECISION_STATES = ("queued", "applied", "refused", "cancelled", "failed", "undone")
@@ -96,8 +97,12 @@ def not_duplicates_ids(index: Index, decision: DecisionInput, settings: Settings
     return ids
 
 
-def record_not_duplicates(index: Index, decision: DecisionInput, ids: list[int]) -> dict[str, Any]:
-    """Record an (already carried out) not-duplicates decision; return its row."""
+def record_not_duplicates(
+    index: Index, decision: DecisionInput, ids: list[int], source: str = "not_duplicates"
+) -> dict[str, Any]:
+    """Record an (already carried out) not-duplicates decision and its pairs' labels (`different`, for
+    retraining the verifier, given by `source`); return its row."""
+    labelling.label_not_duplicates(index, ids, source)
     fields = {
         "action": "not_duplicates",
         "file_ids": json.dumps(ids),
@@ -132,6 +137,8 @@ def apply_one(index: Index, sorter: Sorter, row: dict[str, Any]) -> dict[str, An
     except Refused as error:
         journal.set_decision_state(index.db, row["id"], "refused", reason=str(error))
         return _outcome(row, "refused", None, str(error))
+    if result.state == "done":  # a copy gone with a keeper left: a duplicate pair to learn from
+        labelling.label_applied(index, row)
     return _outcome(row, _decision_state(result), result, result.reason)
 
 

@@ -27,6 +27,7 @@ THUMBNAILER = web.AppKey("thumbnailer", "LazyWorkerPool")
 METRICS = web.AppKey("metrics", "Metrics")
 JOBS = web.AppKey("jobs", "JobRunner")
 BATCHES = web.AppKey("batches", "BatchRunner")  # decisions by rule (web.bulk)
+LEARNING = web.AppKey("learning", "Learning")  # retrain / restore the verifier (web.learning)
 
 
 class SettingsHolder:

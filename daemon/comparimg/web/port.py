@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from comparimg.config import Settings, deepest_root
 from comparimg.model import Conflict
 from comparimg.scanner import Scanner
+from comparimg.verdicts.store import ModelStore, VerifierHolder
 
 
 class PipelinePort(Protocol):
@@ -30,6 +31,8 @@ class DaemonPort(Protocol):
 
     settings: Settings
     pipeline: PipelinePort | None
+    model_store: ModelStore  # the user's retrained verifiers on disk
+    verifier: VerifierHolder  # the verifier in use
 
     def status(self) -> dict[str, Any]:
         """Return {"state", "version", "uptime_seconds", "roots", "queue_depth", "hashed", "last_errors"…}."""

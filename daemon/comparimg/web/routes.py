@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from comparimg.web import openapi, security, views_bulk, views_daemon, views_decisions, views_review
+from comparimg.web import (
+    openapi,
+    security,
+    views_bulk,
+    views_daemon,
+    views_decisions,
+    views_model,
+    views_review,
+)
 
 ROUTES = (
     ("GET", "/api/status", views_daemon.get_status),
@@ -16,6 +24,8 @@ ROUTES = (
     ("DELETE", "/api/jobs/{id}", views_daemon.cancel_job),
     ("GET", "/api/groups", views_review.list_groups),
     ("GET", "/api/groups/{id}", views_review.get_group),
+    ("POST", "/api/groups/{id}/confirm-duplicates", views_model.confirm_duplicates),
+    ("POST", "/api/groups/{id}/not-similar", views_model.not_similar),
     ("GET", "/api/files/{id}/thumbnail", views_review.file_thumbnail),
     ("GET", "/api/files/{id}/content", views_review.file_content),
     ("POST", "/api/decisions", views_decisions.post_decision),
@@ -29,6 +39,10 @@ ROUTES = (
     ("POST", "/api/decisions/apply", views_decisions.apply_queue),
     ("POST", "/api/undo/{action_id}", views_decisions.undo),
     ("GET", "/api/actions", views_decisions.list_actions),
+    ("GET", "/api/model", views_model.get_model),
+    ("POST", "/api/model/retrain", views_model.post_retrain),
+    ("POST", "/api/model/restore", views_model.post_restore),
+    ("GET", "/api/model/verdict", views_model.get_verdict),
     ("GET", "/api/export", views_daemon.get_export),
     ("GET", "/api/events", views_daemon.events),
     ("GET", "/api/openapi.json", openapi.get_openapi),
