@@ -46,6 +46,63 @@ DECISION_ACTIONS = list(decision_queue.ACTIONS)
 ACTION_STATES = list(plan.ACTION_STATES)
 ACTION_KINDS = list(plan.ACTION_KINDS)
 
+LABEL_NAMES = ["duplicate", "similar", "different"]
+VERIFIER_IN_USE = obj(
+    {
+        "source": {"enum": ["shipped", "user"]},
+        "sha256": STR,
+        "adopted": NULL_NUM,
+        "problem": NULL_STR,
+        "validation": {"type": "object"},
+    }
+)
+RETRAIN_OUTCOME = obj(
+    {
+        "at": NUM,
+        "labels": INT,
+        "adopted": BOOL,
+        "reason": STR,
+        "figures": {"type": ["object", "null"]},
+    }
+)
+MODEL_SCHEMAS: dict[str, Any] = {
+    "Model": obj(
+        {
+            "verifier": VERIFIER_IN_USE,
+            "previous": {"enum": ["shipped", "user", None]},
+            "labels": obj(
+                {
+                    "total": INT,
+                    "needed": INT,
+                    "by_label": {"type": "object", "additionalProperties": INT},
+                    "by_source": {"type": "object", "additionalProperties": INT},
+                }
+            ),
+            "retraining": obj({"running": BOOL, "last": {"anyOf": [RETRAIN_OUTCOME, {"type": "null"}]}}),
+        }
+    ),
+    "RetrainOutcome": {
+        **RETRAIN_OUTCOME,
+        "properties": {**RETRAIN_OUTCOME["properties"], "verifier": VERIFIER_IN_USE},
+        "required": [*RETRAIN_OUTCOME["required"], "verifier"],
+    },
+    "Restored": obj({"verifier": VERIFIER_IN_USE, "previous": {"enum": ["shipped", "user", None]}}),
+    "PairVerdict": obj(
+        {
+            "a": INT,
+            "b": INT,
+            "label": {"enum": LABEL_NAMES},
+            "confidence": NUM,
+            "probabilities": obj({name: NUM for name in LABEL_NAMES}),
+            "source": {"enum": ["shipped", "user"]},
+        }
+    ),
+    "GroupLabelled": obj(
+        {"group_id": INT, "label": {"enum": LABEL_NAMES}, "file_ids": {"type": "array", "items": INT}},
+        required=("group_id", "label", "file_ids"),
+    ),
+}
+
 SCHEMAS: dict[str, Any] = {
     "Error": obj({"error": obj({"code": STR, "message": STR})}),
     "Status": obj(
@@ -311,6 +368,7 @@ SCHEMAS: dict[str, Any] = {
             }
         }
     ),
+    **MODEL_SCHEMAS,
     "Export": obj(
         {
             "version": INT,
@@ -402,6 +460,22 @@ PATHS: dict[str, Any] = {
         )
     },
     "/api/groups/{id}": {"get": operation("One group", answer(200, "Group", "group"), [path_param()])},
+    "/api/groups/{id}/confirm-duplicates": {
+        "post": operation(
+            "Label the group's pairs (its leader with each member) `duplicate`, for retraining the "
+            "verifier: a person says the shots of a `similar` group are copies",
+            answer(200, "GroupLabelled", "labelled (`labelled`: how many pairs)"),
+            [path_param()],
+        )
+    },
+    "/api/groups/{id}/not-similar": {
+        "post": operation(
+            "Mark the group's files not duplicates of each other (the group goes away) and label their "
+            "pairs `different`: a person says they are not even similar",
+            answer(200, "GroupLabelled", "labelled (`decision`: the not-duplicates decision recorded)"),
+            [path_param()],
+        )
+    },
     "/api/files/{id}/thumbnail": {
         "get": operation(
             "JPEG thumbnail of an indexed file", answer(200, None, "thumbnail", "image/jpeg"), [path_param()]
@@ -485,10 +559,38 @@ PATHS: dict[str, Any] = {
     "/api/actions": {
         "get": operation("The sorter's journal, newest first", answer(200, "ActionList", "actions"), PAGING)
     },
+    "/api/model": {
+        "get": operation(
+            "The verifier in use (shipped or the user's retrained one, its validation figures, a problem "
+            "loading it), the previous model, label counts by kind and source, the last retraining",
+            answer(200, "Model", "model"),
+        )
+    },
+    "/api/model/retrain": {
+        "post": operation(
+            "Retrain the verifier from the user's labels; adopted (in use at once) only if it does at least "
+            "as well on the shipped validation pairs and better on held-out labels. 409 while one runs",
+            answer(200, "RetrainOutcome", "outcome"),
+        )
+    },
+    "/api/model/restore": {
+        "post": operation(
+            "Bring back the model in use before the last change (restoring twice comes back); 409 when "
+            "there is none or it cannot be loaded",
+            answer(200, "Restored", "model now in use"),
+        )
+    },
+    "/api/model/verdict": {
+        "get": operation(
+            "The verdict of the model in use on two indexed files (stored fingerprints and embeddings)",
+            answer(200, "PairVerdict", "verdict"),
+            [{"name": name, "in": "query", "required": True, "schema": ID} for name in ("a", "b")],
+        )
+    },
     "/api/export": {"get": operation("The duplicates JSON", answer(200, "Export", "document"))},
     "/api/events": {
         "get": operation(
-            "Server-sent events: hello, group, job, decision, decision_applied, undone, batch, status",
+            "Server-sent events: hello, group, job, decision, decision_applied, undone, batch, status, model",
             answer(200, None, "event stream", "text/event-stream"),
         )
     },

@@ -11,10 +11,18 @@ from comparimg.index import Index
 from comparimg.model import NotFound
 from comparimg.web import decision_queue as dq
 from comparimg.web import labelling, port
+from comparimg.web.errors import BadInput
 from comparimg.web.keys import DAEMON, EVENTS, LEARNING, READERS, WRITER, current_settings
-from comparimg.web.validation import json_object, path_id, query_int
+from comparimg.web.validation import MAX_ID, json_object, path_id, query_int
 
 log = logging.getLogger("comparimg.web")
+
+
+def required_id(request: web.Request, name: str) -> int:
+    """Return a required positive integer query parameter. Raise BadInput naming it."""
+    if not request.query.get(name):
+        raise BadInput(f"{name} (a file id) is required")
+    return query_int(request, name, 0, 1, MAX_ID)
 
 
 async def get_model(request: web.Request) -> web.Response:
@@ -42,8 +50,7 @@ async def post_restore(request: web.Request) -> web.Response:
 async def get_verdict(request: web.Request) -> web.Response:
     """GET /api/model/verdict?a=ID&b=ID → the verdict of the model in use on the two files' stored
     fingerprints (and embeddings): {"label", "confidence", "probabilities", "source"}; 404 unknown file."""
-    first = query_int(request, "a", 0, 1, 2**62)
-    second = query_int(request, "b", 0, 1, 2**62)
+    first, second = (required_id(request, name) for name in ("a", "b"))
 
     def features(index: Index):
         row = labelling.features_of_pair(index, first, second)
