@@ -1,0 +1,109 @@
+"""The learning loop's API against the real app on loopback, in front of a real daemon: the labels a
+person's decisions leave (not duplicates, applied trash with a keeper, a group confirmed as duplicates, a
+group said not even similar), `GET /api/model`, a retraining refused for want of labels, a pair's verdict,
+restore with nothing to restore. (The end-to-end retraining is tests/test_model_retraining.py.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from comparimg.index import open_index
+from comparimg.verdicts import FEATURE_NAMES
+from web_support import start_live, stop_live
+
+
+@pytest.fixture
+async def live(tmp_path, aiohttp_client):
+    handle, task = await start_live(tmp_path, aiohttp_client)
+    yield handle
+    await stop_live(handle, task)
+
+
+@pytest.fixture
+def album(tmp_path, write_photo):
+    """Exact copies of one photo, a photo and its resized copy, another photo and its copy, and an
+    unrelated photo."""
+    folder = tmp_path / "photos" / "album"
+    original = write_photo(folder / "a.jpg", "astronaut", size=(256, 256))
+    (folder / "b.jpg").write_bytes(original.read_bytes())
+    write_photo(folder / "coffee.jpg", "coffee", size=(300, 200))
+    write_photo(folder / "coffee-small.png", "coffee", size=(150, 100), fmt="PNG")
+    write_photo(folder / "rocket.jpg", "rocket", size=(200, 300))
+    write_photo(folder / "rocket-small.png", "rocket", size=(100, 150), fmt="PNG")
+    write_photo(folder / "other.jpg", "camera", size=(256, 256))
+    return folder
+
+
+async def groups_by_name(live, folder) -> dict[str, dict]:
+    job = await live.json("POST", "/api/jobs", {"path": str(folder)}, status=201)
+    assert (await live.wait_job(job["id"]))["state"] == "done"
+    groups = (await live.json("GET", "/api/groups"))["groups"]
+    return {min(m["path"].rsplit("/", 1)[1] for m in g["members"]): g for g in groups}
+
+
+def stored_labels(live) -> dict[tuple[int, int], tuple[str, str, int]]:
+    with open_index(live.settings.index_path) as index:
+        return {
+            (label.file_a, label.file_b): (label.label, label.source, len(label.features))
+            for label in index.pair_labels(len(FEATURE_NAMES))
+        }
+
+
+async def test_decisions_leave_labels_with_their_features(live, album):
+    groups = await groups_by_name(live, album)
+    assert set(groups) == {"a.jpg", "coffee-small.png", "rocket-small.png"}, groups
+    model = await live.json("GET", "/api/model")
+    assert model["verifier"]["source"] == "shipped" and model["verifier"]["problem"] is None
+    assert model["verifier"]["validation"]["accuracy_by_stage"]["all"] > 0.9
+    assert model["labels"] == {"total": 0, "by_label": {}, "by_source": {}, "needed": 10}
+    assert model["previous"] is None and model["retraining"] == {"running": False, "last": None}
+
+    coffee = [m["file_id"] for m in groups["coffee-small.png"]["members"]]
+    await live.json("POST", "/api/decisions", {"action": "not_duplicates", "file_ids": coffee}, status=201)
+    rocket = groups["rocket-small.png"]
+    confirmed = await live.json("POST", f"/api/groups/{rocket['id']}/confirm-duplicates")
+    assert confirmed["labelled"] == 1 and confirmed["label"] == "duplicate"
+    exact = groups["a.jpg"]
+    keeper, copy = exact["members"]
+    await live.json("POST", "/api/decisions", {"action": "keep", "file_id": keeper["file_id"]}, status=201)
+    body = {"action": "trash", "file_id": copy["file_id"], "group_id": exact["id"]}
+    await live.json("POST", "/api/decisions", body, status=201)
+    assert (await live.json("POST", "/api/decisions/apply", {}))["applied"] == 2
+
+    labels = stored_labels(live)
+    pair = lambda ids: tuple(sorted(ids))  # noqa: E731
+    assert labels[pair(coffee)] == ("different", "not_duplicates", len(FEATURE_NAMES))
+    rocket_ids = [m["file_id"] for m in rocket["members"]]
+    assert labels[pair(rocket_ids)] == ("duplicate", "confirmed", len(FEATURE_NAMES))
+    assert labels[pair([keeper["file_id"], copy["file_id"]])] == ("duplicate", "applied", len(FEATURE_NAMES))
+    model = await live.json("GET", "/api/model")
+    assert model["labels"]["total"] == 3
+    assert model["labels"]["by_label"] == {"different": 1, "duplicate": 2}
+    assert model["labels"]["by_source"] == {"applied": 1, "confirmed": 1, "not_duplicates": 1}
+
+    # The trashed copy keeps its label; a retraining with 3 labels is refused, the shipped model stays.
+    outcome = await live.json("POST", "/api/model/retrain")
+    assert outcome["adopted"] is False and outcome["reason"].startswith("too few labels: 3")
+    assert outcome["verifier"]["source"] == "shipped"
+    model = await live.json("GET", "/api/model")
+    assert model["retraining"]["last"]["reason"] == outcome["reason"]
+    refused = await live.json("POST", "/api/model/restore", status=409)
+    assert "no previous model" in refused["error"]["message"]
+
+    verdict = await live.json("GET", f"/api/model/verdict?a={rocket_ids[0]}&b={rocket_ids[1]}")
+    assert verdict["label"] == "duplicate" and verdict["source"] == "shipped"
+    assert abs(sum(verdict["probabilities"].values()) - 1) < 1e-3
+    missing = await live.json("GET", f"/api/model/verdict?a={rocket_ids[0]}", status=400)
+    assert "b (a file id) is required" in missing["error"]["message"]
+    await live.json("GET", f"/api/model/verdict?a={rocket_ids[0]}&b=999999", status=404)
+
+
+async def test_a_group_said_not_even_similar_goes_away_and_labels_its_pairs(live, album):
+    groups = await groups_by_name(live, album)
+    rocket = groups["rocket-small.png"]
+    answer = await live.json("POST", f"/api/groups/{rocket['id']}/not-similar")
+    assert answer["label"] == "different" and answer["decision"]["action"] == "not_duplicates"
+    ids = tuple(sorted(m["file_id"] for m in rocket["members"]))
+    assert stored_labels(live)[ids][:2] == ("different", "not_similar")
+    await live.json("GET", f"/api/groups/{rocket['id']}", status=404)
+    await live.json("POST", "/api/groups/999999/confirm-duplicates", status=404)
