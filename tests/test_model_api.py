@@ -107,3 +107,16 @@ async def test_a_group_said_not_even_similar_goes_away_and_labels_its_pairs(live
     assert stored_labels(live)[ids][:2] == ("different", "not_similar")
     await live.json("GET", f"/api/groups/{rocket['id']}", status=404)
     await live.json("POST", "/api/groups/999999/confirm-duplicates", status=404)
+
+
+async def test_the_model_routes_are_in_the_openapi_document(live):
+    paths = (await live.json("GET", "/api/openapi.json"))["paths"]
+    for path, method in (
+        ("/api/model", "get"),
+        ("/api/model/retrain", "post"),
+        ("/api/model/restore", "post"),
+        ("/api/model/verdict", "get"),
+        ("/api/groups/{id}/confirm-duplicates", "post"),
+        ("/api/groups/{id}/not-similar", "post"),
+    ):
+        assert method in paths[path], path
