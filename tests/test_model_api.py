@@ -5,10 +5,13 @@ restore with nothing to restore. (The end-to-end retraining is tests/test_model_
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from comparimg.index import open_index
 from comparimg.verdicts import FEATURE_NAMES
+from comparimg.web import labelling
 from web_support import start_live, stop_live
 
 
@@ -120,3 +123,27 @@ async def test_the_model_routes_are_in_the_openapi_document(live):
         ("/api/groups/{id}/not-similar", "post"),
     ):
         assert method in paths[path], path
+
+
+async def test_a_second_retraining_while_one_runs_is_a_conflict(live, album):
+    groups = await groups_by_name(live, album)
+    ids = sorted(m["file_id"] for g in groups.values() for m in g["members"])
+    with open_index(live.settings.index_path) as index:  # labels as decisions leave them, made at once
+        pairs = [(a, b) for position, a in enumerate(ids) for b in ids[position + 1 :]]
+        same = {frozenset(m["file_id"] for m in g["members"]) for g in groups.values()}
+        for a, b in pairs:
+            label = "duplicate" if any({a, b} <= group for group in same) else "different"
+            labelling.label_pairs(index, [(a, b)], label, "confirmed")
+    first, second = await asyncio.gather(
+        live.post("/api/model/retrain", {}), live.post("/api/model/retrain", {})
+    )
+    statuses = sorted([first.status, second.status])
+    assert statuses == [200, 409], statuses
+    refused = await (second if second.status == 409 else first).json()
+    assert "already running" in refused["error"]["message"]
+    outcome = await (first if first.status == 200 else second).json()
+    assert outcome["labels"] == len(pairs) and outcome["figures"]["user_labels"] == len(pairs)
+    model = await live.json("GET", "/api/model")
+    assert model["retraining"]["running"] is False
+    assert model["retraining"]["last"]["reason"] == outcome["reason"]
+    assert model["verifier"]["source"] == ("user" if outcome["adopted"] else "shipped")
