@@ -103,5 +103,7 @@ def test_the_holder_swaps_the_model_the_daemon_judges_with(tmp_path):
     assert shipped.judge(row).label == "duplicate"
     holder.swap(store.adopt(user_model(nudge=-50.0), {"adopted": True, "reason": "test"}))
     assert holder.in_use.source == "user" and holder.current.judge(row).label != "duplicate"
+    source = holder  # what a judge of pairs holds: a callable giving the verifier in use at each call
+    assert source().judge(row).label != "duplicate"
     holder.swap(store.restore())
-    assert holder.current.judge(row).label == "duplicate"
+    assert source().judge(row).label == "duplicate"

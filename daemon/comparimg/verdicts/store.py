@@ -89,6 +89,11 @@ class VerifierHolder:
         """Return the verifier in use."""
         return self._in_use.verifier
 
+    def __call__(self) -> Verifier:
+        """Return the verifier in use: the holder is a "current verifier" source (a callable) for whoever
+        judges pairs, so a retrained model is used from their next judgement."""
+        return self._in_use.verifier
+
     def swap(self, in_use: ModelInUse) -> None:
         """Make `in_use` the model the daemon judges with."""
         self._in_use = in_use
