@@ -9,6 +9,7 @@ import asyncio
 
 import pytest
 
+from bulk_support import wait_batch
 from comparimg.index import open_index
 from comparimg.verdicts import FEATURE_NAMES
 from comparimg.web import labelling
@@ -147,3 +148,20 @@ async def test_a_second_retraining_while_one_runs_is_a_conflict(live, album):
     assert model["retraining"]["running"] is False
     assert model["retraining"]["last"]["reason"] == outcome["reason"]
     assert model["verifier"]["source"] == ("user" if outcome["adopted"] else "shipped")
+
+
+async def test_a_batch_by_rule_labels_each_copy_with_its_keeper(live, album):
+    groups = await groups_by_name(live, album)
+    rule = {"dry_run": True, "rule": {"kinds": ["exact", "near"]}}
+    preview = await live.json("POST", "/api/decisions/bulk", rule, status=201)
+    body = {"dry_run": False, "preview_id": preview["id"]}
+    batch = await live.json("POST", "/api/decisions/bulk", body, status=202)
+    await wait_batch(live, batch["id"], ("applied",), timeout=120)
+    labels = stored_labels(live)
+    for group in groups.values():
+        keeper = next(m["file_id"] for m in group["members"] if m["suggested"] == "keep")
+        for member in group["members"]:
+            if member["file_id"] != keeper:
+                pair = tuple(sorted((keeper, member["file_id"])))
+                assert labels[pair][:2] == ("duplicate", "applied"), (group, labels)
+    assert len(labels) == sum(len(g["members"]) - 1 for g in groups.values())
