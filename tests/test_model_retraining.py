@@ -3,7 +3,8 @@ whose taste the shipped verifier does not share (bursts and next frames are not 
 labels 50 pairs through the API with ordinary decisions (not-duplicates marks for the bursts; keep the
 original, trash the copy, apply, for the duplicates); `comparimg model retrain` adopts a model that agrees
 with them more on their OTHER pairs, without dropping the shipped validation; the next verdict uses it;
-`comparimg model restore` brings the shipped model back (and restoring again the retrained one).
+`comparimg model restore` brings the shipped model back (and restoring again the retrained one); a
+restarted daemon loads the adopted model, or, when its file is damaged, the shipped one and says so.
 
 Run with -s to see the before / after agreement. The pairs are made by tools/verifier_pairs.py from twelve
 photos reduced to a 160-pixel long side, so hashing and checking them is quick.
@@ -200,3 +201,14 @@ def test_a_reviewers_taste_is_learned_adopted_used_and_restorable(tmp_path):
     api = Api(daemon)
     model = api("GET", "/api/model")
     assert model["verifier"]["source"] == "user" and model["verifier"]["problem"] is None
+
+    # A damaged user model: the daemon starts on the shipped one and says so.
+    daemon.stop()
+    stored = daemon.workdir / "models" / f"verifier-{model['verifier']['sha256']}.json"
+    stored.write_text(stored.read_text().replace('"learning_rate":', '"learning_rate": 1e-9, "x":', 1))
+    daemon.start(wait_ready=False).wait_log("event=ready", count=3)
+    api = Api(daemon)
+    model = api("GET", "/api/model")
+    assert model["verifier"]["source"] == "shipped" and str(stored) in model["verifier"]["problem"]
+    assert any(str(stored) in error for error in api("GET", "/api/status")["last_errors"])
+    assert "event=user_model_unusable" in daemon.log()

@@ -178,6 +178,8 @@ class Service:
         # The verifier in use (the user's retrained one when adopted), swapped whole by a retraining.
         self.model_store = ModelStore(settings.index_path.parent / "models")
         self.verifier = VerifierHolder(self.model_store.load())
+        if self.verifier.in_use.problem:  # the shipped model stands in: said in /api/status and /api/model
+            self.stats.errors.append(f"verifier: {self.verifier.in_use.problem}")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="comparimg-writer")
         self._urgent: queue.SimpleQueue[UrgentJob] = queue.SimpleQueue()
         self._index_full: TaskFailure | None = None  # set while writes are refused for want of disk space
