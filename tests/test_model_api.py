@@ -10,7 +10,8 @@ import asyncio
 import pytest
 
 from bulk_support import wait_batch
-from comparimg.index import open_index
+from comparimg.index import Index, open_index
+from comparimg.index.connection import connect_reader
 from comparimg.verdicts import FEATURE_NAMES
 from comparimg.web import labelling
 from web_support import start_live, stop_live
@@ -46,7 +47,7 @@ async def groups_by_name(live, folder) -> dict[str, dict]:
 
 
 def stored_labels(live) -> dict[tuple[int, int], tuple[str, str, int]]:
-    with open_index(live.settings.index_path) as index:
+    with Index(live.settings.index_path, connect_reader(live.settings.index_path), writable=False) as index:
         return {
             (label.file_a, label.file_b): (label.label, label.source, len(label.features))
             for label in index.pair_labels(len(FEATURE_NAMES))
