@@ -10,8 +10,9 @@ from comparimg import __version__
 from comparimg.decisions import RULE_ACTIONS, RULE_KINDS
 from comparimg.export import STATS_KEYS
 from comparimg.index.bulk import ITEM_STATES
+from comparimg.service import decision_queue
 from comparimg.sorter import plan
-from comparimg.web import bulk, decision_queue
+from comparimg.web import bulk
 
 INT = {"type": "integer"}
 ID = {"type": "integer", "minimum": 1}
