@@ -13,11 +13,13 @@ from typing import Any
 from comparimg.config import Settings
 from comparimg.index import FileRow, Index, journal
 from comparimg.model import FileIdentity, NotFound, Refused
-from comparimg.sorter import ActionResult, Sorter, SortRequest
+from comparimg.sorter import ActionResult, Sorter, SortRequest, plan
 from comparimg.sorter.files import inside_roots
 
 ACTIONS = ("keep", "trash", "move", "not_duplicates")
 DECISION_STATES = ("queued", "applied", "refused", "cancelled", "failed", "undone")
+ACTION_STATES = plan.ACTION_STATES  # the sorter's journal rows, as the API lists them
+ACTION_KINDS = plan.ACTION_KINDS
 
 
 @dataclass(frozen=True, slots=True)
