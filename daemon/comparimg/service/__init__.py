@@ -16,11 +16,18 @@ pushes each change to the rooms holding a piece of them (`reload`); the web reac
     service/hints.py           the typed table routing watcher hints
     service/reload.py          SIGHUP and PATCH: apply settings, push them to every room
     service/notifications.py   systemd status and watchdog, the duplicates JSON
+    service/interfaces.py      the pipeline and companion it is given, its counters
+    service/backups.py         daily and clean-stop backups of the index
+    service/door.py            the one door the web reaches the core by
+    service/decision_queue.py  check, queue and apply decisions through the sorter
+    service/bulk_actions.py    decisions by rule: preview, apply and undo a batch a chunk at a time
+    service/jobs.py            scan jobs through the daemon's one scanner
     service/run.py             `comparimg run`: settings, exit statuses
 """
 
-from comparimg.service.daemon import Companion, Pipeline, PipelineFactory, Service, Stats
+from comparimg.service.daemon import Service
 from comparimg.service.ingest import snapshot_of
+from comparimg.service.interfaces import Companion, Pipeline, PipelineFactory, Stats
 from comparimg.service.roots import RootState, root_is_present
 from comparimg.service.run import (
     EXIT_ALREADY_RUNNING,

@@ -10,23 +10,22 @@ import os
 import signal
 import threading
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from comparimg import __version__
 from comparimg.config import Settings
 from comparimg.hashing.decoding import content_hash_file
-from comparimg.index import Index, IndexFull, IndexLock, backup_index, lock_index, verify_index
+from comparimg.index import Index, IndexFull, IndexLock, lock_index, verify_index
 from comparimg.index.readers import ReaderPool
 from comparimg.index.writer import IndexWriter
-from comparimg.model import ComparImgError
 from comparimg.notify import Notifier, watchdog_interval
+from comparimg.service.backups import Backups
 from comparimg.service.door import Door
 from comparimg.service.hints import HintRouter
 from comparimg.service.ingest import Ingest
+from comparimg.service.interfaces import Companion, Pipeline, PipelineFactory, Stats
 from comparimg.service.notifications import Notifications
 from comparimg.service.reload import Reloader
 from comparimg.service.roots import ROOT_CHECK_SECONDS, Roots, RootState
@@ -38,55 +37,6 @@ from comparimg.watcher import Hint
 log = logging.getLogger("comparimg.service")
 
 DRAIN_SECONDS = 2.0  # the writer's current job gives up within ~0.1 s of the stop; this bounds the rest
-BACKUP_INTERVAL_SECONDS = 86_400.0  # besides the backup at each clean stop
-
-
-class Pipeline(Protocol):
-    """What the service needs from the ingest room; `ScannerPipeline` implements it over `Scanner`.
-
-    Every method runs on the service's single writer thread, except `write_export`, which runs on the
-    export thread and reads through a connection of its own.
-    """
-
-    def ingest(self, found: list[tuple[str, str]]) -> dict[str, Any]: ...
-    def move(self, source: str, destination: str, root: str) -> dict[str, Any]: ...
-    def forget(self, paths: list[str]) -> int: ...
-    def reconcile(self, root: str) -> dict[str, Any]: ...
-    def write_export(self, target: Path, activity: dict[str, Any]) -> int: ...
-    def counts(self) -> dict[str, int]: ...
-    def close(self) -> None: ...
-
-
-# Called with the settings, the process's one writer Index, the service's stop event and its urgent lane's
-# drain. Once the event is set, `ingest` and `reconcile` give up within a fraction of a second (raising
-# `Cancelled`) and what they left undone is reconciled at next start. The drain runs the urgent writer jobs
-# waiting (`Service.write(..., urgent=True)`): the pipeline calls it between the tasks of its long jobs,
-# with no transaction open.
-PipelineFactory = Callable[[Settings, Index, threading.Event, Callable[[], None]], Pipeline]
-# Called once the service runs; returns a coroutine function that stops what it started (the web app).
-Companion = Callable[["Service"], Awaitable[Callable[[], Awaitable[None]]]]
-
-
-@dataclass
-class Stats:
-    """Counters for status lines and the API."""
-
-    hashed: int = 0
-    rehashed: int = 0
-    unchanged: int = 0
-    moved: int = 0
-    verified: int = 0
-    deleted: int = 0
-    reconciles: int = 0
-    overflows: int = 0
-    exports: int = 0
-    errors: deque[str] = field(default_factory=lambda: deque(maxlen=10))  # the last ones, for the status
-
-    def add_report(self, report: dict[str, Any]) -> None:
-        """Given what one ingest, reconcile or job batch did (a `ScanReport.as_dict()`), add it to the
-        totals since the daemon started."""
-        for name in ("hashed", "rehashed", "unchanged", "moved", "verified"):
-            setattr(self, name, getattr(self, name) + int(report.get(name) or 0))
 
 
 class Service:
@@ -130,6 +80,7 @@ class Service:
         self.notifications = Notifications(self, notifier or Notifier.from_environment())
         self.reloader = Reloader(self, reload_settings)
         self.door = Door(self)  # the web room's one way in
+        self.backups = Backups(settings.index_path, self.stats)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -350,7 +301,7 @@ class Service:
             ("roots", self._root_loop),
             ("status", self.notifications.status_loop),
             ("rescan", self.ingest.rescan_loop),
-            ("backup", self._backup_loop),
+            ("backup", self.backups.loop),
         ):
             self.supervisor.start(name, loop)
         interval = watchdog_interval(os.environ, os.getpid())
@@ -390,7 +341,7 @@ class Service:
             self.readers.close()
         await self.writer.close()
         if self.pipeline is not None:
-            await self._backup_index("clean stop")
+            await self.backups.back_up("clean stop")
         self.notifications.close()
         log.info("event=stopped hashed=%d", self.stats.hashed)
 
@@ -406,20 +357,3 @@ class Service:
         if self.ingest.ready.qsize():
             queued = self.ingest.ready.qsize()
             log.info("event=drain_skipped queued=%d reason=%r", queued, "reconciled at start-up")
-
-    # ---- backups of the index (decisions and journal) --------------------------------------------
-
-    async def _backup_loop(self) -> None:
-        while True:
-            await asyncio.sleep(BACKUP_INTERVAL_SECONDS)
-            await self._backup_index("daily")
-
-    async def _backup_index(self, reason: str) -> None:
-        # Runs beside the writer (SQLite's online backup reads a snapshot); a failure keeps the older backups.
-        try:
-            target = await asyncio.to_thread(backup_index, Path(self.settings.index_path))
-        except (OSError, ComparImgError) as error:
-            log.error("event=backup_failed reason=%r error=%r", reason, str(error))
-            self.stats.errors.append(f"backup: {error}")
-            return
-        log.info("event=backed_up path=%r reason=%r", str(target), reason)

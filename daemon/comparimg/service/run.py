@@ -16,7 +16,8 @@ from comparimg.index import IndexDamaged, IndexInUse
 from comparimg.logs import configure_logging
 from comparimg.model import ComparImgError, ConfigError
 from comparimg.pipeline import ScannerPipeline
-from comparimg.service.daemon import Companion, Service
+from comparimg.service.daemon import Service
+from comparimg.service.interfaces import Companion
 from comparimg.service.roots import absolute
 
 log = logging.getLogger("comparimg.service")
