@@ -12,6 +12,7 @@ from pathlib import Path
 from PIL import Image
 
 from daemon_harness import Daemon, api_call, photo_bytes, stop_started_daemons, wait_for
+from web_support import start_live, stop_live
 
 
 def sorter_yaml(tmp: Path, targets: dict[str, Path], extra: str = "") -> str:
@@ -163,3 +164,21 @@ def test_a_job_with_its_own_threshold_feeds_the_daemons_one_matching_structure(t
         wait_for(lambda: wanted in daemon.grouped_paths(), 30, message=f"{wanted} grouped")
     finally:
         stop_started_daemons()
+
+
+async def test_one_writer_connection_serves_the_pipeline_the_sorter_and_the_decisions(
+    tmp_path, aiohttp_client
+):
+    live, task = await start_live(tmp_path, aiohttp_client)
+    try:
+        service = live.service
+        assert service.pipeline.index is service.index and service.sorter.db is service.index.db
+        seen = []
+        queued = await live.json(
+            "POST", "/api/decisions", {"action": "not_duplicates", "file_ids": [1, 2]}, 404
+        )
+        assert queued["error"]["code"] == "not_found"
+        await service.door.write(lambda index: seen.append(index))
+        assert seen == [service.index]  # the door's writes get the one writer Index
+    finally:
+        await stop_live(live, task)
