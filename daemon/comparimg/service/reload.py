@@ -38,6 +38,7 @@ class Reloader:
     def __init__(self, service: Service, reload_settings: Callable[[], Settings] | None):
         self.service = service
         self.reload_settings = reload_settings
+        self._one_at_a_time = asyncio.Lock()  # a SIGHUP and a PATCH never interleave their pushes
 
     async def reload(self) -> bool:
         """Re-read the configuration; apply it if valid, keep the old one if not. Return whether applied."""
@@ -61,6 +62,10 @@ class Reloader:
 
     async def apply(self, new: Settings) -> None:
         """Given validated settings, make them the service's and push them to every room holding a piece."""
+        async with self._one_at_a_time:
+            await self._apply(new)
+
+    async def _apply(self, new: Settings) -> None:
         service = self.service
         old = service.settings
         service.settings = new = pinned(new, old)
