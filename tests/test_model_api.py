@@ -12,8 +12,8 @@ import pytest
 from bulk_support import wait_batch
 from comparimg.index import Index, open_index
 from comparimg.index.connection import connect_reader
+from comparimg.service import labelling
 from comparimg.verdicts import FEATURE_NAMES
-from comparimg.web import labelling
 from web_support import start_live, stop_live
 
 

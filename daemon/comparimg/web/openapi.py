@@ -10,8 +10,8 @@ from comparimg import __version__
 from comparimg.decisions import RULE_ACTIONS, RULE_KINDS
 from comparimg.export import STATS_KEYS
 from comparimg.index.bulk import ITEM_STATES
-from comparimg.sorter import plan
-from comparimg.web import bulk, decision_queue
+from comparimg.service import decision_queue
+from comparimg.web import bulk
 
 INT = {"type": "integer"}
 ID = {"type": "integer", "minimum": 1}
@@ -43,8 +43,8 @@ def obj(properties: dict[str, Any], required: tuple[str, ...] | None = None, ext
 JOB_STATES = ["queued", "running", "done", "cancelled", "failed"]
 DECISION_STATES = list(decision_queue.DECISION_STATES)
 DECISION_ACTIONS = list(decision_queue.ACTIONS)
-ACTION_STATES = list(plan.ACTION_STATES)
-ACTION_KINDS = list(plan.ACTION_KINDS)
+ACTION_STATES = list(decision_queue.ACTION_STATES)
+ACTION_KINDS = list(decision_queue.ACTION_KINDS)
 
 LABEL_NAMES = ["duplicate", "similar", "different"]
 VERIFIER_IN_USE = obj(

@@ -1,5 +1,5 @@
-"""The learning loop as the API runs it: retrain the verifier from the user's labels, adopt it or not by the
-adoption rule (verdicts.retraining), restore the previous model. No HTTP here.
+"""The learning loop as the door runs it: retrain the verifier from the user's labels, adopt it or not by the
+adoption rule (verdicts.retraining), restore the previous model, judge a pair with the model in use.
 
 A retraining reads the labels on a reader thread and fits in a worker thread (seconds of numpy), so neither
 the event loop nor the index writer waits for it; one runs at a time (a second asks get Conflict).
@@ -10,17 +10,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
 
 from comparimg.index import Index
-from comparimg.model import Conflict
+from comparimg.model import Conflict, NotFound
+from comparimg.service import labelling
 from comparimg.verdicts import retraining
 from comparimg.verdicts.features import FEATURE_COUNT
 from comparimg.verdicts.store import ModelInUse, ModelStore, VerifierHolder
 from comparimg.verdicts.verifier import Verifier
-from comparimg.web.runtime import ReaderPool
+
+Read = Callable[..., Awaitable[Any]]  # read(func, *args): func(reader_index, *args) on the reader pool
 
 log = logging.getLogger("comparimg.web")
 
@@ -28,10 +31,10 @@ log = logging.getLogger("comparimg.web")
 class Learning:
     """Retrains, restores and describes the verifier in use for one app."""
 
-    def __init__(self, store: ModelStore, holder: VerifierHolder, readers: ReaderPool):
+    def __init__(self, store: ModelStore, holder: VerifierHolder, read: Read):
         self.store = store
         self.holder = holder
-        self.readers = readers
+        self.read = read
         self._lock = asyncio.Lock()
         self._shipped_pairs: retraining.ShippedPairs | None = None
 
@@ -43,7 +46,7 @@ class Learning:
     async def describe(self) -> dict[str, Any]:
         """Return `GET /api/model`: the model in use, the previous one's source, the label counts, whether a
         retraining runs and the last retraining's outcome."""
-        counts = await self.readers.run(_label_counts)
+        counts = await self.read(_label_counts)
         last, previous = await asyncio.to_thread(
             lambda: (self.store.last_retrain(), self.store.previous_source())
         )
@@ -61,7 +64,7 @@ class Learning:
         if self._lock.locked():
             raise Conflict("a retraining is already running")
         async with self._lock:
-            labels = await self.readers.run(_labels)
+            labels = await self.read(_labels)
             current = self.holder.current
             outcome, adopted = await asyncio.to_thread(self._retrain, labels, current)
             if adopted is not None:
@@ -102,6 +105,24 @@ class Learning:
             previous = await asyncio.to_thread(self.store.previous_source)
         log.info("event=model_restored source=%s sha256=%s", in_use.source, in_use.sha256)
         return {"verifier": in_use.describe(), "previous": previous}
+
+    async def verdict(self, first: int, second: int) -> dict[str, Any]:
+        """Given two file ids, return the verdict of the model in use on their stored fingerprints (and
+        embeddings): {"a", "b", "label", "confidence", "probabilities", "source"}. Raise NotFound when
+        either file has no fingerprint."""
+        row = await self.read(_features_of_pair, first, second)
+        in_use = self.holder.in_use
+        verdict = in_use.verifier.judge(row)
+        probabilities = dict(zip(in_use.verifier.labels, verdict.probabilities, strict=True))
+        return {"a": first, "b": second, "label": verdict.label, "confidence": verdict.confidence,
+                "probabilities": probabilities, "source": in_use.source}  # fmt: skip
+
+
+def _features_of_pair(index: Index, first: int, second: int) -> np.ndarray:
+    row = labelling.features_of_pair(index, first, second)
+    if row is None:
+        raise NotFound(f"files {first} and {second} are not both indexed with a fingerprint")
+    return row
 
 
 def _labels(index: Index) -> tuple[np.ndarray, list[str]]:

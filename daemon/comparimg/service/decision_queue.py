@@ -1,6 +1,6 @@
-"""The decision queue as the API uses it: check files, queue decisions, apply them through the sorter.
+"""The decision queue: check files, queue decisions, apply them through the sorter.
 
-Plain functions with no HTTP in them; they run on the web room's writer thread (they use its writer Index).
+Plain functions with no HTTP in them; they run on the index's one writer thread (`door.Door` calls them).
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from typing import Any
 from comparimg.config import Settings
 from comparimg.index import FileRow, Index, journal
 from comparimg.model import FileIdentity, NotFound, Refused
-from comparimg.sorter import ActionResult, Sorter, SortRequest
+from comparimg.service import labelling
+from comparimg.sorter import ActionResult, Sorter, SortRequest, plan
 from comparimg.sorter.files import inside_roots
-from comparimg.web import labelling
 
 ACTIONS = ("keep", "trash", "move", "not_duplicates")
 DECISION_STATES = ("queued", "applied", "refused", "cancelled", "failed", "undone")
+ACTION_STATES = plan.ACTION_STATES  # the sorter's journal rows, as the API lists them
+ACTION_KINDS = plan.ACTION_KINDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,11 @@ def queue_decision(index: Index, decision: DecisionInput, settings: Settings) ->
         "content_hash": fingerprint.content_hash,
     }
     return journal.get_decision(index.db, journal.add_decision(index.db, fields))
+
+
+def cancel_decision(index: Index, decision_id: int) -> dict[str, Any]:
+    """Cancel a queued decision; return its row. Raise NotFound, Conflict (no longer queued)."""
+    return journal.cancel_decision(index.db, decision_id)
 
 
 def not_duplicates_ids(index: Index, decision: DecisionInput, settings: Settings) -> list[int]:
