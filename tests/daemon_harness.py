@@ -287,19 +287,39 @@ def make_tree(folder: Path, count: int, per_dir: int = 500, side: int = 8, seed:
 
 def api_get(daemon: Daemon, path: str, timeout: float = 5.0) -> tuple[float, dict]:
     """Given a running daemon with its web app, GET an API path with the token; return (seconds, JSON)."""
+    started = time.monotonic()
+    status, body = api_call(daemon, "GET", path, timeout=timeout)
+    assert status == 200, (path, status, body)
+    return time.monotonic() - started, body
+
+
+def api_call(
+    daemon: Daemon, method: str, path: str, body: object = None, timeout: float = 10.0
+) -> tuple[int, object]:
+    """Given a running daemon with its web app, send a request with the token (and a JSON body); return
+    (HTTP status, decoded JSON body, or the raw bytes when it is not JSON). Error statuses are returned."""
     import re
+    import urllib.error
     import urllib.request
 
     match = re.search(r"event=http_listening host=\S+ port=(\d+)", daemon.log())
     assert match, "the web app did not log its port"
     token = (daemon.workdir / "token").read_text().strip()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{match.group(1)}{path}", headers={"Authorization": f"Bearer {token}"}
-    )
-    started = time.monotonic()
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        body = json.loads(response.read())
-    return time.monotonic() - started, body
+    headers = {"Authorization": f"Bearer {token}"}
+    data = None
+    if body is not None:
+        data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
+    url = f"http://127.0.0.1:{match.group(1)}{path}"
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, raw = error.code, error.read()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw
 
 
 def drop_file_permissions_prefix() -> list[str]:

@@ -25,6 +25,9 @@ from comparimg.service import (
     settings_for_run,
     snapshot_of,
 )
+from comparimg.service.roots import Roots
+from comparimg.stability import StabilityTracker
+from comparimg.watcher import HintKind
 
 
 def test_run_without_configuration_uses_the_defaults(monkeypatch, tmp_path):
@@ -156,3 +159,64 @@ def test_without_config_a_reload_reads_the_file_a_patch_saved(monkeypatch, tmp_p
     assert config_to_read(None) == str(saved)
     assert settings_for_run(config_to_read(None), watch=[str(tmp_path)]).matching.threshold == 6
     assert config_to_read("/etc/mine.yaml") == "/etc/mine.yaml"
+
+
+def test_a_root_that_disappears_is_paused_and_resumed_when_back_without_sleeping(tmp_path):
+    root = tmp_path / "photos"
+    root.mkdir()
+    now = [100.0]
+    tracker = StabilityTracker(5.0, lambda: now[0])
+    changes = []
+    roots = Roots(tracker, lambda: changes.append("state"))
+    roots.start(dataclasses.replace(load_settings(None), roots=()), lambda hint: None)
+    try:
+        roots.states = {str(root): RootState(str(root))}
+        assert roots.check(initial=True) == [str(root)] and roots.present(str(root))
+        tracker.touch(str(root / "a.jpg"))
+        root.rmdir()
+        assert roots.check() == []
+        assert not roots.present(str(root)) and roots.absent() == [str(root)]
+        assert str(root / "a.jpg") not in tracker and changes == ["state"]  # pending files dropped, no sleep
+        root.mkdir()
+        assert roots.check() == [str(root)] and roots.present(str(root))
+        assert roots.check() == []  # nothing new
+    finally:
+        roots.stop()
+
+
+def test_every_kind_of_hint_has_its_handler():
+    service = Service(load_settings(None), ScannerPipeline, notifier=Notifier(None))
+    assert set(service.hints.handlers) == set(HintKind)
+
+
+async def test_the_root_loop_checks_on_its_injected_sleep(tmp_path, write_photo):
+    root = tmp_path / "photos"
+    write_photo(root / "a.jpg", "astronaut")
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"roots: [{root}]\nindex: {tmp_path / 'i.db'}\n"
+        "watch:\n  settle_seconds: 0.2\n  rescan_interval: 0\nhashing:\n  workers: 1\n"
+    )
+    ticks: asyncio.Queue[None] = asyncio.Queue()
+
+    async def one_tick(seconds: float) -> None:  # the root loop's sleep: the test says when it wakes
+        await ticks.get()
+
+    service = Service(load_settings(config), ScannerPipeline, notifier=Notifier(None), sleep=one_tick)
+    running = asyncio.ensure_future(service.run())
+    try:
+        await wait_until(lambda: service.state == "watching")
+        hidden = tmp_path / "hidden"
+        root.rename(hidden)
+        await asyncio.sleep(0.3)
+        assert service.status()["roots"][0]["state"] == "watching"  # no check without a tick
+        ticks.put_nowait(None)
+        await wait_until(lambda: service.state == "paused")
+        reconciles = service.stats.reconciles
+        hidden.rename(root)
+        ticks.put_nowait(None)
+        await wait_until(lambda: service.state == "watching" and service.stats.reconciles > reconciles)
+        assert service.status()["roots"][0]["state"] == "watching"
+    finally:
+        service.stop()
+        assert await asyncio.wait_for(running, 15) == 0

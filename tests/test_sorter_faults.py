@@ -331,7 +331,7 @@ from comparimg.config import SorterSettings
 from comparimg.hashing.decoding import content_hash_file
 from comparimg.index import open_index, journal
 from comparimg.sorter import Sorter
-from comparimg.web.decision_queue import apply_queue
+from comparimg.service.decision_queue import apply_queue
 tmp = Path(sys.argv[1])
 index = open_index(tmp / "index.sqlite3")
 sorter = Sorter(index.db, (tmp / "root",), SorterSettings(trash_dir=tmp / "trash"), content_hash_file)

@@ -101,7 +101,7 @@ async def start_live(
         assert not task.done(), task.exception()
         await asyncio.sleep(0.02)
     config_path = config_path or tmp / "state" / "config.yaml"
-    client = await aiohttp_client(create_app(settings, service, config_path))
+    client = await aiohttp_client(create_app(service.door, config_path))
     token = settings.http.token_file.read_text().strip()
     return Live(client, service, settings, token, tmp), task
 

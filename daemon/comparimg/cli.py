@@ -344,7 +344,7 @@ def web_companion(config_path: str | None):
 
     async def start(service):
         settings = service.settings
-        app = create_app(settings, service, config_path=config_path)
+        app = create_app(service.door, config_path=config_path)
         return await serve(app, settings.http.host, settings.http.port)
 
     return start

@@ -1,6 +1,6 @@
 """Command-line clients of the running daemon's HTTP API: `comparimg status | groups | decide | apply |
-undo`. They read the address and the token file from the configuration and speak JSON over loopback with
-the standard library (aiohttp stays in the web room)."""
+undo | model`. They read the address and the token file from the configuration and speak JSON over
+loopback with the standard library (aiohttp stays in the web room)."""
 
 from __future__ import annotations
 
@@ -187,6 +187,13 @@ def follow_batch(ask: Ask, batch_id: int, interval: float = BATCH_POLL_SECONDS) 
         time.sleep(interval)
 
 
+def model_request(args: argparse.Namespace) -> Request:
+    """Return (method, path, body) for `model status | retrain | restore`."""
+    if args.what == "status":
+        return "GET", "/api/model", None
+    return "POST", f"/api/model/{args.what}", {}
+
+
 # --- how each subcommand runs: one request, or several, each answer yielded as it comes -----------------
 
 
@@ -347,6 +354,31 @@ def show_undo(answer: dict) -> str:
     return f"action {answer['undo_of']} undone: {answer['source']} → {answer['dest']} ({answer['state']})"
 
 
+def show_model(answer: dict) -> str:
+    """Return the model status, a retraining's outcome or a restore, a few lines."""
+    verifier = answer["verifier"]
+    in_use = f"verifier in use: {verifier['source']} (sha256 {verifier['sha256'][:12]})"
+    if verifier.get("problem"):
+        in_use += f"\n  problem: {verifier['problem']}"
+    lines = [in_use]
+    if "adopted" in answer:  # a retraining
+        verdict = "adopted" if answer["adopted"] else "not adopted"
+        return "\n".join([f"retrained from {answer['labels']} labels: {verdict}: {answer['reason']}", in_use])
+    if "previous" in answer:
+        lines.append(f"previous: {answer['previous'] or 'none'}")
+    if "labels" in answer:
+        labels = answer["labels"]
+        kinds = ", ".join(f"{kind} {count}" for kind, count in labels["by_label"].items()) or "none yet"
+        lines.append(f"labels: {labels['total']} ({kinds}; a retraining needs {labels['needed']})")
+        last = answer["retraining"]["last"]
+        if answer["retraining"]["running"]:
+            lines.append("retraining: running")
+        if last:
+            state = "adopted" if last["adopted"] else "not adopted"
+            lines.append(f"last retraining: {state}: {last['reason']}")
+    return "\n".join(lines)
+
+
 # name → (runner, how an answer is printed, help, whether --json prints a list of answers)
 COMMANDS = {
     "status": (one_request(status_request), show_status, "show the daemon's state and counts", False),
@@ -360,6 +392,12 @@ COMMANDS = {
     ),
     "apply": (one_request(apply_request), show_apply, "apply the queued decisions", False),
     "undo": (run_undo, show_undo, "put the file of an applied action (or a whole batch) back", False),
+    "model": (
+        one_request(model_request),
+        show_model,
+        "show the duplicate verifier in use, retrain it from your decisions, or restore the previous one",
+        False,
+    ),
 }
 
 
@@ -460,6 +498,15 @@ def _add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         parser.epilog = "With --json, prints the list of the decisions queued (or the preview and batch)."
     elif name == "apply":
         parser.add_argument("ids", nargs="*", type=int, metavar="DECISION_ID", help="default: all queued")
+    elif name == "model":
+        parser.add_argument(
+            "what",
+            nargs="?",
+            choices=("status", "retrain", "restore"),
+            default="status",
+            help="status (default): the model in use, labels, last retraining; retrain: from your labels, "
+            "adopted only if it validates; restore: bring back the previous model",
+        )
     elif name == "undo":
         parser.add_argument("action_id", type=int, nargs="?", metavar="ACTION_ID")
         parser.add_argument("--batch", type=int, metavar="BATCH_ID", help="undo every action of a batch")

@@ -14,7 +14,7 @@ from typing import Any
 from comparimg.config import Settings
 from comparimg.export import build_export, daemon_stats, write_export
 from comparimg.hashing import SUPPORTED_EXTENSIONS
-from comparimg.index import open_index
+from comparimg.index import Index
 from comparimg.scanner import MatchOptions, Scanner, ScanOptions
 from comparimg.workers import WorkerLimits, WorkerPool
 
@@ -25,15 +25,16 @@ class ScannerPipeline:
     def __init__(
         self,
         settings: Settings,
+        index: Index,
         cancel: threading.Event | None = None,
         between_tasks: Callable[[], None] | None = None,
     ):
-        """Given settings and optionally the daemon's stop event and what to run between the tasks of long
-        jobs (the daemon's urgent writer jobs), open the index (creating it), start the hashing workers and
+        """Given settings, the process's one writer Index and optionally the daemon's stop event and what to
+        run between the tasks of long jobs (the daemon's urgent writer jobs), start the hashing workers and
         the scanner. Once `cancel` is set, `ingest` and `reconcile` raise `Cancelled` within a fraction of a
         second, leaving the rest to the next start's reconcile."""
         self.settings = settings
-        self.index = open_index(settings.index_path)
+        self.index = index
         hashing_settings = settings.hashing
         limits = WorkerLimits(hashing_settings.timeout_seconds, hashing_settings.memory_limit_mb)
         self.pool = WorkerPool(hashing_settings.workers, limits)
@@ -45,8 +46,8 @@ class ScannerPipeline:
     def between_tasks(self) -> None:
         """Between two tasks of a long job: run what the daemon asked to run there (its urgent jobs).
 
-        They write through other connections to the same file, so this connection must hold no
-        transaction (they would wait for it on this very thread): the scanner calls it only after a commit.
+        They write through the same connection on this very thread, so it must hold no transaction (they
+        would run inside it): the scanner calls it only after a commit.
         """
         assert not self.index.in_transaction, "between_tasks called inside a transaction"
         if self._between_tasks is not None:
@@ -83,9 +84,9 @@ class ScannerPipeline:
         return len(document["groups"])
 
     def close(self) -> None:
-        """Stop the workers (killing those still busy with abandoned tasks) and close the index."""
+        """Stop the workers (killing those still busy with abandoned tasks); the index stays open (its
+        writer, `index.writer.IndexWriter`, closes it)."""
         self.pool.close()
-        self.index.close()
 
 
 def scan_options(settings: Settings) -> ScanOptions:

@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from fnmatch import fnmatchcase
 from pathlib import Path
 
@@ -61,16 +62,22 @@ WATCH_LIMIT_ERRNOS = frozenset({errno.ENOSPC, errno.EMFILE})
 MOUNTINFO = "/proc/self/mountinfo"
 
 
+class HintKind(StrEnum):
+    """What a hint says happened (equal to its name as a string)."""
+
+    CHANGED = "changed"  # a wanted file was created or written
+    DELETED = "deleted"  # a wanted file went away
+    MOVED = "moved"  # path → destination, both wanted
+    DIR_DELETED = "dir_deleted"  # a directory went away or moved out
+    OVERFLOW = "overflow"  # events were lost
+    WATCH_LIMIT = "watch_limit"  # a directory could not be watched
+
+
 @dataclass(frozen=True, slots=True)
 class Hint:
-    """Something may have happened under `root`.
+    """Something may have happened under `root` (see `HintKind`)."""
 
-    kind is one of: "changed" (a wanted file was created or written), "deleted" (a wanted file went away),
-    "moved" (path → destination, both wanted), "dir_deleted" (a directory went away or moved out),
-    "overflow" (events were lost), "watch_limit" (a directory could not be watched).
-    """
-
-    kind: str
+    kind: HintKind
     root: str
     path: str = ""
     destination: str = ""
@@ -208,7 +215,7 @@ class _HintHandler(FileSystemEventHandler):
 def hints_for_event(root: str, path_filter: PathFilter, event: FileSystemEvent) -> list[Hint]:
     """Given a root, the filter and one watchdog event, return the hints it stands for (maybe none)."""
     if isinstance(event, EventsLostEvent):
-        return [Hint("overflow", root)]
+        return [Hint(HintKind.OVERFLOW, root)]
     src = os.fsdecode(event.src_path)
     dest = os.fsdecode(event.dest_path) if event.dest_path else ""
     if event.is_directory:
@@ -217,21 +224,21 @@ def hints_for_event(root: str, path_filter: PathFilter, event: FileSystemEvent) 
     if event.event_type == "moved":
         wants_dest = bool(dest) and is_inside(dest, root) and path_filter.wants_file(root, dest)
         if wants_src and wants_dest:
-            return [Hint("moved", root, src, dest)]
-        hints = [Hint("deleted", root, src)] if wants_src else []
-        return hints + ([Hint("changed", root, dest)] if wants_dest else [])
+            return [Hint(HintKind.MOVED, root, src, dest)]
+        hints = [Hint(HintKind.DELETED, root, src)] if wants_src else []
+        return hints + ([Hint(HintKind.CHANGED, root, dest)] if wants_dest else [])
     if not wants_src:
         return []
-    kind = "deleted" if event.event_type == "deleted" else "changed"
+    kind = HintKind.DELETED if event.event_type == "deleted" else HintKind.CHANGED
     return [Hint(kind, root, src)]
 
 
 def _directory_hints(root: str, path_filter: PathFilter, event_type: str, src: str, dest: str) -> list[Hint]:
     if event_type == "deleted":
-        return [Hint("dir_deleted", root, src)]
+        return [Hint(HintKind.DIR_DELETED, root, src)]
     if event_type == "moved":
         moved_away = not dest or not is_inside(dest, root) or path_filter.excludes(root, dest)
-        return [Hint("dir_deleted", root, src)] if moved_away else []
+        return [Hint(HintKind.DIR_DELETED, root, src)] if moved_away else []
     # The files of a directory moved within the tree arrive as their own move events; of a directory moved
     # in, as created events.
     return []
@@ -329,7 +336,7 @@ class Watcher:
         inotify_roots = [root for root, (kind, _) in list(self._watches.items()) if kind == "inotify"]
         root = deepest_root(path, inotify_roots)
         if root is not None:
-            self._sink(Hint("watch_limit", root, path))
+            self._sink(Hint(HintKind.WATCH_LIMIT, root, path))
 
 
 def log_watch_limit(path: str) -> None:

@@ -26,6 +26,7 @@ from comparimg.index.connection import (
     write_transaction,
 )
 from comparimg.index.files import FileRow, FileRows, HashArrays, blob_to_hashes, hashes_to_blob
+from comparimg.index.labels import LabelRows, PairLabel
 from comparimg.index.relations import RelationRows, StoredGroup, WalkError
 from comparimg.index.safety import (
     IndexLock,
@@ -61,6 +62,7 @@ __all__ = [
     "IndexSchemaTooNew",
     "IndexUnavailable",
     "Migration",
+    "PairLabel",
     "StoredGroup",
     "WalkError",
     "backup_index",
@@ -73,7 +75,7 @@ __all__ = [
 ]
 
 
-class Index(FileRows, RelationRows):
+class Index(FileRows, RelationRows, LabelRows):
     """An open index file: the rows of every table, read and written through one connection."""
 
     def __init__(self, path: Path, db: Database, writable: bool):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlite_utils import Database
 
 from comparimg.index.journal_tables import BATCH_TABLES, JOURNAL_TABLES
+from comparimg.index.labels import LABEL_TABLES
 from comparimg.model import ComparImgError
 
 
@@ -123,6 +124,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         ("ALTER TABLE files ADD COLUMN fingerprint_version INTEGER NOT NULL DEFAULT 1",),
     ),
     Migration(5, "bulk decisions: previews, their items, the batch of each journaled action", BATCH_TABLES),
+    Migration(6, "the user's labelled pairs, with their features, for retraining the verifier", LABEL_TABLES),
 )
 
 

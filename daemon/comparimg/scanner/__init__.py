@@ -116,6 +116,7 @@ class _Pass:
     root_lost: bool = False  # the root being walked went away mid-walk: mark nothing missing
     progress: ProgressCallback | None = None
     stale: set[str] = field(default_factory=set)  # paths read again only because their fingerprint was stale
+    match: MatchOptions | None = None  # this pass's own matching options (an API job's), else the scanner's
 
 
 class Scanner:
@@ -172,13 +173,15 @@ class Scanner:
                 progress(ScanProgress("matching", run.report.files, run.report.hashed, run.report.errors))
             return self._finish(run, started)
 
-    def ingest_files(self, found: Iterable[tuple[str, str]]) -> ScanReport:
+    def ingest_files(self, found: Iterable[tuple[str, str]], match: MatchOptions | None = None) -> ScanReport:
         """Given (path, root) pairs of files that appeared or changed, index, link and regroup them.
 
-        A path that vanished is treated as deleted. Return what was done.
+        A path that vanished is treated as deleted. With `match` (an API job's own threshold or
+        orientations), this batch's files are matched with those options over the same HashIndex. Return
+        what was done.
         """
         started = time.monotonic()
-        run = _Pass(self.clock(), _WriteBatch(self.index))
+        run = _Pass(self.clock(), _WriteBatch(self.index), match=match)
         files, gone = [], []
         for path, root in found:
             item = _stat_found(os.path.abspath(path), os.path.abspath(root))
@@ -213,7 +216,7 @@ class Scanner:
         verified_before = self.linker.verifications
         # With the files left unlinked by an earlier stop (or kill) between hashing and linking.
         to_link = list(dict.fromkeys([*run.to_link, *self.index.files_needing_link()]))
-        run.to_regroup |= self.linker.link(to_link)
+        run.to_regroup |= self.linker.link(to_link, run.match)
         self.linker.regroup(run.to_regroup)
         run.report.verified = self.linker.verifications - verified_before
         run.report.groups = self.index.counts()["groups"]

@@ -167,10 +167,12 @@ class Linker:
             self._hash_index = load_hash_index(self.index, self.options.threshold, self.options.crops)
         return self._hash_index
 
-    def link(self, file_ids: Collection[int]) -> set[int]:
+    def link(self, file_ids: Collection[int], match: MatchOptions | None = None) -> set[int]:
         """Given ids of files whose fingerprint is new or changed, find, verify and store their edges.
 
-        Return every file whose groups may have changed (the files, their old and their new neighbours).
+        With `match`, query with its threshold and orientations instead of the linker's own (an API job's
+        options: the same HashIndex, searched wider or narrower). Return every file whose groups may have
+        changed (the files, their old and their new neighbours).
         """
         rows = {fid: row for fid, row in self.index.files_by_ids(file_ids).items() if row.state == "ok"}
         if self._hash_index is not None:
@@ -190,7 +192,7 @@ class Linker:
         ]
         try:
             # Pairs are verified as they are found: the workers start while the other files are queried.
-            near = self._verified_edges(self._candidate_pairs(rows, refused, same_bytes))
+            near = self._verified_edges(self._candidate_pairs(rows, refused, same_bytes, match))
         finally:
             if self.previews is not None:  # they served this pass (even a cancelled one): not kept
                 self.previews.clear()
@@ -205,14 +207,16 @@ class Linker:
             self.index.mark_linked(file_ids)
         return affected | set(edges_of)
 
-    def _candidate_pairs(self, rows, refused, same_bytes) -> Iterator[PairToVerify]:
-        """Given the rows to link, the refused pairs and each row's files of the same bytes, yield each
-        candidate pair to verify once, as the HashIndex finds it."""
+    def _candidate_pairs(self, rows, refused, same_bytes, match=None) -> Iterator[PairToVerify]:
+        """Given the rows to link, the refused pairs, each row's files of the same bytes and optionally a
+        pass's own matching options, yield each candidate pair to verify once, as the HashIndex finds it."""
         seen: set[tuple[int, int]] = set()
         paths, contents = {}, {}
+        options = match or self.options
+        wider = {} if match is None else {"threshold": match.threshold, "window_threshold": match.threshold}
         for file_id, row in rows.items():
-            fingerprint = query_fingerprint(row.fingerprint, self.options)
-            candidates = self.hash_index.query(fingerprint, exclude=same_bytes[file_id] | {file_id})
+            fingerprint = query_fingerprint(row.fingerprint, options)
+            candidates = self.hash_index.query(fingerprint, exclude=same_bytes[file_id] | {file_id}, **wider)
             others = self.index.files_by_ids(c.file_id for c in candidates if c.file_id not in paths)
             paths.update({fid: other.path for fid, other in others.items()})
             contents.update(

@@ -134,6 +134,13 @@ class Sorter:
 
     # --- public ---------------------------------------------------------------------------------------
 
+    def retarget(self, roots: tuple[Path, ...], settings: Any) -> None:
+        """Given the roots and `SorterSettings` now in force (a reload), act only within them from the next
+        action on: a source outside the new roots or a target no longer configured is refused."""
+        with self.lock:
+            self.roots = tuple(Path(root) for root in roots)
+            self.settings = settings
+
     def apply(self, request: SortRequest) -> ActionResult:
         """Trash or move one file. Return the result (done / refused / failed). Raise Refused for a source
         outside the roots, an unknown target, a destination that escapes its folder or a trash folder the

@@ -12,33 +12,24 @@ from pathlib import Path
 from aiohttp import web
 
 from comparimg.config import Settings, reachable_base_url
-from comparimg.hashing.decoding import content_hash_file
-from comparimg.index import open_index, review
-from comparimg.sorter import Sorter
+from comparimg.index import review
 from comparimg.web.bulk import BatchRunner
 from comparimg.web.errors import error_middleware
 from comparimg.web.events import EventHub
-from comparimg.web.jobs import JobRunner
 from comparimg.web.keys import (
     BATCHES,
     CONFIG_LOCK,
     CONFIG_PATH,
-    DAEMON,
+    CORE,
     EVENTS,
-    JOBS,
     METRICS,
-    READERS,
-    SETTINGS,
-    SORTER,
     THUMBNAILER,
     TOKEN,
-    WRITER,
-    SettingsHolder,
     current_settings,
 )
-from comparimg.web.port import DaemonPort
+from comparimg.web.port import Core
 from comparimg.web.routes import add_routes
-from comparimg.web.runtime import LazyWorkerPool, Metrics, ReaderPool
+from comparimg.web.runtime import LazyWorkerPool, Metrics
 from comparimg.web.security import ensure_token, security_middleware
 from comparimg.workers import WorkerLimits
 
@@ -46,21 +37,23 @@ log = logging.getLogger("comparimg.web")
 CHANGE_POLL_SECONDS = 1.0
 
 
-def create_app(settings: Settings, daemon: DaemonPort, config_path: Path | None = None) -> web.Application:
-    """Given the settings, the running daemon and the configuration file that `PATCH /api/config` writes
-    (default: `config.yaml` beside the index), return the aiohttp application (not yet started)."""
+def create_app(core: Core, config_path: Path | None = None) -> web.Application:
+    """Given the door to the running daemon (`service.door.Door`) and the configuration file that
+    `PATCH /api/config` writes (default: `config.yaml` beside the index), return the aiohttp application
+    (not yet started)."""
+    settings = core.settings
     app = web.Application(
         middlewares=[error_middleware, security_middleware, _count_requests],
         client_max_size=settings.http.max_body_bytes,
     )
-    app[SETTINGS] = SettingsHolder(settings, daemon)
-    app[DAEMON] = daemon
+    app[CORE] = core
     app[CONFIG_PATH] = Path(config_path or settings.index_path.parent / "config.yaml")
     app[CONFIG_LOCK] = asyncio.Lock()
     app[EVENTS] = EventHub()
+    core.listen(app[EVENTS].publish)
     app.cleanup_ctx.append(_token)
-    app.cleanup_ctx.append(_index_and_sorter)
-    app.cleanup_ctx.append(_jobs_and_metrics)
+    app.cleanup_ctx.append(_thumbnailer)
+    app.cleanup_ctx.append(_batches_and_metrics)
     app.on_shutdown.append(_end_event_streams)
     add_routes(app)
     return app
@@ -100,57 +93,37 @@ async def _token(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-async def _index_and_sorter(app: web.Application) -> AsyncIterator[None]:
-    settings = current_settings(app)
-    # Every write of the web room (decisions, the sorter and its journal) runs on the daemon's one writer
-    # thread, so a decision never waits on, or fails against, a scan's open write transaction.
-    write = app[DAEMON].write
-    app[WRITER] = writer = await write(open_index, settings.index_path)
-    app[SORTER] = sorter = Sorter(writer.db, settings.root_paths(), settings.sorter, content_hash_file)
-    recovered = await write(sorter.recover)
-    for result in recovered:
-        log.warning(
-            "event=sorter_recovered action=%s state=%s source=%r dest=%r",
-            result.action_id,
-            result.state,
-            result.source,
-            result.dest,
-        )
-    app[READERS] = ReaderPool(settings.index_path)
-    limits = WorkerLimits(settings.hashing.timeout_seconds, settings.hashing.memory_limit_mb)
-    app[THUMBNAILER] = LazyWorkerPool(limits)
+async def _thumbnailer(app: web.Application) -> AsyncIterator[None]:
+    hashing = current_settings(app).hashing
+    app[THUMBNAILER] = LazyWorkerPool(WorkerLimits(hashing.timeout_seconds, hashing.memory_limit_mb))
     yield
     app[THUMBNAILER].close()
-    app[READERS].close()
-    await write(writer.close)
 
 
-async def _jobs_and_metrics(app: web.Application) -> AsyncIterator[None]:
-    app[JOBS] = JobRunner(app[DAEMON], app[EVENTS].publish)
+async def _batches_and_metrics(app: web.Application) -> AsyncIterator[None]:
     app[BATCHES] = BatchRunner(app)
     app[METRICS] = Metrics()
-    initial = await app[READERS].run(_group_signature)
+    initial = await app[CORE].read(_group_signature)
     watcher = asyncio.ensure_future(_publish_changes(app, initial))
     yield
     watcher.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await watcher
-    await app[JOBS].close()
     await app[BATCHES].close()
 
 
 async def _publish_changes(app: web.Application, last_groups: tuple[int, int, int]) -> None:
     """Publish `group` when the groups change (whoever found them: watcher, rescan or job) and `status`
     when the daemon's state changes, by looking every CHANGE_POLL_SECONDS (cheap: two counts)."""
-    last_state = app[DAEMON].status().get("state")
+    last_state = app[CORE].status().get("state")
     while True:
         await asyncio.sleep(CHANGE_POLL_SECONDS)
         try:
-            groups = await app[READERS].run(_group_signature)
+            groups = await app[CORE].read(_group_signature)
         except Exception:  # a loop boundary: log, keep watching
             log.exception("event=change_poll_failed")
             continue
-        state = app[DAEMON].status().get("state")
+        state = app[CORE].status().get("state")
         if groups != last_groups:
             app[EVENTS].publish("group", {"groups": groups[0], "last_id": groups[1]})
         if state != last_state:

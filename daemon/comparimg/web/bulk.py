@@ -1,7 +1,7 @@
 """Decisions by rule for many groups at once: preview the exact set, apply it as one batch, undo the batch.
 
-The writer-thread functions (`store_preview`, `apply_chunk`, `undo_chunk`) hold no HTTP; `BatchRunner` runs
-one batch at a time on the event loop, a chunk of files per trip to the daemon's single writer thread (so
+The writer-thread steps (`service.bulk_actions`, through the door) hold no HTTP; `BatchRunner` runs one
+batch at a time on the event loop, a chunk of files per trip to the daemon's single writer thread (so
 scans, decisions and `/api/status` keep answering), publishes progress as `batch` events and stops between
 chunks when cancelled. A batch whose daemon died half-way stays `applying` (every action in it was
 recovered by the sorter at start): confirming it again finishes it, undoing it puts back what moved.
@@ -13,28 +13,16 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from comparimg.config import Settings
-from comparimg.decisions import BulkRule, plan_bulk, summarize_plans
-from comparimg.index import Index, bulk, journal
-from comparimg.model import Conflict, FileIdentity, NotFound, Refused
-from comparimg.sorter import Sorter, SortRequest
-from comparimg.web import port
-from comparimg.web.keys import (
-    DAEMON,
-    EVENTS,
-    METRICS,
-    READERS,
-    WRITER,
-    current_settings,
-    current_sorter,
-)
+from comparimg.decisions import BulkRule, plan_bulk
+from comparimg.index import Index, bulk
+from comparimg.model import Conflict, Refused
+from comparimg.web.keys import CORE, EVENTS, METRICS, current_settings
 
 log = logging.getLogger("comparimg.web")
 CHUNK = 40  # files per trip to the writer thread: small enough that other writes wait well under a second
@@ -43,8 +31,6 @@ PREVIEW_TTL_SECONDS = 3600.0
 BATCH_STATES = ("previewed", "applying", "cancelled", "applied", "undoing", "undone", "discarded")
 RESUMABLE = ("previewed", "applying", "cancelled")
 UNDOABLE = ("applying", "cancelled", "applied", "undoing", "undone")
-_RESULT_STATES = {"done": "applied", "refused": "refused", "failed": "failed", "rolled_back": "failed"}
-_DECISION_TO_ITEM = {"applied": "applied", "refused": "refused", "failed": "failed", "undone": "undone"}
 
 
 # --- on a reader / the writer thread ----------------------------------------------------------------------
@@ -56,104 +42,8 @@ def plan_rule(index: Index, rule: BulkRule, settings: Settings) -> tuple[list, d
     return plan_bulk(rule, bulk.candidate_groups(index.db, rule.kinds, references))
 
 
-def store_preview(index: Index, rule: BulkRule, plans: list, skipped: dict[str, int]) -> int:
-    """Given the writer, a rule, its plans and what it left alone, store the preview; return its id."""
-    summary = {**summarize_plans(plans), "skipped": skipped}
-    return bulk.create_batch(index.db, rule.as_dict(), summary, plans, rule.target)
-
-
-def apply_chunk(index: Index, sorter: Sorter, batch_id: int, limit: int) -> list[dict[str, Any]]:
-    """Apply up to `limit` pending items of a batch through the sorter; return {"file_id", "action",
-    "state"} for each."""
-    outcomes = []
-    for item in bulk.pending_items(index.db, batch_id, limit):
-        state = apply_item(index, sorter, batch_id, item)
-        outcomes.append({"file_id": item["file_id"], "action": item["action"], "state": state})
-    return outcomes
-
-
-def apply_item(index: Index, sorter: Sorter, batch_id: int, item: dict[str, Any]) -> str:
-    """Apply one previewed file: refuse it if its group was decided since or its keeper is gone, else trash
-    or move it (the sorter re-checks its identity and content). Return the item's new state."""
-    db = index.db
-    decision_id = item["decision_id"]
-    if decision_id is not None:  # attached before a stop: the sorter's journal says how it ended
-        decision = journal.get_decision(db, decision_id)
-        if decision["state"] != "queued":
-            state = _DECISION_TO_ITEM.get(decision["state"], "refused")
-            bulk.finish_item(db, item["id"], state, decision["action_id"], decision["reason"])
-            return state
-    problem = _why_stale(index, item, decision_id)
-    if problem is not None:
-        if decision_id is not None:
-            journal.set_decision_state(db, decision_id, "refused", reason=problem)
-        bulk.finish_item(db, item["id"], "refused", reason=problem)
-        return "refused"
-    if decision_id is None:
-        decision_id = bulk.attach_decision(db, item)
-    identity = FileIdentity(item["device"], item["inode"], item["size"], item["mtime_ns"])
-    request = SortRequest(
-        item["action"],
-        Path(item["path"]),
-        identity,
-        item["content_hash"],
-        item["target"],
-        decision_id,
-        item["file_id"],
-        batch_id,
-    )
-    try:
-        result = sorter.apply(request)
-    except Refused as error:
-        journal.set_decision_state(db, decision_id, "refused", reason=str(error))
-        bulk.finish_item(db, item["id"], "refused", reason=str(error))
-        return "refused"
-    state = _RESULT_STATES[result.state]
-    if result.state == "rolled_back":  # not left queued: the batch, not the queue, owns this decision
-        journal.set_decision_state(db, decision_id, "failed", reason=result.reason)
-    bulk.finish_item(db, item["id"], state, result.action_id, result.reason)
-    return state
-
-
-def _why_stale(index: Index, item: dict[str, Any], own_decision: int | None) -> str | None:
-    """Return why a previewed file must not move now (its group was decided since, or the copy to keep is
-    gone), or None."""
-    keepers = json.loads(item["keeper_ids"])
-    if bulk.decided_since(index.db, [item["file_id"], *keepers], own_decision):
-        return "the group was decided since the preview"
-    rows = index.files_by_ids(keepers)
-    if len(rows) != len(keepers):
-        return "the copy to keep is no longer indexed"
-    for keeper in rows.values():
-        if keeper.state != "ok" or not os.path.isfile(keeper.path):
-            return f"the copy to keep ({keeper.path}) is no longer there"
-    return None
-
-
-def undo_chunk(
-    index: Index, sorter: Sorter, batch_id: int, after: int, limit: int
-) -> tuple[list[tuple[int, str]], list[str], int]:
-    """Undo up to `limit` done actions of a batch with ids above `after`; return (restored (file id, path),
-    problems, the last action id looked at)."""
-    restored: list[tuple[int, str]] = []
-    problems: list[str] = []
-    undone: list[int] = []
-    last = after
-    for row in bulk.done_actions(index.db, batch_id, after, limit):
-        last = row["id"]
-        try:
-            result = sorter.undo(row["id"], batch_id)
-        except (Refused, Conflict, NotFound) as error:
-            problems.append(f"action {row['id']}: {error}")
-            continue
-        if result.state == "done":
-            undone.append(row["id"])
-            if result.file_id is not None and result.dest:
-                restored.append((result.file_id, result.dest))
-        else:
-            problems.append(f"action {row['id']}: {result.reason}")
-    bulk.mark_items_undone(index.db, undone)
-    return restored, problems, last
+def _set_batch_state(index: Index, batch_id: int, state: str, reason: str | None) -> None:
+    bulk.set_batch_state(index.db, batch_id, state, reason)
 
 
 def batch_view(index: Index, batch_id: int, running: bool) -> dict[str, Any]:
@@ -223,8 +113,8 @@ class BatchRunner:
         if rule.action == "move" and rule.target not in settings.sorter.move_targets:
             targets = sorted(settings.sorter.move_targets)
             raise Refused(f"unknown move target {rule.target!r}; configured: {targets}")
-        plans, skipped = await self.app[READERS].run(plan_rule, rule, settings)
-        batch_id = await self._write(store_preview, self.app[WRITER], rule, plans, skipped)
+        plans, skipped = await self.app[CORE].read(plan_rule, rule, settings)
+        batch_id = await self.app[CORE].store_preview(rule, plans, skipped)
         view = await self.view(batch_id)
         log.info(
             "event=bulk_preview batch=%d rule=%s groups=%d files=%d bytes=%d",
@@ -238,11 +128,11 @@ class BatchRunner:
 
     async def view(self, batch_id: int) -> dict[str, Any]:
         """Return one batch with its progress. Raise NotFound."""
-        return await self.app[READERS].run(batch_view, batch_id, batch_id in self._tasks)
+        return await self.app[CORE].read(batch_view, batch_id, batch_id in self._tasks)
 
     async def recent(self) -> list[dict[str, Any]]:
         """Return the newest batches (without their samples)."""
-        rows = await self.app[READERS].run(lambda index: bulk.list_batches(index.db))
+        rows = await self.app[CORE].read(lambda index: bulk.list_batches(index.db))
         return [{"id": b["id"], "state": b["state"], "rule": b["rule"], **b["summary"]} for b in rows]
 
     async def apply(self, batch_id: int) -> dict[str, Any]:
@@ -255,7 +145,7 @@ class BatchRunner:
             raise Conflict(f"batch {batch_id} is {batch['state']}; preview the rule again")
         if batch["state"] == "previewed" and time.time() > batch["created"] + PREVIEW_TTL_SECONDS:
             raise Conflict(f"preview {batch_id} expired; preview the rule again")
-        await self._write(bulk.set_batch_state, self.app[WRITER].db, batch_id, "applying")
+        await self._set_state(batch_id, "applying")
         self._start(batch_id, self._run_apply(batch_id))
         return await self.view(batch_id)
 
@@ -264,7 +154,7 @@ class BatchRunner:
         batch = await self._idle_batch(batch_id)
         if batch["state"] not in UNDOABLE:
             raise Conflict(f"batch {batch_id} is {batch['state']}; nothing of it moved")
-        await self._write(bulk.set_batch_state, self.app[WRITER].db, batch_id, "undoing")
+        await self._set_state(batch_id, "undoing")
         self._start(batch_id, self._run_undo(batch_id))
         return await self.view(batch_id)
 
@@ -277,7 +167,7 @@ class BatchRunner:
         batch = await self.view(batch_id)
         if batch["state"] != "previewed":
             raise Conflict(f"batch {batch_id} is {batch['state']}, not running")
-        await self._write(bulk.set_batch_state, self.app[WRITER].db, batch_id, "discarded")
+        await self._set_state(batch_id, "discarded")
         return await self.view(batch_id)
 
     async def close(self) -> None:
@@ -289,8 +179,8 @@ class BatchRunner:
 
     # --- internals ----------------------------------------------------------------------------------------
 
-    async def _write(self, func: Any, *args: Any) -> Any:
-        return await self.app[DAEMON].write(func, *args)
+    async def _set_state(self, batch_id: int, state: str, reason: str | None = None) -> None:
+        await self.app[CORE].write(_set_batch_state, batch_id, state, reason)
 
     async def _idle_batch(self, batch_id: int) -> dict[str, Any]:
         batch = await self.view(batch_id)
@@ -307,31 +197,27 @@ class BatchRunner:
         task.add_done_callback(lambda _: self._tasks.pop(batch_id, None))
 
     async def _publish(self, batch_id: int) -> None:
-        view = await self.app[READERS].run(batch_view, batch_id, True)
+        view = await self.app[CORE].read(batch_view, batch_id, True)
         view.pop("sample")
         self.app[EVENTS].publish("batch", {"batch": view})
 
     async def _run_apply(self, batch_id: int) -> None:
-        writer = self.app[WRITER]
         try:
             while batch_id not in self._cancelled:
-                sorter = current_sorter(self.app)
-                outcomes = await self._write(apply_chunk, writer, sorter, batch_id, CHUNK)
+                outcomes = await self.app[CORE].apply_chunk(batch_id, CHUNK)
                 if not outcomes:
                     break
                 for outcome in outcomes:
                     self.app[METRICS].actions.labels(outcome["action"], outcome["state"]).inc()
-                gone = [(o["file_id"], None) for o in outcomes if o["state"] == "applied"]
-                await port.files_moved(self.app[DAEMON], gone, current_settings(self.app).root_paths())
                 await self._publish(batch_id)
             state = "cancelled" if batch_id in self._cancelled else "applied"
-            await self._write(bulk.set_batch_state, writer.db, batch_id, state)
+            await self._set_state(batch_id, state)
         except Exception as error:  # the loop boundary: the batch stays `applying`, to finish or undo
             log.exception("event=bulk_apply_failed batch=%d", batch_id)
-            await self._write(bulk.set_batch_state, writer.db, batch_id, "applying", f"stopped: {error}")
+            await self._set_state(batch_id, "applying", f"stopped: {error}")
         finally:
             self._cancelled.discard(batch_id)
-        view = await self.app[READERS].run(batch_view, batch_id, False)
+        view = await self.app[CORE].read(batch_view, batch_id, False)
         log.info(
             "event=bulk_applied batch=%d state=%s progress=%s", batch_id, view["state"], view["progress"]
         )
@@ -339,28 +225,23 @@ class BatchRunner:
         self.app[EVENTS].publish("batch", {"batch": view})
 
     async def _run_undo(self, batch_id: int) -> None:
-        writer = self.app[WRITER]
         problems: list[str] = []
         after = 0
         try:
             while True:
-                sorter = current_sorter(self.app)
-                restored, trouble, last = await self._write(
-                    undo_chunk, writer, sorter, batch_id, after, CHUNK
-                )
+                restored, trouble, last = await self.app[CORE].undo_chunk(batch_id, after, CHUNK)
                 if last == after:
                     break
                 after = last
                 problems.extend(trouble)
                 self.app[METRICS].actions.labels("restore", "done").inc(len(restored))
-                await port.files_moved(self.app[DAEMON], restored, current_settings(self.app).root_paths())
                 await self._publish(batch_id)
             reason = f"{len(problems)} file(s) not put back: {'; '.join(problems[:5])}" if problems else None
-            await self._write(bulk.set_batch_state, writer.db, batch_id, "undone", reason)
+            await self._set_state(batch_id, "undone", reason)
         except Exception as error:  # the loop boundary: undo again to finish
             log.exception("event=bulk_undo_failed batch=%d", batch_id)
-            await self._write(bulk.set_batch_state, writer.db, batch_id, "undoing", f"stopped: {error}")
-        view = await self.app[READERS].run(batch_view, batch_id, False)
+            await self._set_state(batch_id, "undoing", f"stopped: {error}")
+        view = await self.app[CORE].read(batch_view, batch_id, False)
         log.info("event=bulk_undone batch=%d state=%s reason=%r", batch_id, view["state"], view["reason"])
         view.pop("sample")
         self.app[EVENTS].publish("batch", {"batch": view})

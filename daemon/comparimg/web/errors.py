@@ -7,7 +7,16 @@ import logging
 
 from aiohttp import web
 
-from comparimg.model import ComparImgError, ConfigError, Conflict, ImageError, IndexFull, NotFound, Refused
+from comparimg.model import (
+    ComparImgError,
+    ConfigError,
+    Conflict,
+    ImageError,
+    IndexFull,
+    ModelError,
+    NotFound,
+    Refused,
+)
 from comparimg.web import security
 from comparimg.web.security import Handler
 
@@ -38,6 +47,7 @@ STATUS_OF: tuple[tuple[type[BaseException], int, str], ...] = (
     (Refused, 403, "refused"),
     (NotFound, 404, "not_found"),
     (Conflict, 409, "conflict"),
+    (ModelError, 409, "model_unusable"),  # a stored model that cannot be loaded (restore): named, kept as is
     (security.TooLarge, 413, "too_large"),
     (security.UnsupportedMedia, 415, "unsupported_media_type"),
     (ImageError, 422, "bad_image"),

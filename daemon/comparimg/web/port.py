@@ -1,35 +1,39 @@
-"""What the web room needs from the running daemon: the seam `service.Service` already offers.
+"""The one door from the web room to the core, as the web sees it: `service.door.Door` implements it.
 
 `cli run` passes a companion to the service; once the service runs, the companion calls
-`web.create_app(settings, service, config_path=...)` and starts it on the same loop. The web room owns the
-decision queue, the sorter, jobs and everything HTTP; every index write of the web room (decisions, the
-sorter's journal, not-duplicates, rows of moved files) runs on the service's single writer thread (`write`).
+`web.create_app(service.door, config_path=...)` and starts it on the same loop. The web room holds no
+settings, index writer, reader pool, sorter or scanner of its own: it reads the settings in force, runs
+reads and writes, and asks for decisions, applies, undos, not-duplicates and jobs through this door. (An
+import-linter contract in pyproject.toml keeps it from importing the scanner, the sorter or the index's
+internals.)
 """
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from comparimg.config import Settings, deepest_root
-from comparimg.model import Conflict
-from comparimg.scanner import Scanner
+from comparimg.config import Settings
+from comparimg.model import FileIdentity
+from comparimg.service.decision_queue import DecisionInput
+from comparimg.service.jobs import JobRunner
 
-
-class PipelinePort(Protocol):
-    """The part of `pipeline.ScannerPipeline` the web room uses (only on the writer thread)."""
-
-    scanner: Scanner
+T = TypeVar("T")
 
 
-class DaemonPort(Protocol):
-    """The daemon as the web room sees it."""
+class Core(Protocol):
+    """The core as the web room sees it."""
 
-    settings: Settings
-    pipeline: PipelinePort | None
+    jobs: JobRunner
+
+    @property
+    def settings(self) -> Settings:
+        """Return the settings in force (they change with SIGHUP and `PATCH /api/config`)."""
+        ...
+
+    async def apply_settings(self, new: Settings) -> None:
+        """Apply validated, saved settings to every room (what SIGHUP does after re-reading)."""
+        ...
 
     def status(self) -> dict[str, Any]:
         """Return {"state", "version", "uptime_seconds", "roots", "queue_depth", "hashed", "last_errors"…}."""
@@ -39,68 +43,74 @@ class DaemonPort(Protocol):
         """Return what the daemon did since it started (for `export.daemon_stats`)."""
         ...
 
-    def count_report(self, report: dict[str, Any]) -> None:
-        """Add the report of an API scan job's batch to the daemon's totals."""
+    def listen(self, publish: Callable[[str, dict[str, Any]], None]) -> None:
+        """Send every core event (jobs) to `publish` from now on."""
         ...
 
-    async def write(self, func: Callable[..., Any], *args: Any, urgent: bool = False) -> Any:
-        """Run `func(*args)` on the daemon's single index-writer thread; return its result. An `urgent`
-        (short) job runs between the tasks of a long one rather than after it."""
+    async def read(self, func: Callable[..., T], *args: Any) -> T:
+        """Await `func(reader_index, *args)` on the index's reader pool."""
         ...
 
-    async def apply_settings(self, new: Settings) -> None:
-        """Apply validated, saved settings to the running daemon (what SIGHUP does after re-reading)."""
+    async def write(self, func: Callable[..., T], *args: Any, urgent: bool = False) -> T:
+        """Await `func(writer_index, *args)` on the index's one writer thread."""
         ...
 
+    async def queue_decision(self, decision: DecisionInput) -> dict[str, Any]:
+        """Queue keep / trash / move for one file; return its row."""
+        ...
 
-async def files_moved(
-    daemon: DaemonPort, moves: list[tuple[int, str | None]], roots: tuple[Path, ...]
-) -> None:
-    """Tell the index that files left their path (None: trashed or moved out of the roots) or came back
-    (a path, after an undo), so their rows and groups follow at once rather than at the next scan."""
-    if daemon.pipeline is not None and moves:
-        await daemon.write(_files_moved, daemon.pipeline.scanner, moves, roots)
+    async def not_duplicates(self, decision: DecisionInput) -> dict[str, Any]:
+        """Mark files as not duplicates of each other, regroup them; return the decision row."""
+        ...
 
+    async def cancel_decision(self, decision_id: int) -> dict[str, Any]:
+        """Cancel a queued decision; return its row."""
+        ...
 
-def _files_moved(scanner: Scanner, moves: list[tuple[int, str | None]], roots: tuple[Path, ...]) -> None:
-    gone: list[str] = []
-    back: list[tuple[str, str]] = []
-    for file_id, new_path in moves:
-        row = scanner.index.file_by_id(file_id)
-        if new_path is None:
-            if row is not None and not os.path.lexists(row.path):
-                gone.append(row.path)
-            continue
-        root = deepest_root(new_path, roots)
-        if root is not None:
-            back.append((new_path, root))
-    if gone:
-        scanner.forget_paths(gone)
-    if back:
-        scanner.ingest_files(back)
+    async def apply_decisions(self, ids: list[int] | None) -> list[dict[str, Any]]:
+        """Apply queued decisions through the sorter; return their outcomes."""
+        ...
 
+    async def undo(self, action_id: int) -> dict[str, Any]:
+        """Undo one action; return the restore action."""
+        ...
 
-async def files_gone(daemon: DaemonPort, file_ids: list[int]) -> None:
-    """Tell the index that files were trashed or moved away, through the writer's urgent lane: forgetting
-    them only marks rows missing and regroups, which may run between the tasks of a long scan."""
-    if daemon.pipeline is not None and file_ids:
-        await daemon.write(
-            _files_moved, daemon.pipeline.scanner, [(f, None) for f in file_ids], (), urgent=True
-        )
+    async def store_preview(self, rule: Any, plans: list, skipped: dict[str, int]) -> int:
+        """Store a rule's preview; return its batch id."""
+        ...
 
+    async def apply_chunk(self, batch_id: int, limit: int) -> list[dict[str, Any]]:
+        """Apply up to `limit` files of a batch; return their outcomes."""
+        ...
 
-async def not_duplicates(daemon: DaemonPort, file_ids: list[int]) -> None:
-    """Remember that no two of `file_ids` are duplicates and regroup them, on the daemon's writer."""
-    if daemon.pipeline is None:
-        raise Conflict("the daemon's pipeline is not running")
-    await daemon.write(_not_duplicates, daemon.pipeline.scanner, file_ids, urgent=True)
+    async def undo_chunk(self, batch_id: int, after: int, limit: int) -> tuple[list, list[str], int]:
+        """Undo up to `limit` actions of a batch above `after`; return (restored, problems, last id)."""
+        ...
 
+    async def model(self) -> dict[str, Any]:
+        """Return the verifier in use, the previous one's source, label counts and the last retraining."""
+        ...
 
-def _not_duplicates(scanner: Scanner, file_ids: list[int]) -> None:
-    ids = sorted(set(file_ids))
-    now = time.time()
-    with scanner.index.transaction(durable=True):
-        for position, first in enumerate(ids):
-            for second in ids[position + 1 :]:
-                scanner.index.add_not_duplicate(first, second, now)
-    scanner.linker.regroup(ids)
+    async def retrain(self) -> dict[str, Any]:
+        """Retrain the verifier from the user's labels; return the outcome (Conflict while one runs)."""
+        ...
+
+    async def restore_model(self) -> dict[str, Any]:
+        """Bring back the previous model; return it."""
+        ...
+
+    async def verdict(self, first: int, second: int) -> dict[str, Any]:
+        """Return the verdict of the model in use on two indexed files."""
+        ...
+
+    async def confirm_duplicates(self, group_id: int) -> dict[str, Any]:
+        """Label a group's pairs `duplicate`; return {"group_id", "label", "labelled", "file_ids"}."""
+        ...
+
+    async def not_similar(self, group_id: int) -> dict[str, Any]:
+        """Mark a group's files not duplicates and label their pairs `different`."""
+        ...
+
+    async def open_file(self, path: str, identity: FileIdentity) -> int:
+        """Return a read-only descriptor of an indexed file inside the roots in force."""
+        ...

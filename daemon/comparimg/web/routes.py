@@ -15,7 +15,16 @@ from typing import Any
 from aiohttp import web
 
 from comparimg.config import Settings
-from comparimg.web import openapi, schemas, security, views_bulk, views_daemon, views_decisions, views_review
+from comparimg.web import (
+    openapi,
+    schemas,
+    security,
+    views_bulk,
+    views_daemon,
+    views_decisions,
+    views_model,
+    views_review,
+)
 from comparimg.web.inputs import BODY, QUERY, read_body, read_query
 
 View = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -86,6 +95,26 @@ ROUTES = (
         query=schemas.GroupQuery,
     ),
     Route("GET", "/api/groups/{id}", views_review.get_group, "One group", {200: schemas.Group}),
+    Route(
+        "POST",
+        "/api/groups/{id}/confirm-duplicates",
+        views_model.confirm_duplicates,
+        "Label the group's pairs (its leader with each member) `duplicate`, for retraining the verifier: a "
+        "person says the shots of a `similar` group are copies (`labelled`: how many pairs)",
+        {200: schemas.GroupLabelled},
+        body=schemas.EmptyRequest,
+        body_required=False,
+    ),
+    Route(
+        "POST",
+        "/api/groups/{id}/not-similar",
+        views_model.not_similar,
+        "Mark the group's files not duplicates of each other (the group goes away) and label their pairs "
+        "`different`: a person says they are not even similar (`decision`: the decision recorded)",
+        {200: schemas.GroupLabelled},
+        body=schemas.EmptyRequest,
+        body_required=False,
+    ),
     Route(
         "GET",
         "/api/files/{id}/thumbnail",
@@ -191,6 +220,42 @@ ROUTES = (
         "The sorter's journal, newest first",
         {200: schemas.ActionList},
         query=schemas.ActionQuery,
+    ),
+    Route(
+        "GET",
+        "/api/model",
+        views_model.get_model,
+        "The verifier in use (shipped or the user's retrained one, its validation figures, a problem loading "
+        "it), the previous model, label counts by kind and source, the last retraining",
+        {200: schemas.Model},
+    ),
+    Route(
+        "POST",
+        "/api/model/retrain",
+        views_model.post_retrain,
+        "Retrain the verifier from the user's labels; adopted (in use at once) only if it does at least as "
+        "well on the shipped validation pairs and better on held-out labels. 409 while one runs",
+        {200: schemas.RetrainOutcome},
+        body=schemas.EmptyRequest,
+        body_required=False,
+    ),
+    Route(
+        "POST",
+        "/api/model/restore",
+        views_model.post_restore,
+        "Bring back the model in use before the last change (restoring twice comes back); 409 when there is "
+        "none or it cannot be loaded",
+        {200: schemas.Restored},
+        body=schemas.EmptyRequest,
+        body_required=False,
+    ),
+    Route(
+        "GET",
+        "/api/model/verdict",
+        views_model.get_verdict,
+        "The verdict of the model in use on two indexed files (stored fingerprints and embeddings)",
+        {200: schemas.PairVerdict},
+        query=schemas.VerdictQuery,
     ),
     Route("GET", "/api/export", views_daemon.get_export, "The duplicates JSON", {200: schemas.Export}),
     Route(

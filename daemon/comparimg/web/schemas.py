@@ -24,9 +24,9 @@ from comparimg.decisions import DEFAULT_RULE_KINDS, RULE_ACTIONS, RULE_KINDS
 from comparimg.export import STATS_KEYS
 from comparimg.index import review
 from comparimg.index.bulk import ITEM_STATES
-from comparimg.sorter import plan
-from comparimg.web import bulk, decision_queue
-from comparimg.web.jobs import JobState
+from comparimg.service import decision_queue
+from comparimg.service.jobs import JobState
+from comparimg.web import bulk
 
 MAX_ID = 2**63 - 1
 MAX_IDS = 10_000
@@ -40,8 +40,8 @@ def _enum(name: str, values: tuple[str, ...] | list[str]) -> type[enum.StrEnum]:
 
 DecisionAction = _enum("DecisionAction", decision_queue.ACTIONS)
 DecisionState = _enum("DecisionState", decision_queue.DECISION_STATES)
-ActionKind = _enum("ActionKind", plan.ACTION_KINDS)
-ActionState = _enum("ActionState", plan.ACTION_STATES)
+ActionKind = _enum("ActionKind", decision_queue.ACTION_KINDS)
+ActionState = _enum("ActionState", decision_queue.ACTION_STATES)
 GroupKind = _enum("GroupKind", ["exact", "near"])
 GroupState = _enum("GroupState", review.STATES)
 GroupSort = _enum("GroupSort", list(review.SORTS))
@@ -182,6 +182,11 @@ class DecisionQuery(Query):
 class ActionQuery(Query):
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
     offset: Annotated[int, Field(ge=0, le=MAX_OFFSET)] = 0
+
+
+class VerdictQuery(Query):
+    a: Annotated[int, Field(ge=1, le=MAX_ID, description="a file id")]
+    b: Annotated[int, Field(ge=1, le=MAX_ID, description="a file id")]
 
 
 class EventsQuery(Query):
@@ -422,6 +427,77 @@ class Export(BaseModel):
     stats: ExportStats  # type: ignore[valid-type]
 
 
+# --- the verifier model (GET /api/model, retrain, restore, verdicts, a person's labels)
+
+LabelName = Literal["duplicate", "similar", "different"]
+ModelSource = Literal["shipped", "user"]
+
+
+class VerifierInUse(BaseModel):
+    source: ModelSource
+    sha256: str
+    adopted: float | None
+    problem: str | None
+    validation: dict[str, Any]
+
+
+class RetrainSummary(BaseModel):
+    at: float
+    labels: int
+    adopted: bool
+    reason: str
+    figures: dict[str, Any] | None
+
+
+class RetrainOutcome(RetrainSummary):
+    verifier: VerifierInUse
+
+
+class LabelCounts(BaseModel):
+    total: int
+    needed: int
+    by_label: dict[str, int]
+    by_source: dict[str, int]
+
+
+class Retraining(BaseModel):
+    running: bool
+    last: RetrainSummary | None
+
+
+class Model(BaseModel):
+    verifier: VerifierInUse
+    previous: ModelSource | None
+    labels: LabelCounts
+    retraining: Retraining
+
+
+class Restored(BaseModel):
+    verifier: VerifierInUse
+    previous: ModelSource | None
+
+
+class Probabilities(BaseModel):
+    duplicate: float
+    similar: float
+    different: float
+
+
+class PairVerdict(BaseModel):
+    a: int
+    b: int
+    label: LabelName
+    confidence: float
+    probabilities: Probabilities
+    source: ModelSource
+
+
+class GroupLabelled(BaseModel):
+    group_id: int
+    label: LabelName
+    file_ids: list[int]
+
+
 # --- server-sent events: `event: KIND` and `data: {"type": KIND, ...}` (JSON), one model per kind
 
 
@@ -461,6 +537,17 @@ class BatchEvent(BaseModel):
     batch: Batch
 
 
+class RetrainNews(BaseModel):
+    adopted: bool
+    reason: str
+
+
+class ModelEvent(BaseModel):
+    type: Literal["model"]
+    retrain: RetrainNews | None = Field(None, description="a retraining ended")
+    restored: ModelSource | None = Field(None, description="the model now in use after a restore")
+
+
 class StatusEvent(BaseModel):
     type: Literal["status"]
     state: str | None = Field(None, description="the daemon's new state")
@@ -475,7 +562,8 @@ Event = Annotated[
     | DecisionAppliedEvent
     | UndoneEvent
     | BatchEvent
-    | StatusEvent,
+    | StatusEvent
+    | ModelEvent,
     Field(discriminator="type"),
 ]
-EVENT_KINDS = ("hello", "group", "job", "decision", "decision_applied", "undone", "batch", "status")
+EVENT_KINDS = ("hello", "group", "job", "decision", "decision_applied", "undone", "batch", "status", "model")

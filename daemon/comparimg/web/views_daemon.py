@@ -18,21 +18,12 @@ from comparimg import config
 from comparimg.export import build_export, daemon_stats
 from comparimg.index import Index, review
 from comparimg.model import Refused
+from comparimg.service.jobs import root_holding
 from comparimg.web import config_patch, schemas
 from comparimg.web.errors import BadInput
 from comparimg.web.events import sse_frame
 from comparimg.web.inputs import BODY, QUERY, path_id
-from comparimg.web.jobs import root_holding
-from comparimg.web.keys import (
-    CONFIG_LOCK,
-    CONFIG_PATH,
-    DAEMON,
-    EVENTS,
-    JOBS,
-    METRICS,
-    READERS,
-    current_settings,
-)
+from comparimg.web.keys import CONFIG_LOCK, CONFIG_PATH, CORE, EVENTS, METRICS, current_settings
 
 log = logging.getLogger("comparimg.web")
 HEARTBEAT_SECONDS = 15.0
@@ -44,12 +35,12 @@ async def status_document(app: web.Application) -> dict[str, Any]:
     """Return the status: the daemon's own view, the index counts, the decision queue, and the last errors
     (the daemon's own, then the files the index holds in error, most recent first; at most
     STATUS_ERRORS, `error_count` says how many there are)."""
-    daemon_status = dict(app[DAEMON].status())
+    daemon_status = dict(app[CORE].status())
 
     def read(index: Index) -> tuple[dict[str, int], int, list[tuple[str, str]]]:
         return index.counts(), review.queued_count(index.db), review.recent_errors(index.db, STATUS_ERRORS)
 
-    counts, queued, broken = await app[READERS].run(read)
+    counts, queued, broken = await app[CORE].read(read)
     own = [str(e) for e in daemon_status.get("last_errors", [])]
     paused = [r["path"] for r in daemon_status.get("roots", []) if r.get("state") == "paused"]
     return {
@@ -81,12 +72,12 @@ async def patch_config(request: web.Request) -> web.Response:
     app = request.app
     config_patch.check_settable(patch)
     async with app[CONFIG_LOCK]:  # two patches at once must not lose one another's keys
-        old = app[DAEMON].settings
+        old = app[CORE].settings
         new = dataclasses.replace(config.apply_patch(old, patch), source=old.source)
         if new.http != old.http:  # check_settable refuses http.*; never lock the API out
             raise Refused("this change would move what the API is bound to; it was not applied")
         await asyncio.to_thread(config_patch.save_patch, app[CONFIG_PATH], patch)
-        await app[DAEMON].apply_settings(new)
+        await app[CORE].apply_settings(new)
     app[EVENTS].publish("status", {"reason": "config"})
     log.info("event=config_changed by=api keys=%s", ",".join(_key_paths(patch)))
     return web.json_response(config.settings_to_dict(current_settings(app)))
@@ -118,7 +109,7 @@ async def post_job(request: web.Request) -> web.Response:
     threshold = settings.matching.threshold if body.threshold is None else body.threshold
     orientations = settings.matching.orientations if body.orientations is None else body.orientations
     root = root_holding(folder, settings.root_paths()) or folder
-    job = request.app[JOBS].start(str(folder), str(root), recursive, threshold, orientations)
+    job = request.app[CORE].jobs.start(str(folder), str(root), recursive, threshold, orientations)
     log.info(
         "event=job_started by=api job=%d path=%r recursive=%s threshold=%d orientations=%s",
         job.id,
@@ -132,17 +123,17 @@ async def post_job(request: web.Request) -> web.Response:
 
 async def list_jobs(request: web.Request) -> web.Response:
     """GET /api/jobs → {"jobs": [...]}, newest first."""
-    return web.json_response({"jobs": [job.as_dict() for job in request.app[JOBS].jobs()]})
+    return web.json_response({"jobs": [job.as_dict() for job in request.app[CORE].jobs.jobs()]})
 
 
 async def get_job(request: web.Request) -> web.Response:
     """GET /api/jobs/{id} → one job with its progress. 404 for an unknown id."""
-    return web.json_response(request.app[JOBS].job(path_id(request)).as_dict())
+    return web.json_response(request.app[CORE].jobs.job(path_id(request)).as_dict())
 
 
 async def cancel_job(request: web.Request) -> web.Response:
     """DELETE /api/jobs/{id} → the job (it stops before its next batch). 404 unknown, 409 ended."""
-    job = request.app[JOBS].cancel(path_id(request))
+    job = request.app[CORE].jobs.cancel(path_id(request))
     log.info("event=job_cancel_requested by=api job=%d path=%r", job.id, job.path)
     return web.json_response(job.as_dict())
 
@@ -151,12 +142,12 @@ async def get_export(request: web.Request) -> web.Response:
     """GET /api/export → the duplicates JSON (the same document as `comparimg scan --json`, its `stats`
     those of the daemon: `export.daemon_stats`)."""
     roots = [str(p) for p in current_settings(request.app).root_paths()]  # build_export makes them absolute
-    activity = request.app[DAEMON].activity()
+    activity = request.app[CORE].activity()
 
     def read(index: Index) -> dict[str, Any]:
         return build_export(index, roots, daemon_stats(index.counts(), activity))
 
-    return web.json_response(await request.app[READERS].run(read))
+    return web.json_response(await request.app[CORE].read(read))
 
 
 async def events(request: web.Request) -> web.StreamResponse:

@@ -8,19 +8,11 @@ from typing import Any
 from aiohttp import web
 
 from comparimg.index import Index, journal
-from comparimg.web import decision_queue as dq
-from comparimg.web import port, schemas
+from comparimg.service import decision_queue as dq
+from comparimg.web import schemas
 from comparimg.web.errors import BadInput
 from comparimg.web.inputs import BODY, QUERY, path_id
-from comparimg.web.keys import (
-    DAEMON,
-    EVENTS,
-    METRICS,
-    READERS,
-    WRITER,
-    current_settings,
-    current_sorter,
-)
+from comparimg.web.keys import CORE, EVENTS, METRICS, current_settings
 
 log = logging.getLogger("comparimg.web")
 
@@ -46,21 +38,17 @@ async def post_decision(request: web.Request) -> web.Response:
     decision = parse_decision(request[BODY])
     app = request.app
     settings = current_settings(app)
-    writer = app[WRITER]
     if decision.action == "not_duplicates":
-        # Urgent: a person waits for these short writes, which may not wait for an ingest's pair checks.
-        ids = await app[DAEMON].write(dq.not_duplicates_ids, writer, decision, settings, urgent=True)
-        await port.not_duplicates(app[DAEMON], ids)
-        row = await app[DAEMON].write(dq.record_not_duplicates, writer, decision, ids, urgent=True)
+        row = await app[CORE].not_duplicates(decision)
     else:
-        row = await app[DAEMON].write(dq.queue_decision, writer, decision, settings, urgent=True)
+        row = await app[CORE].queue_decision(decision)
     body = dq.decision_view(row)
     log_decision("decision_queued", body)
     app[EVENTS].publish("decision", {"decision": body})
     if decision.action != "not_duplicates" and settings.sorter.apply == "on-decide":
         outcomes = await apply_decisions(app, [row["id"]])
         log_outcomes("decision_applied", outcomes)
-        row = await app[DAEMON].write(journal.get_decision, writer.db, row["id"])
+        row = await app[CORE].read(_decision_row, row["id"])
         body = {**dq.decision_view(row), "outcome": outcomes[0] if outcomes else None}
     return web.json_response(body, status=201)
 
@@ -74,15 +62,14 @@ async def list_decisions(request: web.Request) -> web.Response:
     def read(index: Index) -> tuple[list[dict[str, Any]], int]:
         return journal.list_decisions(index.db, state, limit, offset)
 
-    rows, total = await request.app[READERS].run(read)
+    rows, total = await request.app[CORE].read(read)
     return web.json_response({"decisions": [dq.decision_view(r) for r in rows], "total": total})
 
 
 async def delete_decision(request: web.Request) -> web.Response:
     """DELETE /api/decisions/{id} → the cancelled decision; 404 unknown, 409 no longer queued."""
     decision_id = path_id(request)
-    writer = request.app[WRITER]
-    row = await request.app[DAEMON].write(journal.cancel_decision, writer.db, decision_id, urgent=True)
+    row = await request.app[CORE].cancel_decision(decision_id)
     log_decision("decision_cancelled", dq.decision_view(row))
     request.app[EVENTS].publish("decision", {"decision": dq.decision_view(row)})
     return web.json_response(dq.decision_view(row))
@@ -101,13 +88,9 @@ async def apply_queue(request: web.Request) -> web.Response:
 
 
 async def apply_decisions(app: web.Application, ids: list[int] | None) -> list[dict[str, Any]]:
-    """Apply queued decisions on the writer thread, tell the daemon which files left, publish events.
-
-    Both go through the writer's urgent lane: a person waiting for an apply does not wait for a scan (the
-    files only leave, so the index only forgets them; an undo, which may read a file again, does wait)."""
-    outcomes = await app[DAEMON].write(dq.apply_queue, app[WRITER], current_sorter(app), ids, urgent=True)
-    gone = [o["file_id"] for o in outcomes if o["state"] == "applied" and o["action_id"]]
-    await port.files_gone(app[DAEMON], gone)
+    """Apply queued decisions through the door (which tells the index which files left), count them,
+    publish the outcomes."""
+    outcomes = await app[CORE].apply_decisions(ids)
     for outcome in outcomes:
         if outcome["action_id"]:
             app[METRICS].actions.labels(outcome["action"], outcome["state"]).inc()
@@ -118,22 +101,23 @@ async def apply_decisions(app: web.Application, ids: list[int] | None) -> list[d
 async def undo(request: web.Request) -> web.Response:
     """POST /api/undo/{action_id} → the restore action; 404 unknown, 409 not undoable, 403 file changed."""
     action_id = path_id(request, "action_id")
-    result = await request.app[DAEMON].write(current_sorter(request.app).undo, action_id)
-    if result.state == "done" and result.file_id is not None:
-        roots = current_settings(request.app).root_paths()
-        await port.files_moved(request.app[DAEMON], [(result.file_id, result.dest)], roots)
-    request.app[METRICS].actions.labels("restore", result.state).inc()
+    result = await request.app[CORE].undo(action_id)
+    request.app[METRICS].actions.labels("restore", result["state"]).inc()
     log.info(
         "event=undo by=api action=%d state=%s file=%s from=%r to=%r reason=%r",
         action_id,
-        result.state,
-        result.file_id,
-        result.source,
-        result.dest,
-        result.reason,
+        result["state"],
+        result["file_id"],
+        result["source"],
+        result["dest"],
+        result["reason"],
     )
-    request.app[EVENTS].publish("undone", {"action": result.as_dict()})
-    return web.json_response(result.as_dict())
+    request.app[EVENTS].publish("undone", {"action": result})
+    return web.json_response(result)
+
+
+def _decision_row(index: Index, decision_id: int) -> dict[str, Any]:
+    return journal.get_decision(index.db, decision_id)
 
 
 def log_decision(event: str, decision: dict[str, Any]) -> None:
@@ -174,5 +158,5 @@ async def list_actions(request: web.Request) -> web.Response:
     def read(index: Index) -> list[dict[str, Any]]:
         return [dq.action_view(r) for r in journal.list_actions(index.db, limit, offset)]
 
-    rows = await request.app[READERS].run(read)
+    rows = await request.app[CORE].read(read)
     return web.json_response({"actions": rows})

@@ -14,11 +14,10 @@ from comparimg.config import Settings
 from comparimg.hashing import thumbnails
 from comparimg.index import Index, journal, review
 from comparimg.model import ORIENTATIONS, NotFound, Refused
-from comparimg.sorter.files import open_indexed_file
+from comparimg.service.decision_queue import decision_view
 from comparimg.web import schemas
-from comparimg.web.decision_queue import decision_view
 from comparimg.web.inputs import QUERY, path_id
-from comparimg.web.keys import READERS, THUMBNAILER, current_settings
+from comparimg.web.keys import CORE, THUMBNAILER, current_settings
 
 THUMBNAIL_SIZE = 256
 CONTENT_CHUNK = 1 << 20
@@ -47,7 +46,7 @@ async def list_groups(request: web.Request) -> web.Response:
         page, total = review.group_page(index.db, kind, state, folder, sort, limit, offset)
         return group_views(index, page, settings), total
 
-    groups, total = await request.app[READERS].run(read)
+    groups, total = await request.app[CORE].read(read)
     return web.json_response({"groups": groups, "total": total, "limit": limit, "offset": offset})
 
 
@@ -62,7 +61,7 @@ async def get_group(request: web.Request) -> web.Response:
             raise NotFound(f"no group {group_id}")
         return group_views(index, [summary], settings)[0]
 
-    return web.json_response(await request.app[READERS].run(read))
+    return web.json_response(await request.app[CORE].read(read))
 
 
 def group_views(index: Index, page: list[review.GroupSummary], settings: Settings) -> list[dict[str, Any]]:
@@ -122,11 +121,10 @@ async def _opened_file(request: web.Request) -> tuple[Any, int]:
     descriptors without following symlinks and matched (fstat) with its indexed identity, so a name swapped
     for a symlink serves nothing. The caller closes the descriptor. Raise NotFound / Refused / Conflict."""
     file_id = path_id(request)
-    row = await request.app[READERS].run(lambda index: index.file_by_id(file_id))
+    row = await request.app[CORE].read(lambda index: index.file_by_id(file_id))
     if row is None or row.state == "missing":
         raise NotFound(f"no file {file_id}")
-    roots = current_settings(request.app).root_paths()
-    return row, await asyncio.to_thread(open_indexed_file, row.path, row.identity, roots)
+    return row, await request.app[CORE].open_file(row.path, row.identity)
 
 
 async def file_content(request: web.Request) -> web.StreamResponse:

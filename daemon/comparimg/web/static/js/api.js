@@ -213,4 +213,9 @@ export const api = {
   bulkBatch: (id) => request("GET", `/api/decisions/bulk/${id}`),
   bulkCancel: (id) => request("DELETE", `/api/decisions/bulk/${id}`),
   bulkUndo: (id) => request("POST", `/api/undo/batch/${id}`, {}),
+
+  /** The duplicate verifier: what is in use and its labels; retrain from them; restore the previous one. */
+  model: () => request("GET", "/api/model"),
+  retrain: () => request("POST", "/api/model/retrain", {}),
+  restoreModel: () => request("POST", "/api/model/restore", {}),
 };

@@ -6,7 +6,7 @@ const stateHandlers = new Set();
 const KNOWN_TYPES = [
   "status", "group", "group_new", "group_added", "groups", "group_removed", "group_changed", "job", "job_progress",
   "job_done", "job_finished", "job_cancelled", "decision", "decision_queued", "decision_applied", "decisions",
-  "applied", "undo", "undone", "action", "batch", "error", "hello", "ping",
+  "applied", "undo", "undone", "action", "batch", "model", "error", "hello", "ping",
 ];
 
 let source = null;

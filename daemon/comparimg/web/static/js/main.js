@@ -8,6 +8,7 @@ import { fillRoots, initDetector, refreshJobs, updateJob } from "./detector.js";
 import { connect, on, onConnection } from "./events.js";
 import { currentGroup, focusGroups, groupsChanged, initGroups, loadGroups, setCompareOpener } from "./groups.js";
 import { bind, installKeys, renderHelp, setScopeProvider } from "./keys.js";
+import { initModel, refreshModel } from "./model.js";
 import { initQueue, refreshJournal, setAfterApply } from "./queue.js";
 import { initStatus, refreshStatus, showConnection, showStatus } from "./status.js";
 import { loadConfig, queuedSummary, refreshDecisions, subscribe } from "./store.js";
@@ -30,6 +31,7 @@ function showView() {
   if (name === "queue") {
     refreshDecisions().catch(() => {});
     refreshJournal();
+    refreshModel();
   } else if (name === "detector") refreshJobs();
   else focusGroups();
 }
@@ -57,6 +59,7 @@ function init() {
   initBulk(bind);
   initCompare(bind);
   initQueue(bind);
+  initModel();
   initDetector();
 
   setCompareOpener((group, a, b) => openCompare(group, a, b, () => loadGroups()));
@@ -114,6 +117,7 @@ function init() {
   on(["decision", "decision_queued", "decisions", "decision_applied", "applied", "undo", "undone", "action"], (data, type) => {
     decisionsSoon();
     statusSoon();
+    if (currentView() === "queue") refreshModel(); // decisions leave labels
     if (type !== "decision" && type !== "decision_queued") {
       if (currentView() === "queue") refreshJournal();
       groupsChanged();
@@ -126,6 +130,7 @@ function init() {
     }
   });
   on("error", statusSoon);
+  on("model", () => currentView() === "queue" && refreshModel());
 
   subscribe((reason) => {
     if (reason === "config") fillRoots();

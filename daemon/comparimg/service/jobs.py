@@ -1,5 +1,7 @@
-"""Scan jobs launched over HTTP: walk a folder, then feed its files in batches through the daemon's
-ingest pipeline (hash, link, regroup) on its writer thread, with progress, and cancel between batches."""
+"""Scan jobs launched over HTTP: walk a folder, then feed its files in batches through the daemon's one
+scanner (hash, link, regroup) on its writer thread, with progress, and cancel between batches. A job's own
+threshold or orientations are matching options of its batches over the same index and HashIndex, so what
+it hashed is matched with every file the watcher lands later."""
 
 from __future__ import annotations
 
@@ -13,13 +15,12 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from comparimg.config import deepest_root
 from comparimg.model import Conflict, NotFound
-from comparimg.scanner import Scanner
+from comparimg.scanner import MatchOptions, ScanOptions
 from comparimg.scanner.walk import FoundFile, walk_images
-from comparimg.web.port import DaemonPort
 
 log = logging.getLogger("comparimg.web")
 BATCH = 32
@@ -36,6 +37,24 @@ class JobState(enum.StrEnum):
 
 
 ENDED = (JobState.done, JobState.cancelled, JobState.failed)
+
+
+class Daemon(Protocol):
+    """What jobs need of the service (`door.Door` gives it)."""
+
+    def scan_options(self) -> ScanOptions:
+        """Return the scanner's options in force (extensions, excludes, matching). Raise Conflict when
+        the pipeline is not running."""
+        ...
+
+    async def ingest_files(self, found: list[tuple[str, str]], match: MatchOptions) -> dict[str, Any]:
+        """Ingest (path, root) pairs through the daemon's scanner with these matching options; return the
+        report (`ScanReport.as_dict()`)."""
+        ...
+
+    def count_report(self, report: dict[str, Any]) -> None:
+        """Add a batch's report to the daemon's totals."""
+        ...
 
 
 @dataclasses.dataclass
@@ -78,7 +97,7 @@ def list_images(
 class JobRunner:
     """Runs jobs one at a time (they share the one index writer), newest first in listings."""
 
-    def __init__(self, daemon: DaemonPort, publish: Callable[[str, dict[str, Any]], None]):
+    def __init__(self, daemon: Daemon, publish: Callable[[str, dict[str, Any]], None]):
         self.daemon = daemon
         self.publish = publish
         self._jobs: dict[int, Job] = {}
@@ -145,33 +164,22 @@ class JobRunner:
             )
 
     async def _scan(self, job: Job) -> None:
-        options = self.daemon.pipeline.scanner.options if self.daemon.pipeline else None
-        if options is None:
-            raise RuntimeError("the daemon's pipeline is not running")
+        options = self.daemon.scan_options()
         paths = await asyncio.to_thread(
             list_images, job.path, job.recursive, options.extensions, options.exclude
         )
         job.total = len(paths)
-        scanner = await self.daemon.write(self._scanner_for, job.threshold, job.orientations)
+        match = dataclasses.replace(options.match, threshold=job.threshold, orientations=job.orientations)
         for start in range(0, len(paths), BATCH):
             batch = [(path, job.root) for path in paths[start : start + BATCH]]
-            report = await self.daemon.write(scanner.ingest_files, batch)
-            self.daemon.count_report(report.as_dict())
+            report = await self.daemon.ingest_files(batch, match)
+            self.daemon.count_report(report)
             job.done += len(batch)
-            job.hashed += report.hashed
-            job.errors += report.errors
-            job.groups = report.groups or job.groups
+            job.hashed += report["hashed"]
+            job.errors += report["errors"]
+            job.groups = report["groups"] or job.groups
             self.publish("job", job.as_dict())
         self.publish("group", {"job": job.id})
-
-    def _scanner_for(self, threshold: int, orientations: bool) -> Scanner:
-        """Return the daemon's scanner, or (runs on the writer thread) one with this job's matching."""
-        base = self.daemon.pipeline.scanner
-        if (threshold, orientations) == (base.options.match.threshold, base.options.match.orientations):
-            return base
-        # A scanner of its own for this job (its hash index is built afresh, so it never holds stale files).
-        match = dataclasses.replace(base.options.match, threshold=threshold, orientations=orientations)
-        return Scanner(base.index, base.pool, dataclasses.replace(base.options, match=match))
 
 
 def root_holding(path: Path, roots: tuple[Path, ...]) -> Path | None:

@@ -1,6 +1,6 @@
-"""The decision queue as the API uses it: check files, queue decisions, apply them through the sorter.
+"""The decision queue: check files, queue decisions, apply them through the sorter.
 
-Plain functions with no HTTP in them; they run on the web room's writer thread (they use its writer Index).
+Plain functions with no HTTP in them; they run on the index's one writer thread (`door.Door` calls them).
 """
 
 from __future__ import annotations
@@ -13,11 +13,14 @@ from typing import Any
 from comparimg.config import Settings
 from comparimg.index import FileRow, Index, journal
 from comparimg.model import FileIdentity, NotFound, Refused
-from comparimg.sorter import ActionResult, Sorter, SortRequest
+from comparimg.service import labelling
+from comparimg.sorter import ActionResult, Sorter, SortRequest, plan
 from comparimg.sorter.files import inside_roots
 
 ACTIONS = ("keep", "trash", "move", "not_duplicates")
 DECISION_STATES = ("queued", "applied", "refused", "cancelled", "failed", "undone")
+ACTION_STATES = plan.ACTION_STATES  # the sorter's journal rows, as the API lists them
+ACTION_KINDS = plan.ACTION_KINDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,11 @@ def queue_decision(index: Index, decision: DecisionInput, settings: Settings) ->
     return journal.get_decision(index.db, journal.add_decision(index.db, fields))
 
 
+def cancel_decision(index: Index, decision_id: int) -> dict[str, Any]:
+    """Cancel a queued decision; return its row. Raise NotFound, Conflict (no longer queued)."""
+    return journal.cancel_decision(index.db, decision_id)
+
+
 def not_duplicates_ids(index: Index, decision: DecisionInput, settings: Settings) -> list[int]:
     """Return the checked file ids of a not-duplicates decision (from `file_ids` or the group).
 
@@ -96,8 +104,12 @@ def not_duplicates_ids(index: Index, decision: DecisionInput, settings: Settings
     return ids
 
 
-def record_not_duplicates(index: Index, decision: DecisionInput, ids: list[int]) -> dict[str, Any]:
-    """Record an (already carried out) not-duplicates decision; return its row."""
+def record_not_duplicates(
+    index: Index, decision: DecisionInput, ids: list[int], source: str = "not_duplicates"
+) -> dict[str, Any]:
+    """Record an (already carried out) not-duplicates decision and its pairs' labels (`different`, for
+    retraining the verifier, given by `source`); return its row."""
+    labelling.label_not_duplicates(index, ids, source)
     fields = {
         "action": "not_duplicates",
         "file_ids": json.dumps(ids),
@@ -132,6 +144,8 @@ def apply_one(index: Index, sorter: Sorter, row: dict[str, Any]) -> dict[str, An
     except Refused as error:
         journal.set_decision_state(index.db, row["id"], "refused", reason=str(error))
         return _outcome(row, "refused", None, str(error))
+    if result.state == "done":  # a copy gone with a keeper left: a duplicate pair to learn from
+        labelling.label_applied(index, row)
     return _outcome(row, _decision_state(result), result, result.reason)
 
 
