@@ -81,13 +81,20 @@ FilePath = _text(4096, file_name=True, absolute=True)
 Flag = Annotated[bool, Strict()]
 
 
-class Request(BaseModel):
+class Shape(BaseModel):
+    """A model of the API. Its validator is built when first used (defer_build), not at import: the
+    response models serve the OpenAPI document, made on its first request, and start-up stays short."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class Request(Shape):
     """A request body or query: unknown fields are refused, no type is coerced (bodies)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-class Query(BaseModel):
+class Query(Shape):
     """A query string: values arrive as text and become the declared type; unknown parameters are ignored."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -198,22 +205,22 @@ class EventsQuery(Query):
 # --- responses (every field is always present; `None` where the type allows it)
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(Shape):
     code: str
     message: str
 
 
-class Error(BaseModel):
+class Error(Shape):
     error: ErrorDetail
 
 
-class RootStatus(BaseModel):
+class RootStatus(Shape):
     path: str
     state: str
     observer: str
 
 
-class Status(BaseModel):
+class Status(Shape):
     state: str
     version: str
     counts: dict[str, Any]
@@ -229,7 +236,7 @@ class Status(BaseModel):
     uptime_seconds: float
 
 
-class Job(BaseModel):
+class Job(Shape):
     id: int
     path: str
     root: str
@@ -247,11 +254,11 @@ class Job(BaseModel):
     finished: float | None
 
 
-class JobList(BaseModel):
+class JobList(Shape):
     jobs: list[Job]
 
 
-class Decision(BaseModel):
+class Decision(Shape):
     id: int
     action: DecisionAction
     file_id: int | None
@@ -267,12 +274,12 @@ class Decision(BaseModel):
     updated: float
 
 
-class DecisionList(BaseModel):
+class DecisionList(Shape):
     decisions: list[Decision]
     total: int
 
 
-class Member(BaseModel):
+class Member(Shape):
     file_id: int
     path: str
     size: int
@@ -290,7 +297,7 @@ class Member(BaseModel):
     content_url: str
 
 
-class Group(BaseModel):
+class Group(Shape):
     id: int
     kind: GroupKind
     leader: int
@@ -301,14 +308,14 @@ class Group(BaseModel):
     members: list[Member]
 
 
-class GroupPage(BaseModel):
+class GroupPage(Shape):
     groups: list[Group]
     total: int
     limit: int
     offset: int
 
 
-class Outcome(BaseModel):
+class Outcome(Shape):
     decision_id: int
     file_id: int | None
     action: str
@@ -319,14 +326,14 @@ class Outcome(BaseModel):
     reason: str | None
 
 
-class ApplyResult(BaseModel):
+class ApplyResult(Shape):
     outcomes: list[Outcome]
     applied: int
     refused: int
     failed: int
 
 
-class ActionResult(BaseModel):
+class ActionResult(Shape):
     action_id: int | None
     kind: ActionKind
     state: ActionState
@@ -338,7 +345,7 @@ class ActionResult(BaseModel):
     undo_of: int | None
 
 
-class JournalEntry(BaseModel):
+class JournalEntry(Shape):
     id: int
     kind: ActionKind
     decision_id: int | None
@@ -354,11 +361,11 @@ class JournalEntry(BaseModel):
     updated: float
 
 
-class ActionList(BaseModel):
+class ActionList(Shape):
     actions: list[JournalEntry]
 
 
-class BulkFile(BaseModel):
+class BulkFile(Shape):
     file_id: int
     path: str
     thumbnail_url: str
@@ -367,22 +374,22 @@ class BulkFile(BaseModel):
     reason: str | None = None
 
 
-class FolderCount(BaseModel):
+class FolderCount(Shape):
     folder: str
     files: int
     bytes: int
 
 
-class SampleGroup(BaseModel):
+class SampleGroup(Shape):
     group_id: int
     keep: list[BulkFile]
     remove: list[BulkFile]
 
 
-Progress = create_model("Progress", total=int, **dict.fromkeys(ITEM_STATES, int))
+Progress = create_model("Progress", __base__=Shape, total=int, **dict.fromkeys(ITEM_STATES, int))
 
 
-class Batch(BaseModel):
+class Batch(Shape):
     id: int
     preview_id: int
     state: BatchState
@@ -402,25 +409,25 @@ class Batch(BaseModel):
     sample: list[SampleGroup]
 
 
-class BatchSummary(BaseModel):
+class BatchSummary(Shape):
     id: int
     state: str
     rule: dict[str, Any]
 
 
-class BatchList(BaseModel):
+class BatchList(Shape):
     batches: list[BatchSummary]
 
 
-class ExportError(BaseModel):
+class ExportError(Shape):
     path: str
     error: str
 
 
-ExportStats = create_model("ExportStats", **dict.fromkeys(STATS_KEYS, Any))
+ExportStats = create_model("ExportStats", __base__=Shape, **dict.fromkeys(STATS_KEYS, Any))
 
 
-class Export(BaseModel):
+class Export(Shape):
     version: int
     groups: list[dict[str, Any]]
     errors: list[ExportError]
@@ -433,7 +440,7 @@ LabelName = Literal["duplicate", "similar", "different"]
 ModelSource = Literal["shipped", "user"]
 
 
-class VerifierInUse(BaseModel):
+class VerifierInUse(Shape):
     source: ModelSource
     sha256: str
     adopted: float | None
@@ -441,7 +448,7 @@ class VerifierInUse(BaseModel):
     validation: dict[str, Any]
 
 
-class RetrainSummary(BaseModel):
+class RetrainSummary(Shape):
     at: float
     labels: int
     adopted: bool
@@ -453,37 +460,37 @@ class RetrainOutcome(RetrainSummary):
     verifier: VerifierInUse
 
 
-class LabelCounts(BaseModel):
+class LabelCounts(Shape):
     total: int
     needed: int
     by_label: dict[str, int]
     by_source: dict[str, int]
 
 
-class Retraining(BaseModel):
+class Retraining(Shape):
     running: bool
     last: RetrainSummary | None
 
 
-class Model(BaseModel):
+class Model(Shape):
     verifier: VerifierInUse
     previous: ModelSource | None
     labels: LabelCounts
     retraining: Retraining
 
 
-class Restored(BaseModel):
+class Restored(Shape):
     verifier: VerifierInUse
     previous: ModelSource | None
 
 
-class Probabilities(BaseModel):
+class Probabilities(Shape):
     duplicate: float
     similar: float
     different: float
 
 
-class PairVerdict(BaseModel):
+class PairVerdict(Shape):
     a: int
     b: int
     label: LabelName
@@ -492,7 +499,7 @@ class PairVerdict(BaseModel):
     source: ModelSource
 
 
-class GroupLabelled(BaseModel):
+class GroupLabelled(Shape):
     group_id: int
     label: LabelName
     file_ids: list[int]
@@ -501,12 +508,12 @@ class GroupLabelled(BaseModel):
 # --- server-sent events: `event: KIND` and `data: {"type": KIND, ...}` (JSON), one model per kind
 
 
-class HelloEvent(BaseModel):
+class HelloEvent(Shape):
     type: Literal["hello"]
     status: Status
 
 
-class GroupEvent(BaseModel):
+class GroupEvent(Shape):
     type: Literal["group"]
     groups: int | None = Field(None, description="groups in the index (after an ingest)")
     last_id: int | None = Field(None, description="the newest group's id")
@@ -517,38 +524,38 @@ class JobEvent(Job):
     type: Literal["job"]
 
 
-class DecisionEvent(BaseModel):
+class DecisionEvent(Shape):
     type: Literal["decision"]
     decision: Decision
 
 
-class DecisionAppliedEvent(BaseModel):
+class DecisionAppliedEvent(Shape):
     type: Literal["decision_applied"]
     outcomes: list[Outcome]
 
 
-class UndoneEvent(BaseModel):
+class UndoneEvent(Shape):
     type: Literal["undone"]
     action: ActionResult
 
 
-class BatchEvent(BaseModel):
+class BatchEvent(Shape):
     type: Literal["batch"]
     batch: Batch
 
 
-class RetrainNews(BaseModel):
+class RetrainNews(Shape):
     adopted: bool
     reason: str
 
 
-class ModelEvent(BaseModel):
+class ModelEvent(Shape):
     type: Literal["model"]
     retrain: RetrainNews | None = Field(None, description="a retraining ended")
     restored: ModelSource | None = Field(None, description="the model now in use after a restore")
 
 
-class StatusEvent(BaseModel):
+class StatusEvent(Shape):
     type: Literal["status"]
     state: str | None = Field(None, description="the daemon's new state")
     reason: str | None = Field(None, description="why, when it is not a new state (`config`)")
