@@ -22,17 +22,17 @@ Dark or flat pictures of different regions share the same frames: grouping them 
 
 Same-scene negatives (role `negative`, each a group of its own): from a scene region that is not itself
 in the corpus, two overlapping crops that share < 50 % of either's area, a burst of three shots (small
-shift, exposure change, sensor noise, a patch that moved) and a next frame (a larger pan); and the other view of scikit-image's stereo motorcycle, a same-scene shot of
-a duplicate original (role `negative`, group of its own, same scene).
+shift, exposure change, sensor noise, a patch that moved) and a next frame (a larger pan); and the
+other view of scikit-image's stereo motorcycle, a same-scene shot of a duplicate original.
 
 Originals. Subset `unseen`: scikit-image's coffee, rocket, clock and moon (the four photos
 tools/verifier_pairs.py holds out of the verifier's training) and its stereo motorcycle (which
-tools/verifier_pairs.py never loads), whole or cut into non-overlapping regions. Subset `trained`: non-overlapping
-regions of other photos that scikit-image, scikit-learn and matplotlib ship; NOTE: the learned verifier
-was trained on edits of these very photos (whole, at 640 px; tools/verifier_pairs.py), with edits of
-the same kinds as here (made by other code, with other parameters), so its figures on this subset are
-optimistic; the test reports the two subsets apart. No wallpapers, documentation packages or other
-projects' test images.
+tools/verifier_pairs.py never loads), whole or cut into non-overlapping regions. Subset `trained`:
+non-overlapping regions of other photos that scikit-image, scikit-learn and matplotlib ship. NOTE: the
+learned verifier was trained on edits of these very photos (whole, at 640 px; tools/verifier_pairs.py),
+edits of the same kinds as here (made by other code, with other parameters), so its figures on this
+subset are optimistic; the test reports the two subsets apart. No wallpapers, documentation packages
+or other projects' test images.
 """
 
 from __future__ import annotations
@@ -60,33 +60,38 @@ class Region:
     subset: str
 
 
-def _regions(subset: str, photo: str, *parts: tuple[str, Box, str]) -> list[Region]:
-    return [Region(f"{photo}_{suffix}", photo, box, use, subset) for suffix, box, use in parts]
-
-
 WHOLE: Box = (0.0, 0.0, 1.0, 1.0)
-REGIONS = [  # copies originals mostly landscape (so that a 1:1 crop cuts), scene regions apart from them
-    *_regions("unseen", "coffee", ("a", WHOLE, "copies")),
-    *_regions("unseen", "motorcycle", ("a", WHOLE, "copies")),  # its other view: a "stereo" shot
-    *_regions("unseen", "clock", ("a", WHOLE, "copies")),
-    *_regions(
-        "unseen", "moon",
-        ("a", (0.0, 0.0, 1.0, 0.6), "copies"), ("d", (0.0, 0.6, 0.5, 1.0), "dark"), ("f", (0.5, 0.6, 1.0, 1.0), "flat"),
-    ),
-    *_regions("unseen", "rocket", ("s", WHOLE, "scene")),
-    *_regions("trained", "astronaut", ("a", (0.0, 0.0, 1.0, 0.62), "copies"), ("d", (0.0, 0.62, 1.0, 1.0), "dark")),
-    *_regions("trained", "chelsea", ("a", WHOLE, "copies")),
-    *_regions(
-        "trained", "hubble_deep_field",
-        ("a", (0.0, 0.0, 0.6, 0.5), "copies"), ("d", (0.6, 0.0, 1.0, 0.5), "dark"), ("s", (0.0, 0.5, 1.0, 1.0), "scene"),
-    ),
-    *_regions("trained", "immunohistochemistry", ("a", (0.0, 0.0, 1.0, 0.62), "copies"), ("f", (0.0, 0.62, 1.0, 1.0), "flat")),
-    *_regions("trained", "china", ("a", WHOLE, "copies")),
-    *_regions("trained", "flower", ("s", WHOLE, "scene")),
-    *_regions("trained", "grace_hopper", ("a", (0.0, 0.0, 1.0, 0.55), "copies"), ("f", (0.0, 0.55, 1.0, 1.0), "flat")),
-    *_regions("trained", "camera", ("a", (0.0, 0.0, 1.0, 0.62), "copies"), ("d", (0.0, 0.62, 1.0, 1.0), "dark")),
-    *_regions("trained", "coins", ("a", WHOLE, "copies")),
-]  # fmt: skip
+TOP, BOTTOM = (0.0, 0.0, 1.0, 0.62), (0.0, 0.62, 1.0, 1.0)
+UNSEEN_PHOTOS = ("coffee", "motorcycle", "clock", "moon", "rocket")
+# photo -> its regions: (suffix, box, use). Copies originals mostly landscape (so that a 1:1 crop cuts);
+# the regions of a photo do not overlap, and a scene region is never an original itself.
+PLAN: dict[str, list[tuple[str, Box, str]]] = {
+    "coffee": [("a", WHOLE, "copies")],
+    "motorcycle": [("a", WHOLE, "copies")],  # its other view: a "stereo" shot
+    "clock": [("a", WHOLE, "copies")],
+    "moon": [
+        ("a", (0, 0, 1, 0.6), "copies"),
+        ("d", (0, 0.6, 0.5, 1), "dark"),
+        ("f", (0.5, 0.6, 1, 1), "flat"),
+    ],
+    "rocket": [("s", WHOLE, "scene")],
+    "astronaut": [("a", TOP, "copies"), ("d", BOTTOM, "dark")],
+    "chelsea": [("a", WHOLE, "copies")],
+    "hubble_deep_field": [
+        ("a", (0, 0, 0.6, 0.5), "copies"), ("d", (0.6, 0, 1, 0.5), "dark"), ("s", (0, 0.5, 1, 1), "scene")
+    ],
+    "immunohistochemistry": [("a", TOP, "copies"), ("f", BOTTOM, "flat")],
+    "china": [("a", WHOLE, "copies")],
+    "flower": [("s", WHOLE, "scene")],
+    "grace_hopper": [("a", (0, 0, 1, 0.55), "copies"), ("f", (0, 0.55, 1, 1), "flat")],
+    "camera": [("a", TOP, "copies"), ("d", BOTTOM, "dark")],
+    "coins": [("a", WHOLE, "copies")],
+}  # fmt: skip
+REGIONS = [
+    Region(f"{photo}_{suffix}", photo, box, use, "unseen" if photo in UNSEEN_PHOTOS else "trained")
+    for photo, parts in PLAN.items()
+    for suffix, box, use in parts
+]
 
 
 def _rgb(array: np.ndarray) -> Image.Image:
@@ -234,8 +239,8 @@ def meme(image: Image.Image) -> Image.Image:
         while size > 8 and draw.textlength(text, font=_font(size)) > 0.94 * image.width:
             size -= 1
         x = (image.width - draw.textlength(text, font=_font(size))) / 2
-        draw.text((x, y * image.height), text, font=_font(size), fill=(255, 255, 255), stroke_width=max(2, size // 12),
-                  stroke_fill=(0, 0, 0))  # fmt: skip
+        outline = {"stroke_width": max(2, size // 12), "stroke_fill": (0, 0, 0)}
+        draw.text((x, y * image.height), text, font=_font(size), fill=(255, 255, 255), **outline)
     return out
 
 

@@ -153,6 +153,14 @@ def score_py_line(corpus: Path, groups: list[tuple[str, list[str]]], folder: Pat
 # ---- corpora and scans -----------------------------------------------------------------------------------
 
 
+def builder(name: str, out: Path) -> list[str]:
+    """Given a corpus name (stretch, pub, hard) and a folder, return the command that builds it there."""
+    if name == "stretch":
+        return [sys.executable, str(HERE / "stretch_edits.py"), str(out)]
+    make_corpus = [sys.executable, str(shared_bench() / "make_corpus.py"), str(out)]
+    return make_corpus + (["--hard-negatives"] if name == "hard" else [])
+
+
 @dataclass
 class Measured:
     scores: Scores
@@ -165,12 +173,6 @@ class Measured:
 class Bench:
     """The corpora, built once each on demand, and one scan per (corpus, mode), cached."""
 
-    BUILDERS = {
-        "stretch": lambda out: [sys.executable, str(HERE / "stretch_edits.py"), str(out)],
-        "pub": lambda out: [sys.executable, str(shared_bench() / "make_corpus.py"), str(out)],
-        "hard": lambda out: [sys.executable, str(shared_bench() / "make_corpus.py"), str(out), "--hard-negatives"],
-    }  # fmt: skip
-
     def __init__(self, root: Path):
         self.root = root
         self.results: dict[tuple[str, str], Measured] = {}
@@ -178,7 +180,7 @@ class Bench:
     def corpus(self, name: str) -> Path:
         out = self.root / name
         if not (out / "manifest.tsv").exists():
-            subprocess.run(self.BUILDERS[name](out), check=True, timeout=900, capture_output=True)
+            subprocess.run(builder(name, out), check=True, timeout=900, capture_output=True)
         return out
 
     def measure(self, name: str, mode: str) -> Measured:
