@@ -50,13 +50,16 @@ def shared_bench() -> Path:
 
 @functools.cache
 def offered_modes() -> tuple[bool, tuple[str, ...]]:
-    """Return (whether `comparimg scan` has a --mode flag, the modes that can be measured)."""
+    """Return (whether `comparimg scan` has a --mode flag, the modes that can be measured: the flag's
+    choices as --help lists them, `{a,b}`, or all MODES when it lists none)."""
     help_text = subprocess.run(
         [sys.executable, "-m", "comparimg", "scan", "--help"], capture_output=True, text=True, timeout=120
     ).stdout
     if "--mode" not in help_text:
         return False, ("hash",)
-    return True, tuple(mode for mode in MODES if mode in help_text)
+    choices = re.search(r"--mode \{([^}]*)\}", help_text)
+    listed = choices.group(1).split(",") if choices else MODES
+    return True, tuple(mode for mode in MODES if mode in listed)
 
 
 def require_mode(mode: str) -> None:
@@ -164,9 +167,8 @@ def builder(name: str, out: Path) -> list[str]:
 @dataclass
 class Measured:
     scores: Scores
-    verified: int | None
+    stats: dict  # the JSON's `stats`: files, verified (the pixel checks), seconds, ...
     wall_seconds: float
-    files: int
     score_py: str
 
 
@@ -197,13 +199,13 @@ class Bench:
         if offered_modes()[0]:
             command += ["--mode", mode]
         start = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True, timeout=1500)
+        scan = subprocess.run(command, capture_output=True, text=True, timeout=1500)
         wall = time.perf_counter() - start
+        assert scan.returncode == 0, f"{' '.join(command)} exited {scan.returncode}: {scan.stderr[-2000:]}"
         groups = read_groups(report, corpus)
         stats = json.loads(report.read_text()).get("stats", {})
         rows = read_manifest(corpus)
-        return Measured(score(rows, groups), stats.get("verified"), wall, stats.get("files", -1),
-                        score_py_line(corpus, groups, folder))  # fmt: skip
+        return Measured(score(rows, groups), stats, wall, score_py_line(corpus, groups, folder))
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +251,7 @@ def test_stretch_corpus_is_deterministic_and_well_formed(bench, tmp_path):
 
 def check_scan(measured: Measured, corpus: Path) -> None:
     """The scan covered the corpus and this module counts as score.py does."""
-    assert measured.files == len(read_manifest(corpus)), measured.files
+    assert measured.stats.get("files") == len(read_manifest(corpus)), measured.stats
     recall = float(re.search(r"recall=([0-9.]+)", measured.score_py).group(1))
     false_pairs = int(re.search(r"false_pairs=(\d+)", measured.score_py).group(1))
     assert recall == pytest.approx(measured.scores.overall(), abs=1e-4), measured.score_py
@@ -267,7 +269,7 @@ def test_stretch_edits(bench, mode):
     require_mode(mode)
     measured = bench.measure("stretch", mode)
     check_scan(measured, bench.corpus("stretch"))
-    print(f"\n[{mode}] stretch edits: {measured.score_py}; {measured.wall_seconds:.1f} s")
+    print(f"\n[{mode}] stretch edits: {measured.score_py}; {measured.wall_seconds:.1f} s; {measured.stats}")
     for tier, what in sorted(measured.scores.pairs):
         if what != "duplicate" or tier == "similar":
             print(f"  {tier} / {what}: {measured.scores.pairs[tier, what]} pairs")
@@ -325,7 +327,7 @@ def stretch_lines(results: dict[str, Measured]) -> list[str]:
 
 
 def cost_lines(results: dict[str, Measured], label: str) -> list[str]:
-    verified = " | ".join("n/a" if m.verified is None else str(m.verified) for m in results.values())
+    verified = " | ".join(str(m.stats.get("verified", "n/a")) for m in results.values())
     wall = " | ".join(f"{m.wall_seconds:.1f}" for m in results.values())
     return [
         f"| {label}: pixel checks (`stats.verified`) | {verified} |",
