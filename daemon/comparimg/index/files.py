@@ -9,12 +9,13 @@ import numpy as np
 from sqlite_utils import Database
 
 from comparimg.index.path_text import PATH_PARAM, bind_path
-from comparimg.model import FINGERPRINT_VERSION, FileFacts, FileIdentity, Fingerprint
+from comparimg.model import FINGERPRINT_VERSION, FileFacts, FileIdentity, Fingerprint, Quality
 
 FILE_COLUMNS = (
     "id, root, path, device, inode, size, mtime_ns, content_hash, width, height, format, "
-    "phash_variants, windows, state, error, fingerprint_version"
+    "phash_variants, windows, state, error, fingerprint_version, embedding, sharpness, exposure"
 )
+EMBEDDER_KEY = "embedder"  # meta: which model made the stored embeddings (see `adopt_embedder`)
 BATCH = 500
 
 
@@ -36,6 +37,12 @@ class FileRow:
     def fingerprint_is_stale(self) -> bool:
         """Return whether the row holds a fingerprint made by older hashing code than the running one."""
         return self.fingerprint is not None and self.fingerprint_version < FINGERPRINT_VERSION
+
+    @property
+    def lacks_embedding(self) -> bool:
+        """Return whether the row holds a fingerprint without an embedding (made in mode `hash`, by code
+        older than the model stage, while the model could not run, or before another model was adopted)."""
+        return self.fingerprint is not None and not self.fingerprint.embedding
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +102,22 @@ def _row_to_file(row: tuple) -> FileRow:
         state,
         error,
         version,
+        embedding,
+        sharpness,
+        exposure,
     ) = row
     fingerprint = None
     if variants is not None:
+        quality = None if sharpness is None or exposure is None else Quality(sharpness, exposure)
         fingerprint = Fingerprint(
-            content_hash, width, height, fmt, blob_to_hashes(variants), blob_to_hashes(windows)
+            content_hash,
+            width,
+            height,
+            fmt,
+            blob_to_hashes(variants),
+            blob_to_hashes(windows),
+            embedding=bytes(embedding or b""),
+            quality=quality,
         )
     return FileRow(
         id_, root, path, FileIdentity(device, inode, size, mtime_ns), state, error, fingerprint, version
@@ -173,6 +191,9 @@ class FileRows:
             "phash": to_signed64(fingerprint.phash[0]) if fingerprint.phash else None,
             "phash_variants": hashes_to_blob(fingerprint.phash),
             "windows": hashes_to_blob(fingerprint.windows),
+            "embedding": fingerprint.embedding or None,  # NULL: not computed (read again when wanted)
+            "sharpness": None if fingerprint.quality is None else fingerprint.quality.sharpness,
+            "exposure": None if fingerprint.quality is None else fingerprint.quality.exposure,
             "state": "ok",
             "error": None,
             "needs_link": 1,  # cleared by `mark_linked` in the transaction that stores its matches
@@ -190,6 +211,9 @@ class FileRows:
             "phash": None,
             "phash_variants": None,
             "windows": None,
+            "embedding": None,
+            "sharpness": None,
+            "exposure": None,
             "state": "error",
             "error": reason,
             "needs_link": 0,
@@ -302,6 +326,48 @@ class FileRows:
         )
         while rows := cursor.fetchmany(batch):
             yield _rows_to_arrays(rows)
+
+    def embedding_batches(self, batch: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield the embeddings of the `ok` files that have one, by id, in batches of up to `batch` rows:
+        (file ids as int64 (n,), embeddings as float16 (n, d)), for loading an in-memory index. Rows whose
+        embedding has another length than the batch's first (left by another model before
+        `adopt_embedder` cleared them) are skipped."""
+        cursor = self.db.execute(
+            "SELECT id, embedding FROM files WHERE state = 'ok' AND length(embedding) > 0 ORDER BY id"
+        )
+        while rows := cursor.fetchmany(batch):
+            size = len(rows[0][1])
+            rows = [row for row in rows if len(row[1]) == size]
+            ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+            vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype="<f2").reshape(len(rows), -1)
+            yield ids, vectors.astype(np.float16)
+
+    def embeddings_of(self, file_ids: Iterable[int]) -> dict[int, bytes]:
+        """Given file ids, return {id: packed float16 embedding} of those that have one (any state)."""
+        found: dict[int, bytes] = {}
+        for chunk in chunked(list(file_ids)):
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"SELECT id, embedding FROM files WHERE id IN ({marks}) AND length(embedding) > 0", chunk
+            )
+            found.update((file_id, bytes(blob)) for file_id, blob in rows)
+        return found
+
+    def adopt_embedder(self, identity: str) -> int:
+        """Given the identity of the model that makes embeddings from now on (`EmbedderSpec.identity`), make
+        it the index's: when the stored embeddings were made by another one, forget them (they cannot be
+        compared with the new ones; the scanner reads those files again). Return how many were forgotten.
+        Call it inside a transaction."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [EMBEDDER_KEY]).fetchone()
+        if row is not None and row[0] == identity:
+            return 0
+        forgotten = self.db.execute("UPDATE files SET embedding = NULL WHERE embedding IS NOT NULL").rowcount
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [EMBEDDER_KEY, identity],
+        )
+        return forgotten
 
     def hash_arrays(self) -> HashArrays:
         """Return the hashes of all `ok` files as one `HashArrays` (about 100 bytes a file)."""

@@ -123,6 +123,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         ("ALTER TABLE files ADD COLUMN fingerprint_version INTEGER NOT NULL DEFAULT 1",),
     ),
     Migration(5, "bulk decisions: previews, their items, the batch of each journaled action", BATCH_TABLES),
+    # The model stage's results stored with the fingerprint (model.Fingerprint.embedding, .quality). Rows
+    # already stored hold none: while the model stage is on, the scanner reads such `ok` files again.
+    Migration(
+        6,
+        "image embedding (packed float16) and quality (sharpness, exposure) with each fingerprint",
+        (
+            "ALTER TABLE files ADD COLUMN embedding BLOB",
+            "ALTER TABLE files ADD COLUMN sharpness REAL",
+            "ALTER TABLE files ADD COLUMN exposure REAL",
+        ),
+    ),
 )
 
 
