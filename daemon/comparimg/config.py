@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import types
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -92,6 +94,12 @@ def _xdg_home(variable: str, fallback: str) -> Path:
     return Path(value) if os.path.isabs(value) else Path.home() / fallback
 
 
+MATCHING_MODES = ("hash", "hash+model", "model")
+# A user's encoder's default normalisation (ImageNet's), as `embedding.Embedder.load` takes it.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
 def _setting(default: Any, doc: str, **rules: Any) -> Any:
     """Declare one setting: its default, its documentation and its validation rules."""
     factory = {"default_factory": default} if callable(default) else {"default": default}
@@ -118,6 +126,29 @@ class MatchingSettings:
     )
     orientations: bool = _setting(True, "also match flipped and rotated copies (8 orientations)")
     crops: bool = _setting(True, "also match crops, borders, captions and watermarks (verified)")
+    mode: str = _setting(
+        "hash+model",
+        "hash: hashes and the pixel check only (no model is loaded); hash+model: also the image embedder "
+        "and the learned verifier; model: embedding neighbours and the verifier only (docs/model.md)",
+        choices=MATCHING_MODES,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSettings:
+    path: Path | None = _setting(
+        None, "a user-supplied ONNX image encoder (one float32 NCHW RGB input); null: the shipped model"
+    )
+    input_size: int = _setting(224, "side of the square input of a user's encoder", min=16, max=4096)
+    mean: tuple[float, ...] = _setting(
+        lambda: IMAGENET_MEAN, "a user's encoder: per-channel mean (R, G, B) on pixel / 255", length=3
+    )
+    std: tuple[float, ...] = _setting(
+        lambda: IMAGENET_STD, "a user's encoder: per-channel std (R, G, B) on pixel / 255", length=3, min=1e-6
+    )
+    sha256: str = _setting(
+        "", "a user's encoder: its file's expected sha256 (empty: not checked)", pattern="(|[0-9a-fA-F]{64})"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,6 +238,7 @@ class Settings:
     )
     hashing: HashingSettings = _setting(HashingSettings, "decoding and hashing")
     matching: MatchingSettings = _setting(MatchingSettings, "what counts as a duplicate")
+    model: ModelSettings = _setting(ModelSettings, "the image embedder of the model stage")
     watch: WatchSettings = _setting(WatchSettings, "watching folders")
     http: HttpSettings = _setting(HttpSettings, "the API and the review page")
     sorter: SorterSettings = _setting(SorterSettings, "where decided files go")
@@ -227,6 +259,7 @@ _SECTION_ALIASES = {SorterSettings: {"trash": "trash_dir"}}
 _SECTIONS = {
     "hashing": HashingSettings,
     "matching": MatchingSettings,
+    "model": ModelSettings,
     "watch": WatchSettings,
     "http": HttpSettings,
     "sorter": SorterSettings,
@@ -312,10 +345,10 @@ class _Parser:
     def value(self, key_path: str, value: object, hint: Any, rules: Mapping[str, Any]) -> Any:
         origin = typing.get_origin(hint)
         arguments = typing.get_args(hint)
-        if hint is Path or (origin is typing.Union and Path in arguments):
+        if hint is Path or (origin in (typing.Union, types.UnionType) and Path in arguments):
             return self.path(key_path, value, optional=type(None) in arguments)
         if origin is tuple:
-            return self.sequence(key_path, value, arguments[0])
+            return self.sequence(key_path, value, arguments[0], rules)
         if origin is Mapping:
             return self.named_paths(key_path, value)
         return self.scalar(key_path, value, hint, rules)
@@ -331,14 +364,23 @@ class _Parser:
             self.fail(key_path, value, f"must be at least {rules['min']}")
         if "max" in rules and value > rules["max"]:
             self.fail(key_path, value, f"must be at most {rules['max']}")
+        if "pattern" in rules and not re.fullmatch(rules["pattern"], value):
+            self.fail(key_path, value, f"must match {rules['pattern']}")
         return value
 
-    def sequence(self, key_path: str, value: object, item_type: type) -> tuple:
+    def sequence(
+        self, key_path: str, value: object, item_type: type, rules: Mapping[str, Any] = MappingProxyType({})
+    ) -> tuple:
         if not isinstance(value, list):
             self.fail(key_path, value, "expected a list")
+        if "length" in rules and len(value) != rules["length"]:
+            self.fail(key_path, value, f"expected a list of {rules['length']} values")
         if item_type is Path:
             return tuple(self.path(f"{key_path}[{i}]", item) for i, item in enumerate(value))
-        return tuple(self.scalar(f"{key_path}[{i}]", item, item_type, {}) for i, item in enumerate(value))
+        item_rules = {k: v for k, v in rules.items() if k in ("min", "max")}
+        return tuple(
+            self.scalar(f"{key_path}[{i}]", item, item_type, item_rules) for i, item in enumerate(value)
+        )
 
     def named_paths(self, key_path: str, value: object) -> Mapping[str, Path]:
         if not isinstance(value, Mapping):

@@ -63,6 +63,18 @@ SCHEMAS: dict[str, Any] = {
             "error_count": INT,
             "problems": {"type": "array", "items": {"type": "object"}},
             "uptime_seconds": NUM,
+            "model": {
+                "type": ["object", "null"],
+                "description": "the model stage: wanted_mode (matching.mode), mode (in use: `hash` while the "
+                "model cannot be loaded), model (file, or `shipped`), dimensions, error (naming the file)",
+                "properties": {
+                    "wanted_mode": STR,
+                    "mode": STR,
+                    "model": NULL_STR,
+                    "dimensions": NULL_INT,
+                    "error": NULL_STR,
+                },
+            },
         }
     ),
     "Config": {"type": "object", "description": "The settings, shaped like the YAML file"},
