@@ -345,7 +345,7 @@ class FileRows:
     def embeddings_of(self, file_ids: Iterable[int]) -> dict[int, bytes]:
         """Given file ids, return {id: packed float16 embedding} of those that have one (any state)."""
         found: dict[int, bytes] = {}
-        for chunk in chunked(list(file_ids)):
+        for chunk in chunked([int(file_id) for file_id in file_ids]):  # numpy ints bind as blobs
             marks = ",".join("?" * len(chunk))
             rows = self.db.execute(
                 f"SELECT id, embedding FROM files WHERE id IN ({marks}) AND length(embedding) > 0", chunk
