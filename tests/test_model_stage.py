@@ -177,7 +177,8 @@ def test_an_encoder_failing_on_one_picture_keeps_its_fingerprint(tmp_path, pool,
 def make_hash_only(index) -> None:
     """Turn the index into what mode `hash` (or the code before the model stage) left: no embeddings."""
     with index.transaction():
-        index.db.execute("UPDATE files SET embedding = NULL, sharpness = NULL, exposure = NULL")
+        index.db.execute("DELETE FROM embeddings")
+        index.db.execute("UPDATE files SET sharpness = NULL, exposure = NULL")
         index.db.execute("DELETE FROM meta WHERE key = 'embedder'")
 
 
@@ -201,11 +202,12 @@ def test_an_old_index_is_migrated_and_its_files_embedded_once_keeping_ids_groups
         before = marks_and_groups(index, tree)
         assert before[0] == [["chelsea-big.jpg", "chelsea-small.jpg"]]
         # What the code before the model stage left: schema 5, no embedding, quality or embedder columns.
-        for column in ("embedding", "sharpness", "exposure"):
+        index.db.execute("DROP TABLE embeddings")
+        for column in ("sharpness", "exposure"):
             index.db.execute(f"ALTER TABLE files DROP COLUMN {column}")
         index.db.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
     with open_index(path, MIGRATIONS[:5]) as old:
-        assert "embedding" not in old.db["files"].columns_dict
+        assert "sharpness" not in old.db["files"].columns_dict and not old.db["embeddings"].exists()
 
     with open_index(path) as index:
         assert index.schema_version() == MIGRATIONS[-1].version

@@ -13,8 +13,10 @@ from comparimg.model import FINGERPRINT_VERSION, FileFacts, FileIdentity, Finger
 
 FILE_COLUMNS = (
     "id, root, path, device, inode, size, mtime_ns, content_hash, width, height, format, "
-    "phash_variants, windows, state, error, fingerprint_version, embedding, sharpness, exposure"
+    "phash_variants, windows, state, error, fingerprint_version, vector, sharpness, exposure"
 )
+# A file's row with its embedding, when it has one (the table `embeddings`, keyed by file id).
+FILE_ROWS = "files LEFT JOIN embeddings ON embeddings.file_id = files.id"
 EMBEDDER_KEY = "embedder"  # meta: which model made the stored embeddings (see `adopt_embedder`)
 BATCH = 500
 
@@ -131,20 +133,21 @@ class FileRows:
 
     def file_by_id(self, file_id: int) -> FileRow | None:
         """Given a file id, return its row or None."""
-        row = self.db.execute(f"SELECT {FILE_COLUMNS} FROM files WHERE id = ?", [file_id]).fetchone()
+        row = self.db.execute(f"SELECT {FILE_COLUMNS} FROM {FILE_ROWS} WHERE id = ?", [file_id]).fetchone()
         return _row_to_file(row) if row else None
 
     def file_by_path(self, path: str) -> FileRow | None:
         """Given an absolute path, return its row or None."""
         row = self.db.execute(
-            f"SELECT {FILE_COLUMNS} FROM files WHERE path = {PATH_PARAM}", [bind_path(path)]
+            f"SELECT {FILE_COLUMNS} FROM {FILE_ROWS} WHERE path = {PATH_PARAM}", [bind_path(path)]
         ).fetchone()
         return _row_to_file(row) if row else None
 
     def files_by_identity(self, identity: FileIdentity) -> list[FileRow]:
         """Given a file identity, return every row with the same (device, inode, size, mtime_ns)."""
         rows = self.db.execute(
-            f"SELECT {FILE_COLUMNS} FROM files WHERE device = ? AND inode = ? AND size = ? AND mtime_ns = ?",
+            f"SELECT {FILE_COLUMNS} FROM {FILE_ROWS} "
+            "WHERE device = ? AND inode = ? AND size = ? AND mtime_ns = ?",
             [identity.device, identity.inode, identity.size, identity.mtime_ns],
         ).fetchall()
         return [_row_to_file(r) for r in rows]
@@ -154,7 +157,9 @@ class FileRows:
         found: dict[int, FileRow] = {}
         for chunk in chunked(list(file_ids)):
             marks = ",".join("?" * len(chunk))
-            for row in self.db.execute(f"SELECT {FILE_COLUMNS} FROM files WHERE id IN ({marks})", chunk):
+            for row in self.db.execute(
+                f"SELECT {FILE_COLUMNS} FROM {FILE_ROWS} WHERE id IN ({marks})", chunk
+            ):
                 found[row[0]] = _row_to_file(row)
         return found
 
@@ -172,7 +177,7 @@ class FileRows:
         yield from (
             _row_to_file(r)
             for r in self.db.execute(
-                f"SELECT {FILE_COLUMNS} FROM files WHERE path >= {PATH_PARAM} AND path < {PATH_PARAM} "
+                f"SELECT {FILE_COLUMNS} FROM {FILE_ROWS} WHERE path >= {PATH_PARAM} AND path < {PATH_PARAM} "
                 f"AND state IN ({marks}) ORDER BY path",
                 [bind_path(low), bind_path(high), *states],
             )
@@ -191,7 +196,6 @@ class FileRows:
             "phash": to_signed64(fingerprint.phash[0]) if fingerprint.phash else None,
             "phash_variants": hashes_to_blob(fingerprint.phash),
             "windows": hashes_to_blob(fingerprint.windows),
-            "embedding": fingerprint.embedding or None,  # NULL: not computed (read again when wanted)
             "sharpness": None if fingerprint.quality is None else fingerprint.quality.sharpness,
             "exposure": None if fingerprint.quality is None else fingerprint.quality.exposure,
             "state": "ok",
@@ -199,7 +203,20 @@ class FileRows:
             "needs_link": 1,  # cleared by `mark_linked` in the transaction that stores its matches
             "fingerprint_version": FINGERPRINT_VERSION,
         }
-        return self._upsert(path, root, identity, values, now)
+        file_id = self._upsert(path, root, identity, values, now)
+        self._store_embedding(file_id, fingerprint.embedding)
+        return file_id
+
+    def _store_embedding(self, file_id: int, embedding: bytes) -> None:
+        """Given a file id and its embedding (b"": none, read again when the model stage wants one)."""
+        if embedding:
+            self.db.execute(
+                "INSERT INTO embeddings (file_id, vector) VALUES (?, ?) "
+                "ON CONFLICT (file_id) DO UPDATE SET vector = excluded.vector",
+                [file_id, embedding],
+            )
+        else:
+            self.db.execute("DELETE FROM embeddings WHERE file_id = ?", [file_id])
 
     def record_file_error(self, path: str, root: str, identity: FileIdentity, reason: str, now: float) -> int:
         """Given a file that could not be hashed and the reason, store it as `error`; return the file id."""
@@ -211,7 +228,6 @@ class FileRows:
             "phash": None,
             "phash_variants": None,
             "windows": None,
-            "embedding": None,
             "sharpness": None,
             "exposure": None,
             "state": "error",
@@ -219,7 +235,9 @@ class FileRows:
             "needs_link": 0,
             "fingerprint_version": FINGERPRINT_VERSION,  # the code that failed to read it
         }
-        return self._upsert(path, root, identity, values, now)
+        file_id = self._upsert(path, root, identity, values, now)
+        self._store_embedding(file_id, b"")
+        return file_id
 
     def _upsert(self, path: str, root: str, identity: FileIdentity, values: dict, now: float) -> int:
         columns = {
@@ -333,7 +351,8 @@ class FileRows:
         embedding has another length than the batch's first (left by another model before
         `adopt_embedder` cleared them) are skipped."""
         cursor = self.db.execute(
-            "SELECT id, embedding FROM files WHERE state = 'ok' AND length(embedding) > 0 ORDER BY id"
+            "SELECT file_id, vector FROM embeddings JOIN files ON files.id = embeddings.file_id "
+            "WHERE state = 'ok' ORDER BY file_id"
         )
         while rows := cursor.fetchmany(batch):
             size = len(rows[0][1])
@@ -348,7 +367,7 @@ class FileRows:
         for chunk in chunked([int(file_id) for file_id in file_ids]):  # numpy ints bind as blobs
             marks = ",".join("?" * len(chunk))
             rows = self.db.execute(
-                f"SELECT id, embedding FROM files WHERE id IN ({marks}) AND length(embedding) > 0", chunk
+                f"SELECT file_id, vector FROM embeddings WHERE file_id IN ({marks})", chunk
             )
             found.update((file_id, bytes(blob)) for file_id, blob in rows)
         return found
@@ -361,7 +380,7 @@ class FileRows:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", [EMBEDDER_KEY]).fetchone()
         if row is not None and row[0] == identity:
             return 0
-        forgotten = self.db.execute("UPDATE files SET embedding = NULL WHERE embedding IS NOT NULL").rowcount
+        forgotten = self.db.execute("DELETE FROM embeddings").rowcount
         self.db.execute(
             "INSERT INTO meta (key, value) VALUES (?, ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
