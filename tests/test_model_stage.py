@@ -68,8 +68,8 @@ def test_embeddings_stored_are_the_embedders_on_the_same_picture(tmp_path, pool,
         # A picture the worker decodes whole (short side below twice the input size): the very same vector.
         png = whole_picture_embedding(embedder, tree / "astronaut.png")
         assert np.abs(vectors["astronaut.png"] - png).max() < FP16_TOLERANCE
-        # A JPEG decoded whole, as YCbCr then RGB: the same picture but for the colour conversion's rounding.
-        assert cosine(vectors["coffee.jpg"], whole_picture_embedding(embedder, tree / "coffee.jpg")) > 0.999
+        # A JPEG decoded whole as YCbCr, resized, then made RGB: the same picture but for 8-bit rounding.
+        assert cosine(vectors["coffee.jpg"], whole_picture_embedding(embedder, tree / "coffee.jpg")) > 0.998
         # A camera-sized JPEG decoded at 1/4 scale: close to the full picture's, and to its resized copy's.
         big = whole_picture_embedding(embedder, tree / "chelsea-big.jpg")
         assert cosine(vectors["chelsea-big.jpg"], big) > 0.99

@@ -146,7 +146,7 @@ def open_pictures(
 class Decoded:
     """What one decode of a file gives: the grayscale picture, the spare grayscale picture at a second size
     (None when the same decode cannot give it) and, when asked for, the picture in colour (its file's
-    mode, reduced, upright: RGB, RGBA, L, CMYK...; `embedder_input.embedder_pixels` makes it RGB)."""
+    mode, reduced, upright: YCbCr, RGB, RGBA, L, CMYK...; `embedder_input.embedder_pixels` makes it RGB)."""
 
     gray: Picture
     spare: Picture | None = None
@@ -225,10 +225,10 @@ def _decode(
 
 def _colour(image: Image.Image, min_side: int) -> Image.Image:
     """Given the decoded picture, return it reduced to about `min_side` on its short side (not below), in
-    a mode the embedder's input takes: YCbCr (a JPEG) becomes RGB once small; palette, bilevel and
-    16-bit pictures become RGB(A) before the reduce, which does not take them."""
-    if image.mode == "YCbCr":
-        return _reduce(image, min_side).convert("RGB")
+    a mode the embedder's input takes (YCbCr for a JPEG); palette, bilevel and 16-bit pictures become RGB
+    before the reduce, which does not take them."""
+    if image.mode == "YCbCr":  # left YCbCr: the embedder's input converts it once resized to its side
+        return _reduce(image, min_side)
     if image.mode not in ("L", "LA", "RGB", "RGBA", "CMYK"):
         image = as_rgb(image)
     return _reduce(image, min_side)
