@@ -8,6 +8,8 @@ a real SQLite index, the real daemon for the status.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +17,13 @@ import pytest
 from PIL import Image, ImageFilter
 
 from comparimg import hashing
+from comparimg.config import parse_settings
 from comparimg.embedding import SHIPPED_MODEL, Embedder, EmbedderSpec, cosine, unpack_embedding
 from comparimg.hashing.embedder_input import embed_picture
 from comparimg.hashing.quality import picture_quality
 from comparimg.index import MIGRATIONS, open_index
+from comparimg.model import ConfigError
+from comparimg.pipeline import embedder_spec, pipeline_changes
 from comparimg.scanner import MatchOptions, Scanner, ScanOptions
 from comparimg.scanner.model_stage import start_model_stage
 from comparimg.workers import WorkerLimits, WorkerPool
@@ -347,3 +352,47 @@ def loads_onnxruntime(pid: int) -> bool:
         return "onnxruntime" in Path(f"/proc/{pid}/maps").read_text()
     except OSError:  # gone meanwhile
         return False
+
+
+def test_the_model_settings_parse_and_bad_ones_name_the_key():
+    settings = parse_settings(
+        {"matching": {"mode": "model"}, "model": {"path": "enc.onnx", "mean": [0, 0.5, 1]}}
+    )
+    assert settings.matching.mode == "model" and settings.model.mean == (0.0, 0.5, 1.0)
+    spec = embedder_spec(settings.model)
+    assert (spec.path, spec.input_size, spec.std, spec.sha256) == (
+        str(Path.cwd() / "enc.onnx"),
+        224,
+        (0.229, 0.224, 0.225),
+        None,
+    )
+    assert embedder_spec(parse_settings({}).model) == EmbedderSpec()  # the shipped model
+    assert parse_settings({}).matching.mode == "hash+model"
+    for document, key in [
+        ({"matching": {"mode": "neural"}}, "matching.mode"),
+        ({"model": {"mean": [0.5, 0.5]}}, "model.mean"),
+        ({"model": {"std": [0.2, 0, 0.2]}}, r"model.std\[1\]"),
+        ({"model": {"sha256": "abc"}}, "model.sha256"),
+        ({"model": {"input_size": 8}}, "model.input_size"),
+        ({"model": {"path": ""}}, "model.path"),
+    ]:
+        with pytest.raises(ConfigError, match=f"at '{key}'"):
+            parse_settings(document)
+    old = parse_settings({})
+    assert pipeline_changes(old, parse_settings({"matching": {"mode": "hash"}}))
+    assert pipeline_changes(old, parse_settings({"model": {"path": "/m.onnx"}}))
+    assert not pipeline_changes(old, parse_settings({"watch": {"settle_seconds": 5}}))
+
+
+def test_comparimg_scan_embeds_by_default_and_not_in_mode_hash(tmp_path, write_photo, cli_env):
+    root = tmp_path / "photos"
+    copies_tree(root, write_photo)
+    for mode, length in (("hash+model", 2 * 1280), ("hash", 0)):
+        index_path = tmp_path / f"{mode}.sqlite3"
+        command = [sys.executable, "-m", "comparimg", "scan", str(root), "--index", str(index_path)]
+        command += ["--workers", "1"] + ([] if mode == "hash+model" else ["--mode", mode])
+        done = subprocess.run(command, capture_output=True, text=True, env=cli_env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "1 groups (1 duplicates)" in done.stdout
+        with open_index(index_path) as index:
+            assert [len(r.fingerprint.embedding) for r in stored(index, root).values()] == [length] * 3
