@@ -306,7 +306,8 @@ def test_the_daemon_with_a_broken_model_runs_in_hash_mode_degraded_and_still_fla
     copies_tree(root, write_photo)
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a model at all")
-    daemon = Daemon(tmp_path, [root], extra_yaml=f"model:\n  path: {broken}\n").start()
+    model = f"model:\n  path: {broken}\n"
+    daemon = Daemon(tmp_path, [root], extra_yaml=model, mode="hash+model").start()
     _, status = api_get(daemon, "/api/status")
     assert status["state"] == "degraded"
     assert status["model"] == {
@@ -327,7 +328,7 @@ def test_the_daemon_with_a_broken_model_runs_in_hash_mode_degraded_and_still_fla
 def test_the_daemon_loads_the_model_in_its_workers_only(tmp_path, write_photo):
     root = tmp_path / "photos"
     copies_tree(root, write_photo)
-    daemon = Daemon(tmp_path, [root]).start()
+    daemon = Daemon(tmp_path, [root], mode="hash+model").start()
     _, status = api_get(daemon, "/api/status")
     assert status["model"] == {
         "wanted_mode": "hash+model",
