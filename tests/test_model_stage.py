@@ -18,11 +18,18 @@ from PIL import Image, ImageFilter
 
 from comparimg import hashing
 from comparimg.config import parse_settings
-from comparimg.embedding import SHIPPED_MODEL, Embedder, EmbedderSpec, cosine, unpack_embedding
+from comparimg.embedding import (
+    SHIPPED_MODEL,
+    Embedder,
+    EmbedderSpec,
+    cosine,
+    pack_embedding,
+    unpack_embedding,
+)
 from comparimg.hashing.embedder_input import embed_picture
 from comparimg.hashing.quality import picture_quality
 from comparimg.index import MIGRATIONS, open_index
-from comparimg.model import ConfigError
+from comparimg.model import ConfigError, FileIdentity, Fingerprint, Quality
 from comparimg.pipeline import embedder_spec, pipeline_changes
 from comparimg.scanner import MatchOptions, Scanner, ScanOptions
 from comparimg.scanner.model_stage import start_model_stage
@@ -397,3 +404,30 @@ def test_comparimg_scan_embeds_by_default_and_not_in_mode_hash(tmp_path, write_p
         assert "1 groups (1 duplicates)" in done.stdout
         with open_index(index_path) as index:
             assert [len(r.fingerprint.embedding) for r in stored(index, root).values()] == [length] * 3
+
+
+def test_embedding_batches_keep_one_length_and_adopting_a_model_forgets_the_others(tmp_path):
+    def fingerprint(seed: int, dimensions: int) -> Fingerprint:
+        vector = np.random.default_rng(seed).normal(size=dimensions).astype(np.float32)
+        quality = Quality(float(seed), 0.5)
+        return Fingerprint(f"{seed:064x}", 10, 10, "PNG", (seed,) * 8, (), pack_embedding(vector), quality)
+
+    with open_index(tmp_path / "index.sqlite3") as index, index.transaction():
+        ids = [
+            index.upsert_fingerprint(f"/p/{i}.png", "/p", FileIdentity(1, i, 1, 1), fingerprint(i, d), 0.0)
+            for i, d in enumerate((8, 8, 5, 8))
+        ]
+        index.mark_missing([ids[3]])
+        batches = list(index.embedding_batches(batch=2))
+        assert [list(found) for found, _ in batches] == [
+            ids[:2]
+        ]  # the odd length and the missing file left out
+        assert batches[0][1].shape == (2, 8)
+        row = index.file_by_id(ids[1])
+        assert row.fingerprint.quality == Quality(1.0, 0.5)
+        assert np.allclose(batches[0][1][1], unpack_embedding(row.fingerprint.embedding))
+        assert set(index.embeddings_of(ids)) == set(ids)  # any state
+        assert index.adopt_embedder("model A") == 4 and index.adopt_embedder("model A") == 0
+        assert index.embeddings_of(ids) == {} and index.file_by_id(ids[0]).lacks_embedding
+        index.record_file_error("/p/0.png", "/p", FileIdentity(1, 0, 1, 2), "truncated", 1.0)
+        assert index.file_by_id(ids[0]).fingerprint is None

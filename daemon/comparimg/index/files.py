@@ -348,15 +348,18 @@ class FileRows:
     def embedding_batches(self, batch: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield the embeddings of the `ok` files that have one, by id, in batches of up to `batch` rows:
         (file ids as int64 (n,), embeddings as float16 (n, d)), for loading an in-memory index. Rows whose
-        embedding has another length than the batch's first (left by another model before
-        `adopt_embedder` cleared them) are skipped."""
+        embedding has another length than the first row's (which only `adopt_embedder` not being called
+        for a new model would leave) are skipped."""
         cursor = self.db.execute(
             "SELECT file_id, vector FROM embeddings JOIN files ON files.id = embeddings.file_id "
             "WHERE state = 'ok' ORDER BY file_id"
         )
+        size = None
         while rows := cursor.fetchmany(batch):
-            size = len(rows[0][1])
+            size = len(rows[0][1]) if size is None else size
             rows = [row for row in rows if len(row[1]) == size]
+            if not rows:
+                continue
             ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
             vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype="<f2").reshape(len(rows), -1)
             yield ids, vectors.astype(np.float16)
