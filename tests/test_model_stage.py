@@ -130,6 +130,10 @@ def test_mode_hash_loads_nothing_of_the_model_in_the_workers(tmp_path, tree):
         assert onnxruntime_loaded(pool) == [False]
         stage = start_model_stage(pool, index, "hash+model", EmbedderSpec())  # the positive control
         assert onnxruntime_loaded(pool) == [True]
+        scan(index, pool, tree, stage.embedder)  # read again for their embeddings, the model loaded once
+        loaded = "__import__('importlib').import_module('comparimg.hashing.embedder_input')._LOADED"
+        # The spec as configured and as pinned name one Embedder: the worker loaded the model once.
+        assert pool.run(eval, f"(len({loaded}), len({{id(e) for e in {loaded}.values()}}))") == (2, 1)
 
 
 def bright_failing_encoder(path: Path) -> Path:

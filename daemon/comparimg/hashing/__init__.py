@@ -40,7 +40,7 @@ from comparimg.hashing.decoding import (
     decode_pictures,
     read_small_file,
 )
-from comparimg.hashing.embedder_input import embed_picture, loaded_embedder
+from comparimg.hashing.embedder_input import embed_picture, keep_loaded, loaded_embedder
 from comparimg.hashing.perceptual import hash_pixels, orientation_variants, window_hashes
 from comparimg.hashing.pictures import Preview
 from comparimg.hashing.quality import picture_quality
@@ -129,7 +129,9 @@ def check_embedder(spec: EmbedderSpec) -> EmbedderCheck:
         encoder = loaded_embedder(spec)
     except ModelError as error:
         return EmbedderCheck(error=str(error))
-    return EmbedderCheck(spec.pinned(encoder), encoder.identity, encoder.dimensions, encoder.input_size)
+    pinned = spec.pinned(encoder)
+    keep_loaded(pinned, encoder)  # the pictures that follow name the pinned spec: not loaded twice here
+    return EmbedderCheck(pinned, encoder.identity, encoder.dimensions, encoder.input_size)
 
 
 def _fingerprint(path: str, windows: bool = True) -> tuple[Fingerprint, Preview | None]:

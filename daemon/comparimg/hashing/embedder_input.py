@@ -25,6 +25,12 @@ _RESIZED_AS_THEY_ARE = ("RGB", "YCbCr", "L")
 _LOADED: dict[EmbedderSpec, Embedder | ModelError] = {}
 
 
+def keep_loaded(spec: EmbedderSpec, embedder: Embedder) -> None:
+    """Given a spec and the Embedder already loaded for the same file, let `loaded_embedder(spec)` return
+    it (a spec pinned to the sha256 of a file this process loaded)."""
+    _LOADED[spec] = embedder
+
+
 def loaded_embedder(spec: EmbedderSpec) -> Embedder:
     """Given an EmbedderSpec, return this process's Embedder for it, loading it on the first call. Raise
     the ModelError of the load (naming the file) on this and every later call when it could not load."""
