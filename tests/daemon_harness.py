@@ -91,8 +91,13 @@ class Daemon:
         env: dict[str, str] | None = None,
         prefix: list[str] | None = None,
         polling_interval: float = 10.0,
+        mode: str = "hash",
     ):
         self.workdir = workdir
+        # `matching.mode`: the daemon tests exercise the daemon's mechanics, in mode `hash` unless they ask
+        # for the model stage (`hash+model`, the product's default, runs the model on every picture: on the
+        # shared 2-core machine that makes bursts of thousands of files take minutes).
+        self.mode = mode
         self.roots = roots
         self.index = workdir / "index.sqlite3"
         self.export = workdir / "duplicates.json"
@@ -112,7 +117,7 @@ class Daemon:
             f"roots:\n{roots}\nindex: {json.dumps(str(self.index))}\nexport: {json.dumps(str(self.export))}\n"
             f"watch:\n  settle_seconds: {settle if settle is not None else self.settle}\n"
             f"  rescan_interval: 0\n  polling_interval: {self.polling_interval}\n"
-            "hashing:\n  workers: 2\nhttp:\n  listen: 127.0.0.1:0\n"
+            f"hashing:\n  workers: 2\nmatching:\n  mode: {self.mode}\nhttp:\n  listen: 127.0.0.1:0\n"
             f"  token_file: {json.dumps(str(self.workdir / 'token'))}\n{self.extra_yaml}"
         )
 
@@ -209,10 +214,14 @@ def present(rows: dict[str, tuple[int, str, str | None]]) -> dict[str, str | Non
     return {p: h for p, (_, state, h) in rows.items() if state != "missing"}
 
 
-def scan_into(roots: list[Path], index: Path, timeout: float = 300.0, workers: int | None = 2) -> Path:
+def scan_into(
+    roots: list[Path], index: Path, timeout: float = 300.0, workers: int | None = 2, mode: str = "hash"
+) -> Path:
     """Given roots and an index file, run `comparimg scan` into it (with `workers`, or the default when
-    None); return the index. Raise AssertionError if the scan fails."""
+    None; in `mode`, as a harness Daemon by default); return the index. Raise AssertionError if the scan
+    fails."""
     command = [sys.executable, "-m", "comparimg", "scan", *map(str, roots), "--index", str(index)]
+    command += ["--mode", mode]
     if workers is not None:
         command += ["--workers", str(workers)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env_with_package())

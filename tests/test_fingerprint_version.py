@@ -119,6 +119,9 @@ def test_an_index_written_before_versions_is_upgraded_and_read_again(index_path,
             "ALTER TABLE sort_actions DROP COLUMN batch_id",
             "DROP TABLE bulk_items",
             "DROP TABLE bulk_batches",
+            "DROP TABLE embeddings",
+            "ALTER TABLE files DROP COLUMN sharpness",
+            "ALTER TABLE files DROP COLUMN exposure",
         ):
             index.db.execute(statement)
         index.db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")

@@ -145,7 +145,7 @@ async def test_a_patch_saves_what_it_changed_not_the_command_line_overrides(tmp_
     live, task = await start_live(tmp_path, aiohttp_client, settings=settings, config_path=config_file)
     try:
         new = await live.json("PATCH", "/api/config", {"matching": {"threshold": 6}})
-        assert new["matching"] == {"threshold": 6, "orientations": False, "crops": True}
+        assert new["matching"] == {"threshold": 6, "orientations": False, "crops": True, "mode": "hash+model"}
         assert new["roots"][0]["path"] == str(tmp_path / "photos")  # the override is still in force
     finally:
         await stop_live(live, task)

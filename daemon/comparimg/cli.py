@@ -92,6 +92,14 @@ def add_scan_command(subcommands: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="time limit for decoding one image (default 30)",
     )
+    parser.add_argument(
+        "--mode",
+        choices=("hash", "hash+model", "model"),
+        default="hash+model",
+        help="hash: hashes and the pixel check only (no model is loaded); hash+model (default): also the "
+        "shipped image embedder; model: embeddings and the verifier only. A model that cannot be loaded is "
+        "reported and the scan goes on in hash mode",
+    )
     parser.set_defaults(handler=run_scan)
 
 
@@ -233,9 +241,11 @@ def _scan_and_export(args: argparse.Namespace, index_path: Path, stack: contextl
     pool = stack.enter_context(WorkerPool(args.workers, WorkerLimits(timeout_seconds=args.timeout)))
     pool.start_in_background()  # the workers' imports overlap ours and the walk
 
+    from comparimg.embedding import EmbedderSpec
     from comparimg.export import build_export, document_text, export_stats, write_export
     from comparimg.index import lock_index, open_index
     from comparimg.scanner import MatchOptions, Scanner, ScanOptions
+    from comparimg.scanner.model_stage import start_model_stage
 
     if args.index:  # a kept index may be a running daemon's: one writer at a time
         stack.callback(lock_index(index_path).release)
@@ -243,7 +253,10 @@ def _scan_and_export(args: argparse.Namespace, index_path: Path, stack: contextl
     match = MatchOptions(
         threshold=args.threshold, orientations=not args.no_orientations, crops=not args.no_crops
     )
-    scanner = Scanner(index, pool, ScanOptions(match=match))
+    stage = start_model_stage(pool, index, args.mode, EmbedderSpec())
+    if stage.error:
+        print(f"comparimg scan: {stage.error}; scanning in hash mode", file=sys.stderr)
+    scanner = Scanner(index, pool, ScanOptions(match=match, embedder=stage.embedder))
     progress = ProgressLine(sys.stderr) if sys.stderr.isatty() else None
     report = scanner.scan(args.paths, progress)
     if progress:

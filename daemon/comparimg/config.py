@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import types
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -106,6 +108,12 @@ def _xdg_home(variable: str, fallback: str) -> Path:
     spec ignores an empty or relative value)."""
     value = os.environ.get(variable, "")
     return Path(value) if os.path.isabs(value) else Path.home() / fallback
+
+
+MATCHING_MODES = ("hash", "hash+model", "model")
+# A user's encoder's default normalisation (ImageNet's), as `embedding.Embedder.load` takes it.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _setting(
@@ -207,6 +215,34 @@ class MatchingSettings:
     threshold: Threshold = _setting(10, "largest Hamming distance (of 64 bits) between near duplicates")
     orientations: Bool = _setting(True, "also match flipped and rotated copies (8 orientations)")
     crops: Bool = _setting(True, "also match crops, borders, captions and watermarks (verified)")
+    mode: Literal["hash", "hash+model", "model"] = _setting(
+        "hash+model",
+        "hash: hashes and the pixel check only (no model is loaded); hash+model: also the image embedder "
+        "and the learned verifier; model: embedding neighbours and the verifier only (docs/model.md)",
+    )
+
+
+Channels = Annotated[tuple[Number, Number, Number], BeforeValidator(_listed)]
+PositiveChannels = Annotated[
+    tuple[Annotated[Number, Field(ge=1e-6)], Annotated[Number, Field(ge=1e-6)], Annotated[Number, Field(ge=1e-6)]],
+    BeforeValidator(_listed),
+]
+Sha256 = Annotated[str, StringConstraints(strict=True, pattern=r"^(|[0-9a-fA-F]{64})$")]
+
+
+@section
+class ModelSettings:
+    path: ConfigPath | None = _setting(
+        None, "a user-supplied ONNX image encoder (one float32 NCHW RGB input); null: the shipped model"
+    )
+    input_size: Int = _setting(224, "side of the square input of a user's encoder", min=16, max=4096)
+    mean: Channels = _setting(
+        lambda: IMAGENET_MEAN, "a user's encoder: per-channel mean (R, G, B) on pixel / 255"
+    )
+    std: PositiveChannels = _setting(
+        lambda: IMAGENET_STD, "a user's encoder: per-channel std (R, G, B) on pixel / 255"
+    )
+    sha256: Sha256 = _setting("", "a user's encoder: its file's expected sha256 (empty: not checked)")
 
 
 @section
@@ -302,6 +338,7 @@ class Settings:
     )
     hashing: HashingSettings = _setting(HashingSettings, "decoding and hashing")
     matching: MatchingSettings = _setting(MatchingSettings, "what counts as a duplicate")
+    model: ModelSettings = _setting(ModelSettings, "the image embedder of the model stage")
     watch: WatchSettings = _setting(WatchSettings, "watching folders")
     http: HttpSettings = _setting(HttpSettings, "the API and the review page")
     sorter: SorterSettings = _setting(SorterSettings, "where decided files go")

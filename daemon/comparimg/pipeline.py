@@ -6,16 +6,19 @@ runs on the service's writer thread, except `write_export`, which reads through 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from comparimg.config import Settings
+from comparimg.config import ModelSettings, Settings
+from comparimg.embedding import EmbedderSpec
 from comparimg.export import build_export, daemon_stats, write_export
 from comparimg.hashing import SUPPORTED_EXTENSIONS
 from comparimg.index import Index
 from comparimg.scanner import MatchOptions, Scanner, ScanOptions
+from comparimg.scanner.model_stage import ModelStage, start_model_stage
 from comparimg.workers import WorkerLimits, WorkerPool
 
 
@@ -30,17 +33,23 @@ class ScannerPipeline:
         between_tasks: Callable[[], None] | None = None,
     ):
         """Given settings, the process's one writer Index and optionally the daemon's stop event and what to
-        run between the tasks of long jobs (the daemon's urgent writer jobs), start the hashing workers and
-        the scanner. Once `cancel` is set, `ingest` and `reconcile` raise `Cancelled` within a fraction of a
-        second, leaving the rest to the next start's reconcile."""
+        run between the tasks of long jobs (the daemon's urgent writer jobs), start the hashing workers,
+        load the model in one of them unless `matching.mode` is `hash` (`model_stage`: a model that cannot
+        be loaded leaves the pipeline in mode `hash`, with the error) and start the scanner. Once `cancel`
+        is set, `ingest` and `reconcile` raise `Cancelled` within a fraction of a second, leaving the rest
+        to the next start's reconcile."""
         self.settings = settings
         self.index = index
         hashing_settings = settings.hashing
         limits = WorkerLimits(hashing_settings.timeout_seconds, hashing_settings.memory_limit_mb)
         self.pool = WorkerPool(hashing_settings.workers, limits)
         self._between_tasks = between_tasks
+        self.model_stage: ModelStage = start_model_stage(
+            self.pool, self.index, settings.matching.mode, embedder_spec(settings.model)
+        )
+        options = dataclasses.replace(scan_options(settings), embedder=self.model_stage.embedder)
         self.scanner = Scanner(
-            self.index, self.pool, scan_options(settings), cancel=cancel, between_tasks=self.between_tasks
+            self.index, self.pool, options, cancel=cancel, between_tasks=self.between_tasks
         )
 
     def between_tasks(self) -> None:
@@ -102,6 +111,20 @@ def scan_options(settings: Settings) -> ScanOptions:
     )
 
 
+def embedder_spec(model: ModelSettings) -> EmbedderSpec:
+    """Given the `model` settings, return the EmbedderSpec the workers load: the shipped model when
+    `path` is null (its input and checksum come from its manifest), else the user's file as described."""
+    if model.path is None:
+        return EmbedderSpec()
+    return EmbedderSpec(
+        str(model.path),
+        model.input_size,
+        tuple(model.mean),  # type: ignore[arg-type]  # three values, checked by the configuration
+        tuple(model.std),  # type: ignore[arg-type]
+        model.sha256 or None,
+    )
+
+
 def extensions_of(include: tuple[str, ...]) -> frozenset[str]:
     """Given include globs such as "*.jpg", return the extensions they name (".jpg"), lower case."""
     found = {p[1:].lower() for p in include if p.startswith("*.") and not any(c in p[2:] for c in "*?[")}
@@ -110,4 +133,9 @@ def extensions_of(include: tuple[str, ...]) -> frozenset[str]:
 
 def pipeline_changes(old: Settings, new: Settings) -> bool:
     """Given the settings in force and new ones, return whether the ingest pipeline must restart."""
-    return old.hashing != new.hashing or scan_options(old) != scan_options(new)
+    return (
+        old.hashing != new.hashing
+        or scan_options(old) != scan_options(new)
+        or old.matching.mode != new.matching.mode
+        or old.model != new.model
+    )

@@ -33,6 +33,8 @@ __all__ = [
     "IMAGENET_STD",
     "SHIPPED_MODEL",
     "Embedder",
+    "EmbedderCheck",
+    "EmbedderSpec",
     "EncoderInput",
     "cosine",
     "pack_embedding",
@@ -56,16 +58,60 @@ class EncoderInput:
     std: tuple[float, float, float] = IMAGENET_STD
 
 
+@dataclass(frozen=True, slots=True)
+class EmbedderSpec:
+    """Which encoder to load, as `Embedder.load` takes it: a small picklable value that the daemon sends to
+    its hashing workers, each of which loads the encoder once (`path` None: the shipped model; the other
+    fields only matter for a user's model, None meaning `Embedder.load`'s defaults)."""
+
+    path: str | None = None
+    input_size: int | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    sha256: str | None = None
+
+    def load(self) -> Embedder:
+        """Return the Embedder this names. Raise ModelError naming the file, as `Embedder.load` does."""
+        return Embedder.load(self.path, self.input_size, self.mean, self.std, self.sha256)
+
+    def pinned(self, embedder: Embedder) -> EmbedderSpec:
+        """Given the Embedder loaded from this spec, return the spec with the file's sha256 filled in: a
+        worker that loads it later gets exactly the file checked here (a replaced file is a ModelError)."""
+        return EmbedderSpec(self.path, self.input_size, self.mean, self.std, embedder.sha256)
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedderCheck:
+    """What loading an EmbedderSpec in a worker showed: `error` (the ModelError's message, naming the file)
+    or, when it loaded, the spec pinned to the file's sha256, the encoder's identity, dimensions and input
+    size."""
+
+    spec: EmbedderSpec | None = None
+    identity: str = ""
+    dimensions: int = 0
+    input_size: int = 0
+    error: str = ""
+
+
 class Embedder:
     """An image encoder ready to run: `embed(pixels)` returns a unit vector of `dimensions` float32.
 
     Make one with `Embedder.load`; one instance per process (the session is not shared across processes).
     """
 
-    def __init__(self, session: Any, path: str, expects: EncoderInput, input_name: str, output_name: str):
+    def __init__(
+        self,
+        session: Any,
+        path: str,
+        expects: EncoderInput,
+        input_name: str,
+        output_name: str,
+        sha256: str = "",
+    ):
         import onnxruntime
 
         self._session = session
+        self.sha256 = sha256  # of the file's bytes that were loaded
         self._run_options = onnxruntime.RunOptions()
         self._run_options.log_severity_level = 4  # a failing run is our ModelError, not a line on stderr
         self.path = path
@@ -89,6 +135,13 @@ class Embedder:
     @property
     def input_size(self) -> int:
         return self.expects.size
+
+    @property
+    def identity(self) -> str:
+        """Return what makes this encoder's embeddings comparable with one another: the model file's sha256,
+        its input and normalisation, its output length (an index keeps embeddings of one identity only)."""
+        e = self.expects
+        return f"sha256={self.sha256} size={e.size} mean={e.mean} std={e.std} dimensions={self.dimensions}"
 
     @classmethod
     def load(
@@ -114,7 +167,8 @@ class Embedder:
                 mean=IMAGENET_MEAN if mean is None else _triple(mean, "mean"),
                 std=IMAGENET_STD if std is None else _triple(std, "std"),
             )
-        return _open(str(path), _read_model(str(path), sha256), expects)
+        data, digest = _read_model(str(path), sha256)
+        return _open(str(path), data, expects, digest)
 
     def embed(self, pixels: np.ndarray) -> np.ndarray:
         """Given RGB uint8 pixels of shape (input_size, input_size, 3), return the picture's embedding: a
@@ -173,22 +227,20 @@ def _triple(values: Sequence[float], name: str) -> tuple[float, float, float]:
     return numbers  # type: ignore[return-value]
 
 
-def _read_model(path: str, sha256: str | None) -> bytes:
+def _read_model(path: str, sha256: str | None) -> tuple[bytes, str]:
     try:
         data = Path(path).read_bytes()  # the bytes checked are the bytes loaded
     except FileNotFoundError as error:
         raise ModelError(path, "missing") from error
     except OSError as error:
         raise ModelError(path, f"cannot be read: {error.strerror or error}") from error
-    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256.lower():
-        raise ModelError(
-            path,
-            f"sha256 {hashlib.sha256(data).hexdigest()} is not the expected {sha256}: damaged or replaced",
-        )
-    return data
+    digest = hashlib.sha256(data).hexdigest()
+    if sha256 is not None and digest != sha256.lower():
+        raise ModelError(path, f"sha256 {digest} is not the expected {sha256}: damaged or replaced")
+    return data, digest
 
 
-def _open(path: str, data: bytes, expects: EncoderInput) -> Embedder:
+def _open(path: str, data: bytes, expects: EncoderInput, sha256: str) -> Embedder:
     import onnxruntime  # here, not at the top: only a daemon with the model stage on pays for it
 
     options = onnxruntime.SessionOptions()
@@ -201,7 +253,7 @@ def _open(path: str, data: bytes, expects: EncoderInput) -> Embedder:
     except Exception as error:  # a hostile or broken file: onnxruntime's errors derive from Exception only
         raise ModelError(path, f"not a model onnxruntime can load: {error}") from error
     input_name = _check_input(path, session.get_inputs(), expects.size)
-    return Embedder(session, path, expects, input_name, session.get_outputs()[0].name)
+    return Embedder(session, path, expects, input_name, session.get_outputs()[0].name, sha256)
 
 
 def _check_input(path: str, inputs: Sequence[Any], size: int) -> str:

@@ -24,6 +24,7 @@ from PIL import (  # the plugins of the accepted formats, registered before any 
     WebPImagePlugin,
 )
 
+from comparimg.hashing.embedder_input import as_rgb
 from comparimg.model import ImageError
 
 try:  # HEIC is accepted only when its decoder is installed.
@@ -137,6 +138,33 @@ def open_pictures(
     open_picture(path, spare_side) would return it when the same decode gives it, else None): a picture
     at a second size for the cost of a reduce. Given `data`, the file's bytes already read, decode those.
     Raise ImageError as open_picture."""
+    decoded = decode_pictures(path, min_side, spare_side, data)
+    return decoded.gray, decoded.spare
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """What one decode of a file gives: the grayscale picture, the spare grayscale picture at a second size
+    (None when the same decode cannot give it) and, when asked for, the picture in colour (its file's
+    mode, reduced, upright: YCbCr, RGB, RGBA, L, CMYK...; `embedder_input.embedder_pixels` makes it RGB)."""
+
+    gray: Picture
+    spare: Picture | None = None
+    colour: Image.Image | None = None
+
+
+def decode_pictures(
+    path: str,
+    min_side: int,
+    spare_side: int | None = None,
+    data: bytes | None = None,
+    colour_side: int | None = None,
+) -> Decoded:
+    """Given a path, return what open_pictures returns and, given `colour_side`, the picture in colour
+    with at least that many pixels on its short side (when the file has them), all from one decode: a
+    JPEG is then decoded as YCbCr at the scale the larger of `min_side` and `colour_side` needs (its Y
+    plane is exactly the grayscale decode), any other format in its own mode. Raise ImageError as
+    open_picture."""
     if data is None:
         _check_file(path)
     elif not data:
@@ -145,7 +173,7 @@ def open_pictures(
         warnings.simplefilter("ignore")  # decoder chatter about odd EXIF or MPO headers is not an error
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            return _decode(path, min_side, spare_side, data)
+            return _decode(path, min_side, spare_side, data, colour_side)
         except ImageError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -168,28 +196,42 @@ def _check_file(path: str) -> None:
 
 
 def _decode(
-    path: str, min_side: int, spare_side: int | None, data: bytes | None = None
-) -> tuple[Picture, Picture | None]:
+    path: str, min_side: int, spare_side: int | None, data: bytes | None, colour_side: int | None
+) -> Decoded:
     with Image.open(path if data is None else io.BytesIO(data), formats=ACCEPTED_FORMATS) as image:
         file_format = "JPEG" if image.format == "MPO" else str(image.format)
         width, height = image.size
         same_decode = spare_side is not None
         if image.format in ("JPEG", "MPO"):
-            request = _draft_request(image.size, min_side)
-            if image.draft("L", request) is not None and spare_side is not None:
+            request = _draft_request(image.size, max(min_side, colour_side or 0))
+            # YCbCr keeps the colour for the embedder: its Y plane is the grayscale decode, bit for bit.
+            if image.draft("L" if colour_side is None else "YCbCr", request) is not None and spare_side:
                 # The spare picture needs the same draft scale (JPEG decodes at 1/1, 1/2, 1/4 or 1/8).
                 spare = _draft_scale((width, height), _draft_request((width, height), spare_side))
                 same_decode = spare == _draft_scale((width, height), request)
         image.load()
         orientation = _exif_orientation(image)
         gray = _to_gray(image)
+        colour = None if colour_side is None else _colour(image, colour_side)
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     picture = Picture(_apply_orientation(_reduce(gray, min_side), orientation), width, height, file_format)
+    upright = None if colour is None else _apply_orientation(colour, orientation)
     if not same_decode or spare_side is None:
-        return picture, None
+        return Decoded(picture, None, upright)
     spare = Picture(_apply_orientation(_reduce(gray, spare_side), orientation), width, height, file_format)
-    return picture, spare
+    return Decoded(picture, spare, upright)
+
+
+def _colour(image: Image.Image, min_side: int) -> Image.Image:
+    """Given the decoded picture, return it reduced to about `min_side` on its short side (not below), in
+    a mode the embedder's input takes (YCbCr for a JPEG); palette, bilevel and 16-bit pictures become RGB
+    before the reduce, which does not take them."""
+    if image.mode == "YCbCr":  # left YCbCr: the embedder's input converts it once resized to its side
+        return _reduce(image, min_side)
+    if image.mode not in ("L", "LA", "RGB", "RGBA", "CMYK"):
+        image = as_rgb(image)
+    return _reduce(image, min_side)
 
 
 def _draft_request(size: tuple[int, int], min_side: int) -> tuple[int, int]:
@@ -215,6 +257,8 @@ def _exif_orientation(image: Image.Image) -> int:
 def _to_gray(image: Image.Image) -> Image.Image:
     if image.mode == "L":
         return image.copy()
+    if image.mode == "YCbCr":  # a JPEG decoded in colour for the embedder: Y is the grayscale decode
+        return image.getchannel(0)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         return image.point(lambda value: value / 256).convert("L")
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:

@@ -11,20 +11,50 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from comparimg.model import ModelError
+
 if TYPE_CHECKING:
-    from comparimg.embedding import Embedder
+    from comparimg.embedding import Embedder, EmbedderSpec
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
+# Modes resized before they are made RGB (fewer pixels to convert): their conversion to RGB is per pixel and
+# affine, so it commutes with the resize but for rounding. Others (alpha, palettes) are made RGB first.
+_RESIZED_AS_THEY_ARE = ("RGB", "YCbCr", "L")
+# The encoders this process loaded, or why one could not be loaded: one per spec, loaded on first use (a
+# hashing worker loads its model once, not per picture, and does not retry one that failed).
+_LOADED: dict[EmbedderSpec, Embedder | ModelError] = {}
+
+
+def keep_loaded(spec: EmbedderSpec, embedder: Embedder) -> None:
+    """Given a spec and the Embedder already loaded for the same file, let `loaded_embedder(spec)` return
+    it (a spec pinned to the sha256 of a file this process loaded)."""
+    _LOADED[spec] = embedder
+
+
+def loaded_embedder(spec: EmbedderSpec) -> Embedder:
+    """Given an EmbedderSpec, return this process's Embedder for it, loading it on the first call. Raise
+    the ModelError of the load (naming the file) on this and every later call when it could not load."""
+    if spec not in _LOADED:
+        try:
+            _LOADED[spec] = spec.load()
+        except ModelError as error:
+            _LOADED[spec] = error
+    found = _LOADED[spec]
+    if isinstance(found, ModelError):
+        raise found
+    return found
 
 
 def embedder_pixels(picture: Image.Image | np.ndarray, size: int) -> np.ndarray:
     """Given a decoded picture (a PIL image in any mode, or a uint8 array: gray (H, W), RGB (H, W, 3) or
     RGBA (H, W, 4)), return it as RGB uint8 pixels of shape (size, size, 3), the whole picture resized
     (bilinear, antialiased when reducing). Raise ValueError for an array of another shape or type."""
-    image = _as_rgb(picture if isinstance(picture, Image.Image) else _from_array(picture))
+    image = picture if isinstance(picture, Image.Image) else _from_array(picture)
+    if image.mode not in _RESIZED_AS_THEY_ARE:
+        image = as_rgb(image)
     if image.size != (size, size):
         image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
-    return np.asarray(image, dtype=np.uint8)
+    return np.asarray(as_rgb(image), dtype=np.uint8)
 
 
 def embed_picture(embedder: Embedder, picture: Image.Image | np.ndarray) -> np.ndarray:
@@ -41,7 +71,9 @@ def _from_array(pixels: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(pixels))
 
 
-def _as_rgb(image: Image.Image) -> Image.Image:
+def as_rgb(image: Image.Image) -> Image.Image:
+    """Given a PIL image in any mode, return it in RGB (16-bit values scaled, transparent palettes flattened
+    as RGBA would be)."""
     if image.mode == "RGB":
         return image
     if image.mode in _SIXTEEN_BIT_MODES:  # convert() would clip 16-bit values to white

@@ -9,12 +9,15 @@ import numpy as np
 from sqlite_utils import Database
 
 from comparimg.index.path_text import PATH_PARAM, bind_path
-from comparimg.model import FINGERPRINT_VERSION, FileFacts, FileIdentity, Fingerprint
+from comparimg.model import FINGERPRINT_VERSION, FileFacts, FileIdentity, Fingerprint, Quality
 
 FILE_COLUMNS = (
     "id, root, path, device, inode, size, mtime_ns, content_hash, width, height, format, "
-    "phash_variants, windows, state, error, fingerprint_version"
+    "phash_variants, windows, state, error, fingerprint_version, vector, sharpness, exposure"
 )
+# A file's row with its embedding, when it has one (the table `embeddings`, keyed by file id).
+FILE_ROWS = "files LEFT JOIN embeddings ON embeddings.file_id = files.id"
+EMBEDDER_KEY = "embedder"  # meta: which model made the stored embeddings (see `adopt_embedder`)
 BATCH = 500
 
 
@@ -36,6 +39,12 @@ class FileRow:
     def fingerprint_is_stale(self) -> bool:
         """Return whether the row holds a fingerprint made by older hashing code than the running one."""
         return self.fingerprint is not None and self.fingerprint_version < FINGERPRINT_VERSION
+
+    @property
+    def lacks_embedding(self) -> bool:
+        """Return whether the row holds a fingerprint without an embedding (made in mode `hash`, by code
+        older than the model stage, while the model could not run, or before another model was adopted)."""
+        return self.fingerprint is not None and not self.fingerprint.embedding
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +104,22 @@ def _row_to_file(row: tuple) -> FileRow:
         state,
         error,
         version,
+        embedding,
+        sharpness,
+        exposure,
     ) = row
     fingerprint = None
     if variants is not None:
+        quality = None if sharpness is None or exposure is None else Quality(sharpness, exposure)
         fingerprint = Fingerprint(
-            content_hash, width, height, fmt, blob_to_hashes(variants), blob_to_hashes(windows)
+            content_hash,
+            width,
+            height,
+            fmt,
+            blob_to_hashes(variants),
+            blob_to_hashes(windows),
+            embedding=bytes(embedding or b""),
+            quality=quality,
         )
     return FileRow(
         id_, root, path, FileIdentity(device, inode, size, mtime_ns), state, error, fingerprint, version
@@ -113,20 +133,21 @@ class FileRows:
 
     def file_by_id(self, file_id: int) -> FileRow | None:
         """Given a file id, return its row or None."""
-        row = self.db.execute(f"SELECT {FILE_COLUMNS} FROM files WHERE id = ?", [file_id]).fetchone()
+        row = self.db.execute(f"SELECT {FILE_COLUMNS} FROM {FILE_ROWS} WHERE id = ?", [file_id]).fetchone()
         return _row_to_file(row) if row else None
 
     def file_by_path(self, path: str) -> FileRow | None:
         """Given an absolute path, return its row or None."""
         row = self.db.execute(
-            f"SELECT {FILE_COLUMNS} FROM files WHERE path = {PATH_PARAM}", [bind_path(path)]
+            f"SELECT {FILE_COLUMNS} FROM {FILE_ROWS} WHERE path = {PATH_PARAM}", [bind_path(path)]
         ).fetchone()
         return _row_to_file(row) if row else None
 
     def files_by_identity(self, identity: FileIdentity) -> list[FileRow]:
         """Given a file identity, return every row with the same (device, inode, size, mtime_ns)."""
         rows = self.db.execute(
-            f"SELECT {FILE_COLUMNS} FROM files WHERE device = ? AND inode = ? AND size = ? AND mtime_ns = ?",
+            f"SELECT {FILE_COLUMNS} FROM {FILE_ROWS} "
+            "WHERE device = ? AND inode = ? AND size = ? AND mtime_ns = ?",
             [identity.device, identity.inode, identity.size, identity.mtime_ns],
         ).fetchall()
         return [_row_to_file(r) for r in rows]
@@ -136,7 +157,9 @@ class FileRows:
         found: dict[int, FileRow] = {}
         for chunk in chunked(list(file_ids)):
             marks = ",".join("?" * len(chunk))
-            for row in self.db.execute(f"SELECT {FILE_COLUMNS} FROM files WHERE id IN ({marks})", chunk):
+            for row in self.db.execute(
+                f"SELECT {FILE_COLUMNS} FROM {FILE_ROWS} WHERE id IN ({marks})", chunk
+            ):
                 found[row[0]] = _row_to_file(row)
         return found
 
@@ -154,7 +177,7 @@ class FileRows:
         yield from (
             _row_to_file(r)
             for r in self.db.execute(
-                f"SELECT {FILE_COLUMNS} FROM files WHERE path >= {PATH_PARAM} AND path < {PATH_PARAM} "
+                f"SELECT {FILE_COLUMNS} FROM {FILE_ROWS} WHERE path >= {PATH_PARAM} AND path < {PATH_PARAM} "
                 f"AND state IN ({marks}) ORDER BY path",
                 [bind_path(low), bind_path(high), *states],
             )
@@ -173,12 +196,27 @@ class FileRows:
             "phash": to_signed64(fingerprint.phash[0]) if fingerprint.phash else None,
             "phash_variants": hashes_to_blob(fingerprint.phash),
             "windows": hashes_to_blob(fingerprint.windows),
+            "sharpness": None if fingerprint.quality is None else fingerprint.quality.sharpness,
+            "exposure": None if fingerprint.quality is None else fingerprint.quality.exposure,
             "state": "ok",
             "error": None,
             "needs_link": 1,  # cleared by `mark_linked` in the transaction that stores its matches
             "fingerprint_version": FINGERPRINT_VERSION,
         }
-        return self._upsert(path, root, identity, values, now)
+        file_id = self._upsert(path, root, identity, values, now)
+        self._store_embedding(file_id, fingerprint.embedding)
+        return file_id
+
+    def _store_embedding(self, file_id: int, embedding: bytes) -> None:
+        """Given a file id and its embedding (b"": none, read again when the model stage wants one)."""
+        if embedding:
+            self.db.execute(
+                "INSERT INTO embeddings (file_id, vector) VALUES (?, ?) "
+                "ON CONFLICT (file_id) DO UPDATE SET vector = excluded.vector",
+                [file_id, embedding],
+            )
+        else:
+            self.db.execute("DELETE FROM embeddings WHERE file_id = ?", [file_id])
 
     def record_file_error(self, path: str, root: str, identity: FileIdentity, reason: str, now: float) -> int:
         """Given a file that could not be hashed and the reason, store it as `error`; return the file id."""
@@ -190,12 +228,16 @@ class FileRows:
             "phash": None,
             "phash_variants": None,
             "windows": None,
+            "sharpness": None,
+            "exposure": None,
             "state": "error",
             "error": reason,
             "needs_link": 0,
             "fingerprint_version": FINGERPRINT_VERSION,  # the code that failed to read it
         }
-        return self._upsert(path, root, identity, values, now)
+        file_id = self._upsert(path, root, identity, values, now)
+        self._store_embedding(file_id, b"")
+        return file_id
 
     def _upsert(self, path: str, root: str, identity: FileIdentity, values: dict, now: float) -> int:
         columns = {
@@ -302,6 +344,52 @@ class FileRows:
         )
         while rows := cursor.fetchmany(batch):
             yield _rows_to_arrays(rows)
+
+    def embedding_batches(self, batch: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield the embeddings of the `ok` files that have one, by id, in batches of up to `batch` rows:
+        (file ids as int64 (n,), embeddings as float16 (n, d)), for loading an in-memory index. Rows whose
+        embedding has another length than the first row's (which only `adopt_embedder` not being called
+        for a new model would leave) are skipped."""
+        cursor = self.db.execute(
+            "SELECT file_id, vector FROM embeddings JOIN files ON files.id = embeddings.file_id "
+            "WHERE state = 'ok' ORDER BY file_id"
+        )
+        size = None
+        while rows := cursor.fetchmany(batch):
+            size = len(rows[0][1]) if size is None else size
+            rows = [row for row in rows if len(row[1]) == size]
+            if not rows:
+                continue
+            ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+            vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype="<f2").reshape(len(rows), -1)
+            yield ids, vectors.astype(np.float16)
+
+    def embeddings_of(self, file_ids: Iterable[int]) -> dict[int, bytes]:
+        """Given file ids, return {id: packed float16 embedding} of those that have one (any state)."""
+        found: dict[int, bytes] = {}
+        for chunk in chunked([int(file_id) for file_id in file_ids]):  # numpy ints bind as blobs
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"SELECT file_id, vector FROM embeddings WHERE file_id IN ({marks})", chunk
+            )
+            found.update((file_id, bytes(blob)) for file_id, blob in rows)
+        return found
+
+    def adopt_embedder(self, identity: str) -> int:
+        """Given the identity of the model that makes embeddings from now on (`EmbedderSpec.identity`), make
+        it the index's: when the stored embeddings were made by another one, forget them (they cannot be
+        compared with the new ones; the scanner reads those files again). Return how many were forgotten.
+        Call it inside a transaction."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [EMBEDDER_KEY]).fetchone()
+        if row is not None and row[0] == identity:
+            return 0
+        forgotten = self.db.execute("DELETE FROM embeddings").rowcount
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [EMBEDDER_KEY, identity],
+        )
+        return forgotten
 
     def hash_arrays(self) -> HashArrays:
         """Return the hashes of all `ok` files as one `HashArrays` (about 100 bytes a file)."""

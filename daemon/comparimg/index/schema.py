@@ -125,6 +125,22 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(5, "bulk decisions: previews, their items, the batch of each journaled action", BATCH_TABLES),
     Migration(6, "the user's labelled pairs, with their features, for retraining the verifier", LABEL_TABLES),
+    # The model stage's results stored with the fingerprint (model.Fingerprint.embedding, .quality). Rows
+    # already stored hold none: while the model stage is on, the scanner reads such `ok` files again. The
+    # embeddings (2.5 kB each) live in a table of their own, so that reading every file's hashes (the
+    # matching's start) does not read them too.
+    Migration(
+        7,
+        "image embedding (packed float16) and quality (sharpness, exposure) with each fingerprint",
+        (
+            """CREATE TABLE embeddings (
+                file_id INTEGER PRIMARY KEY REFERENCES files (id) ON DELETE CASCADE,
+                vector BLOB NOT NULL
+            )""",
+            "ALTER TABLE files ADD COLUMN sharpness REAL",
+            "ALTER TABLE files ADD COLUMN exposure REAL",
+        ),
+    ),
 )
 
 

@@ -11,6 +11,12 @@ with the identity of a row whose path no longer holds it is a move (the row foll
 hard link to a known file copies its fingerprint. Files not seen below a root that was walked are marked
 missing; a root that is absent, or that goes away while it is walked (unmounted, moved), marks nothing.
 
+With the model stage on (`ScanOptions.embedder`, see `model_stage`), each file read gets its embedding and
+quality from the same decode, and an `ok` row without an embedding (written in mode `hash`, by older code,
+while the model could not run or by another model) is read again like a stale one. An encoder failing on
+one picture leaves that fingerprint without an embedding (logged as `event=embedding_failed`, naming the
+file); the next scan tries it again.
+
 A row whose fingerprint was made by older hashing code (`FileRow.fingerprint_is_stale`, see
 `model.FINGERPRINT_VERSION`) is read again even though its file is unchanged: it keeps its row id (so
 not-duplicate marks and decisions keyed by id stay), is linked and regrouped like a changed file, and is
@@ -36,6 +42,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from comparimg import hashing
+from comparimg.embedding import EmbedderSpec
 from comparimg.index import FileRow, Index
 from comparimg.model import FileIdentity, ImageError
 from comparimg.scanner.linking import Linker, MatchOptions, no_task_between
@@ -62,11 +69,13 @@ RETRIED_REASONS = ("permission denied",)  # errors that a chmod (which keeps mti
 
 @dataclass(frozen=True, slots=True)
 class ScanOptions:
-    """What to walk and how to match: extensions, exclude globs (relative paths), matching options."""
+    """What to walk and how to match: extensions, exclude globs (relative paths), matching options, and
+    the image encoder each file read is embedded with (None: mode `hash`, no model; see `model_stage`)."""
 
     match: MatchOptions = field(default_factory=MatchOptions)
     extensions: frozenset[str] = hashing.SUPPORTED_EXTENSIONS
     exclude: tuple[str, ...] = ()
+    embedder: EmbedderSpec | None = None
 
 
 @dataclass(slots=True)
@@ -262,7 +271,7 @@ class Scanner:
     def _same_file(self, row: FileRow, run: _Pass) -> bool:
         if row.state == "error" and row.error in RETRIED_REASONS:
             return False
-        if row.error is None and row.fingerprint_is_stale:  # present or missing, it is read again
+        if row.error is None and self._outdated(row):  # present or missing, it is read again
             run.stale.add(row.path)
             return False
         run.report.unchanged += 1
@@ -278,35 +287,40 @@ class Scanner:
     def _known_elsewhere(self, other: FileRow, found: FoundFile, run: _Pass) -> bool:
         """Reuse the row of the same file at another path; return False when the file must still be read."""
         if other.state == "ok" and _holds(other.path, other.identity):
-            if other.fingerprint_is_stale:  # a hard link: its own row, made from the file
+            if self._outdated(other):  # a hard link: its own row, made from the file
                 return False
             run.to_link.append(self.index.copy_fingerprint(other, found.path, found.root, run.seen_at))
             return True
         self.index.rename_file(other.id, found.path, found.root, run.seen_at)
         run.report.moved += 1
-        if other.fingerprint_is_stale:  # the row followed; reading it now stores the new fingerprint on it
+        if self._outdated(other):  # the row followed; reading it now stores the new fingerprint on it
             run.stale.add(found.path)
             return False
         if other.state == "missing":
             run.to_link.append(other.id)  # its edges were dropped when it went missing
         return True
 
+    def _outdated(self, row: FileRow) -> bool:
+        """Return whether the row's fingerprint must be made again: older hashing code, or no embedding
+        while the model stage is on."""
+        return row.fingerprint_is_stale or (self.options.embedder is not None and row.lacks_embedding)
+
     def _hash(self, to_hash: Iterable[FoundFile], run: _Pass) -> Iterator[int]:
         """Given files to read, fingerprint them in the workers and store the results; yield the new ids."""
         in_flight: dict[str, FoundFile] = {}
 
         # No transaction stays open while waiting for a worker: other writers (decisions) may not wait.
-        def paths() -> Iterator[tuple[str, bool]]:
+        def paths() -> Iterator[tuple[str, bool, EmbedderSpec | None]]:
             for found in self._readable(to_hash, run):
                 in_flight[found.path] = found
                 run.batch.commit()
-                yield found.path, self.linker.wants_previews
+                yield found.path, self.linker.wants_previews, self.options.embedder
             run.batch.commit()
 
         report = run.report
-        task = hashing.fingerprint_with_preview  # the preview goes along with the linker's checks
+        task = hashing.fingerprint_for_index  # the preview goes along with the linker's checks
         # While files are read, `paths` has just committed: the daemon's urgent writes run in the meantime.
-        for (path, _), outcome in self.pool.map_unordered(task, paths(), self.cancel, self.between_tasks):
+        for (path, *_), outcome in self.pool.map_unordered(task, paths(), self.cancel, self.between_tasks):
             self._check_cancel()  # an outcome after the stop may be the worker being killed: not recorded
             found = in_flight.pop(path)
             if isinstance(outcome, ImageError):
@@ -316,7 +330,9 @@ class Scanner:
                 report.hashed += 1
                 if path in run.stale:
                     report.rehashed += 1
-                fingerprint, preview = outcome
+                fingerprint, preview, model_problem = outcome
+                if model_problem:
+                    log.warning("event=embedding_failed path=%r error=%r", path, model_problem)
                 self.linker.remember_preview(preview)
                 yield self.index.upsert_fingerprint(
                     path, found.root, found.identity, fingerprint, run.seen_at

@@ -121,13 +121,28 @@ class Service:
             "reconciles": self.stats.reconciles,
             "overflows": self.stats.overflows,
             "problems": self._problems(),
+            "model": self._model_stage().get("status"),
             "last_errors": list(self.stats.errors),
         }
 
     def _problems(self) -> list[dict[str, object]]:
-        """Return the failing tasks, then the full index disk if writes are refused for want of space."""
+        """Return the failing tasks, then the full index disk if writes are refused for want of space, then
+        the model that could not be loaded (the daemon runs in mode `hash` meanwhile)."""
         full = [self._index_full.as_dict()] if self._index_full is not None else []
-        return self.supervisor.problems() + full
+        model = self._model_stage().get("problem")
+        return self.supervisor.problems() + full + ([model] if model else [])
+
+    def _model_stage(self) -> dict[str, Any]:
+        """Return {"status": the pipeline's model stage as the status shows it, "problem": the problem
+        entry when the model could not be loaded}; empty for a pipeline without a model stage."""
+        stage = getattr(self.pipeline, "model_stage", None)
+        if stage is None:
+            return {}
+        status = stage.as_dict()
+        if not stage.error:
+            return {"status": status}
+        reason = f"ModelError: {stage.error}; running in mode {stage.mode_in_use}"
+        return {"status": status, "problem": TaskFailure("model", reason, self.started).as_dict()}
 
     def activity(self) -> dict[str, Any]:
         """Return what the daemon did since it started, for the duplicates JSON's `stats`
@@ -205,7 +220,7 @@ class Service:
         if self.state == "stopping":
             return
         states = self.roots.values()
-        if self.supervisor.failures or self._index_full is not None:
+        if self.supervisor.failures or self._index_full is not None or "problem" in self._model_stage():
             self.state = "degraded"
         elif self.ingest.reconciling:
             self.state = "scanning"

@@ -220,6 +220,17 @@ class RootStatus(Shape):
     observer: str
 
 
+class ModelStageStatus(Shape):
+    """The model stage: the mode `matching.mode` asks for, the mode in use (`hash` while the model cannot be
+    loaded), the model file (or `shipped`), its dimensions and the error naming the file."""
+
+    wanted_mode: str
+    mode: str
+    model: str | None
+    dimensions: int | None
+    error: str | None
+
+
 class Status(Shape):
     state: str
     version: str
@@ -234,6 +245,7 @@ class Status(Shape):
     error_count: int
     problems: list[dict[str, Any]]
     uptime_seconds: float
+    model: ModelStageStatus | None
 
 
 class Job(Shape):
