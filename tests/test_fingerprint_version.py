@@ -120,6 +120,7 @@ def test_an_index_written_before_versions_is_upgraded_and_read_again(index_path,
             "DROP TABLE bulk_items",
             "DROP TABLE bulk_batches",
             "DROP TABLE embeddings",
+            "DROP TABLE pair_labels",
             "ALTER TABLE files DROP COLUMN sharpness",
             "ALTER TABLE files DROP COLUMN exposure",
         ):

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
-import types
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -223,10 +221,8 @@ class MatchingSettings:
 
 
 Channels = Annotated[tuple[Number, Number, Number], BeforeValidator(_listed)]
-PositiveChannels = Annotated[
-    tuple[Annotated[Number, Field(ge=1e-6)], Annotated[Number, Field(ge=1e-6)], Annotated[Number, Field(ge=1e-6)]],
-    BeforeValidator(_listed),
-]
+Positive = Annotated[Number, Field(ge=1e-6)]
+PositiveChannels = Annotated[tuple[Positive, Positive, Positive], BeforeValidator(_listed)]
 Sha256 = Annotated[str, StringConstraints(strict=True, pattern=r"^(|[0-9a-fA-F]{64})$")]
 
 
