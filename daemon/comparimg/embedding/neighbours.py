@@ -252,7 +252,7 @@ class EmbeddingIndex:
         self._words, self._ids, self._alive = words, ids, alive
 
 
-@functools.lru_cache(maxsize=4)
+@functools.cache
 def _hyperplanes(dimensions: int) -> np.ndarray:
     """Return CODE_BITS unit hyperplane normals (dimensions, CODE_BITS) float32, drawn from _SEED: blocks of
     mutually orthogonal columns (orthogonal directions make the estimate steadier than independent ones).
