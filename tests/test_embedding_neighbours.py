@@ -1,13 +1,18 @@
-"""The embedding neighbours (comparimg.embedding.neighbours.EmbeddingIndex): answers against a brute-force
-float64 reference on random data, remove and replace, other dimensions, and bad input."""
+"""The embedding neighbours (comparimg.embedding.neighbours.EmbeddingIndex): copies of real photos through the
+shipped model, answers against a full comparison of the sign codes and against true cosines on random data,
+remove and replace, other dimensions, and bad input. Run with -s to see the estimates."""
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
+from PIL import Image, ImageOps
 
-from comparimg.embedding import neighbours
+from comparimg.embedding import Embedder, neighbours
 from comparimg.embedding.neighbours import EmbeddingIndex
+from comparimg.hashing.embedder_input import embed_picture
 
 
 def unit_rows(rng: np.random.Generator, count: int, dimensions: int) -> np.ndarray:
@@ -162,3 +167,83 @@ def test_bad_input_is_refused_with_the_shape():
     with pytest.raises(ValueError, match="dimensions"):
         EmbeddingIndex(0)
     assert len(index) == 0
+
+
+# Copies of real photos through the shipped model: the photos the verifier's training never sees
+# (tools/verifier_pairs.TEST_PHOTOS) and the tests' other sample photos as unrelated pictures.
+HELD_OUT = ("coffee", "rocket", "clock", "moon")
+FLOOR = 0.7  # the floor a caller uses to get every copy the shipped model scores >= 0.75
+
+
+def perspective(image: Image.Image, tilt: float = 0.08) -> Image.Image:
+    """The top seen further away: its corners come closer together."""
+    width, height = image.size
+    source = [(tilt * width, 0), (width - tilt * width, 0), (width, height), (0, height)]
+    target = [(0, 0), (width, 0), (width, height), (0, height)]
+    rows, values = [], []
+    for (x, y), (u, v) in zip(target, source, strict=True):
+        rows += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
+        values += [u, v]
+    coefficients = np.linalg.solve(np.array(rows, float), np.array(values, float)).tolist()
+    return image.transform(image.size, Image.Transform.PERSPECTIVE, coefficients, Image.Resampling.BICUBIC)
+
+
+def copies(image: Image.Image) -> dict[str, Image.Image]:
+    width, height = image.size
+    side = min(width, height)
+    turned = image.rotate(2.5, resample=Image.Resampling.BICUBIC)
+    trim_x, trim_y = round(width * 0.06), round(height * 0.06)
+    encoded = io.BytesIO()
+    image.save(encoded, "JPEG", quality=50)
+    return {
+        "resized 40 %": image.resize((width * 2 // 5, height * 2 // 5), Image.Resampling.LANCZOS),
+        "JPEG q50": Image.open(io.BytesIO(encoded.getvalue())).convert("RGB"),
+        "cropped 10 %": image.crop((width // 10, height // 10, width * 9 // 10, height * 9 // 10)),
+        "turned 2.5°": turned.crop((trim_x, trim_y, width - trim_x, height - trim_y)),
+        "perspective": perspective(image),
+        "square crop": image.crop(
+            ((width - side) // 2, (height - side) // 2, (width + side) // 2, (height + side) // 2)
+        ),
+        "white frame": ImageOps.expand(image, border=round(side * 0.05), fill=(255, 255, 255)),
+    }
+
+
+@pytest.fixture(scope="module")
+def real_embeddings(photos) -> tuple[dict[str, np.ndarray], dict[tuple[str, str], np.ndarray]]:
+    """Return ({photo: embedding} for the tests' photos and the held-out ones, {(photo, edit): embedding}
+    for the held-out photos' copies), by the shipped model."""
+    import skimage.data
+
+    embedder = Embedder.load()
+    pictures = {name: Image.fromarray(pixels) for name, pixels in photos.items()}
+    pictures.update(
+        (name, Image.fromarray(getattr(skimage.data, name)()).convert("RGB")) for name in HELD_OUT
+    )
+    originals = {name: embed_picture(embedder, picture) for name, picture in pictures.items()}
+    edited = {
+        (name, edit): embed_picture(embedder, copy)
+        for name in HELD_OUT
+        for edit, copy in copies(pictures[name]).items()
+    }
+    return originals, edited
+
+
+def test_every_copy_of_a_real_photo_comes_back_and_no_unrelated_photo(real_embeddings):
+    originals, edited = real_embeddings
+    index = EmbeddingIndex(1280)
+    ids = {key: number for number, key in enumerate([*originals, *edited])}
+    index.add_many(np.array(list(ids.values())), np.array([*originals.values(), *edited.values()]))
+    print(f"\ncopy: true cosine -> estimate (floor {FLOOR})")
+    for name in HELD_OUT:
+        answer = dict(index.query(originals[name], k=16, min_cosine=FLOOR, exclude={ids[name]}))
+        for (photo, edit), vector in edited.items():
+            if photo != name:
+                continue
+            truth = float(vector @ originals[name])
+            estimate = answer.get(ids[photo, edit])
+            print(
+                f"  {name:7s} {edit:13s} {truth:.3f} -> {'missed' if estimate is None else f'{estimate:.3f}'}"
+            )
+            assert estimate is not None and abs(estimate - truth) <= 0.1
+        unrelated = [key for key, number in ids.items() if number in answer and key[0] != name]
+        assert not unrelated, f"{name}: {unrelated} came back"
