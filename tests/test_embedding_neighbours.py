@@ -137,6 +137,30 @@ def test_removing_most_rows_gives_memory_back():
         assert index.query(vectors[file_id], k=1)[0][0] == file_id
 
 
+def test_adds_in_any_order_replaces_and_removes_keep_every_id_findable():
+    rng = np.random.default_rng(6)
+    vectors = unit_rows(rng, 12_000, 24)
+    index, held = EmbeddingIndex(24), {}
+    for step in range(9000):  # past the tail's limit and a compaction: ids in random order, some again
+        file_id = int(rng.integers(0, 6000)) * 7 - 20_000  # negative ids too
+        if rng.random() < 0.2 and held:
+            gone = int(rng.choice(list(held)))
+            index.remove(gone)
+            del held[gone]
+        else:
+            index.add(file_id, vectors[step])
+            held[file_id] = step
+    batch = rng.choice(6000, 3000, replace=False) * 7 - 20_000  # new ids and held ones
+    index.add_many(batch, vectors[9000:])
+    held.update((int(file_id), 9000 + row) for row, file_id in enumerate(batch))
+    assert len(index) == len(held)
+    for file_id, row in held.items():
+        assert file_id in index
+        assert index.query(vectors[row], k=1, min_cosine=0.999) == [(file_id, 1.0)]
+    assert not any(file_id in index for file_id in range(-20_001, 22_000, 7))  # none of these was added
+    assert sum(file_id in index for file_id in range(-20_000, 22_000, 7)) == len(held)
+
+
 def test_repeated_ids_in_one_batch_keep_the_last():
     rng = np.random.default_rng(4)
     vectors = unit_rows(rng, 3, 16)
@@ -164,6 +188,8 @@ def test_bad_input_is_refused_with_the_shape():
         index.add(1, np.full(8, np.nan, np.float32))
     with pytest.raises(ValueError, match=r"8 values, got shape \(9,\)"):
         index.query(np.ones(9, np.float32))
+    with pytest.raises(ValueError, match="min_cosine"):
+        index.query(np.ones(8, np.float32), min_cosine=float("nan"))
     with pytest.raises(ValueError, match="dimensions"):
         EmbeddingIndex(0)
     assert len(index) == 0

@@ -115,8 +115,12 @@ class EmbeddingIndex:
         self, embedding: np.ndarray, k: int = 16, min_cosine: float = 0.75, exclude: Collection[int] = ()
     ) -> list[tuple[int, float]]:
         """Given an embedding, return up to `k` (file id, estimated cosine) pairs whose estimate is at least
-        `min_cosine`, best first (ties by id), leaving out the ids in `exclude`. Raise ValueError for a
-        vector of another length or with non-finite values."""
+        `min_cosine`, best first (ties by id), leaving out the ids in `exclude`. The estimate's standard error
+        is about 0.02 near a cosine of 0.85 (0.03 near 0.7): to get every image whose true cosine reaches c,
+        ask for c - 0.05 and check the true cosines of the answers. Raise ValueError for a vector of another
+        length or with non-finite values, or a floor that is not a number."""
+        if not np.isfinite(min_cosine):
+            raise ValueError(f"min_cosine must be a number, not {min_cosine!r}")
         code = self._encode(self._checked(embedding, 1))[:, 0]
         if k <= 0 or self._count == 0:
             return []
