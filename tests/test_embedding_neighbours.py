@@ -32,7 +32,7 @@ def full_scan(index_dimensions: int, ids: np.ndarray, vectors: np.ndarray, query
               min_cosine: float, exclude=()) -> list[tuple[int, float]]:  # fmt: skip
     """The answer a full comparison of every sign code gives: the reference the cascade must equal."""
     hyperplanes = neighbours._hyperplanes(index_dimensions)
-    codes, query_code = vectors @ hyperplanes > 0, query @ hyperplanes > 0
+    codes, query_code = vectors @ hyperplanes > 0, np.einsum("i,ij->j", query, hyperplanes) > 0
     estimates = np.cos(np.pi * np.count_nonzero(codes != query_code, axis=1) / neighbours.CODE_BITS)
     ranked = sorted(
         (-estimate, int(file_id))
@@ -62,7 +62,9 @@ def test_answers_equal_a_full_comparison_of_the_codes(dimensions, min_cosine):
     for row in rng.choice(len(vectors), size=20, replace=False):
         found = index.query(vectors[row], k=8, min_cosine=min_cosine)
         assert found == full_scan(dimensions, ids, vectors, vectors[row], 8, min_cosine)
-        assert found[0] == (int(ids[row]), 1.0) or dimensions < 64  # in 3-d, exact ties abound
+        # Itself first, at 1 or a bit off it (a component within rounding of 0 may flip a bit); in 3-d, exact
+        # ties abound
+        assert (found[0][0] == int(ids[row]) and found[0][1] > 0.999) or dimensions < 64
         sizes.append(len(found))
     assert max(sizes) == 8  # not a trivially empty answer
 
@@ -156,7 +158,7 @@ def test_adds_in_any_order_replaces_and_removes_keep_every_id_findable():
     assert len(index) == len(held)
     for file_id, row in held.items():
         assert file_id in index
-        assert index.query(vectors[row], k=1, min_cosine=0.999) == [(file_id, 1.0)]
+        assert [found for found, _ in index.query(vectors[row], k=1, min_cosine=0.999)] == [file_id]
     assert not any(file_id in index for file_id in range(-20_001, 22_000, 7))  # none of these was added
     assert sum(file_id in index for file_id in range(-20_000, 22_000, 7)) == len(held)
 
