@@ -87,7 +87,12 @@ class EmbeddingIndex:
         if len(ids) and not np.issubdtype(ids.dtype, np.integer):
             raise ValueError(f"file ids must be whole numbers, not {ids.dtype}")
         ids = ids.astype(np.int64)
-        codes = self._encode(self._checked(embeddings, len(ids)))
+        if np.shape(embeddings) != (len(ids), self.dimensions):
+            self._checked(embeddings, len(ids))  # raises, naming the shapes
+        codes = np.empty((_WORDS, len(ids)), dtype=np.uint64)
+        for start in range(0, len(ids), _CHUNK):  # a block at a time: float32 copies stay small
+            block = self._checked(embeddings[start : start + _CHUNK], min(_CHUNK, len(ids) - start))
+            codes[:, start : start + _CHUNK] = self._encode(block)
         if len(ids) > 1 and not np.all(ids[1:] > ids[:-1]):
             _, first = np.unique(ids[::-1], return_index=True)
             keep = len(ids) - 1 - first  # the last row of a repeated id, in id order
