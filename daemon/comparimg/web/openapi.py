@@ -245,8 +245,11 @@ SCHEMAS: dict[str, Any] = {
             },
             "target": {**STR, "minLength": 1, "maxLength": 200, "description": "move target (action move)"},
             "min_confidence": {
-                "type": "null",
-                "description": "reserved for the verifier's confidence (not available yet: only null)",
+                "type": ["number", "null"],
+                "minimum": 0,
+                "maximum": 1,
+                "description": "only groups whose lowest verifier confidence on a member's edge is at least "
+                "this (a group with an edge the verifier did not judge never matches)",
             },
         },
         required=(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -38,9 +39,15 @@ def parse_rule(value: Any) -> BulkRule:
         target = text(target, "rule.target", 200)
     elif target is not None:
         raise BadInput("rule.target is only for action move")
-    if value.get("min_confidence") is not None:
-        raise BadInput("rule.min_confidence needs the verifier's confidence, which is not available yet")
-    return BulkRule(tuple(dict.fromkeys(kinds)), folder, reference_only, action, target)
+    min_confidence = value.get("min_confidence")
+    if min_confidence is not None and (
+        isinstance(min_confidence, bool)
+        or not isinstance(min_confidence, int | float)
+        or not 0.0 <= min_confidence <= 1.0
+    ):
+        raise BadInput(f"rule.min_confidence must be null or a number in [0, 1], got {min_confidence!r}")
+    rule = BulkRule(tuple(dict.fromkeys(kinds)), folder, reference_only, action, target)
+    return replace(rule, min_confidence=None if min_confidence is None else float(min_confidence))
 
 
 async def post_bulk(request: web.Request) -> web.Response:
