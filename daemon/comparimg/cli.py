@@ -261,7 +261,8 @@ def _print_summary(report, document: dict, to_stderr: bool) -> None:
         f"{report.files} files, {report.hashed} hashed, {report.unchanged} skipped unchanged, "
         f"{report.moved} moved, {report.missing} missing, {report.errors} errors, "
         f"{report.verified} pairs verified, "
-        f"{len(document['groups'])} groups ({duplicates} duplicates) in {report.seconds:.2f} s",
+        f"{len(document['groups'])} groups ({duplicates} duplicates), "
+        f"{len(document.get('similar', []))} similar groups in {report.seconds:.2f} s",
         file=sys.stderr if to_stderr else sys.stdout,
     )
 

@@ -225,8 +225,9 @@ def _why_left_alone(group: CandidateGroup, claimed: set[int]) -> str | None:
 
 
 def _kept(group: CandidateGroup, member: CandidateMember) -> bool:
-    """A reference file is kept; in a `similar` group (all "keep") only its picked shot; else the keeper."""
-    if group.kind == "similar":
+    """A reference file is kept; in a `similar` group (every member "keep") its picked shot when it has one;
+    else the suggested keeper."""
+    if group.kind == "similar" and any(m.picked for m in group.members):
         return member.reference or member.picked
     return member.reference or member.suggested == "keep"
 
