@@ -101,7 +101,8 @@ def test_the_verdict_migration_keeps_edges_and_group_ids_and_allows_similar(tmp_
         a, b, c = add_files(old, 3)
         with old.transaction():
             old.db.execute(
-                "INSERT INTO matches (file_a, file_b, kind, distance, orientation) VALUES (?, ?, 'near', 3, 0)",
+                "INSERT INTO matches (file_a, file_b, kind, distance, orientation) "
+                "VALUES (?, ?, 'near', 3, 0)",
                 [a, b],
             )
             old.db.execute("INSERT INTO groups (id, kind, leader, created) VALUES (41, 'near', ?, 0)", [a])
