@@ -62,6 +62,7 @@ def test_a_burst_is_a_similar_group_with_a_badge_a_filter_and_verdicts(
     assert burst.locator(".kind").inner_text().lower() == "similar"
     assert "kind-similar" in burst.locator(".kind").get_attribute("class")
     assert burst.locator(".badge", has_text="Best shot").count() == 1
+    assert "to free" not in burst.locator(".group-meta").inner_text()
     assert burst.locator(".member.is-suggested").count() == 1, "one pick, not a keeper among trash"
     facts = " ".join(burst.locator(".facts").all_inner_texts())
     assert re.search(r"similar, \d+ % sure", facts), facts

@@ -39,7 +39,7 @@ export function renderGroup(group, index, on) {
       h("h3", { id: headingId, text: title }),
       h("span", { class: `kind kind-${group.kind}`, text: group.kind,
         title: group.kind === "similar" ? "Shots of one scene, not duplicates: nothing is suggested for the trash" : null }),
-      h("span", { class: "group-meta", text: `${group.members.length} images · ${formatBytes(freed)} to free${decided ? ` · ${decided}/${group.members.length} decided` : ""}` }),
+      h("span", { class: "group-meta", text: `${group.members.length} images · ${group.kind === "similar" ? "shots of one scene, nothing suggested for the trash" : `${formatBytes(freed)} to free`}${decided ? ` · ${decided}/${group.members.length} decided` : ""}` }),
       h("div", { class: "group-actions" },
         h("button", { type: "button", class: "btn btn-small", "aria-keyshortcuts": "s", title: "Keep the suggested image, trash the rest (s)",
           onclick: () => on.keepSuggested(index) }, group.kind === "similar" ? "Keep best shot, trash rest" : "Keep suggested, trash rest"),
