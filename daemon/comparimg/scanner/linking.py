@@ -425,6 +425,8 @@ class Linker:
                 pair = (min(file_id, other_id), max(file_id, other_id))
                 if pair in refused or pair in seen or other_id not in found.paths:
                     continue
+                if model and other_id not in found.fingerprints:  # the verifier needs both fingerprints
+                    continue
                 seen.add(pair)
                 yield PairToVerify(
                     file_id,
@@ -502,6 +504,8 @@ class Linker:
 
         def unsure() -> Iterator[tuple]:
             for pair in pairs:
+                if self.cancel is not None and self.cancel.is_set():
+                    raise Cancelled()
                 key = pair.verdict_key()
                 if key in sharing:
                     sharing[key].append(pair)
