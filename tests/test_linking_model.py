@@ -202,3 +202,25 @@ def test_embedding_neighbours_are_judged(index, pool, tree, mode):
     if mode == "model":
         assert linker.verifications == 0, "mode model runs no pixel check"
     assert linker.judged >= 2
+
+
+def test_a_cheap_verdict_skips_the_pixel_check_only_when_sure():
+    from comparimg.scanner.linking import SURE, SURE_DUPLICATE, is_sure
+    from comparimg.verdicts import Verdict
+
+    assert is_sure(Verdict("different", SURE)) and is_sure(Verdict("similar", 0.97))
+    assert not is_sure(Verdict("different", SURE - 0.01))
+    assert not is_sure(Verdict("duplicate", 0.98)) and is_sure(Verdict("duplicate", SURE_DUPLICATE))
+
+
+def test_a_duplicate_verdict_overrules_a_failed_pixel_check_only_when_very_sure():
+    from comparimg.scanner.linking import OVERRULE, checked_verdict
+    from comparimg.verdicts import Verdict
+
+    weak = Verdict("duplicate", 0.6, (0.6, 0.3, 0.1))
+    assert checked_verdict(weak, pixels_matched=True) == weak
+    assert checked_verdict(weak, pixels_matched=False) == Verdict("similar", 0.3)
+    assert checked_verdict(Verdict("duplicate", 0.5, (0.5, 0.1, 0.4)), False) == Verdict("different", 0.4)
+    strong = Verdict("duplicate", OVERRULE, (OVERRULE, 0.02, 0.01))
+    assert checked_verdict(strong, pixels_matched=False) == strong
+    assert checked_verdict(Verdict("similar", 0.5, (0.2, 0.5, 0.3)), False).label == "similar"
