@@ -224,3 +224,23 @@ def test_a_duplicate_verdict_overrules_a_failed_pixel_check_only_when_very_sure(
     strong = Verdict("duplicate", OVERRULE, (OVERRULE, 0.02, 0.01))
     assert checked_verdict(strong, pixels_matched=False) == strong
     assert checked_verdict(Verdict("similar", 0.5, (0.2, 0.5, 0.3)), False).label == "similar"
+
+
+def test_edges_follow_the_verdict_and_a_weak_similar_is_none():
+    from comparimg.model import Candidate
+    from comparimg.scanner.linking import PairToVerify, judged_edges
+    from comparimg.verdicts import Verdict
+
+    pair = PairToVerify(7, "/p/b.jpg", 3, "/p/a.jpg", Candidate(3, 6, 1))
+    (edge,) = judged_edges([pair], Verdict("duplicate", 0.991))
+    assert (edge.file_a, edge.file_b, edge.kind, edge.verdict, edge.confidence) == (
+        3,
+        7,
+        "near",
+        "duplicate",
+        0.991,
+    )
+    assert edge.orientation == 3, "turned from file_a's side: the inverse of rot90"
+    assert judged_edges([pair], Verdict("similar", 0.8))[0].kind == "similar"
+    assert judged_edges([pair], Verdict("similar", 0.45)) == []
+    assert judged_edges([pair], Verdict("different", 0.99)) == []

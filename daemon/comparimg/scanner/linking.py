@@ -60,6 +60,7 @@ OVERRULE = 0.97
 NEIGHBOURS = 16  # embedding neighbours asked for each file
 MIN_COSINE = 0.75  # below this, an embedding neighbour is not a candidate
 EDGE_KINDS = {"duplicate": "near", "similar": "similar"}  # verdict label -> edge kind ("different": none)
+MIN_SIMILAR = 0.5  # a `similar` edge needs at least this probability (a weak "similar" is no relation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,9 +276,9 @@ def checked_verdict(verdict: Verdict, pixels_matched: bool) -> Verdict:
 
 def judged_edges(pairs: Iterable[PairToVerify], verdict: Verdict) -> list[Match]:
     """Given the pairs one verdict decides and the verdict, return their edges: `near` for a duplicate,
-    `similar` for another shot of the scene, none for different pictures."""
+    `similar` for another shot of the scene (at least MIN_SIMILAR sure), none for different pictures."""
     kind = EDGE_KINDS.get(verdict.label)
-    if kind is None:
+    if kind is None or (kind == "similar" and verdict.confidence < MIN_SIMILAR):
         return []
     confidence = round(float(verdict.confidence), 4)
     return [
