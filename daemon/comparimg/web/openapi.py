@@ -150,6 +150,12 @@ SCHEMAS: dict[str, Any] = {
             "distance": INT,
             "orientation": STR,
             "suggested": {"enum": ["keep", "trash"]},
+            "verdict": {
+                "enum": ["duplicate", "similar", None],
+                "description": "the learned verifier's, on the edge to the leader",
+            },
+            "confidence": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+            "reason": {"type": ["string", "null"], "description": "why this is the pick of a similar group"},
             "state": STR,
             "reference": BOOL,
             "decision": {"oneOf": [ref("Decision"), {"type": "null"}]},
@@ -160,7 +166,7 @@ SCHEMAS: dict[str, Any] = {
     "Group": obj(
         {
             "id": INT,
-            "kind": {"enum": ["exact", "near"]},
+            "kind": {"enum": ["exact", "near", "similar"]},
             "leader": INT,
             "state": {"enum": ["pending", "decided"]},
             "created": NUM,
@@ -396,7 +402,7 @@ PATHS: dict[str, Any] = {
             "Duplicate groups, filtered and paginated",
             answer(200, "GroupPage", "page"),
             [
-                query("kind", {"enum": ["exact", "near"]}),
+                query("kind", {"enum": ["exact", "near", "similar"]}),
                 query("state", {"enum": ["pending", "decided"]}),
                 query("folder", {"type": "string", "minLength": 1, "maxLength": 512}),
                 query("sort", {"enum": ["size", "count", "distance", "newest", "path", "id"]}),
