@@ -183,3 +183,45 @@ def test_the_duplicates_json_lists_similar_groups_apart(tmp_path):
     assert [m["suggested"] for m in shots] == ["keep", "keep"]
     assert shots[0]["reason"] == "sharpest of 2 shots" and shots[1]["confidence"] == 0.88
     assert (counts["groups"], counts["groups_similar"], counts["grouped_files"]) == (1, 1, 2)
+
+
+def test_rules_see_the_lowest_confidence_and_the_picked_shot(tmp_path):
+    from comparimg.decisions import BulkRule, plan_bulk
+    from comparimg.index.bulk import candidate_groups
+
+    with open_index(tmp_path / "index.sqlite3") as index:
+        ids = add_files(index, 6)
+        with index.transaction():
+            index.replace_groups(
+                ids,
+                [
+                    Group(
+                        "near",
+                        ids[0],
+                        (
+                            GroupMember(ids[0], suggested="keep"),
+                            GroupMember(ids[1], 3, 0, "trash", "duplicate", 0.97),
+                            GroupMember(ids[2], 5, 0, "trash", "duplicate", 0.91),
+                        ),
+                    ),
+                    Group(
+                        "similar",
+                        ids[3],
+                        (
+                            GroupMember(ids[3], suggested="keep"),
+                            GroupMember(ids[4], 19, 0, "keep", "similar", 0.88, "sharpest of 3 shots"),
+                            GroupMember(ids[5], 12, 0, "keep", "similar", 0.93),
+                        ),
+                    ),
+                ],
+                NOW,
+            )
+        groups = candidate_groups(index.db, ("exact", "near", "similar"), ())
+    near_group, burst = groups
+    assert near_group.confidence == 0.91 and burst.confidence == 0.88
+    assert [m.file_id for m in burst.members if m.picked] == [ids[4]]
+    plans, _ = plan_bulk(BulkRule(kinds=("similar",)), groups)
+    assert [[m.file_id for m in p.keepers] for p in plans] == [[ids[4]]]
+    assert sorted(m.file_id for m in plans[0].removed) == [ids[3], ids[5]]
+    assert [p.group_id for p in plan_bulk(BulkRule(min_confidence=0.95), groups)[0]] == []
+    assert len(plan_bulk(BulkRule(min_confidence=0.9), groups)[0]) == 1
