@@ -422,8 +422,11 @@ class Linker:
             for file_id, row in rows.items():
                 self._embedding_index.remove(file_id)
                 vector = embedding_of(row.fingerprint)
-                if vector is not None:
-                    self._embedding_index.add(file_id, vector)
+                try:
+                    if vector is not None:
+                        self._embedding_index.add(file_id, vector)
+                except ValueError as error:  # another model's length: found by its hashes only
+                    log.warning("embedding_not_indexed file=%s reason=%s", file_id, error)
 
     def _candidate_pairs(
         self, rows, refused, same_bytes, found: _Found, model: bool
@@ -464,7 +467,11 @@ class Linker:
         vector = embedding_of(fingerprint)
         if vector is None or len(self.embedding_index) == 0:
             return []
-        return self.embedding_index.query(vector, k=NEIGHBOURS, min_cosine=MIN_COSINE, exclude=exclude)
+        try:
+            return self.embedding_index.query(vector, k=NEIGHBOURS, min_cosine=MIN_COSINE, exclude=exclude)
+        except ValueError as error:  # another model's length: found by its hashes only
+            log.warning("embedding_not_queried reason=%s", error)
+            return []
 
     @staticmethod
     def _embedding_candidates(fingerprint, neighbours, found: _Found, hash_candidates) -> list[Candidate]:
