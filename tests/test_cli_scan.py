@@ -16,7 +16,8 @@ from comparimg.model import ORIENTATIONS
 from daemon_harness import drop_file_permissions_prefix
 
 REPO = Path(__file__).resolve().parents[1]
-MEMBER_KEYS = {"path", "size", "width", "height", "format", "distance", "orientation", "suggested"}
+MEMBER_KEYS = {"path", "size", "width", "height", "format", "distance", "orientation", "suggested", "verdict"}
+MEMBER_KEYS |= {"confidence", "reason"}
 
 
 def comparimg(env, *args, cwd=None):
@@ -47,7 +48,8 @@ def test_scan_writes_the_duplicates_json_of_the_contract(cli_env, photos_dir, tm
     assert result.stderr == ""  # no progress bar when stderr is not a terminal
     assert "4 files, 3 hashed, 0 skipped unchanged" in result.stdout and "1 groups" in result.stdout
     document = json.loads(out.read_text())
-    assert set(document) == {"version", "groups", "errors", "stats"} and document["version"] == 1
+    assert set(document) == {"version", "groups", "similar", "errors", "stats"} and document["version"] == 1
+    assert document["similar"] == []
     (group,) = document["groups"]
     assert set(group) == {"id", "kind", "members"} and group["kind"] == "near"
     assert all(set(m) == MEMBER_KEYS for m in group["members"])

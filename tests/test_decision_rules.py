@@ -45,6 +45,18 @@ def test_similar_groups_only_when_named():
     assert set(planned(BulkRule(kinds=("near",)), groups)[0]) == set()
 
 
+def test_a_similar_group_keeps_its_picked_shot_when_named():
+    shots = [
+        CandidateMember(30 + k, f"/p/burst/{k}.jpg", "ok", "keep", False, 100, picked=k == 2)
+        for k in range(4)
+    ]
+    burst = group(3, "similar", *shots, confidence=0.9)
+    assert planned(BulkRule(), [burst])[0] == {}
+    plans, _ = planned(BulkRule(kinds=("similar",)), [burst])
+    assert plans == {3: ([32], [30, 31, 33])}
+    assert planned(BulkRule(kinds=("similar",), min_confidence=0.95), [burst])[0] == {}
+
+
 def test_folder_and_reference_filters():
     groups = [pair(1, folder="/a"), pair(2, folder="/ab"), pair(3, folder="/b")]
     assert set(planned(BulkRule(folder="/a"), groups)[0]) == {1}

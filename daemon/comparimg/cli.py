@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
@@ -256,6 +257,7 @@ def _scan_and_export(args: argparse.Namespace, index_path: Path, stack: contextl
     stage = start_model_stage(pool, index, args.mode, EmbedderSpec())
     if stage.error:
         print(f"comparimg scan: {stage.error}; scanning in hash mode", file=sys.stderr)
+    match = dataclasses.replace(match, mode=stage.mode_in_use)
     scanner = Scanner(index, pool, ScanOptions(match=match, embedder=stage.embedder))
     progress = ProgressLine(sys.stderr) if sys.stderr.isatty() else None
     report = scanner.scan(args.paths, progress)
@@ -275,7 +277,8 @@ def _print_summary(report, document: dict, to_stderr: bool) -> None:
         f"{report.files} files, {report.hashed} hashed, {report.unchanged} skipped unchanged, "
         f"{report.moved} moved, {report.missing} missing, {report.errors} errors, "
         f"{report.verified} pairs verified, "
-        f"{len(document['groups'])} groups ({duplicates} duplicates) in {report.seconds:.2f} s",
+        f"{len(document['groups'])} groups ({duplicates} duplicates), "
+        f"{len(document.get('similar', []))} similar groups in {report.seconds:.2f} s",
         file=sys.stderr if to_stderr else sys.stdout,
     )
 

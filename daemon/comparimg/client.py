@@ -454,7 +454,7 @@ def add_client_commands(subcommands: argparse._SubParsersAction) -> None:
 
 def _add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     if name == "groups":
-        parser.add_argument("--kind", choices=("exact", "near"))
+        parser.add_argument("--kind", choices=("exact", "near", "similar"))
         parser.add_argument("--state", choices=("pending", "decided"))
         parser.add_argument("--limit", type=int, default=50)
         parser.add_argument("--offset", type=int, default=0)

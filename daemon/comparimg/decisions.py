@@ -44,10 +44,44 @@ def keepers(members: Sequence[FileFacts]) -> frozenset[int]:
 
 def mark_suggestions(group: Group, files: Mapping[int, FileFacts]) -> Group:
     """Given a group and the facts of (at least) its members, return the group with each member's
-    `suggested` set to "keep" or "trash" by the keep rules. Raise KeyError for a member without facts."""
+    `suggested` set to "keep" or "trash" by the keep rules. Raise KeyError for a member without facts.
+
+    A `similar` group (shots of one scene) suggests nothing for the trash: every member is "keep", and the
+    shot to pick (`pick_shot`) carries the reason in `reason`."""
+    if group.kind == "similar":
+        return pick_shot(group, files)
     keep = keepers([files[member.file_id] for member in group.members])
     members = tuple(
         replace(member, suggested="keep" if member.file_id in keep else "trash") for member in group.members
+    )
+    return replace(group, members=members)
+
+
+WELL_EXPOSED = 0.8  # a shot whose exposure is below this share of the best one's is not picked for sharpness
+
+
+def pick_shot(group: Group, files: Mapping[int, FileFacts]) -> Group:
+    """Given a `similar` group and its members' facts, return it with every member "keep" and the best shot's
+    `reason` set: the sharpest of the well-exposed shots (exposure at least WELL_EXPOSED of the best) when
+    the quality of every shot was measured, else the keep rules' choice."""
+    facts = [files[member.file_id] for member in group.members]
+    count = len(facts)
+    if all(fact.quality is not None for fact in facts):
+        best_exposure = max(fact.quality.exposure for fact in facts)
+        exposed = [fact for fact in facts if fact.quality.exposure >= WELL_EXPOSED * best_exposure]
+        best = max(exposed, key=lambda fact: (fact.quality.sharpness, fact.quality.exposure))
+        sharpest = max(facts, key=lambda fact: fact.quality.sharpness)
+        if best is sharpest:
+            reason = f"sharpest of {count} shots"
+        else:
+            reason = f"sharpest well-exposed of {count} shots"
+        chosen = best.file_id
+    else:
+        chosen = suggest_keeper(facts)
+        reason = f"kept by the keep rules (quality not measured) of {count} shots"
+    members = tuple(
+        replace(member, suggested="keep", reason=reason if member.file_id == chosen else "")
+        for member in group.members
     )
     return replace(group, members=members)
 
@@ -112,6 +146,7 @@ class CandidateMember:
     inode: int = 0
     mtime_ns: int = 0
     content_hash: str = ""
+    picked: bool = False  # the best shot of a `similar` group (its member `reason` is set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,14 +218,22 @@ def _why_left_alone(group: CandidateGroup, claimed: set[int]) -> str | None:
         return "decided"
     if any(member.file_id in claimed for member in group.members):
         return "shared_file"
-    keep = [m for m in group.members if m.reference or m.suggested == "keep"]
+    keep = [m for m in group.members if _kept(group, m)]
     if not keep or any(member.state != "ok" for member in keep):
         return "keeper_not_present"
     return None
 
 
+def _kept(group: CandidateGroup, member: CandidateMember) -> bool:
+    """A reference file is kept; in a `similar` group (every member "keep") its picked shot when it has one;
+    else the suggested keeper."""
+    if group.kind == "similar" and any(m.picked for m in group.members):
+        return member.reference or member.picked
+    return member.reference or member.suggested == "keep"
+
+
 def _plan_group(group: CandidateGroup) -> GroupPlan:
-    keep = tuple(m for m in group.members if m.reference or m.suggested == "keep")
+    keep = tuple(m for m in group.members if _kept(group, m))
     removed = tuple(m for m in group.members if m not in keep and m.state == "ok")
     return GroupPlan(group.group_id, group.kind, keep, removed)
 

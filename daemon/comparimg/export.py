@@ -3,10 +3,19 @@
     {"version": 1,
      "groups": [{"id", "kind": "exact" | "near",
                  "members": [{"path", "size", "width", "height", "format", "distance", "orientation",
-                              "suggested": "keep" | "trash"}]}],
+                              "suggested": "keep" | "trash", "verdict", "confidence", "reason"}]}],
+     "similar": [{"id", "kind": "similar", "members": [... the same, every member "keep"]}],
      "errors": [{"path", "error"}],
      "stats": {"files", "hashed", "rehashed", "unchanged", "moved", "errors", "missing", "verified",
-               "groups", "seconds", "absent_roots", "threshold", "workers"}}
+               "judged", "groups", "seconds", "absent_roots", "threshold", "workers"}}
+
+`groups` holds the duplicate groups only, as in every version-1 document: a reader that trashes the "trash"
+members of each group, or counts them, keeps working. The groups of kind "similar" (shots of one scene, from
+the learned verifier) are listed apart in `similar`; none of their members is suggested for the trash, the
+best shot has a `reason` ("sharpest of 4 shots"). `verdict` ("duplicate" | "similar") and `confidence` are
+the learned verifier's on the member's edge to the group's leader, null where it did not judge (the leader,
+the same bytes, mode `hash`). These keys were added without changing the version: nothing a version-1 reader
+used changed meaning.
 
 Paths are absolute and exact: a byte of a file name that is not UTF-8 is written as the escape of the lone
 surrogate Python holds it as (`caf\xe9.jpg` → `"caf\\udce9.jpg"`), which `json.loads` and `os.fsencode` turn
@@ -48,6 +57,7 @@ REPORT_KEYS = (
     "errors",
     "missing",
     "verified",
+    "judged",
     "groups",
     "seconds",
     "absent_roots",
@@ -69,6 +79,7 @@ def daemon_stats(counts: Mapping[str, int], activity: Mapping[str, Any]) -> dict
     hashed, re-hashed, skipped unchanged, moved and verified since the start, and for how many seconds."""
     report = {
         **{key: activity[key] for key in ("hashed", "rehashed", "unchanged", "moved", "verified")},
+        "judged": activity.get("judged", 0),
         "files": counts["files"] - counts["files_missing"],
         "errors": counts["files_error"],
         "missing": counts["files_missing"],
@@ -88,9 +99,11 @@ def build_export(
     With roots, only groups with a member below one of them, and errors below them, are listed.
     """
     roots = tuple(os.path.abspath(r) for r in roots) if roots else ALL_PATHS
+    groups = list(_groups(index, roots))
     return {
         "version": EXPORT_VERSION,
-        "groups": list(_groups(index, roots)),
+        "groups": [g for g in groups if g["kind"] != "similar"],
+        "similar": [g for g in groups if g["kind"] == "similar"],
         "errors": [{"path": e.path, "error": e.reason} for e in index.errors_under(roots)],
         "stats": dict(stats or {}),
     }
@@ -130,6 +143,9 @@ def _member(row: FileRow, member) -> dict:
         "distance": member.distance,
         "orientation": ORIENTATIONS[member.orientation],
         "suggested": member.suggested,
+        "verdict": member.verdict or None,
+        "confidence": member.confidence,
+        "reason": member.reason or None,
     }
 
 

@@ -38,7 +38,7 @@ import functools
 import heapq
 import itertools
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -572,19 +572,66 @@ def group_matches(
     edges: dict[tuple[int, int], Match] = {}
     for match in matches:
         pair = (min(match.file_a, match.file_b), max(match.file_a, match.file_b))
-        if pair in refused or pair[0] == pair[1] or pair[0] not in files or pair[1] not in files:
+        if match.kind not in DUPLICATE_KINDS or pair in refused or pair[0] == pair[1]:
+            continue
+        if pair[0] not in files or pair[1] not in files:
             continue
         if pair not in edges or _edge_rank(match) < _edge_rank(edges[pair]):
             edges[pair] = match
+    return _stars(edges, files)
+
+
+def similar_groups(
+    files: Mapping[int, FileFacts],
+    matches: Iterable[Match],
+    duplicate_groups: Iterable[Group],
+    not_duplicates: Collection[tuple[int, int]] = (),
+) -> list[Group]:
+    """Given the files' facts, the Match edges, the duplicate groups made of them (`group_matches`) and the
+    pairs people marked "not duplicates", return the groups of kind "similar": shots of one scene.
+
+    Only `similar` edges count. A file in a duplicate group stands for it by that group's leader: an edge
+    from a copy is an edge from its leader, so a similar group holds at most one file of each duplicate
+    group (its leader) and never two files of the same one. Between two such files the surest edge counts
+    (highest confidence, then nearest hashes); a member's orientation is kept only when its edge joins the
+    two files themselves. Then the star cover of `group_matches`.
+    """
+    stands_for = {m.file_id: g.leader for g in duplicate_groups for m in g.members}
+    refused = {(min(a, b), max(a, b)) for a, b in not_duplicates}
+    edges: dict[tuple[int, int], Match] = {}
+    for match in matches:
+        if match.kind != "similar" or (match.file_a, match.file_b) in refused:
+            continue
+        a, b = (stands_for.get(end, end) for end in (match.file_a, match.file_b))
+        if a == b or a not in files or b not in files or (min(a, b), max(a, b)) in refused:
+            continue
+        direct = {a, b} == {match.file_a, match.file_b}
+        orientation = match.orientation if direct and a < b else 0
+        edge = replace(match, file_a=min(a, b), file_b=max(a, b), orientation=orientation)
+        pair = (edge.file_a, edge.file_b)
+        if pair not in edges or _similar_rank(edge) < _similar_rank(edges[pair]):
+            edges[pair] = edge
+    return _stars(edges, files, kind="similar")
+
+
+def _stars(
+    edges: Mapping[tuple[int, int], Match], files: Mapping[int, FileFacts], kind: str = ""
+) -> list[Group]:
     neighbours: dict[int, set[int]] = {}
     for a, b in edges:
         neighbours.setdefault(a, set()).add(b)
         neighbours.setdefault(b, set()).add(a)
     groups = []
     for component in _components(neighbours):
-        groups += _star_groups(component, files, edges, neighbours)
+        groups += _star_groups(component, files, edges, neighbours, kind)
     return sorted(groups, key=lambda g: (min(m.file_id for m in g.members), g.leader))
 
+
+def _similar_rank(match: Match) -> tuple[float, int, int]:
+    return (-(match.confidence or 0.0), match.distance, match.orientation)
+
+
+DUPLICATE_KINDS = ("exact", "near")  # the edges of duplicate groups; "similar" edges make similar groups
 
 # Between equally connected files, the one the keeper rules would keep leads.
 leader_key = keeper_key
@@ -613,7 +660,11 @@ def _components(neighbours: Mapping[int, set[int]]) -> list[list[int]]:
 
 
 def _star_groups(
-    component: list[int], files: Mapping[int, FileFacts], edges: Mapping, neighbours: Mapping[int, set[int]]
+    component: list[int],
+    files: Mapping[int, FileFacts],
+    edges: Mapping,
+    neighbours: Mapping[int, set[int]],
+    kind: str = "",
 ) -> list[Group]:
     """Greedy star cover of one component: O(edges · log n) with a lazily updated heap of free degrees."""
     free = set(component)
@@ -636,16 +687,21 @@ def _star_groups(
         for taken in (leader, *members):
             for other in neighbours[taken] & free:
                 degree[other] -= 1
-        groups.append(_make_group(leader, members, files, edges))
+        groups.append(_make_group(leader, members, files, edges, kind))
     return groups
 
 
-def _make_group(leader: int, members: list[int], files: Mapping[int, FileFacts], edges: Mapping) -> Group:
+def _make_group(
+    leader: int, members: list[int], files: Mapping[int, FileFacts], edges: Mapping, kind: str = ""
+) -> Group:
+    """Given a star, return its Group: of `kind` when given, else "exact" when every member holds the same
+    bytes and "near" otherwise. Each member carries its edge to the leader's verdict and confidence."""
     listed = [GroupMember(leader, 0, 0, "keep")]
     for other in members:
         edge = edges[(min(leader, other), max(leader, other))]
         orientation = edge.orientation if leader == edge.file_a else INVERSE_ORIENTATION[edge.orientation]
-        listed.append(GroupMember(other, edge.distance, orientation, "trash"))
-    hashes = {files[member.file_id].content_hash for member in listed}
-    exact = len(hashes) == 1 and "" not in hashes
-    return Group("exact" if exact else "near", leader, tuple(listed))
+        listed.append(GroupMember(other, edge.distance, orientation, "trash", edge.verdict, edge.confidence))
+    if not kind:
+        hashes = {files[member.file_id].content_hash for member in listed}
+        kind = "exact" if len(hashes) == 1 and "" not in hashes else "near"
+    return Group(kind, leader, tuple(listed))

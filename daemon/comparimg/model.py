@@ -206,13 +206,18 @@ class Verdict:
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """A verified duplicate relation between two files (file_a < file_b)."""
+    """A verified relation between two files (file_a < file_b): the same bytes ("exact"), the same picture
+    ("near") or the same scene, another shot ("similar", only from the learned verifier). `verdict` and
+    `confidence` are the learned verifier's label and probability of it ("" and None when it did not judge
+    the pair: mode `hash`, or the same bytes)."""
 
     file_a: int
     file_b: int
-    kind: str  # "exact" | "near"
+    kind: str  # "exact" | "near" | "similar"
     distance: int
     orientation: int
+    verdict: str = ""
+    confidence: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,19 +233,28 @@ class FileFacts:
     format: str = ""
     content_hash: str = ""
     reference: bool = False
+    quality: Quality | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class GroupMember:
+    """One file of a group. `verdict` and `confidence` are the learned verifier's on the edge between the
+    member and its leader (empty for the leader and for pairs it did not judge); `reason` says why the member
+    is the suggested pick of a `similar` group ("sharpest of 4 shots"), empty otherwise."""
+
     file_id: int
     distance: int = 0
     orientation: int = 0
     suggested: str = "trash"  # "keep" | "trash"
+    verdict: str = ""
+    confidence: float | None = None
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Group:
-    """A set of duplicate files; `leader` is the member every other member was matched against."""
+    """A set of related files; `leader` is the member every other member was matched against. `kind` is
+    "exact" or "near" for duplicates, "similar" for shots of one scene (never counted as duplicates)."""
 
     kind: str
     leader: int

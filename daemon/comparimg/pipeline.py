@@ -17,7 +17,7 @@ from comparimg.embedding import EmbedderSpec
 from comparimg.export import build_export, daemon_stats, write_export
 from comparimg.hashing import SUPPORTED_EXTENSIONS
 from comparimg.index import Index
-from comparimg.scanner import MatchOptions, Scanner, ScanOptions
+from comparimg.scanner import MatchOptions, Scanner, ScanOptions, VerifierSource, shipped_verifier
 from comparimg.scanner.model_stage import ModelStage, start_model_stage
 from comparimg.workers import WorkerLimits, WorkerPool
 
@@ -31,9 +31,11 @@ class ScannerPipeline:
         index: Index,
         cancel: threading.Event | None = None,
         between_tasks: Callable[[], None] | None = None,
+        verifier: VerifierSource = shipped_verifier,
     ):
-        """Given settings, the process's one writer Index and optionally the daemon's stop event and what to
-        run between the tasks of long jobs (the daemon's urgent writer jobs), start the hashing workers,
+        """Given settings, the process's one writer Index and optionally the daemon's stop event, what to
+        run between the tasks of long jobs (the daemon's urgent writer jobs) and the verifier in use (asked at
+        each link: a retrained one judges from the next link on), start the hashing workers,
         load the model in one of them unless `matching.mode` is `hash` (`model_stage`: a model that cannot
         be loaded leaves the pipeline in mode `hash`, with the error) and start the scanner. Once `cancel`
         is set, `ingest` and `reconcile` raise `Cancelled` within a fraction of a second, leaving the rest
@@ -47,9 +49,11 @@ class ScannerPipeline:
         self.model_stage: ModelStage = start_model_stage(
             self.pool, self.index, settings.matching.mode, embedder_spec(settings.model)
         )
-        options = dataclasses.replace(scan_options(settings), embedder=self.model_stage.embedder)
+        options = scan_options(settings)
+        match = dataclasses.replace(options.match, mode=self.model_stage.mode_in_use)
+        options = dataclasses.replace(options, match=match, embedder=self.model_stage.embedder)
         self.scanner = Scanner(
-            self.index, self.pool, options, cancel=cancel, between_tasks=self.between_tasks
+            self.index, self.pool, options, cancel=cancel, between_tasks=self.between_tasks, verifier=verifier
         )
 
     def between_tasks(self) -> None:

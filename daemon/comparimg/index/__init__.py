@@ -117,7 +117,8 @@ class Index(FileRows, RelationRows, LabelRows):
         return schema_version(self.db)
 
     def counts(self) -> dict[str, int]:
-        """Return the counts for status pages: files by state, matches, groups by kind."""
+        """Return the counts for status pages: files by state, matches, groups by kind. `groups` counts the
+        duplicate groups (exact and near); `groups_similar` the groups of shots of one scene."""
         files = self.file_counts()
         groups = self.group_counts()
         return {
@@ -129,6 +130,7 @@ class Index(FileRows, RelationRows, LabelRows):
             "groups": groups["exact"] + groups["near"],
             "groups_exact": groups["exact"],
             "groups_near": groups["near"],
+            "groups_similar": groups["similar"],
             "grouped_files": groups["grouped_files"],
         }
 

@@ -25,7 +25,7 @@ ITEM_STATES = ("pending", "applied", "refused", "failed", "undone")
 
 _CANDIDATES = """
 SELECT g.id, g.kind, f.id, gm.suggested, f.path, f.state, f.size, f.device, f.inode, f.mtime_ns,
-       coalesce(f.content_hash, ''),
+       coalesce(f.content_hash, ''), gm.reason != '', gm.confidence, gm.file_id = g.leader,
        EXISTS (SELECT 1 FROM decisions d WHERE d.file_id = f.id AND d.state IN ('queued', 'applied'))
 FROM groups g
 JOIN group_members gm ON gm.group_id = g.id
@@ -39,27 +39,51 @@ def candidate_groups(
     db: Database, kinds: Sequence[str], reference_roots: Iterable[str]
 ) -> list[CandidateGroup]:
     """Given a reader (or the writer), the group kinds wanted and the reference roots, return every stored
-    group of those kinds with its members, by id."""
+    group of those kinds with its members, by id. A group's `confidence` is the lowest of the verifier's
+    confidences on its members' edges; None when any member's edge was not judged (mode `hash`, the same
+    bytes)."""
     ranges = [prefix_range(str(root)) for root in reference_roots]
     sql = _CANDIDATES.format(kinds=",".join("?" * len(kinds)))
     groups: list[CandidateGroup] = []
     current: tuple[int, str] | None = None
     members: list[CandidateMember] = []
+    confidences: list[float | None] = []
     decided = False
     for row in db.execute(sql, list(kinds)):
-        group_id, kind, file_id, suggested, path, state, size, device, inode, mtime_ns, digest, has = row
+        group_id, kind, file_id, suggested, path, state, size, device, inode, mtime_ns, digest, *rest = row
+        picked, confidence, leader, has = rest
         if current is not None and current[0] != group_id:
-            groups.append(CandidateGroup(current[0], current[1], tuple(members), decided))
-            members, decided = [], False
+            groups.append(CandidateGroup(*current, tuple(members), decided, _lowest(confidences)))
+            members, confidences, decided = [], [], False
         current = (group_id, kind)
         reference = any(low <= path < high for low, high in ranges)
         members.append(
-            CandidateMember(file_id, path, state, suggested, reference, size, device, inode, mtime_ns, digest)
+            CandidateMember(
+                file_id,
+                path,
+                state,
+                suggested,
+                reference,
+                size,
+                device,
+                inode,
+                mtime_ns,
+                digest,
+                bool(picked),
+            )
         )
+        if not leader:
+            confidences.append(confidence)
         decided = decided or bool(has)
     if current is not None:
-        groups.append(CandidateGroup(current[0], current[1], tuple(members), decided))
+        groups.append(CandidateGroup(*current, tuple(members), decided, _lowest(confidences)))
     return groups
+
+
+def _lowest(confidences: list[float | None]) -> float | None:
+    if not confidences or any(c is None for c in confidences):
+        return None
+    return min(c for c in confidences if c is not None)
 
 
 def create_batch(

@@ -432,6 +432,7 @@ class FileRows:
                 format=fp.format if fp else "",
                 content_hash=fp.content_hash if fp else "",
                 reference=any(lo <= row.path < hi for lo, hi in ranges),
+                quality=fp.quality if fp else None,
             )
         return facts
 

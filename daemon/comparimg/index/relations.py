@@ -41,9 +41,12 @@ class RelationRows:
     def add_matches(self, matches: Iterable[Match]) -> None:
         """Given verified matches (file_a < file_b), store them, replacing an existing edge between a pair."""
         self.db.conn.executemany(
-            "INSERT OR REPLACE INTO matches (file_a, file_b, kind, distance, orientation) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [(m.file_a, m.file_b, m.kind, m.distance, m.orientation) for m in matches],
+            "INSERT OR REPLACE INTO matches "
+            "(file_a, file_b, kind, distance, orientation, verdict, confidence) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (m.file_a, m.file_b, m.kind, m.distance, m.orientation, m.verdict, m.confidence)
+                for m in matches
+            ],
         )
 
     def matches_touching(self, file_ids: Iterable[int]) -> list[Match]:
@@ -52,7 +55,7 @@ class RelationRows:
         for chunk in chunked(list(file_ids)):
             marks = ",".join("?" * len(chunk))
             for row in self.db.execute(
-                "SELECT file_a, file_b, kind, distance, orientation FROM matches "
+                "SELECT file_a, file_b, kind, distance, orientation, verdict, confidence FROM matches "
                 f"WHERE file_a IN ({marks}) OR file_b IN ({marks})",
                 chunk + chunk,
             ):
@@ -106,9 +109,22 @@ class RelationRows:
 
     def _insert_members(self, group_id: int, members: Iterable[GroupMember]) -> None:
         self.db.conn.executemany(
-            "INSERT INTO group_members (group_id, file_id, distance, orientation, suggested) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [(group_id, m.file_id, m.distance, m.orientation, m.suggested) for m in members],
+            "INSERT INTO group_members "
+            "(group_id, file_id, distance, orientation, suggested, verdict, confidence, reason) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    group_id,
+                    m.file_id,
+                    m.distance,
+                    m.orientation,
+                    m.suggested,
+                    m.verdict,
+                    m.confidence,
+                    m.reason,
+                )
+                for m in members
+            ],
         )
 
     def groups_of(self, file_ids: Iterable[int]) -> list[StoredGroup]:
@@ -144,12 +160,13 @@ class RelationRows:
         if not group_ids:
             return members
         marks = ",".join("?" * len(group_ids))
-        for gid, fid, distance, orientation, suggested in self.db.execute(
-            "SELECT group_id, file_id, distance, orientation, suggested FROM group_members "
-            f"WHERE group_id IN ({marks}) ORDER BY group_id, suggested = 'trash', distance, file_id",
+        for gid, *row in self.db.execute(
+            "SELECT group_id, file_id, distance, orientation, suggested, verdict, confidence, reason "
+            f"FROM group_members WHERE group_id IN ({marks}) "
+            "ORDER BY group_id, suggested = 'trash', reason = '', distance, file_id",
             group_ids,
         ):
-            members.setdefault(gid, []).append(GroupMember(fid, distance, orientation, suggested))
+            members.setdefault(gid, []).append(GroupMember(*row))
         return members
 
     def iter_groups(self, batch: int = BATCH) -> Iterator[StoredGroup]:
@@ -168,12 +185,14 @@ class RelationRows:
             last = ids[-1]
 
     def group_counts(self) -> dict[str, int]:
-        """Return the number of groups of each kind and the number of files in a group."""
-        counts = {"exact": 0, "near": 0}
+        """Return the number of groups of each kind and the number of files in a duplicate group (exact or
+        near: a file only in a `similar` group is not counted)."""
+        counts = {"exact": 0, "near": 0, "similar": 0}
         for kind, n in self.db.execute("SELECT kind, count(*) FROM groups GROUP BY kind"):
             counts[kind] = n
         counts["grouped_files"] = self.db.execute(
-            "SELECT count(DISTINCT file_id) FROM group_members"
+            "SELECT count(DISTINCT file_id) FROM group_members JOIN groups ON groups.id = group_id "
+            "WHERE kind != 'similar'"
         ).fetchone()[0]
         return counts
 

@@ -105,6 +105,52 @@ CORE_TABLES = (
     "CREATE INDEX walk_errors_root ON walk_errors (root)",
 )
 
+# SQLite cannot change a CHECK constraint in place: the tables are rebuilt with `similar` allowed, rows and
+# group ids kept. Renaming groups_v6 rewrites group_members_v6's reference to it (SQLite >= 3.26).
+VERDICT_TABLES = (
+    """CREATE TABLE matches_v6 (
+        file_a INTEGER NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+        file_b INTEGER NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('exact', 'near', 'similar')),
+        distance INTEGER NOT NULL,
+        orientation INTEGER NOT NULL,
+        verdict TEXT NOT NULL DEFAULT '' CHECK (verdict IN ('', 'duplicate', 'similar')),
+        confidence REAL,
+        PRIMARY KEY (file_a, file_b),
+        CHECK (file_a < file_b)
+    ) WITHOUT ROWID""",
+    "INSERT INTO matches_v6 (file_a, file_b, kind, distance, orientation) "
+    "SELECT file_a, file_b, kind, distance, orientation FROM matches",
+    "DROP TABLE matches",
+    "ALTER TABLE matches_v6 RENAME TO matches",
+    "CREATE INDEX matches_file_b ON matches (file_b)",
+    """CREATE TABLE groups_v6 (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('exact', 'near', 'similar')),
+        leader INTEGER NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+        created REAL NOT NULL
+    )""",
+    "INSERT INTO groups_v6 (id, kind, leader, created) SELECT id, kind, leader, created FROM groups",
+    """CREATE TABLE group_members_v6 (
+        group_id INTEGER NOT NULL REFERENCES groups_v6 (id) ON DELETE CASCADE,
+        file_id INTEGER NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+        distance INTEGER NOT NULL,
+        orientation INTEGER NOT NULL,
+        suggested TEXT NOT NULL CHECK (suggested IN ('keep', 'trash')),
+        verdict TEXT NOT NULL DEFAULT '',
+        confidence REAL,
+        reason TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (group_id, file_id)
+    ) WITHOUT ROWID""",
+    "INSERT INTO group_members_v6 (group_id, file_id, distance, orientation, suggested) "
+    "SELECT group_id, file_id, distance, orientation, suggested FROM group_members",
+    "DROP TABLE group_members",
+    "DROP TABLE groups",
+    "ALTER TABLE groups_v6 RENAME TO groups",
+    "ALTER TABLE group_members_v6 RENAME TO group_members",
+    "CREATE INDEX group_members_file ON group_members (file_id)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "files, matches, groups, not-duplicates, walk errors", CORE_TABLES),
     Migration(2, "decision queue and sorter journal", JOURNAL_TABLES),
@@ -141,6 +187,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE files ADD COLUMN exposure REAL",
         ),
     ),
+    Migration(8, "the learned verifier: similar edges and groups, each edge's verdict", VERDICT_TABLES),
 )
 
 

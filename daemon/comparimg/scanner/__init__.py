@@ -45,13 +45,21 @@ from comparimg import hashing
 from comparimg.embedding import EmbedderSpec
 from comparimg.index import FileRow, Index
 from comparimg.model import FileIdentity, ImageError
-from comparimg.scanner.linking import Linker, MatchOptions, no_task_between
+from comparimg.scanner.linking import (
+    MODES,
+    Linker,
+    MatchOptions,
+    VerifierSource,
+    no_task_between,
+    shipped_verifier,
+)
 from comparimg.scanner.walk import FoundFile, WalkProblem, describe_os_error, identity_of, walk_images
 from comparimg.workers import Cancelled, WorkerPool
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "MODES",
     "Cancelled",
     "FoundFile",
     "MatchOptions",
@@ -59,8 +67,10 @@ __all__ = [
     "ScanProgress",
     "ScanReport",
     "Scanner",
+    "VerifierSource",
     "WalkProblem",
     "describe_os_error",
+    "shipped_verifier",
 ]
 
 COMMIT_EVERY = 200
@@ -90,6 +100,7 @@ class ScanReport:
     errors: int = 0
     missing: int = 0
     verified: int = 0  # candidate pairs checked by hashing.verify_pair
+    judged: int = 0  # candidate pairs judged by the learned verifier (modes hash+model and model)
     groups: int = 0
     seconds: float = 0.0
     absent_roots: list[str] = field(default_factory=list)
@@ -139,6 +150,7 @@ class Scanner:
         clock: Callable[[], float] = time.time,
         cancel: threading.Event | None = None,
         between_tasks: Callable[[], None] = no_task_between,
+        verifier: VerifierSource = shipped_verifier,
     ):
         self.index = index
         self.pool = pool
@@ -148,7 +160,8 @@ class Scanner:
         # Called while files are read and pairs checked in the workers, when no transaction is open (the
         # daemon runs its urgent writer jobs there).
         self.between_tasks = between_tasks
-        self.linker = Linker(index, pool, options.match, clock, self.cancel, between_tasks)
+        # `verifier` gives the current learned verifier (modes hash+model and model), asked at each link.
+        self.linker = Linker(index, pool, options.match, clock, self.cancel, between_tasks, verifier)
 
     def _check_cancel(self) -> None:
         if self.cancel.is_set():
@@ -222,12 +235,13 @@ class Scanner:
             run.batch.commit()
 
     def _finish(self, run: _Pass, started: float) -> ScanReport:
-        verified_before = self.linker.verifications
+        verified_before, judged_before = self.linker.verifications, self.linker.judged
         # With the files left unlinked by an earlier stop (or kill) between hashing and linking.
         to_link = list(dict.fromkeys([*run.to_link, *self.index.files_needing_link()]))
         run.to_regroup |= self.linker.link(to_link, run.match)
         self.linker.regroup(run.to_regroup)
         run.report.verified = self.linker.verifications - verified_before
+        run.report.judged = self.linker.judged - judged_before
         run.report.groups = self.index.counts()["groups"]
         run.report.seconds = round(time.monotonic() - started, 3)
         return run.report

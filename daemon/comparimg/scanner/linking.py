@@ -1,14 +1,28 @@
 """From fingerprints to verified match edges and duplicate groups, kept in step with the index.
 
 `Linker` holds the in-memory `matching.HashIndex` of every `ok` file (built once from the index), queries it
-for each new or changed file, treats equal content hashes as exact duplicates, verifies every other
-candidate in a worker (`hashing.verify_pair`), stores the edges, and recomputes the groups of the affected
-connected components (`matching.group_matches`, `decisions.mark_suggestions`).
+for each new or changed file, treats equal content hashes as exact duplicates, judges every other candidate,
+stores the edges, and recomputes the groups of the affected connected components (`matching.group_matches`,
+`matching.similar_groups`, `decisions.mark_suggestions`).
+
+How a candidate is judged depends on `MatchOptions.mode` (docs/verifier.md, "In the daemon"):
+
+- `hash`: the hash neighbours; each pair's pixel check (`hashing.verify_pair`, in a worker) decides. No model
+  is loaded.
+- `hash+model`: the hash neighbours and the embedding neighbours (`EmbeddingIndex`, kept in step like the
+  HashIndex). The learned verifier judges each pair on its fingerprints and embedding cosine; when it is not
+  sure (confidence < SURE), the pixel check runs in a worker and the verifier judges again with it.
+- `model`: the embedding neighbours only, judged by the verifier on the fingerprints and cosine; no pixel
+  check.
+
+A *duplicate* verdict is a `near` edge, *similar* a `similar` edge, *different* none; each edge keeps the
+verdict and its confidence.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -18,9 +32,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from comparimg import decisions, hashing, matching
+from comparimg.embedding import unpack_embedding
 from comparimg.hashing import pictures
 from comparimg.index import HashArrays, Index
-from comparimg.model import Candidate, Fingerprint, ImageError, Match
+from comparimg.model import Candidate, Fingerprint, ImageError, Match, ModelError
+from comparimg.verdicts import LABELS, Verdict, Verifier, best_orientation, pair_features
+from comparimg.verdicts.features import global_distances
 from comparimg.workers import Cancelled, WorkerPool
 
 log = logging.getLogger(__name__)
@@ -31,16 +48,48 @@ def no_task_between() -> None:
 
 
 PREVIEW_BYTES = 64 << 20  # previews kept for checks in other workers (~700 at 256 px)
+MODES = ("hash", "hash+model", "model")
+# Mode hash+model (measured on the public benchmark with hard negatives: docs/verifier.md, "In the daemon"):
+# a verdict on the fingerprints and the cosine is taken without the pixel check when it is at least this sure
+# (SURE_DUPLICATE for a duplicate: the hard negatives that fool the cheap stage score up to 0.988 there)...
+SURE = 0.95
+SURE_DUPLICATE = 0.99
+# ...and, once the pixel check ran and found no match, a duplicate verdict needs this much to overrule it;
+# below, the pair takes the likelier of the two other labels.
+OVERRULE = 0.97
+NEIGHBOURS = 16  # embedding neighbours asked for each file
+MIN_COSINE = 0.75  # below this, an embedding neighbour is not a candidate
+EDGE_KINDS = {"duplicate": "near", "similar": "similar"}  # verdict label -> edge kind ("different": none)
+MIN_SIMILAR = 0.5  # a `similar` edge needs at least this probability (a weak "similar" is no relation)
 
 
 @dataclass(frozen=True, slots=True)
 class MatchOptions:
-    """How near duplicates are found: Hamming threshold, turned copies, crop-aware (window) hashes."""
+    """How near duplicates are found: Hamming threshold, turned copies, crop-aware (window) hashes, and the
+    mode (MODES: `hash` as before the model stage, `hash+model`, `model`; see the module docstring)."""
 
     threshold: int = 10
     orientations: bool = True
     crops: bool = True
     reference_roots: tuple[str, ...] = ()
+    mode: str = "hash"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"matching mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+
+    @property
+    def uses_model(self) -> bool:
+        return self.mode != "hash"
+
+
+@functools.cache
+def shipped_verifier() -> Verifier:
+    """Return the shipped verifier, loaded once per process (raise ModelError naming its file)."""
+    return Verifier.load()
+
+
+VerifierSource = Callable[[], Verifier]  # "the current verifier": a retrained one may replace it any time
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +163,141 @@ def load_hash_index(index: Index, threshold: int, crops: bool) -> matching.HashI
     return hash_index
 
 
+def embedding_of(fingerprint: Fingerprint | None) -> np.ndarray | None:
+    """Given a fingerprint, return its embedding as float32, or None when it has none."""
+    if fingerprint is None or not fingerprint.embedding:
+        return None
+    return unpack_embedding(fingerprint.embedding)
+
+
+def load_embedding_index(index: Index):
+    """Given the index, return the EmbeddingIndex of every `ok` file with an embedding (empty when none has
+    one; its dimensions are the first batch's, or taken from the first file added)."""
+    from comparimg.embedding.neighbours import EmbeddingIndex
+
+    embeddings = None
+    for ids, matrix in index.embedding_batches():
+        if embeddings is None:
+            embeddings = EmbeddingIndex(matrix.shape[1])
+        embeddings.add_many(ids, matrix.astype(np.float32))
+    return embeddings if embeddings is not None else _LazyEmbeddingIndex()
+
+
+class _LazyEmbeddingIndex:
+    """An empty EmbeddingIndex whose dimensions are not known yet: it becomes one at the first `add`."""
+
+    def __init__(self):
+        self._inner = None
+
+    def __len__(self) -> int:
+        return 0 if self._inner is None else len(self._inner)
+
+    def add(self, file_id: int, vector: np.ndarray) -> None:
+        if self._inner is None:
+            from comparimg.embedding.neighbours import EmbeddingIndex
+
+            self._inner = EmbeddingIndex(len(vector))
+        self._inner.add(file_id, vector)
+
+    def remove(self, file_id: int) -> None:
+        if self._inner is not None:
+            self._inner.remove(file_id)
+
+    def query(self, vector: np.ndarray, **options) -> list[tuple[int, float]]:
+        return [] if self._inner is None else self._inner.query(vector, **options)
+
+
+@dataclass(slots=True)
+class _Found:
+    """What one link pass learnt of the files it met: paths, content hashes and fingerprints by id."""
+
+    paths: dict[int, str] = dataclasses.field(default_factory=dict)
+    contents: dict[int, str] = dataclasses.field(default_factory=dict)
+    fingerprints: dict[int, Fingerprint] = dataclasses.field(default_factory=dict)
+
+    def learn(self, index: Index, file_ids: Iterable[int]) -> None:
+        """Given the index and file ids, read the rows of those not known yet."""
+        rows = index.files_by_ids({fid for fid in file_ids if fid not in self.paths})
+        for fid, row in rows.items():
+            self.paths[fid] = row.path
+            if row.fingerprint:
+                self.contents[fid] = row.fingerprint.content_hash
+                self.fingerprints[fid] = row.fingerprint
+
+
+@dataclass(frozen=True, slots=True)
+class PairEvidence:
+    """What the verifier is shown of a pair: both fingerprints (the queried file is A), the orientation
+    turning A into B (the hashes' best one, as the verifier was trained), and the embedding cosine when it
+    is meaningful: both files have an embedding and the pair is upright (the stored embeddings are of the
+    upright pictures; a turned pair's cosine is left out and the pixel check carries it)."""
+
+    a: Fingerprint
+    b: Fingerprint
+    orientation: int
+    cosine: float | None
+
+    @classmethod
+    def of(cls, pair: PairToVerify, found: _Found) -> PairEvidence:
+        a, b = found.fingerprints[pair.query_id], found.fingerprints[pair.other_id]
+        orientation = best_orientation(a, b)
+        first, second = embedding_of(a), embedding_of(b)
+        cosine = None
+        if orientation == 0 and first is not None and second is not None and len(first) == len(second):
+            cosine = float(np.clip(np.dot(first, second), -1.0, 1.0))
+        return cls(a, b, orientation, cosine)
+
+    def features(self, pixels=None) -> np.ndarray:
+        """Given the pixel check's Verdict when it ran, return the pair's feature vector."""
+        return pair_features(self.a, self.b, self.cosine, pixels, self.orientation)
+
+    def check_candidate(self) -> Candidate:
+        """Return the Candidate the pixel check is run with: the verifier's orientation."""
+        distance = int(global_distances(self.a, self.b)[self.orientation])
+        return Candidate(0, distance, self.orientation)
+
+
+def is_sure(verdict: Verdict) -> bool:
+    """Given the verdict on the fingerprints and the cosine, return whether it is taken without the pixel
+    check (SURE, SURE_DUPLICATE for a duplicate)."""
+    return verdict.confidence >= (SURE_DUPLICATE if verdict.label == "duplicate" else SURE)
+
+
+def checked_verdict(verdict: Verdict, pixels_matched: bool) -> Verdict:
+    """Given the verdict on all the evidence and whether the pixel check matched, return the verdict that
+    stands: a duplicate against a pixel check that found no match needs OVERRULE, else the pair takes the
+    likelier of `similar` and `different` (with its probability)."""
+    if verdict.label != "duplicate" or pixels_matched or verdict.confidence >= OVERRULE:
+        return verdict
+    probabilities = dict(zip(LABELS, verdict.probabilities, strict=True))
+    label = max(("similar", "different"), key=lambda name: probabilities[name])
+    return Verdict(label, probabilities[label], verdict.probabilities)
+
+
+def judged_edges(pairs: Iterable[PairToVerify], verdict: Verdict) -> list[Match]:
+    """Given the pairs one verdict decides and the verdict, return their edges: `near` for a duplicate,
+    `similar` for another shot of the scene (at least MIN_SIMILAR sure), none for different pictures."""
+    kind = EDGE_KINDS.get(verdict.label)
+    if kind is None or (kind == "similar" and verdict.confidence < MIN_SIMILAR):
+        return []
+    confidence = round(float(verdict.confidence), 4)
+    return [
+        dataclasses.replace(
+            edge_for(p.query_id, p.other_id, kind, p.candidate.distance, p.candidate.orientation),
+            verdict=verdict.label,
+            confidence=confidence,
+        )
+        for p in pairs
+    ]
+
+
+def _edges_of(sharing: dict[tuple, list[PairToVerify]], verdicts: dict[tuple, Verdict]) -> list[Match]:
+    return [edge for key, verdict in verdicts.items() for edge in judged_edges(sharing[key], verdict)]
+
+
 class Linker:
-    """The matching state of one index: its HashIndex, and the steps that turn new files into groups.
+    """The matching state of one index: its HashIndex (and EmbeddingIndex with the model), and the steps that
+    turn new files into groups.
 
     Every method writes through the index's writer, so call them from the thread that owns the writer.
     """
@@ -128,6 +310,7 @@ class Linker:
         clock: Callable[[], float] = time.time,
         cancel: threading.Event | None = None,
         between_tasks: Callable[[], None] = no_task_between,
+        verifier: VerifierSource = shipped_verifier,
     ):
         self.index = index
         # Called while pair checks run in the workers, when no transaction is open (the daemon runs its
@@ -137,8 +320,11 @@ class Linker:
         self.pool = pool
         self.options = options
         self.clock = clock
+        self.verifier = verifier  # asked at each link: a retrained model is used from the next one
         self._hash_index: matching.HashIndex | None = None
+        self._embedding_index = None  # EmbeddingIndex, loaded on first use in the model modes
         self.verifications = 0  # verify_pair tasks run so far (for reports)
+        self.judged = 0  # distinct pairs the learned verifier judged (for reports)
         # With several workers a check may run in another worker than the one that decoded its files: the
         # previews they return are kept here and sent along (one worker keeps its own).
         self.previews = pictures.PictureCache(PREVIEW_BYTES) if pool.size > 1 else None
@@ -167,18 +353,33 @@ class Linker:
             self._hash_index = load_hash_index(self.index, self.options.threshold, self.options.crops)
         return self._hash_index
 
+    @property
+    def embedding_index(self):
+        """Return the EmbeddingIndex of every `ok` file with an embedding, loading it on first use."""
+        if self._embedding_index is None:
+            self._embedding_index = load_embedding_index(self.index)
+        return self._embedding_index
+
+    def _current_verifier(self) -> Verifier | None:
+        """Return the verifier to judge with, or None (then pairs are judged as in mode `hash`) when the
+        options do not use the model or it cannot be loaded (logged, naming the file)."""
+        if not self.options.uses_model:
+            return None
+        try:
+            return self.verifier()
+        except ModelError as error:
+            log.error("verifier_unavailable reason=%s: pairs are judged by the pixel check alone", error)
+            return None
+
     def link(self, file_ids: Collection[int], match: MatchOptions | None = None) -> set[int]:
-        """Given ids of files whose fingerprint is new or changed, find, verify and store their edges.
+        """Given ids of files whose fingerprint is new or changed, find, judge and store their edges.
 
         With `match`, query with its threshold and orientations instead of the linker's own (an API job's
         options: the same HashIndex, searched wider or narrower). Return every file whose groups may have
         changed (the files, their old and their new neighbours).
         """
         rows = {fid: row for fid, row in self.index.files_by_ids(file_ids).items() if row.state == "ok"}
-        if self._hash_index is not None:
-            for file_id, row in rows.items():
-                self._hash_index.add(file_id, query_fingerprint(row.fingerprint, self.options))
-        # else: the first use loads the HashIndex from the index, where these files already are.
+        self._keep_indexes_in_step(rows)
         refused = self.index.not_duplicate_pairs(rows)
         same_bytes = {
             fid: set(self.index.ok_files_with_content_hash(row.fingerprint.content_hash)) - {fid}
@@ -190,9 +391,15 @@ class Linker:
             for other in others
             if (min(file_id, other), max(file_id, other)) not in refused
         ]
+        verifier = self._current_verifier()
+        found = _Found()
         try:
-            # Pairs are verified as they are found: the workers start while the other files are queried.
-            near = self._verified_edges(self._candidate_pairs(rows, refused, same_bytes, match))
+            # Pairs are judged as they are found: the workers start while the other files are queried.
+            pairs = self._candidate_pairs(rows, refused, same_bytes, found, verifier is not None, match)
+            if verifier is None:
+                near = self._verified_edges(pairs)
+            else:
+                near = self._judged_edges(pairs, found, verifier)
         finally:
             if self.previews is not None:  # they served this pass (even a cancelled one): not kept
                 self.previews.clear()
@@ -207,35 +414,84 @@ class Linker:
             self.index.mark_linked(file_ids)
         return affected | set(edges_of)
 
-    def _candidate_pairs(self, rows, refused, same_bytes, match=None) -> Iterator[PairToVerify]:
-        """Given the rows to link, the refused pairs, each row's files of the same bytes and optionally a
-        pass's own matching options, yield each candidate pair to verify once, as the HashIndex finds it."""
+    def _keep_indexes_in_step(self, rows: dict) -> None:
+        """Given the rows to link, add them to the in-memory indexes already loaded (a first use loads them
+        from the index, where these files already are)."""
+        if self._hash_index is not None:
+            for file_id, row in rows.items():
+                self._hash_index.add(file_id, query_fingerprint(row.fingerprint, self.options))
+        if self._embedding_index is not None:
+            for file_id, row in rows.items():
+                self._embedding_index.remove(file_id)
+                vector = embedding_of(row.fingerprint)
+                try:
+                    if vector is not None:
+                        self._embedding_index.add(file_id, vector)
+                except ValueError as error:  # another model's length: found by its hashes only
+                    log.warning("embedding_not_indexed file=%s reason=%s", file_id, error)
+
+    def _candidate_pairs(
+        self, rows, refused, same_bytes, found: _Found, model: bool, match: MatchOptions | None = None
+    ) -> Iterator[PairToVerify]:
+        """Given the rows to link, the refused pairs, each row's files of the same bytes, where to keep what
+        is learnt of the other files, whether the model is used and optionally a pass's own matching options
+        (an API job's threshold and orientations, over the same HashIndex), yield each candidate pair once,
+        as the indexes find it: the hash neighbours (not in mode `model`) and, with the model, the
+        embedding neighbours."""
         seen: set[tuple[int, int]] = set()
-        paths, contents = {}, {}
         options = match or self.options
         wider = {} if match is None else {"threshold": match.threshold, "window_threshold": match.threshold}
         for file_id, row in rows.items():
-            fingerprint = query_fingerprint(row.fingerprint, options)
-            candidates = self.hash_index.query(fingerprint, exclude=same_bytes[file_id] | {file_id}, **wider)
-            others = self.index.files_by_ids(c.file_id for c in candidates if c.file_id not in paths)
-            paths.update({fid: other.path for fid, other in others.items()})
-            contents.update(
-                {fid: other.fingerprint.content_hash for fid, other in others.items() if other.fingerprint}
-            )
+            found.fingerprints[file_id] = row.fingerprint
+            exclude = same_bytes[file_id] | {file_id}
+            candidates = []
+            if self.options.mode != "model":
+                fingerprint = query_fingerprint(row.fingerprint, options)
+                candidates = self.hash_index.query(fingerprint, exclude=exclude, **wider)
+            neighbours = self._embedding_neighbours(row.fingerprint, exclude) if model else []
+            found.learn(self.index, [c.file_id for c in candidates] + [other for other, _ in neighbours])
+            candidates += self._embedding_candidates(row.fingerprint, neighbours, found, candidates)
             for candidate in candidates:
                 other_id = candidate.file_id
                 pair = (min(file_id, other_id), max(file_id, other_id))
-                if pair in refused or pair in seen or other_id not in paths:
+                if pair in refused or pair in seen or other_id not in found.paths:
+                    continue
+                if model and other_id not in found.fingerprints:  # the verifier needs both fingerprints
                     continue
                 seen.add(pair)
                 yield PairToVerify(
                     file_id,
                     row.path,
                     other_id,
-                    paths[other_id],
+                    found.paths[other_id],
                     candidate,
-                    (row.fingerprint.content_hash, contents.get(other_id, "")),
+                    (row.fingerprint.content_hash, found.contents.get(other_id, "")),
                 )
+
+    def _embedding_neighbours(self, fingerprint: Fingerprint, exclude: set[int]) -> list[tuple[int, float]]:
+        vector = embedding_of(fingerprint)
+        if vector is None or len(self.embedding_index) == 0:
+            return []
+        try:
+            return self.embedding_index.query(vector, k=NEIGHBOURS, min_cosine=MIN_COSINE, exclude=exclude)
+        except ValueError as error:  # another model's length: found by its hashes only
+            log.warning("embedding_not_queried reason=%s", error)
+            return []
+
+    @staticmethod
+    def _embedding_candidates(fingerprint, neighbours, found: _Found, hash_candidates) -> list[Candidate]:
+        """Given the queried fingerprint, its embedding neighbours and the hash candidates, return a
+        Candidate for each neighbour the hashes did not find, in the hashes' best orientation."""
+        known = {c.file_id for c in hash_candidates}
+        made = []
+        for other_id, _ in neighbours:
+            other = found.fingerprints.get(other_id)
+            if other_id in known or other is None:
+                continue
+            distances = global_distances(fingerprint, other)
+            orientation = int(np.argmin(distances))
+            made.append(Candidate(other_id, int(distances[orientation]), orientation, "embedding"))
+        return made
 
     def _verified_edges(self, pairs: Iterable[PairToVerify]) -> list[Match]:
         """Given candidate pairs (consumed lazily), verify each distinct one in the workers (pairs of the
@@ -271,6 +527,53 @@ class Linker:
             for p in sharing[key]
         ]
 
+    def _judged_edges(self, pairs: Iterable[PairToVerify], found: _Found, verifier: Verifier) -> list[Match]:
+        """Given candidate pairs (consumed lazily), what is known of their files and the verifier, judge each
+        distinct pair (pairs of the same two contents met the same way share one verdict) on the
+        fingerprints and the cosine; when the verdict is not sure and the mode allows, run the pixel check in
+        a worker and judge again with it. Return the edges of the pairs judged duplicate or similar."""
+        sharing: dict[tuple, list[PairToVerify]] = {}  # verdict key -> the pairs it decides
+        verdicts: dict[tuple, Verdict] = {}
+        waiting: dict[tuple, tuple] = {}  # verify_pair arguments -> (key, the pair's evidence so far)
+        checks_allowed = self.options.mode == "hash+model"
+
+        def unsure() -> Iterator[tuple]:
+            for pair in pairs:
+                if self.cancel is not None and self.cancel.is_set():
+                    raise Cancelled()
+                key = pair.verdict_key()
+                if key in sharing:
+                    sharing[key].append(pair)
+                    continue
+                sharing[key] = [pair]
+                evidence = PairEvidence.of(pair, found)
+                verdict = verifier.judge(evidence.features())
+                self.judged += 1
+                if is_sure(verdict) or not checks_allowed:
+                    verdicts[key] = verdict
+                    continue
+                self.verifications += 1
+                args = (pair.query_path, pair.other_path, evidence.check_candidate())
+                waiting[args] = (key, evidence, verdict)
+                yield (*args, self._previews_of(pair.query_path, pair.other_path))
+
+        if not checks_allowed:
+            for _ in unsure():  # nothing is ever yielded: every pair is judged on the cheap evidence
+                pass
+            return _edges_of(sharing, verdicts)
+        # While a check runs, no transaction is open: the daemon's urgent writes run in the meantime.
+        checked = self.pool.map_unordered(hashing.verify_pair, unsure(), self.cancel, self.between_tasks)
+        for args, outcome in checked:
+            if self.cancel is not None and self.cancel.is_set():
+                raise Cancelled()
+            key, evidence, cheap = waiting.pop(args[:3])
+            if isinstance(outcome, ImageError):  # the cheaper verdict, as if the check found no match
+                log.warning("verify_failed a=%s b=%s reason=%s", args[0], args[1], outcome.reason)
+                verdicts[key] = checked_verdict(cheap, pixels_matched=False)
+            else:
+                verdicts[key] = checked_verdict(verifier.judge(evidence.features(outcome)), outcome.matched)
+        return _edges_of(sharing, verdicts)
+
     def neighbours_of(self, file_ids: Collection[int]) -> set[int]:
         """Given file ids, return them with every file they share a match edge with."""
         found = set(file_ids)
@@ -283,9 +586,11 @@ class Linker:
         affected = self.neighbours_of(file_ids)
         with self.index.transaction():
             self.index.mark_missing(file_ids)
-        if self._hash_index is not None:
-            for file_id in file_ids:
+        for file_id in file_ids:
+            if self._hash_index is not None:
                 self._hash_index.remove(file_id)
+            if self._embedding_index is not None:
+                self._embedding_index.remove(file_id)
         return affected
 
     def regroup(self, file_ids: Collection[int]) -> int:
@@ -299,9 +604,9 @@ class Linker:
         for stored in self.index.groups_of(component):
             component.update(m.file_id for m in stored.group.members)
         facts = self.index.file_facts(component, self.options.reference_roots, states=("ok",))
-        groups = matching.group_matches(
-            facts, self.index.matches_touching(component), self.index.not_duplicate_pairs(component)
-        )
+        edges, refused = self.index.matches_touching(component), self.index.not_duplicate_pairs(component)
+        duplicates = matching.group_matches(facts, edges, refused)
+        groups = duplicates + matching.similar_groups(facts, edges, duplicates, refused)
         groups = [decisions.mark_suggestions(group, facts) for group in groups]
         with self.index.transaction():
             self.index.replace_groups(component, groups, self.clock())

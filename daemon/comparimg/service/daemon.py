@@ -281,7 +281,7 @@ class Service:
         index = await self.writer.open()
         self.readers = ReaderPool(self.settings.index_path)
         self.pipeline = await self.write(
-            self._pipeline_factory, self.settings, index, self.stop_flag, self.run_urgent
+            self._pipeline_factory, self.settings, index, self.stop_flag, self.run_urgent, self.verifier
         )
         self.sorter = Sorter(index.db, self.settings.root_paths(), self.settings.sorter, content_hash_file)
         for result in await self.write(self.sorter.recover):
@@ -295,7 +295,7 @@ class Service:
 
     def swap_pipeline(self, settings: Settings) -> None:
         """On the writer thread: given new settings, start a new pipeline, then close the old one."""
-        fresh = self._pipeline_factory(settings, self.index, self.stop_flag, self.run_urgent)
+        fresh = self._pipeline_factory(settings, self.index, self.stop_flag, self.run_urgent, self.verifier)
         old, self.pipeline = self.pipeline, fresh
         if old is not None:
             old.close()

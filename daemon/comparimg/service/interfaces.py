@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from comparimg.config import Settings
 from comparimg.index import Index
+from comparimg.verdicts.verifier import Verifier
 
 if TYPE_CHECKING:
     from comparimg.service.daemon import Service
@@ -37,8 +38,11 @@ class Pipeline(Protocol):
 # drain. Once the event is set, `ingest` and `reconcile` give up within a fraction of a second (raising
 # `Cancelled`) and what they left undone is reconciled at next start. The drain runs the urgent writer jobs
 # waiting (`Service.write(..., urgent=True)`): the pipeline calls it between the tasks of its long jobs,
-# with no transaction open.
-PipelineFactory = Callable[[Settings, Index, threading.Event, Callable[[], None]], Pipeline]
+# with no transaction open. The last argument gives the verifier in use (`verdicts.store.VerifierHolder`),
+# asked at each link so that a retrained model judges from the next link on.
+PipelineFactory = Callable[
+    [Settings, Index, threading.Event, Callable[[], None], Callable[[], Verifier]], Pipeline
+]
 # Called once the service runs; returns a coroutine function that stops what it started (the web app).
 Companion = Callable[["Service"], Awaitable[Callable[[], Awaitable[None]]]]
 

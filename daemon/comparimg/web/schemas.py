@@ -42,7 +42,7 @@ DecisionAction = _enum("DecisionAction", decision_queue.ACTIONS)
 DecisionState = _enum("DecisionState", decision_queue.DECISION_STATES)
 ActionKind = _enum("ActionKind", decision_queue.ACTION_KINDS)
 ActionState = _enum("ActionState", decision_queue.ACTION_STATES)
-GroupKind = _enum("GroupKind", ["exact", "near"])
+GroupKind = _enum("GroupKind", ["exact", "near", "similar"])
 GroupState = _enum("GroupState", review.STATES)
 GroupSort = _enum("GroupSort", list(review.SORTS))
 RuleKind = _enum("RuleKind", RULE_KINDS)
@@ -135,8 +135,10 @@ class BulkRule(Request):
     reference_only: Flag = Field(False, description="only groups holding a file under a reference root")
     action: Literal[RULE_ACTIONS] = Field("trash", description="what happens to the copies")
     target: Name | None = Field(None, description="move target (action move)")
-    min_confidence: None = Field(
-        None, description="reserved for the verifier's confidence (not available yet: only null)"
+    min_confidence: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        None,
+        description="only groups whose lowest verifier confidence on a member's edge is at least this (a "
+        "group with an edge the verifier did not judge never matches)",
     )
 
 
@@ -307,6 +309,11 @@ class Member(Shape):
     decision: Decision | None
     thumbnail_url: str
     content_url: str
+    verdict: Literal["duplicate", "similar"] | None = Field(
+        description="the learned verifier's, on the edge to the leader (null: not judged)"
+    )
+    confidence: Annotated[float, Field(ge=0, le=1)] | None
+    reason: str | None = Field(description="why this is the pick of a similar group")
 
 
 class Group(Shape):

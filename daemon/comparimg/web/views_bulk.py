@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from aiohttp import web
 
 from comparimg.decisions import BulkRule
@@ -20,7 +22,8 @@ def rule_from(rule: schemas.BulkRule) -> BulkRule:
     if rule.action != "move" and rule.target is not None:
         raise BadInput("rule.target is only for action move")
     kinds = tuple(dict.fromkeys(str(kind) for kind in rule.kinds))
-    return BulkRule(kinds, rule.folder, rule.reference_only, str(rule.action), rule.target)
+    built = BulkRule(kinds, rule.folder, rule.reference_only, str(rule.action), rule.target)
+    return replace(built, min_confidence=rule.min_confidence)
 
 
 async def post_bulk(request: web.Request) -> web.Response:

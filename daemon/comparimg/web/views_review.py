@@ -19,6 +19,7 @@ from comparimg.web import schemas
 from comparimg.web.inputs import QUERY, path_id
 from comparimg.web.keys import CORE, THUMBNAILER, current_settings
 
+GROUP_KINDS = ("exact", "near", "similar")
 THUMBNAIL_SIZE = 256
 CONTENT_CHUNK = 1 << 20
 FORMAT_TYPES = {
@@ -34,7 +35,8 @@ FORMAT_TYPES = {
 async def list_groups(request: web.Request) -> web.Response:
     """GET /api/groups?kind=&state=&folder=&sort=&limit=&offset=
 
-    Return {"groups": [...], "total", "limit", "offset"}.
+    Return {"groups": [...], "total", "limit", "offset"}. `kind` is one of GROUP_KINDS: `similar` groups
+    (shots of one scene, never duplicates) are listed with the rest unless a kind is asked for.
     """
     query: schemas.GroupQuery = request[QUERY]
     kind = None if query.kind is None else str(query.kind)
@@ -108,6 +110,9 @@ def _member_view(member, row, decision, references: list[str]) -> dict[str, Any]
         "distance": member.distance,
         "orientation": ORIENTATIONS[member.orientation % len(ORIENTATIONS)],
         "suggested": member.suggested,
+        "verdict": member.verdict or None,  # the learned verifier's, on the edge to the leader
+        "confidence": member.confidence,
+        "reason": member.reason or None,  # why this is the pick of a `similar` group
         "state": row.state if row else "missing",
         "reference": any(path.startswith(ref.rstrip("/") + "/") for ref in references),
         "decision": decision_view(decision) if decision else None,

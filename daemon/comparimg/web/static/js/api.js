@@ -68,7 +68,7 @@ function listOf(data, ...keys) {
 
 // --- normalisation: the page works on these shapes only ---------------------------------------------
 
-export function normalizeMember(m, group) {
+export function normalizeMember(m, group, kind = "") {
   const id = m.file_id ?? m.id;
   const path = m.path ?? "";
   const { folder, name } = splitPath(path);
@@ -85,7 +85,11 @@ export function normalizeMember(m, group) {
     mtime: m.mtime_ns ?? m.mtime ?? m.modified ?? null,
     distance: m.distance ?? 0,
     orientation: orientationName(m.orientation ?? 0),
-    suggested: m.suggested === "keep" || m.suggested === true,
+    // In a `similar` group every shot is kept; the suggested one is the pick, the one with a reason.
+    suggested: kind === "similar" ? Boolean(m.reason) : m.suggested === "keep" || m.suggested === true,
+    verdict: m.verdict ?? null, // the learned verifier's, on the edge to the leader
+    confidence: typeof m.confidence === "number" ? m.confidence : null,
+    reason: m.reason ?? null,
     reference: Boolean(m.reference),
     fileState: m.state ?? "ok", // ok | error | missing (the file row's state)
     thumbnail: m.thumbnail_url ?? `/api/files/${id}/thumbnail`,
@@ -104,7 +108,7 @@ export function normalizeGroup(g) {
     created: g.created ?? null,
     members: [],
   };
-  group.members = listOf(g.members).map((m) => normalizeMember(m, group.id));
+  group.members = listOf(g.members).map((m) => normalizeMember(m, group.id, group.kind));
   return group;
 }
 

@@ -37,11 +37,12 @@ export function renderGroup(group, index, on) {
   },
     h("div", { class: "group-head" },
       h("h3", { id: headingId, text: title }),
-      h("span", { class: `kind kind-${group.kind}`, text: group.kind }),
-      h("span", { class: "group-meta", text: `${group.members.length} images · ${formatBytes(freed)} to free${decided ? ` · ${decided}/${group.members.length} decided` : ""}` }),
+      h("span", { class: `kind kind-${group.kind}`, text: group.kind,
+        title: group.kind === "similar" ? "Shots of one scene, not duplicates: nothing is suggested for the trash" : null }),
+      h("span", { class: "group-meta", text: `${group.members.length} images · ${group.kind === "similar" ? "shots of one scene, nothing suggested for the trash" : `${formatBytes(freed)} to free`}${decided ? ` · ${decided}/${group.members.length} decided` : ""}` }),
       h("div", { class: "group-actions" },
         h("button", { type: "button", class: "btn btn-small", "aria-keyshortcuts": "s", title: "Keep the suggested image, trash the rest (s)",
-          onclick: () => on.keepSuggested(index) }, "Keep suggested, trash rest"),
+          onclick: () => on.keepSuggested(index) }, group.kind === "similar" ? "Keep best shot, trash rest" : "Keep suggested, trash rest"),
         h("button", { type: "button", class: "btn btn-small", "aria-keyshortcuts": "c", title: "Compare two images (c)",
           onclick: () => on.compareGroup(index) }, "Compare"),
         h("button", { type: "button", class: "btn btn-small", "aria-keyshortcuts": "n", title: "These are not duplicates (n)",
@@ -67,11 +68,14 @@ function renderMember(group, groupIndex, member, i, on) {
   ];
   if (member.reference) facts.push(["Folder", "reference (always kept)"]);
   if (member.fileState !== "ok") facts.push(["File", member.fileState === "missing" ? "missing from disk" : member.fileState]);
-  if (group.kind === "near") {
+  if (group.kind !== "exact") {
     facts.push(["Distance", String(member.distance)]);
     facts.push(["Turned", orientationLabel(member.orientation)]);
   }
-  const label = `Image ${i + 1} of ${group.members.length}: ${member.name}${member.suggested ? ", suggested keeper" : ""}${state ? `, marked ${state}` : ""}`;
+  if (member.verdict) facts.push(["Verifier", verdictText(member)]);
+  if (member.reason) facts.push(["Pick", member.reason]);
+  const suggestion = group.kind === "similar" ? ", suggested pick" : ", suggested keeper";
+  const label = `Image ${i + 1} of ${group.members.length}: ${member.name}${member.suggested ? suggestion : ""}${state ? `, marked ${state}` : ""}`;
   const pressed = (action) => (state === action ? "true" : "false");
   const moveControl = renderMoveControl(member, state, on);
   return h("figure", {
@@ -81,7 +85,7 @@ function renderMember(group, groupIndex, member, i, on) {
     "aria-label": label,
     dataset: { fileId: member.id, index: i },
   },
-    member.suggested ? h("span", { class: "badge", text: "Suggested" }) : null,
+    member.suggested ? h("span", { class: "badge", text: group.kind === "similar" ? "Best shot" : "Suggested" }) : null,
     state ? h("span", { class: "decision-badge", "aria-hidden": "true", text: state === "not_duplicates" ? "not dup" : state }) : null,
     h("button", { type: "button", class: "thumb", "aria-label": `Compare ${member.name}`, onclick: () => on.compareGroup(groupIndex, i) },
       h("img", { src: member.thumbnail, alt: "", loading: "lazy", decoding: "async",
@@ -115,6 +119,12 @@ function renderMoveControl(member, state, on) {
     h("option", { value: "", text: "Move to…" }),
     targets.map((t) => h("option", { value: t, text: t, selected: current?.action === "move" && current.target === t })),
   );
+}
+
+/** "duplicate, 97 % sure": the learned verifier's verdict on the member's pair with the group's leader. */
+export function verdictText(member) {
+  const sure = member.confidence === null ? "" : `, ${Math.round(member.confidence * 100)} % sure`;
+  return `${member.verdict}${sure}`;
 }
 
 /** The end of a long folder path (the part that tells copies apart); the whole path is in the title. */
