@@ -28,6 +28,9 @@ def settings_document(tmp: Path, **overrides: Any) -> dict[str, Any]:
         "index": str(tmp / "state" / "index.sqlite3"),
         "export": str(tmp / "state" / "duplicates.json"),
         "hashing": {"workers": 1, "timeout_seconds": 30},
+        # The API tests exercise the daemon's mechanics, in mode `hash` as tests/daemon_harness.py does;
+        # tests of the model stage pass `matching={"mode": "hash+model"}`.
+        "matching": {"mode": "hash"},
         "watch": {"settle_seconds": 0.2, "rescan_interval": 0},
         "http": {"listen": "127.0.0.1:8765", "token_file": str(tmp / "state" / "token")},
         "sorter": {"trash": str(tmp / "trash"), "move_targets": {"best": str(tmp / "best")}},
