@@ -1,4 +1,4 @@
-"""The per-file queries of a scan search their own index, not the `state` index (a scan of every row).
+"""The per-file queries of a scan or a deletion search their own index, not `files_state` (every row).
 
 Without ANALYZE statistics SQLite chose `files_state` for `content_hash = ? AND state = 'ok'`: each file
 linked then read every ok row, so a first scan of 20 000 files spent ~17 minutes in this one query
@@ -46,3 +46,10 @@ def test_files_needing_a_link_are_read_from_their_partial_index(index):
     assert len(index.files_needing_link()) == 50
     for plan in plans_of(index, index.files_needing_link):
         assert "files_needs_link" in plan and "files_state" not in plan, plan
+
+
+def test_files_under_a_folder_are_read_from_the_path_range(index):
+    assert [r.path for r in index.iter_files_under("/photos/7.jpg")] == []
+    assert len(list(index.iter_files_under("/photos"))) == 50
+    for plan in plans_of(index, lambda: list(index.iter_files_under("/photos/7.jpg"))):
+        assert "(path>? AND path<?)" in plan and "files_state" not in plan, plan

@@ -154,11 +154,12 @@ class FileRows:
         """Given a directory, yield the rows of files below it in the given states, by path."""
         low, high = prefix_range(root)
         marks = ",".join("?" * len(states))
+        # `+state`: the path range picks the rows (SQLite chose files_state: every row, for each deletion).
         yield from (
             _row_to_file(r)
             for r in self.db.execute(
                 f"SELECT {FILE_COLUMNS} FROM files WHERE path >= {PATH_PARAM} AND path < {PATH_PARAM} "
-                f"AND state IN ({marks}) ORDER BY path",
+                f"AND +state IN ({marks}) ORDER BY path",
                 [bind_path(low), bind_path(high), *states],
             )
         )
