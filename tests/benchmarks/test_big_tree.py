@@ -8,7 +8,8 @@ three levels deep, 5 % of them near copies of others) and the burst (BIG_TREE_BU
 another seed) are built once under COMPARIMG_BIG_TREE (default: the temp folder) and reused. The daemon's
 root is a hard-linked copy of the library in the test's temp folder, so the burst never lands in the cache.
 
-One real daemon (`comparimg run`, 2 hashing workers, inotify, settle 0.5 s) is measured, each figure beside
+One real daemon (`comparimg run`, 2 hashing workers, inotify, settle 0.5 s; BIG_TREE_CROPS=0 turns
+`matching.crops` off, so only whole-picture hashes make candidates) is measured, each figure beside
 a baseline taken in the same run:
 
 - first scan of an empty index: wall time from the process start until its start-up reconcile is done,
@@ -53,6 +54,7 @@ pytestmark = [pytest.mark.benchmark, pytest.mark.timeout(4 * 3600)]
 FILES = int(os.environ.get("BIG_TREE_FILES", "100000"))
 BURST = int(os.environ.get("BIG_TREE_BURST", "10000"))
 RESTARTS = int(os.environ.get("BIG_TREE_RESTARTS", "3"))
+CROPS = os.environ.get("BIG_TREE_CROPS", "1") != "0"  # 0: matching.crops off (no window candidates)
 WORKERS = 2  # the daemon harness's hashing.workers
 IMAGEHASH_SAMPLE = 2000
 SETTLE = 0.5
@@ -216,7 +218,8 @@ def test_big_tree_scan_restart_memory_and_burst(library, burst, tmp_path):
     stat_walk, walked = stat_walk_seconds(root)
     assert walked == FILES
 
-    daemon = Daemon(tmp_path, [root], settle=SETTLE)
+    no_crops = "matching:\n  crops: false\n"
+    daemon = Daemon(tmp_path, [root], settle=SETTLE, extra_yaml="" if CROPS else no_crops)
     started = start_fresh_log(daemon, 1)
     sampler = RssSampler(daemon.process.pid)
     wait_reconciled(daemon, sampler, timeout=3 * 3600)
@@ -270,7 +273,8 @@ def test_big_tree_scan_restart_memory_and_burst(library, burst, tmp_path):
     rate = FILES / first_wall
     print(
         f"\nbig tree: {FILES} JPEGs 160x120 in {FILES // 100} folders (5 % near copies), daemon with "
-        f"{WORKERS} workers; cpus={os.cpu_count()}, load {load_before:.1f} before, "
+        f"{WORKERS} workers, matching.crops {str(CROPS).lower()}; cpus={os.cpu_count()}, "
+        f"load {load_before:.1f} before, "
         f"{os.getloadavg()[0]:.1f} after (shared machine)"
     )
     print(f"  decode floor, {WORKERS} processes:       {floor:8.1f} s  {FILES / floor:7.0f} files/s")
