@@ -9,8 +9,9 @@ from __future__ import annotations
 import errno
 import fnmatch
 import os
+import re
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from comparimg.model import FileIdentity
@@ -45,9 +46,21 @@ def identity_of(stat_result: os.stat_result) -> FileIdentity:
     return FileIdentity(stat_result.st_dev, stat_result.st_ino, stat_result.st_size, stat_result.st_mtime_ns)
 
 
-def is_excluded(relative_path: str, exclude: Iterable[str]) -> bool:
-    """Given a path relative to its root and glob patterns, return whether a pattern matches it."""
-    return any(fnmatch.fnmatchcase(relative_path, pattern) for pattern in exclude)
+def exclusion_test(exclude: Iterable[str]) -> Callable[[str], bool] | None:
+    """Given glob patterns, return a function telling whether a path relative to its root matches one of
+    them (as `fnmatch.fnmatchcase` does), or None when there is no pattern. The patterns are compiled into
+    one expression: a walk tests every entry, and a test per pattern cost more than the `stat`."""
+    patterns = tuple(exclude)
+    if not patterns:
+        return None
+    match = re.compile("|".join(fnmatch.translate(pattern) for pattern in patterns)).match
+    return lambda relative_path: match(relative_path) is not None
+
+
+def relative_path(path: str, root: str) -> str:
+    """Given a path below (or at) a root, return it relative to the root (`os.path.relpath`, cheaply)."""
+    prefix = root if root.endswith(os.sep) else root + os.sep
+    return path[len(prefix) :] if path.startswith(prefix) else os.path.relpath(path, root)
 
 
 def has_extension(name: str, extensions: frozenset[str]) -> bool:
@@ -74,10 +87,11 @@ def walk_images(
         return
     root_key = (root_stat.st_dev, root_stat.st_ino)
     visited = {root_key}
+    excluded = exclusion_test(exclude)
     stack: list[tuple[str, tuple[tuple[int, int], ...]]] = [(root, (root_key,))]
     while stack:
         folder, ancestors = stack.pop()
-        subfolders = yield from _walk_folder(folder, root, ancestors, visited, extensions, exclude)
+        subfolders = yield from _walk_folder(folder, root, ancestors, visited, extensions, excluded)
         if subfolders is None or not still_the_same_folder(root, root_key):
             yield WalkProblem(root, ROOT_LOST, unreadable_dir=True, root_lost=True)
             return
@@ -94,26 +108,26 @@ def still_the_same_folder(path: str, key: tuple[int, int]) -> bool:
     return (now.st_dev, now.st_ino) == key
 
 
-def _walk_folder(folder, root, ancestors, visited, extensions, exclude):
+def _walk_folder(folder, root, ancestors, visited, extensions, excluded):
     """Yield the images and problems of one folder; return its subfolders to walk, or None when a problem
     turned out to be the root going away (the caller then stops: nothing more it does not see is gone)."""
     root_key = ancestors[0]
     subfolders = []
-    for item in _folder_entries(folder, root, ancestors, visited, extensions, exclude, subfolders):
+    for item in _folder_entries(folder, root, ancestors, visited, extensions, excluded, subfolders):
         if isinstance(item, WalkProblem) and not still_the_same_folder(root, root_key):
             return None
         yield item
     return subfolders
 
 
-def _folder_entries(folder, root, ancestors, visited, extensions, exclude, subfolders):
+def _folder_entries(folder, root, ancestors, visited, extensions, excluded, subfolders):
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as error:
         yield WalkProblem(folder, describe_os_error(error), unreadable_dir=True)
         return
     for entry in entries:
-        if exclude and is_excluded(os.path.relpath(entry.path, root), exclude):
+        if excluded is not None and excluded(relative_path(entry.path, root)):
             continue
         try:
             is_dir = entry.is_dir()
