@@ -105,7 +105,13 @@ def test_keep_is_recorded_while_trash_and_move_go_through_the_sorter():
 
 def test_a_decision_follows_its_action():
     states = ("done", "rolled_back", "refused", "failed")
-    assert [decisions.state_after_action(s) for s in states] == ["applied", "queued", "refused", "failed"]
+    assert [decisions.state_after_action("trash", s) for s in states] == [
+        "applied",
+        "queued",
+        "refused",
+        "failed",
+    ]
+    assert decisions.state_after_action("restore", "done") == "undone"
 
 
 def test_keepers_a_copy_is_labelled_a_duplicate_of():

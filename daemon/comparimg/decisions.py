@@ -10,7 +10,17 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from comparimg.model import Conflict, Decision, DecisionAction, DecisionState, FileFacts, Group, Refused
+from comparimg.model import (
+    ActionKind,
+    ActionState,
+    Conflict,
+    Decision,
+    DecisionAction,
+    DecisionState,
+    FileFacts,
+    Group,
+    Refused,
+)
 
 
 def keeper_key(facts: FileFacts) -> tuple:
@@ -305,9 +315,12 @@ def needs_sorter(decision: Decision) -> bool:
     return decision.action in ("trash", "move")
 
 
-def state_after_action(action_state: str) -> DecisionState:
-    """Given the state the sorter's action of a decision ended in, return the decision's state: a done
-    action applied it, a rolled back one leaves it queued, a refused or failed one is that."""
+def state_after_action(kind: ActionKind, action_state: ActionState) -> DecisionState:
+    """Given the kind of the sorter's action for a decision and the state it ended in, return the decision's
+    state: a done trash or move applied it, a done restore undid it, a rolled back action leaves it queued,
+    a refused or failed one is that."""
+    if kind == "restore" and action_state == "done":
+        return "undone"
     states: dict[str, DecisionState] = {"done": "applied", "rolled_back": "queued", "refused": "refused"}
     return states.get(action_state, "failed")
 

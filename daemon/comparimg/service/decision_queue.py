@@ -130,7 +130,7 @@ def apply_one(index: Index, sorter: Sorter, decision: Decision) -> dict[str, Any
         return _outcome(decision, "refused", None, str(error))
     if result.state == "done":  # a copy gone with a keeper left: a duplicate pair to learn from
         labelling.label_applied(index, decision)
-    return _outcome(decision, decisions.state_after_action(result.state), result, result.reason)
+    return _outcome(decision, decisions.state_after_action(result.kind, result.state), result, result.reason)
 
 
 def _outcome(

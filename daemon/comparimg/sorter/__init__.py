@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from comparimg.config import deepest_root
+from comparimg.decisions import state_after_action
 from comparimg.index import (
     Database,  # the writer connection the index room hands out
     journal,
@@ -43,6 +44,7 @@ from comparimg.sorter.plan import (
 )
 
 HashFile = Callable[[str], str]
+ROLLED_BACK = "rolled back after a crash"  # the reason a decision is queued again after recovery
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -435,9 +437,10 @@ class Sorter:
                     files.unlink_in(self._base_of(info), info, found.st_ino)
             undone = row.undo_of
             if row.decision_id is not None:
-                decision = (row.decision_id, {"state": "undone"})
+                decision = (row.decision_id, {"state": state_after_action(row.kind, "done")})
         elif row.decision_id is not None:
-            decision = (row.decision_id, {"state": "applied", "action_id": row.id, "reason": None})
+            state = state_after_action(row.kind, "done")
+            decision = (row.decision_id, {"state": state, "action_id": row.id, "reason": None})
         fields = {"state": "done", "dest": str(dest)}
         journal.record_outcome(self.db, row.id, fields, decision, undone)
         crash_point("recorded")
@@ -449,7 +452,10 @@ class Sorter:
     def _refuse(self, action_id: int, job: _Job, problem: str) -> ActionResult:
         decision = None
         if job.decision_id is not None and job.kind != "restore":
-            decision = (job.decision_id, {"state": "refused", "reason": problem})
+            decision = (
+                job.decision_id,
+                {"state": state_after_action(job.kind, "refused"), "reason": problem},
+            )
         journal.record_outcome(self.db, action_id, {"state": "refused", "reason": problem}, decision)
         return self._result(action_id, job, "refused", None, problem)
 
@@ -550,9 +556,8 @@ class Sorter:
     ) -> tuple[int, dict[str, Any]] | None:
         if row.decision_id is None or row.kind == "restore":
             return None
-        if state == "failed":
-            return row.decision_id, {"state": "failed", "reason": reason}
-        return row.decision_id, {"state": "queued", "reason": "rolled back after a crash"}
+        after = state_after_action(row.kind, state)  # failed, or queued again after a roll back
+        return row.decision_id, {"state": after, "reason": reason if after == "failed" else ROLLED_BACK}
 
     def _first_free(self, placement: Placement, opened: _Open) -> Path:
         return next(
