@@ -247,21 +247,21 @@ def test_daemon_crash_at_each_sorter_step_then_restart(setup, step):
         if Path(victim["path"]).exists():  # rolled back: the decision is queued again
             client(config, env, "apply")
         assert not Path(victim["path"]).exists()
-        done = [a for a in _journal(tmp) if a["kind"] == "trash" and a["state"] == "done"]
+        done = [a for a in _journal(tmp) if a.kind == "trash" and a.state == "done"]
         assert len(done) == 1
-        client(config, env, "undo", str(done[0]["id"]))
+        client(config, env, "undo", str(done[0].id))
         assert Path(victim["path"]).read_bytes() == original
         assert len(copies_of(original, tmp / "photos", tmp / "trash")) == 2
     finally:
         stop(daemon)
 
 
-def _journal(tmp: Path) -> list[dict]:
+def _journal(tmp: Path) -> list:
     from comparimg.index import journal, open_index
 
     with open_index(tmp / "state" / "index.sqlite3") as index:
         rows = journal.list_actions(index.db)
-    assert not [r for r in rows if r["state"] == "open"]
+    assert not [r for r in rows if r.state == "open"]
     return rows
 
 

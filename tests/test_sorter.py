@@ -41,7 +41,7 @@ def test_trash_keeps_the_relative_path_and_undo_restores_the_bytes(tmp_path, pho
     assert undone.state == "done" and undone.kind == "restore"
     assert photo.read_bytes() == original
     assert not Path(result.dest).exists()
-    assert journal.get_action(sorter.db, result.action_id)["state"] == "undone"
+    assert journal.get_action(sorter.db, result.action_id).state == "undone"
 
 
 def test_an_existing_name_in_the_trash_keeps_its_bytes(tmp_path, photo):
@@ -125,7 +125,7 @@ def test_trash_on_another_file_system_copies_and_verifies(tmp_path, photo, shm_t
     result = sorter.apply(request_for(photo))
     assert result.state == "done"
     row = journal.get_action(sorter.db, result.action_id)
-    assert row["cross_fs"] == 1
+    assert row.cross_fs is True
     assert Path(result.dest).read_bytes() == original
     assert not photo.exists()
     assert not list(Path(result.dest).parent.glob(".comparimg-*"))
@@ -224,16 +224,16 @@ def check_crash_then_recover(tmp_path: Path, photo: Path, trash: Path, layout: s
     if holders[0] == photo:  # rolled back (or the step is not on this path): applying again works
         result = sorter.apply(request_for(photo))
         assert result.state == "done"
-    done = [a for a in journal.list_actions(sorter.db) if a["state"] == "done" and a["kind"] == "trash"]
+    done = [a for a in journal.list_actions(sorter.db) if a.state == "done" and a.kind == "trash"]
     assert len(done) == 1
     # Undo, crashing at the same step, then recover: still exactly one copy, journal clean.
-    code = run_child(tmp_path, trash, layout, "undo", request, step, action=done[0]["id"])
+    code = run_child(tmp_path, trash, layout, "undo", request, step, action=done[0].id)
     assert code == (70 if step_is_on_path(step, cross_fs, "folder") else 0)
     sorter.recover()
     assert journal.open_actions(sorter.db) == []
     assert len(places_holding(original, tmp_path / "root", trash)) == 1
     if not photo.exists():
-        sorter.undo(done[0]["id"])
+        sorter.undo(done[0].id)
     assert photo.read_bytes() == original
     if layout == "freedesktop":
         assert not list(trash.rglob("*.trashinfo"))

@@ -94,7 +94,7 @@ def test_an_edit_saved_during_a_cross_file_system_trash_is_kept(tmp_path, photo,
     assert photo.read_bytes() == edited
     assert files_under(shm_trash) == []
     decision = journal.get_decision(sorter.db, request.decision_id)
-    assert decision["state"] == "refused" and decision["reason"] == result.reason
+    assert decision.state == "refused" and decision.reason == result.reason
     assert journal.open_actions(sorter.db) == []
 
 
@@ -275,8 +275,8 @@ settings = SorterSettings(trash_dir=Path(tmp) / "trash", trash_layout="freedeskt
 sorter = Sorter(index.db, (Path(tmp) / "root",), settings, content_hash_file)
 if mode == "apply":
     row = journal.get_decision(index.db, int(number))
-    identity = FileIdentity(row["device"], row["inode"], row["size"], row["mtime_ns"])
-    request = SortRequest("trash", Path(row["path"]), identity, row["content_hash"], decision_id=row["id"])
+    identity = FileIdentity(row.device, row.inode, row.size, row.mtime_ns)
+    request = SortRequest("trash", Path(row.path), identity, row.content_hash, decision_id=row.id)
     sorter.apply(request)
 else:
     sorter.undo(int(number))
@@ -294,17 +294,15 @@ def test_a_crash_after_recording_leaves_action_original_and_decision_consistent(
     request = queue(sorter, photo)
     assert run_child(tmp_path, "apply", request.decision_id, "recorded", cli_env) == 70
     decision = journal.get_decision(sorter.db, request.decision_id)
-    trash_action = (
-        journal.get_action(sorter.db, decision["action_id"] or 0) if decision["action_id"] else None
-    )
-    assert decision["state"] == "applied" and trash_action is not None and trash_action["state"] == "done"
-    assert run_child(tmp_path, "undo", trash_action["id"], "recorded", cli_env) == 70
+    trash_action = journal.get_action(sorter.db, decision.action_id or 0) if decision.action_id else None
+    assert decision.state == "applied" and trash_action is not None and trash_action.state == "done"
+    assert run_child(tmp_path, "undo", trash_action.id, "recorded", cli_env) == 70
     sorter.recover()
     actions = journal.list_actions(sorter.db)
-    restore = next(a for a in actions if a["kind"] == "restore")
-    assert restore["state"] == "done"
-    assert journal.get_action(sorter.db, trash_action["id"])["state"] == "undone"
-    assert journal.get_decision(sorter.db, request.decision_id)["state"] == "undone"
+    restore = next(a for a in actions if a.kind == "restore")
+    assert restore.state == "done"
+    assert journal.get_action(sorter.db, trash_action.id).state == "undone"
+    assert journal.get_decision(sorter.db, request.decision_id).state == "undone"
     assert photo.exists() and not list((tmp_path / "trash").rglob("*.trashinfo"))
 
 
@@ -320,7 +318,7 @@ def test_a_source_that_cannot_be_read_is_refused_with_its_reason(tmp_path, photo
     result = sorter.apply(request)
     assert result.state == "refused" and "Input/output error" in result.reason
     assert journal.open_actions(sorter.db) == []
-    assert journal.get_decision(sorter.db, request.decision_id)["state"] == "refused"
+    assert journal.get_decision(sorter.db, request.decision_id).state == "refused"
     assert photo.exists()
 
 
@@ -386,7 +384,7 @@ def test_one_unreadable_queued_source_is_refused_and_the_rest_applied(shared_tmp
     index = open_index(shared_tmp / "index.sqlite3")
     actions = journal.list_actions(index.db)
     assert journal.open_actions(index.db) == []
-    assert [a["state"] for a in actions if a["state"] == "done"] == ["done"]
+    assert [a.state for a in actions if a.state == "done"] == ["done"]
     assert blocked.exists() and not fine.exists()
 
 
@@ -401,10 +399,10 @@ def test_open_actions_left_behind_do_not_become_extra_done_actions(tmp_path, pho
     assert len(journal.open_actions(sorter.db)) == 3
     assert sorter.apply(request).state == "done"
     sorter.recover()  # as at the next start
-    done = [a for a in journal.list_actions(sorter.db) if a["state"] == "done"]
+    done = [a for a in journal.list_actions(sorter.db) if a.state == "done"]
     assert len(done) == 1
     assert journal.open_actions(sorter.db) == []
-    assert journal.get_decision(sorter.db, request.decision_id)["state"] == "applied"
+    assert journal.get_decision(sorter.db, request.decision_id).state == "applied"
     assert not photo.exists()
 
 

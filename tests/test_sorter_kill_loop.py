@@ -33,7 +33,7 @@ def sorter_for(tmp: Path, trash: Path) -> Sorter:
 
 def queue_present_files(sorter: Sorter, root: Path) -> None:
     """Queue a trash decision for every file in the root that has none queued."""
-    queued = {row["path"] for row in journal.queued_decisions(sorter.db)}
+    queued = {row.path for row in journal.queued_decisions(sorter.db)}
     for path in sorted(root.rglob("*.jpg")):
         if str(path) in queued:
             continue
@@ -57,12 +57,12 @@ def work_forever(tmp: Path, trash: Path) -> None:
     while True:
         queue_present_files(sorter, tmp / "root")
         for row in journal.queued_decisions(sorter.db):
-            identity = FileIdentity(row["device"], row["inode"], row["size"], row["mtime_ns"])
-            request = SortRequest("trash", Path(row["path"]), identity, row["content_hash"], None, row["id"])
+            identity = FileIdentity(row.device, row.inode, row.size, row.mtime_ns)
+            request = SortRequest("trash", Path(row.path), identity, row.content_hash, None, row.id)
             sorter.apply(request)
         for action in journal.list_actions(sorter.db, limit=1000):
-            if action["kind"] == "trash" and action["state"] == "done":
-                sorter.undo(action["id"])
+            if action.kind == "trash" and action.state == "done":
+                sorter.undo(action.id)
 
 
 def run_and_kill(tmp: Path, trash: Path, delay: float) -> None:
@@ -129,18 +129,18 @@ def check_journal_matches_files(sorter: Sorter, places: dict[str, list[Path]]) -
     """A file in the trash has exactly one done trash action, whose destination it is; a file in the root
     has none; a done restore reverses an undone action; an applied decision points at a done action."""
     actions = journal.list_actions(sorter.db, limit=100_000)
-    by_id = {action["id"]: action for action in actions}
-    done_trash = [a for a in actions if a["kind"] == "trash" and a["state"] == "done"]
+    by_id = {action.id: action for action in actions}
+    done_trash = [a for a in actions if a.kind == "trash" and a.state == "done"]
     trash = Path(sorter.settings.trash_dir)
     for digest, (path,) in places.items():
-        holding = [a for a in done_trash if a["content_hash"] == digest]
+        holding = [a for a in done_trash if a.content_hash == digest]
         if path.is_relative_to(trash):
-            assert [Path(a["dest"]) for a in holding] == [path], (path, holding)
+            assert [Path(a.dest) for a in holding] == [path], (path, holding)
         else:
             assert holding == [], (path, holding)
     for action in actions:
-        if action["kind"] == "restore" and action["state"] == "done":
-            assert by_id[action["undo_of"]]["state"] == "undone", action
+        if action.kind == "restore" and action.state == "done":
+            assert by_id[action.undo_of].state == "undone", action
     for decision in journal.list_decisions(sorter.db, limit=100_000)[0]:
-        if decision["state"] == "applied":
-            assert by_id[decision["action_id"]]["state"] == "done", decision
+        if decision.state == "applied":
+            assert by_id[decision.action_id].state == "done", decision

@@ -1,4 +1,5 @@
-"""The decisions room (pure): which member of a duplicate group to keep.
+"""The decisions room (pure): which member of a duplicate group to keep, and the rules of the decision
+queue (what may be queued, cancelled and applied, and how a decision's state follows its action's).
 
 Keep rules, in order: every file in a reference folder is kept; otherwise the single keeper is the file
 with the most pixels, then the biggest file, then the oldest mtime, then the shortest path.
@@ -6,10 +7,20 @@ with the most pixels, then the biggest file, then the oldest mtime, then the sho
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from comparimg.model import FileFacts, Group
+from comparimg.model import (
+    ActionKind,
+    ActionState,
+    Conflict,
+    Decision,
+    DecisionAction,
+    DecisionState,
+    FileFacts,
+    Group,
+    Refused,
+)
 
 
 def keeper_key(facts: FileFacts) -> tuple:
@@ -259,3 +270,68 @@ def summarize_plans(plans: Sequence[GroupPlan], folders: int = 20) -> dict:
         "folders": len(per_folder),
         "per_folder": [{"folder": f, "files": n, "bytes": b} for f, (n, b) in ranked],
     }
+
+
+# --- the decision queue ---------------------------------------------------------------------------------
+
+KEEPING_STATES: tuple[DecisionState, ...] = ("queued", "applied")  # a keep that still stands
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionInput:
+    """A decision a person asks for: keep / trash / move one file, or not-duplicates for files or a group."""
+
+    action: DecisionAction
+    file_id: int | None = None
+    file_ids: tuple[int, ...] = ()
+    group_id: int | None = None
+    target: str | None = None
+
+
+def check_queueable(decision: DecisionInput, move_targets: Collection[str]) -> int:
+    """Given a keep / trash / move decision and the configured move targets, return its file id.
+    Raise Refused for a move to a target that is not configured, ValueError for a decision without a file."""
+    if decision.action == "move" and decision.target not in move_targets:
+        raise Refused(f"unknown move target {decision.target!r}; configured: {sorted(move_targets)}")
+    if decision.file_id is None or decision.action == "not_duplicates":
+        raise ValueError(f"a {decision.action} decision to queue needs one file")
+    return decision.file_id
+
+
+def check_not_duplicates(file_ids: Sequence[int]) -> None:
+    """Given the files of a not-duplicates decision, raise Refused unless there are at least two."""
+    if len(file_ids) < 2:
+        raise Refused("not-duplicates needs at least two files")
+
+
+def check_cancellable(decision: Decision) -> None:
+    """Raise Conflict unless the decision is still queued (only a queued decision can be cancelled)."""
+    if decision.state != "queued":
+        raise Conflict(f"decision {decision.id} is {decision.state}, not queued")
+
+
+def needs_sorter(decision: Decision) -> bool:
+    """Whether applying the (queued) decision moves a file: trash and move do; keep is only recorded."""
+    return decision.action in ("trash", "move")
+
+
+def state_after_action(kind: ActionKind, action_state: ActionState) -> DecisionState:
+    """Given the kind of the sorter's action for a decision and the state it ended in, return the decision's
+    state: a done trash or move applied it, a done restore undid it, a rolled back action leaves it queued,
+    a refused or failed one is that."""
+    if kind == "restore" and action_state == "done":
+        return "undone"
+    states: dict[str, DecisionState] = {"done": "applied", "rolled_back": "queued", "refused": "refused"}
+    return states.get(action_state, "failed")
+
+
+def chosen_keepers(decided: Mapping[int, Decision]) -> set[int]:
+    """Given the standing decisions of some files (file id → decision), return the files a person keeps."""
+    return {fid for fid, d in decided.items() if d.action == "keep" and d.state in KEEPING_STATES}
+
+
+def suggested_keepers(suggested: Mapping[int, str], decided: Mapping[int, Decision]) -> set[int]:
+    """Given members' suggestions (file id → "keep" / "trash") and their standing decisions, return the
+    suggested keepers that no trash or move was decided for."""
+    removed = {fid for fid, d in decided.items() if d.action in ("trash", "move")}
+    return {fid for fid, s in suggested.items() if s == "keep" and fid not in removed}

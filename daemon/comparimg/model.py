@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 # The eight orientation variants of a picture, in the order every room uses (index = orientation id).
 # Each name says how to turn the *stored* image to get the *other* one: a copy made by rotating the
@@ -259,3 +260,73 @@ class Group:
     kind: str
     leader: int
     members: tuple[GroupMember, ...] = field(default_factory=tuple)
+
+
+DecisionAction = Literal["keep", "trash", "move", "not_duplicates"]
+DecisionState = Literal["queued", "applied", "refused", "cancelled", "failed", "undone"]
+ActionKind = Literal["trash", "move", "restore"]
+ActionState = Literal["open", "done", "rolled_back", "refused", "failed", "undone"]
+DECISION_ACTIONS: tuple[DecisionAction, ...] = get_args(DecisionAction)
+DECISION_STATES: tuple[DecisionState, ...] = get_args(DecisionState)
+ACTION_KINDS: tuple[ActionKind, ...] = get_args(ActionKind)
+ACTION_STATES: tuple[ActionState, ...] = get_args(ActionState)  # "open" is the only one recovery looks at
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One row of the decision queue as the index stores it: what a person decided for a file (or, for
+    not-duplicates, a set of files), the file's identity when decided, and how it ended."""
+
+    id: int
+    action: DecisionAction
+    state: DecisionState
+    file_id: int | None = None
+    file_ids: tuple[int, ...] | None = None  # a not-duplicates decision's files
+    group_id: int | None = None
+    target: str | None = None
+    path: str | None = None
+    device: int | None = None
+    inode: int | None = None
+    size: int | None = None
+    mtime_ns: int | None = None
+    content_hash: str | None = None
+    reason: str | None = None
+    action_id: int | None = None
+    created: float = 0.0
+    updated: float = 0.0
+
+    @property
+    def identity(self) -> FileIdentity:
+        """The file's identity when the decision was queued (a keep / trash / move decision)."""
+        return FileIdentity(self.device or 0, self.inode or 0, self.size or 0, self.mtime_ns or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One row of the sorter's journal: a trash, move or restore of one file, from intent to outcome."""
+
+    id: int
+    kind: ActionKind
+    state: ActionState
+    source: str
+    dest: str
+    cross_fs: bool
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    content_hash: str
+    decision_id: int | None = None
+    undo_of: int | None = None
+    file_id: int | None = None
+    temp: str | None = None
+    info_path: str | None = None
+    reason: str | None = None
+    batch_id: int | None = None
+    created: float = 0.0
+    updated: float = 0.0
+
+    @property
+    def identity(self) -> FileIdentity:
+        """The file's identity journaled with the intent."""
+        return FileIdentity(self.device, self.inode, self.size, self.mtime_ns)

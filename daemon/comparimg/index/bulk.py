@@ -18,8 +18,9 @@ from sqlite_utils import Database
 from comparimg.decisions import CandidateGroup, CandidateMember, GroupPlan
 from comparimg.index.connection import write_transaction
 from comparimg.index.files import prefix_range
+from comparimg.index.journal import action_of
 from comparimg.index.path_text import PATH_PARAM, bind_path
-from comparimg.model import NotFound
+from comparimg.model import Action, NotFound
 
 ITEM_STATES = ("pending", "applied", "refused", "failed", "undone")
 
@@ -231,16 +232,15 @@ def decided_since(db: Database, file_ids: Sequence[int], own_decision: int | Non
     return row is not None
 
 
-def done_actions(db: Database, batch_id: int, after: int, limit: int) -> list[dict[str, Any]]:
+def done_actions(db: Database, batch_id: int, after: int, limit: int) -> list[Action]:
     """Return up to `limit` of a batch's trash / move actions with ids above `after` that are done (so can
     be undone), in order."""
-    return list(
-        db.query(
-            "SELECT * FROM sort_actions WHERE batch_id = ? AND id > ? AND state = 'done' "
-            "AND kind IN ('trash', 'move') ORDER BY id LIMIT ?",
-            [batch_id, after, limit],
-        )
+    rows = db.query(
+        "SELECT * FROM sort_actions WHERE batch_id = ? AND id > ? AND state = 'done' "
+        "AND kind IN ('trash', 'move') ORDER BY id LIMIT ?",
+        [batch_id, after, limit],
     )
+    return [action_of(row) for row in rows]
 
 
 def mark_items_undone(db: Database, action_ids: Sequence[int]) -> None:

@@ -6,30 +6,18 @@ written with `synchronous=FULL` (`write_transaction(durable=True)`): an intent s
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from sqlite_utils import Database
 
 from comparimg.index.connection import write_transaction
 from comparimg.index.path_text import PATH_PARAM, bind_path, path_conversions
-from comparimg.model import Conflict, NotFound
+from comparimg.model import Action, Decision, NotFound
 
-DECISION_FIELDS = (
-    "id",
-    "action",
-    "file_id",
-    "file_ids",
-    "group_id",
-    "target",
-    "path",
-    "state",
-    "reason",
-    "action_id",
-    "created",
-    "updated",
-)
 # The columns that hold paths, bound through `index.path_text` (a file name need not be UTF-8).
 ACTION_PATHS = ("source", "dest", "temp", "info_path")
 DECISION_PATHS = ("path", "target")
@@ -89,22 +77,23 @@ def action_holding(db: Database, dest: str, other_than: int) -> int | None:
     return rows[0][0] if rows else None
 
 
-def get_action(db: Database, action_id: int) -> dict[str, Any]:
-    """Return one journaled action as a dict. Raise NotFound."""
+def get_action(db: Database, action_id: int) -> Action:
+    """Return one journaled action. Raise NotFound."""
     rows = list(db.query("SELECT * FROM sort_actions WHERE id = ?", [action_id]))
     if not rows:
         raise NotFound(f"no action {action_id}")
-    return rows[0]
+    return action_of(rows[0])
 
 
-def open_actions(db: Database) -> list[dict[str, Any]]:
+def open_actions(db: Database) -> list[Action]:
     """Return the actions left open (a crash between intent and completion), oldest first."""
-    return list(db.query("SELECT * FROM sort_actions WHERE state = 'open' ORDER BY id"))
+    return [action_of(r) for r in db.query("SELECT * FROM sort_actions WHERE state = 'open' ORDER BY id")]
 
 
-def list_actions(db: Database, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+def list_actions(db: Database, limit: int = 100, offset: int = 0) -> list[Action]:
     """Return journaled actions, newest first."""
-    return list(db.query("SELECT * FROM sort_actions ORDER BY id DESC LIMIT ? OFFSET ?", [limit, offset]))
+    rows = db.query("SELECT * FROM sort_actions ORDER BY id DESC LIMIT ? OFFSET ?", [limit, offset])
+    return [action_of(row) for row in rows]
 
 
 # --- decision queue -------------------------------------------------------------------------------------
@@ -130,39 +119,30 @@ def add_decision(db: Database, fields: dict[str, Any]) -> int:
         return db["decisions"].insert(row, conversions=conversions).last_pk
 
 
-def get_decision(db: Database, decision_id: int) -> dict[str, Any]:
-    """Return one decision as a dict. Raise NotFound."""
+def get_decision(db: Database, decision_id: int) -> Decision:
+    """Return one decision. Raise NotFound."""
     rows = list(db.query("SELECT * FROM decisions WHERE id = ?", [decision_id]))
     if not rows:
         raise NotFound(f"no decision {decision_id}")
-    return rows[0]
+    return decision_of(rows[0])
 
 
 def list_decisions(
     db: Database, state: str | None = None, limit: int = 100, offset: int = 0
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[Decision], int]:
     """Return (decisions newest first, total count), optionally only those in `state`."""
     where, params = ("WHERE state = ?", [state]) if state else ("", [])
     total = db.execute(f"SELECT count(*) FROM decisions {where}", params).fetchone()[0]
     sql = f"SELECT * FROM decisions {where} ORDER BY id DESC LIMIT ? OFFSET ?"
     rows = db.query(sql, [*params, limit, offset])
-    return list(rows), total
+    return [decision_of(row) for row in rows], total
 
 
-def queued_decisions(db: Database, ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
+def queued_decisions(db: Database, ids: Iterable[int] | None = None) -> list[Decision]:
     """Return the queued decisions (all, or those among `ids`), oldest first."""
     rows = db.query("SELECT * FROM decisions WHERE state = 'queued' ORDER BY id")
     wanted = None if ids is None else set(ids)
-    return [row for row in rows if wanted is None or row["id"] in wanted]
-
-
-def cancel_decision(db: Database, decision_id: int) -> dict[str, Any]:
-    """Cancel a queued decision and return it. Raise NotFound, or Conflict if it is no longer queued."""
-    decision = get_decision(db, decision_id)
-    if decision["state"] != "queued":
-        raise Conflict(f"decision {decision_id} is {decision['state']}, not queued")
-    set_decision_state(db, decision_id, "cancelled")
-    return get_decision(db, decision_id)
+    return [decision_of(row) for row in rows if wanted is None or row["id"] in wanted]
 
 
 def set_decision_state(db: Database, decision_id: int, state: str, **fields: Any) -> None:
@@ -171,7 +151,7 @@ def set_decision_state(db: Database, decision_id: int, state: str, **fields: Any
         _update(db, "decisions", decision_id, {**fields, "state": state, "updated": time.time()})
 
 
-def decision_states_by_file(db: Database, file_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+def decision_states_by_file(db: Database, file_ids: Iterable[int]) -> dict[int, Decision]:
     """Return the latest non-cancelled decision of each of `file_ids` (file id → decision row)."""
     ids = list(file_ids)
     if not ids:
@@ -180,7 +160,24 @@ def decision_states_by_file(db: Database, file_ids: Iterable[int]) -> dict[int, 
     rows = db.query(
         f"SELECT * FROM decisions WHERE file_id IN ({marks}) AND state != 'cancelled' ORDER BY id", ids
     )
-    return {row["file_id"]: row for row in rows}
+    return {row["file_id"]: decision_of(row) for row in rows}
+
+
+_DECISION_COLUMNS = tuple(f.name for f in dataclass_fields(Decision))
+_ACTION_COLUMNS = tuple(f.name for f in dataclass_fields(Action))
+
+
+def decision_of(row: Mapping[str, Any]) -> Decision:
+    """Given a `decisions` row, return it typed (`file_ids` decoded from its JSON text)."""
+    values = {name: row.get(name) for name in _DECISION_COLUMNS}
+    values["file_ids"] = tuple(json.loads(row["file_ids"])) if row.get("file_ids") else None
+    return Decision(**values)
+
+
+def action_of(row: Mapping[str, Any]) -> Action:
+    """Given a `sort_actions` row, return it typed."""
+    values = {name: row.get(name) for name in _ACTION_COLUMNS}
+    return Action(**{**values, "cross_fs": bool(row["cross_fs"])})
 
 
 def _update(db: Database, table: str, row_id: int, fields: dict[str, Any]) -> None:

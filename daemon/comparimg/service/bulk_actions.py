@@ -42,9 +42,9 @@ def apply_item(index: Index, sorter: Sorter, batch_id: int, item: dict[str, Any]
     decision_id = item["decision_id"]
     if decision_id is not None:  # attached before a stop: the sorter's journal says how it ended
         decision = journal.get_decision(db, decision_id)
-        if decision["state"] != "queued":
-            state = _DECISION_TO_ITEM.get(decision["state"], "refused")
-            bulk.finish_item(db, item["id"], state, decision["action_id"], decision["reason"])
+        if decision.state != "queued":
+            state = _DECISION_TO_ITEM.get(decision.state, "refused")
+            bulk.finish_item(db, item["id"], state, decision.action_id, decision.reason)
             return state
     problem = _why_stale(index, item, decision_id)
     if problem is not None:
@@ -104,18 +104,18 @@ def undo_chunk(
     problems: list[str] = []
     undone: list[int] = []
     last = after
-    for row in bulk.done_actions(index.db, batch_id, after, limit):
-        last = row["id"]
+    for action in bulk.done_actions(index.db, batch_id, after, limit):
+        last = action.id
         try:
-            result = sorter.undo(row["id"], batch_id)
+            result = sorter.undo(action.id, batch_id)
         except (Refused, Conflict, NotFound) as error:
-            problems.append(f"action {row['id']}: {error}")
+            problems.append(f"action {action.id}: {error}")
             continue
         if result.state == "done":
-            undone.append(row["id"])
+            undone.append(action.id)
             if result.file_id is not None and result.dest:
                 restored.append((result.file_id, result.dest))
         else:
-            problems.append(f"action {row['id']}: {result.reason}")
+            problems.append(f"action {action.id}: {result.reason}")
     bulk.mark_items_undone(index.db, undone)
     return restored, problems, last

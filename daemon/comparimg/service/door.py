@@ -10,7 +10,6 @@ sorter are told to the scanner at once, so their rows and groups follow before t
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from collections.abc import Callable
@@ -18,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from comparimg.config import Settings, deepest_root
-from comparimg.model import Conflict, FileIdentity
+from comparimg.decisions import DecisionInput
+from comparimg.model import Conflict, Decision, FileIdentity
 from comparimg.scanner import MatchOptions, Scanner, ScanOptions
 from comparimg.service import bulk_actions, labelling
 from comparimg.service import decision_queue as dq
@@ -87,20 +87,18 @@ class Door:
 
     # ---- decisions ---------------------------------------------------------------------------------
 
-    async def queue_decision(self, decision: dq.DecisionInput) -> dict[str, Any]:
+    async def queue_decision(self, decision: DecisionInput) -> Decision:
         """Queue keep / trash / move for one file; return its row. Raise NotFound, Refused."""
         return await self.write(dq.queue_decision, decision, self.settings, urgent=True)
 
-    async def not_duplicates(
-        self, decision: dq.DecisionInput, source: str = "not_duplicates"
-    ) -> dict[str, Any]:
+    async def not_duplicates(self, decision: DecisionInput, source: str = "not_duplicates") -> Decision:
         """Remember that no two of the decision's files are duplicates, regroup them, record the decision
-        and its pairs' labels (`different`, given by `source`); return its row. Raise NotFound, Refused."""
+        and its pairs' labels (`different`, given by `source`); return it. Raise NotFound, Refused."""
         ids = await self.write(dq.not_duplicates_ids, decision, self.settings, urgent=True)
         await self._service.write(self._with_scanner(_not_duplicates), ids, urgent=True)
         return await self.write(dq.record_not_duplicates, decision, ids, source, urgent=True)
 
-    async def cancel_decision(self, decision_id: int) -> dict[str, Any]:
+    async def cancel_decision(self, decision_id: int) -> Decision:
         """Cancel a queued decision; return its row. Raise NotFound, Conflict."""
         return await self.write(dq.cancel_decision, decision_id, urgent=True)
 
@@ -146,10 +144,10 @@ class Door:
 
     async def not_similar(self, group_id: int) -> dict[str, Any]:
         """Mark a group's files not duplicates (the group goes away) and label their pairs `different`;
-        return {"group_id", "label", "file_ids", "decision" (its row)}. Raise NotFound, Refused."""
-        decision = dq.DecisionInput("not_duplicates", group_id=group_id)
+        return {"group_id", "label", "file_ids", "decision" (a `Decision`)}. Raise NotFound, Refused."""
+        decision = DecisionInput("not_duplicates", group_id=group_id)
         row = await self.not_duplicates(decision, "not_similar")
-        ids = json.loads(row["file_ids"])
+        ids = list(row.file_ids or ())
         return {"group_id": group_id, "label": "different", "file_ids": ids, "decision": row}
 
     # ---- decisions by rule -------------------------------------------------------------------------

@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from comparimg import decisions
 from comparimg.embedding import unpack_embedding
 from comparimg.index import Index, PairLabel, journal
-from comparimg.model import Fingerprint, NotFound
+from comparimg.model import Decision, Fingerprint, NotFound
 from comparimg.verdicts import best_orientation, pair_features
 
 MAX_PAIRS = 500  # a mark on a very large set of files labels this many of its pairs, not all n²/2
-KEEPING_STATES = ("queued", "applied")
 
 
 def features_of_pair(index: Index, file_a: int, file_b: int) -> np.ndarray | None:
@@ -87,26 +87,19 @@ def label_group(index: Index, group_id: int, label: str, source: str) -> dict[st
     return {"group_id": group_id, "label": label, "labelled": labelled, "file_ids": ids}
 
 
-def label_applied(index: Index, decision: dict[str, Any]) -> int:
+def label_applied(index: Index, decision: Decision) -> int:
     """Given a trash or move decision that was just applied (its file not yet forgotten), label its file a
     `duplicate` of the keeper(s) of its group: the members a person chose to keep, else the group's
     suggested keeper when no trash or move is decided for it. Return how many pairs were labelled."""
-    file_id = decision["file_id"]
-    groups = index.groups_by_ids([decision["group_id"]]) if decision.get("group_id") else []
+    file_id = decision.file_id
+    groups = index.groups_by_ids([decision.group_id]) if decision.group_id else []
     groups = groups or index.groups_of([file_id])
     keepers: set[int] = set()
     for stored in groups:
         members = [m for m in stored.group.members if m.file_id != file_id]
         decided = journal.decision_states_by_file(index.db, [m.file_id for m in members])
-        chosen = {
-            fid for fid, row in decided.items() if row["action"] == "keep" and row["state"] in KEEPING_STATES
-        }
-        suggested = {
-            m.file_id
-            for m in members
-            if m.suggested == "keep" and decided.get(m.file_id, {}).get("action") not in ("trash", "move")
-        }
-        keepers |= chosen or suggested
+        chosen = decisions.chosen_keepers(decided)
+        keepers |= chosen or decisions.suggested_keepers({m.file_id: m.suggested for m in members}, decided)
     return label_pairs(index, ((keeper, file_id) for keeper in keepers), "duplicate", "applied")
 
 

@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from comparimg.config import deepest_root
+from comparimg.decisions import state_after_action
 from comparimg.index import (
     Database,  # the writer connection the index room hands out
     journal,
 )
-from comparimg.model import Conflict, FileIdentity, ImageError, Refused
+from comparimg.model import Action, Conflict, FileIdentity, ImageError, Refused
 from comparimg.sorter import files, trash_home
 from comparimg.sorter.files import crash_point
 from comparimg.sorter.plan import (
@@ -43,6 +44,7 @@ from comparimg.sorter.plan import (
 )
 
 HashFile = Callable[[str], str]
+ROLLED_BACK = "rolled back after a crash"  # the reason a decision is queued again after recovery
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -171,26 +173,25 @@ class Sorter:
         Conflict when the action is not done, Refused when the file changed."""
         with self.lock:
             row = journal.get_action(self.db, action_id)
-            if row["kind"] == "restore" or row["state"] != "done":
+            if row.kind == "restore" or row.state != "done":
                 raise Conflict(
-                    f"action {action_id} is a {row['state']} {row['kind']}; "
-                    "only a done trash or move can be undone"
+                    f"action {action_id} is a {row.state} {row.kind}; only a done trash or move can be undone"
                 )
-            where = Path(row["dest"])
+            where = Path(row.dest)
             found = files.stat_in(self._base_of(where), where)
             if found is None or not stat.S_ISREG(found.st_mode):
                 raise Refused(f"{where} is no longer there (or a folder on the way is now a symlink)")
-            original = Path(row["source"])
+            original = Path(row.source)
             job = _Job(
                 "restore",
                 where,
                 Placement(original),
                 files.identity_of_stat(found),
-                row["content_hash"],
+                row.content_hash,
                 self._base_of(where),
                 self._base_of(original),
-                row["decision_id"],
-                row["file_id"],
+                row.decision_id,
+                row.file_id,
                 undo_of=action_id,
                 batch_id=batch_id,
             )
@@ -424,25 +425,26 @@ class Sorter:
             return candidate
         raise OSError("no free name left for the destination")
 
-    def _complete(self, row: dict[str, Any], dest: Path) -> ActionResult:
+    def _complete(self, row: Action, dest: Path) -> ActionResult:
         """Record a placed action done, with what it changes elsewhere, in one transaction."""
         decision, undone = None, None
-        if row["kind"] == "restore":
-            original = journal.get_action(self.db, row["undo_of"])
-            if original["info_path"]:  # before recording: a crash now leaves the restore open, to finish
-                info = Path(original["info_path"])
+        if row.kind == "restore":
+            original = journal.get_action(self.db, row.undo_of)
+            if original.info_path:  # before recording: a crash now leaves the restore open, to finish
+                info = Path(original.info_path)
                 found = files.stat_in(self._base_of(info), info)
                 if found is not None:
                     files.unlink_in(self._base_of(info), info, found.st_ino)
-            undone = row["undo_of"]
-            if row["decision_id"] is not None:
-                decision = (row["decision_id"], {"state": "undone"})
-        elif row["decision_id"] is not None:
-            decision = (row["decision_id"], {"state": "applied", "action_id": row["id"], "reason": None})
+            undone = row.undo_of
+            if row.decision_id is not None:
+                decision = (row.decision_id, {"state": state_after_action(row.kind, "done")})
+        elif row.decision_id is not None:
+            state = state_after_action(row.kind, "done")
+            decision = (row.decision_id, {"state": state, "action_id": row.id, "reason": None})
         fields = {"state": "done", "dest": str(dest)}
-        journal.record_outcome(self.db, row["id"], fields, decision, undone)
+        journal.record_outcome(self.db, row.id, fields, decision, undone)
         crash_point("recorded")
-        result = self._row_result(journal.get_action(self.db, row["id"]))
+        result = self._row_result(journal.get_action(self.db, row.id))
         if self.on_done is not None:
             self.on_done(result)
         return result
@@ -450,55 +452,58 @@ class Sorter:
     def _refuse(self, action_id: int, job: _Job, problem: str) -> ActionResult:
         decision = None
         if job.decision_id is not None and job.kind != "restore":
-            decision = (job.decision_id, {"state": "refused", "reason": problem})
+            decision = (
+                job.decision_id,
+                {"state": state_after_action(job.kind, "refused"), "reason": problem},
+            )
         journal.record_outcome(self.db, action_id, {"state": "refused", "reason": problem}, decision)
         return self._result(action_id, job, "refused", None, problem)
 
     # --- recovery -------------------------------------------------------------------------------------
 
-    def _resolve(self, row: dict[str, Any], failure: str | None = None) -> ActionResult:
+    def _resolve(self, row: Action, failure: str | None = None) -> ActionResult:
         """Look at the disk for one open action and finish it or roll it back."""
         # A trash or move placed a file at this name since: this one never got there, whatever is there now.
-        holder = None if row["kind"] == "restore" else journal.action_holding(self.db, row["dest"], row["id"])
+        holder = None if row.kind == "restore" else journal.action_holding(self.db, row.dest, row.id)
         try:
             seen = self._observe(row, claimed=holder is not None)
         except OSError as error:  # say so and touch nothing, rather than stop every other action
             reason = f"cannot look at the files: {error}"
             decision = self._decision_after_rollback(row, "failed", reason)
-            journal.record_outcome(self.db, row["id"], {"state": "failed", "reason": reason}, decision)
-            return self._row_result(journal.get_action(self.db, row["id"]))
+            journal.record_outcome(self.db, row.id, {"state": "failed", "reason": reason}, decision)
+            return self._row_result(journal.get_action(self.db, row.id))
         verdict = "rollback" if holder is not None else recovery_decision(seen)
         try:
             if verdict == "finish":
                 self._finish(row, seen)
-                return self._complete(row, Path(row["dest"]))
+                return self._complete(row, Path(row.dest))
             if verdict == "rollback":
                 self._roll_back(row, seen, keep_info=holder is not None)
         except OSError as error:
             failure = f"recovery could not finish: {error}"
             verdict = "lost"
         if holder is not None and failure is None:
-            reason = f"superseded by action {holder}, which holds {row['dest']}"
-            journal.record_outcome(self.db, row["id"], {"state": "rolled_back", "reason": reason})
-            return self._row_result(journal.get_action(self.db, row["id"]))
+            reason = f"superseded by action {holder}, which holds {row.dest}"
+            journal.record_outcome(self.db, row.id, {"state": "rolled_back", "reason": reason})
+            return self._row_result(journal.get_action(self.db, row.id))
         state = "failed" if verdict == "lost" or failure else "rolled_back"
         lost = "neither the source nor the destination holds the file"
         reason = failure or (lost if verdict == "lost" else None)
         decision = self._decision_after_rollback(row, state, reason)
-        journal.record_outcome(self.db, row["id"], {"state": state, "reason": reason}, decision)
-        return self._row_result(journal.get_action(self.db, row["id"]))
+        journal.record_outcome(self.db, row.id, {"state": state, "reason": reason}, decision)
+        return self._row_result(journal.get_action(self.db, row.id))
 
-    def _observe(self, row: dict[str, Any], claimed: bool = False) -> Observation:
-        source, dest = Path(row["source"]), Path(row["dest"])
+    def _observe(self, row: Action, claimed: bool = False) -> Observation:
+        source, dest = Path(row.source), Path(row.dest)
         source_base, dest_base = self._base_of(source), self._base_of(dest)
-        cross_fs = bool(row["cross_fs"])
+        cross_fs = row.cross_fs
         dest_found = None if claimed else files.stat_in(dest_base, dest)
-        temp_found = files.stat_in(dest_base, temp_path_for(dest, row["id"])) if cross_fs else None
+        temp_found = files.stat_in(dest_base, temp_path_for(dest, row.id)) if cross_fs else None
         source_found = files.stat_in(source_base, source)
-        journaled = FileIdentity(row["device"], row["inode"], row["size"], row["mtime_ns"])
+        journaled = row.identity
         dest_hash_ok = None
         if cross_fs and dest_found is not None:
-            dest_hash_ok = self._hash_or_none(dest_base, dest) == row["content_hash"]
+            dest_hash_ok = self._hash_or_none(dest_base, dest) == row.content_hash
         source_unchanged = source_found is not None and stat.S_ISREG(source_found.st_mode)
         return Observation(
             source_inode=source_found.st_ino if source_found else None,
@@ -507,7 +512,7 @@ class Sorter:
             dest_hash_ok=dest_hash_ok,
             source_unchanged=source_unchanged and files.identity_of_stat(source_found) == journaled,
             cross_fs=cross_fs,
-            journaled_inode=row["inode"],
+            journaled_inode=row.inode,
         )
 
     def _hash_or_none(self, base: Path, path: Path) -> str | None:
@@ -517,24 +522,24 @@ class Sorter:
         except Exception:  # an unreadable destination is simply "not ours"
             return None
 
-    def _finish(self, row: dict[str, Any], seen: Observation) -> None:
-        source, dest = Path(row["source"]), Path(row["dest"])
+    def _finish(self, row: Action, seen: Observation) -> None:
+        source, dest = Path(row.source), Path(row.dest)
         dest_base = self._base_of(dest)
         if seen.temp_inode is not None:
-            files.unlink_in(dest_base, temp_path_for(dest, row["id"]), seen.temp_inode)
+            files.unlink_in(dest_base, temp_path_for(dest, row.id), seen.temp_inode)
         with files.folder(dest_base, dest.parent.relative_to(dest_base)) as parent:
             os.fsync(parent)
-        files.unlink_in(self._base_of(source), source, row["inode"])
+        files.unlink_in(self._base_of(source), source, row.inode)
 
-    def _roll_back(self, row: dict[str, Any], seen: Observation, keep_info: bool = False) -> None:
-        dest = Path(row["dest"])
+    def _roll_back(self, row: Action, seen: Observation, keep_info: bool = False) -> None:
+        dest = Path(row.dest)
         dest_base = self._base_of(dest)
         if seen.temp_inode is not None:
             if seen.dest_inode == seen.temp_inode:
                 files.unlink_in(dest_base, dest, seen.temp_inode)
-            files.unlink_in(dest_base, temp_path_for(dest, row["id"]), seen.temp_inode)
-        if row["info_path"] and not keep_info:
-            info = Path(row["info_path"])
+            files.unlink_in(dest_base, temp_path_for(dest, row.id), seen.temp_inode)
+        if row.info_path and not keep_info:
+            info = Path(row.info_path)
             found = files.stat_in(self._base_of(info), info)
             if found is not None:
                 files.unlink_in(self._base_of(info), info, found.st_ino)
@@ -547,13 +552,12 @@ class Sorter:
 
     @staticmethod
     def _decision_after_rollback(
-        row: dict[str, Any], state: str, reason: str | None
+        row: Action, state: str, reason: str | None
     ) -> tuple[int, dict[str, Any]] | None:
-        if row["decision_id"] is None or row["kind"] == "restore":
+        if row.decision_id is None or row.kind == "restore":
             return None
-        if state == "failed":
-            return row["decision_id"], {"state": "failed", "reason": reason}
-        return row["decision_id"], {"state": "queued", "reason": "rolled back after a crash"}
+        after = state_after_action(row.kind, state)  # failed, or queued again after a roll back
+        return row.decision_id, {"state": after, "reason": reason if after == "failed" else ROLLED_BACK}
 
     def _first_free(self, placement: Placement, opened: _Open) -> Path:
         return next(
@@ -577,7 +581,7 @@ class Sorter:
         return str(placement.info_dir / f"{dest.name}.trashinfo")
 
     def _original(self, action_id: int) -> Path:
-        return Path(journal.get_action(self.db, action_id)["source"])
+        return Path(journal.get_action(self.db, action_id).source)
 
     @staticmethod
     def _result(
@@ -596,15 +600,15 @@ class Sorter:
         )
 
     @staticmethod
-    def _row_result(row: dict[str, Any]) -> ActionResult:
+    def _row_result(row: Action) -> ActionResult:
         return ActionResult(
-            row["id"],
-            row["kind"],
-            row["state"],
-            row["source"],
-            row["dest"],
-            row["reason"],
-            row["decision_id"],
-            row["file_id"],
-            row["undo_of"],
+            row.id,
+            row.kind,
+            row.state,
+            row.source,
+            row.dest,
+            row.reason,
+            row.decision_id,
+            row.file_id,
+            row.undo_of,
         )

@@ -14,9 +14,6 @@ from datetime import datetime
 from pathlib import Path, PurePath
 from urllib.parse import quote
 
-# The life of one journaled action. "open" is the only state that recovery has to look at.
-ACTION_STATES = ("open", "done", "rolled_back", "refused", "failed", "undone")
-ACTION_KINDS = ("trash", "move", "restore")
 MAX_SUFFIX = 10_000
 SHARED_TRASH = ".Trash"
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from comparimg.config import Settings
-from comparimg.model import FileIdentity
-from comparimg.service.decision_queue import DecisionInput
+from comparimg.decisions import DecisionInput
+from comparimg.model import Decision, FileIdentity
 from comparimg.service.jobs import JobRunner
 
 T = TypeVar("T")
@@ -55,16 +55,16 @@ class Core(Protocol):
         """Await `func(writer_index, *args)` on the index's one writer thread."""
         ...
 
-    async def queue_decision(self, decision: DecisionInput) -> dict[str, Any]:
-        """Queue keep / trash / move for one file; return its row."""
+    async def queue_decision(self, decision: DecisionInput) -> Decision:
+        """Queue keep / trash / move for one file; return the decision."""
         ...
 
-    async def not_duplicates(self, decision: DecisionInput) -> dict[str, Any]:
-        """Mark files as not duplicates of each other, regroup them; return the decision row."""
+    async def not_duplicates(self, decision: DecisionInput) -> Decision:
+        """Mark files as not duplicates of each other, regroup them; return the decision."""
         ...
 
-    async def cancel_decision(self, decision_id: int) -> dict[str, Any]:
-        """Cancel a queued decision; return its row."""
+    async def cancel_decision(self, decision_id: int) -> Decision:
+        """Cancel a queued decision; return it."""
         ...
 
     async def apply_decisions(self, ids: list[int] | None) -> list[dict[str, Any]]:

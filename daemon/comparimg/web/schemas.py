@@ -24,7 +24,7 @@ from comparimg.decisions import DEFAULT_RULE_KINDS, RULE_ACTIONS, RULE_KINDS
 from comparimg.export import STATS_KEYS
 from comparimg.index import review
 from comparimg.index.bulk import ITEM_STATES
-from comparimg.service import decision_queue
+from comparimg.model import ACTION_KINDS, ACTION_STATES, DECISION_ACTIONS, DECISION_STATES
 from comparimg.service.jobs import JobState
 from comparimg.web import bulk
 
@@ -38,10 +38,10 @@ def _enum(name: str, values: tuple[str, ...] | list[str]) -> type[enum.StrEnum]:
     return enum.StrEnum(name, [(value, value) for value in values])
 
 
-DecisionAction = _enum("DecisionAction", decision_queue.ACTIONS)
-DecisionState = _enum("DecisionState", decision_queue.DECISION_STATES)
-ActionKind = _enum("ActionKind", decision_queue.ACTION_KINDS)
-ActionState = _enum("ActionState", decision_queue.ACTION_STATES)
+DecisionAction = _enum("DecisionAction", DECISION_ACTIONS)
+DecisionState = _enum("DecisionState", DECISION_STATES)
+ActionKind = _enum("ActionKind", ACTION_KINDS)
+ActionState = _enum("ActionState", ACTION_STATES)
 GroupKind = _enum("GroupKind", ["exact", "near", "similar"])
 GroupState = _enum("GroupState", review.STATES)
 GroupSort = _enum("GroupSort", list(review.SORTS))
@@ -111,7 +111,7 @@ class JobRequest(Request):
 
 
 class DecisionRequest(Request):
-    action: Literal[decision_queue.ACTIONS]  # request enums are Literals: strict validation of parsed JSON
+    action: Literal[DECISION_ACTIONS]  # request enums are Literals: strict validation of parsed JSON
     file_id: Id | None = Field(None, description="the file to keep, trash or move")
     file_ids: Annotated[list[Id], Field(min_length=2, max_length=MAX_IDS)] | None = Field(
         None, description="not_duplicates: the files that are not copies of one another"

@@ -1,4 +1,7 @@
-"""Views for decisions: queue, list, cancel, apply, undo, and the journal of actions."""
+"""Views for decisions: queue, list, cancel, apply, undo, and the journal of actions.
+
+`decision_view` and `action_view` are the one place a `Decision` or an `Action` becomes the API's JSON.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
+from comparimg.decisions import DecisionInput
 from comparimg.index import Index, journal
-from comparimg.service import decision_queue as dq
+from comparimg.model import Action, Decision
 from comparimg.web import schemas
 from comparimg.web.errors import BadInput
 from comparimg.web.inputs import BODY, QUERY, path_id
@@ -17,20 +21,20 @@ from comparimg.web.keys import CORE, EVENTS, METRICS, current_settings
 log = logging.getLogger("comparimg.web")
 
 
-def parse_decision(body: schemas.DecisionRequest) -> dq.DecisionInput:
+def parse_decision(body: schemas.DecisionRequest) -> DecisionInput:
     """Given a validated request, return the decision, checking what each action needs. Raise BadInput."""
     action, group_id = str(body.action), body.group_id
     if action == "not_duplicates":
         ids = tuple(dict.fromkeys(body.file_ids or ()))
         if not ids and group_id is None:
             raise BadInput("not_duplicates needs file_ids (two or more) or group_id")
-        return dq.DecisionInput(action, file_ids=ids, group_id=group_id)
+        return DecisionInput(action, file_ids=ids, group_id=group_id)
     if body.file_id is None:
         raise BadInput(f"{action} needs file_id")
     if action == "move" and body.target is None:
         raise BadInput("move needs target")
     target = body.target if action == "move" else None
-    return dq.DecisionInput(action, file_id=body.file_id, group_id=group_id, target=target)
+    return DecisionInput(action, file_id=body.file_id, group_id=group_id, target=target)
 
 
 async def post_decision(request: web.Request) -> web.Response:
@@ -42,14 +46,14 @@ async def post_decision(request: web.Request) -> web.Response:
         row = await app[CORE].not_duplicates(decision)
     else:
         row = await app[CORE].queue_decision(decision)
-    body = dq.decision_view(row)
+    body = decision_view(row)
     log_decision("decision_queued", body)
     app[EVENTS].publish("decision", {"decision": body})
     if decision.action != "not_duplicates" and settings.sorter.apply == "on-decide":
-        outcomes = await apply_decisions(app, [row["id"]])
+        outcomes = await apply_decisions(app, [row.id])
         log_outcomes("decision_applied", outcomes)
-        row = await app[CORE].read(_decision_row, row["id"])
-        body = {**dq.decision_view(row), "outcome": outcomes[0] if outcomes else None}
+        row = await app[CORE].read(_decision_row, row.id)
+        body = {**decision_view(row), "outcome": outcomes[0] if outcomes else None}
     return web.json_response(body, status=201)
 
 
@@ -59,20 +63,20 @@ async def list_decisions(request: web.Request) -> web.Response:
     state = None if query.state is None else str(query.state)
     limit, offset = query.limit, query.offset
 
-    def read(index: Index) -> tuple[list[dict[str, Any]], int]:
+    def read(index: Index) -> tuple[list[Decision], int]:
         return journal.list_decisions(index.db, state, limit, offset)
 
     rows, total = await request.app[CORE].read(read)
-    return web.json_response({"decisions": [dq.decision_view(r) for r in rows], "total": total})
+    return web.json_response({"decisions": [decision_view(r) for r in rows], "total": total})
 
 
 async def delete_decision(request: web.Request) -> web.Response:
     """DELETE /api/decisions/{id} → the cancelled decision; 404 unknown, 409 no longer queued."""
     decision_id = path_id(request)
     row = await request.app[CORE].cancel_decision(decision_id)
-    log_decision("decision_cancelled", dq.decision_view(row))
-    request.app[EVENTS].publish("decision", {"decision": dq.decision_view(row)})
-    return web.json_response(dq.decision_view(row))
+    log_decision("decision_cancelled", decision_view(row))
+    request.app[EVENTS].publish("decision", {"decision": decision_view(row)})
+    return web.json_response(decision_view(row))
 
 
 async def apply_queue(request: web.Request) -> web.Response:
@@ -116,7 +120,7 @@ async def undo(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
-def _decision_row(index: Index, decision_id: int) -> dict[str, Any]:
+def _decision_row(index: Index, decision_id: int) -> Decision:
     return journal.get_decision(index.db, decision_id)
 
 
@@ -156,7 +160,45 @@ async def list_actions(request: web.Request) -> web.Response:
     limit, offset = query.limit, query.offset
 
     def read(index: Index) -> list[dict[str, Any]]:
-        return [dq.action_view(r) for r in journal.list_actions(index.db, limit, offset)]
+        return [action_view(r) for r in journal.list_actions(index.db, limit, offset)]
 
     rows = await request.app[CORE].read(read)
     return web.json_response({"actions": rows})
+
+
+def decision_view(decision: Decision) -> dict[str, Any]:
+    """Return a decision as the API shows it (identity left out)."""
+    return {
+        "id": decision.id,
+        "action": decision.action,
+        "file_id": decision.file_id,
+        "file_ids": None if decision.file_ids is None else list(decision.file_ids),
+        "group_id": decision.group_id,
+        "target": decision.target,
+        "path": decision.path,
+        "size": decision.size,
+        "state": decision.state,
+        "reason": decision.reason,
+        "action_id": decision.action_id,
+        "created": decision.created,
+        "updated": decision.updated,
+    }
+
+
+def action_view(action: Action) -> dict[str, Any]:
+    """Return a journaled action as the API shows it (identity, temp and info paths left out)."""
+    return {
+        "id": action.id,
+        "kind": action.kind,
+        "decision_id": action.decision_id,
+        "undo_of": action.undo_of,
+        "file_id": action.file_id,
+        "source": action.source,
+        "dest": action.dest,
+        "size": action.size,
+        "state": action.state,
+        "reason": action.reason,
+        "batch_id": action.batch_id,
+        "created": action.created,
+        "updated": action.updated,
+    }

@@ -7,10 +7,10 @@ import logging
 
 from aiohttp import web
 
-from comparimg.service import decision_queue as dq
 from comparimg.web import schemas
 from comparimg.web.inputs import QUERY, path_id
 from comparimg.web.keys import CORE, EVENTS
+from comparimg.web.views_decisions import decision_view
 
 log = logging.getLogger("comparimg.web")
 
@@ -56,7 +56,7 @@ async def not_similar(request: web.Request) -> web.Response:
     marked not duplicates of each other (the group goes away) and their pairs labelled `different`."""
     group_id = path_id(request)
     result = await request.app[CORE].not_similar(group_id)
-    view = dq.decision_view(result["decision"])
+    view = decision_view(result["decision"])
     log.info(
         "event=group_labelled by=api group=%d label=different files=%d", group_id, len(result["file_ids"])
     )

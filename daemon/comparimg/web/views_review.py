@@ -14,10 +14,10 @@ from comparimg.config import Settings
 from comparimg.hashing import thumbnails
 from comparimg.index import Index, journal, review
 from comparimg.model import ORIENTATIONS, NotFound, Refused
-from comparimg.service.decision_queue import decision_view
 from comparimg.web import schemas
 from comparimg.web.inputs import QUERY, path_id
 from comparimg.web.keys import CORE, THUMBNAILER, current_settings
+from comparimg.web.views_decisions import decision_view
 
 GROUP_KINDS = ("exact", "near", "similar")
 THUMBNAIL_SIZE = 256
