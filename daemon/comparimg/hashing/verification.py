@@ -166,7 +166,9 @@ def compare_arrays(a: np.ndarray, b: np.ndarray) -> Verdict:
     return Verdict(bool(score >= MIN_SCORE), round(float(score), 4), round(float(placement.scale), 4), offset)
 
 
-def _turned_score(a_fine: np.ndarray, detail_a: np.ndarray, b_fine: np.ndarray, placement: _Placement) -> float:
+def _turned_score(
+    a_fine: np.ndarray, detail_a: np.ndarray, b_fine: np.ndarray, placement: _Placement
+) -> float:
     """Given A and its detail, B and the aligned placement that did not match, return the detail score of
     B warped by the homography fitted to the local shifts of a grid of regions (a small turn first, then a
     perspective tilt), or 0.0 when no fit within TURN_MAX_DEGREES and TILT_MAX holds."""
