@@ -69,6 +69,7 @@ TURN_MIN_REGIONS = 5
 TILT_MIN_REGIONS = 8
 TURN_MAX_SHIFT = 12.0  # at the fine size: a 4° turn moves a corner of a 256-pixel picture ~9 pixels
 TURN_MAX_DEGREES = 5.0
+TURN_MAX_RESCALE = 0.08  # how far (log) the turn's scale may stray from the placement's: a tilt shrinks
 TILT_MAX = 0.08  # how far (share of B's long side) a corner may land from where a turn puts it
 TURN_PAD = 16
 # Longest over shortest side a picture may have: beyond, its fine picture is less than one block across
@@ -296,7 +297,7 @@ def _plausible(homography: np.ndarray, placement: _Placement, shape_b: tuple[int
         return False
     mapped = mapped[:, :2] / mapped[:, 2:]
     turn = _fit_turn(corners[:, :2], mapped)
-    if not 0.97 < np.hypot(turn[0, 0], turn[1, 0]) / placement.scale < 1.03:
+    if abs(np.log(np.hypot(turn[0, 0], turn[1, 0]) / placement.scale)) > TURN_MAX_RESCALE:
         return False
     residual = np.abs(corners @ turn.T - np.column_stack([mapped, np.ones(4)]))[:, :2]
     return bool(residual.max() <= TILT_MAX * placement.scale * max(height, width))
