@@ -239,27 +239,39 @@ def _cover_of(mask: np.ndarray) -> float:
     return float(min(mask.any(axis=1).mean(), mask.any(axis=0).mean()))
 
 
-def _region_shifts(a: np.ndarray, warped: np.ndarray, mask: np.ndarray, homography: np.ndarray):
-    """Given A, B warped onto it by `homography` and where B lies, return matching points (B's, A's;
-    each n×2 in x, y) from the local shift of each textured region of a TURN_GRID × TURN_GRID grid."""
-    inverse = np.linalg.inv(homography)
-    points_b, points_a = [], []
+def _too_small(mask: np.ndarray) -> bool:
+    """Given where B lies in A's grid, return whether it spans fewer than 32 rows or columns."""
+    return int(mask.any(axis=1).sum()) < 32 or int(mask.any(axis=0).sum()) < 32
+
+
+def _local_shifts(a: np.ndarray, warped: np.ndarray, mask: np.ndarray, grid: int, max_shift: float):
+    """Given A, B warped onto it and where B lies, yield (row, column, dy, dx) for each textured region of a
+    grid × grid split of B's extent: the region's centre in A's grid and B's local shift there (regions
+    mostly outside B, flat, or shifted more than `max_shift` are skipped). Nothing for too small an extent."""
     rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if len(rows) < 32 or len(columns) < 32:
-        return np.empty((0, 2)), np.empty((0, 2))
-    for top, bottom in _spans(rows[0], rows[-1] + 1, TURN_GRID):
-        for left, right in _spans(columns[0], columns[-1] + 1, TURN_GRID):
+    if _too_small(mask):
+        return
+    for top, bottom in _spans(rows[0], rows[-1] + 1, grid):
+        for left, right in _spans(columns[0], columns[-1] + 1, grid):
             region = mask[top:bottom, left:right]
             part_a, part_b = a[top:bottom, left:right], warped[top:bottom, left:right]
             if region.mean() < 0.9 or _masked_std(part_a, region) < 2 or _masked_std(part_b, region) < 2:
                 continue
             dy, dx = _phase_shift(part_a, part_b, region)
-            if abs(dy) > TURN_MAX_SHIFT or abs(dx) > TURN_MAX_SHIFT:
-                continue
-            centre = np.array([(left + right - 1) / 2, (top + bottom - 1) / 2, 1.0])
-            source = inverse @ (centre - (dx, dy, 0.0))
-            points_b.append(source[:2] / source[2])
-            points_a.append(centre[:2])
+            if abs(dy) <= max_shift and abs(dx) <= max_shift:
+                yield (top + bottom - 1) / 2, (left + right - 1) / 2, dy, dx
+
+
+def _region_shifts(a: np.ndarray, warped: np.ndarray, mask: np.ndarray, homography: np.ndarray):
+    """Given A, B warped onto it by `homography` and where B lies, return matching points (B's, A's;
+    each n×2 in x, y) from the local shift of each textured region of a TURN_GRID × TURN_GRID grid."""
+    inverse = np.linalg.inv(homography)
+    points_b, points_a = [], []
+    for row, column, dy, dx in _local_shifts(a, warped, mask, TURN_GRID, TURN_MAX_SHIFT):
+        centre = np.array([column, row, 1.0])
+        source = inverse @ (centre - (dx, dy, 0.0))
+        points_b.append(source[:2] / source[2])
+        points_a.append(centre[:2])
     return np.array(points_b).reshape(-1, 2), np.array(points_a).reshape(-1, 2)
 
 
@@ -571,22 +583,13 @@ def _refine_fit(a: np.ndarray, warped: np.ndarray, mask: np.ndarray, placement: 
     """Given A, B warped by `placement` and its mask, return the placement corrected by the local shifts of
     a grid of regions (least-squares scale and translation), or by one global shift when too few regions
     are usable."""
-    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if len(rows) < 32 or len(columns) < 32:
+    if _too_small(mask):
         return placement
     points_a, points_b = [], []
-    for top, bottom in _spans(rows[0], rows[-1] + 1, FIT_GRID):
-        for left, right in _spans(columns[0], columns[-1] + 1, FIT_GRID):
-            region = mask[top:bottom, left:right]
-            part_a, part_b = a[top:bottom, left:right], warped[top:bottom, left:right]
-            if region.mean() < 0.9 or _masked_std(part_a, region) < 2 or _masked_std(part_b, region) < 2:
-                continue
-            dy, dx = _phase_shift(part_a, part_b, region)
-            if abs(dy) > FIT_MAX_SHIFT or abs(dx) > FIT_MAX_SHIFT:
-                continue
-            centre = np.array([(top + bottom - 1) / 2, (left + right - 1) / 2])
-            points_a.append(centre)
-            points_b.append((centre - np.array([dy, dx]) - (placement.dy, placement.dx)) / placement.scale)
+    for row, column, dy, dx in _local_shifts(a, warped, mask, FIT_GRID, FIT_MAX_SHIFT):
+        centre = np.array([row, column])
+        points_a.append(centre)
+        points_b.append((centre - np.array([dy, dx]) - (placement.dy, placement.dx)) / placement.scale)
     if len(points_a) < FIT_MIN_REGIONS:
         dy, dx = _phase_shift(a, warped, mask)
         if abs(dy) > FIT_MAX_SHIFT or abs(dx) > FIT_MAX_SHIFT:
