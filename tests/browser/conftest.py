@@ -133,8 +133,14 @@ def _pump(stream, sink: list[str], found: threading.Event) -> None:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    """Start the real daemon on a free loopback port (temp index, root, trash, token); stop it after."""
+def daemon(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Daemon]:
+    """Start the real daemon on a free loopback port (temp index, root, trash, token); stop it after.
+
+    It matches in mode `hash` (pixel checks only: quick and steady, so a page test is not waiting on the
+    model stage's regrouping on a loaded machine) unless the test is marked `matching_mode("hash+model")`.
+    """
+    marker = request.node.get_closest_marker("matching_mode")
+    mode = marker.args[0] if marker else "hash"
     root = tmp_path / "photos"
     trash = tmp_path / "trash"
     archive = tmp_path / "archive"
@@ -151,6 +157,8 @@ index: {data / "index.sqlite3"}
 export: {data / "duplicates.json"}
 hashing:
   workers: 2
+matching:
+  mode: {mode}
 watch:
   settle_seconds: 0.5
   observer: auto

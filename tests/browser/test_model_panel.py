@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from page_driver import login, wait_for
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180), pytest.mark.matching_mode("hash+model")]
 
 
 def post(daemon, path: str, body: dict) -> dict:

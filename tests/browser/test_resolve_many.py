@@ -19,8 +19,8 @@ EXACT, NEAR = 12, 3
 
 
 def group_total(daemon) -> int:
-    """Return the number of duplicate groups (exact and near). The daemon runs the default mode, whose
-    verifier may also find a `similar` group among these synthetic pictures: rules leave those alone."""
+    """Return the number of duplicate groups (exact and near); a `similar` group, which the model stage
+    may find among these synthetic pictures, is left alone by rules."""
     return sum(
         json.loads(daemon.api(f"/api/groups?kind={kind}&limit=1"))["total"] for kind in ("exact", "near")
     )

@@ -21,6 +21,7 @@ import verifier_pairs
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(300),
+    pytest.mark.matching_mode("hash+model"),
     pytest.mark.skipif(
         "mode" not in MatchingSettings.__dataclass_fields__,
         reason="the daemon has no matching.mode setting yet (the model stage's configuration)",
