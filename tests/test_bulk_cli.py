@@ -32,6 +32,10 @@ def test_decide_by_rule_previews_applies_and_undoes_the_batch(tmp_path):
     daemon.start().wait_log("event=http_listening")
     try:
         wait_for(lambda: api(daemon, "GET", "/api/groups?limit=1")[1]["total"] == 8, 60, message="groups")
+        # The daemon runs mode `hash`: no edge has a verifier's confidence, so no group is sure enough.
+        unsure = cli(daemon, "decide", "--rule", "--min-confidence", "0.5", "--dry-run", "--json")
+        assert unsure.returncode == 0, unsure.stderr
+        assert json.loads(unsure.stdout)[0]["groups"] == 0
         folder = str(root / "exact")
         dry = cli(daemon, "decide", "--rule", "--kind", "exact", "--folder", folder, "--dry-run")
         assert dry.returncode == 0, dry.stderr

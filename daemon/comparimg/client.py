@@ -165,12 +165,15 @@ def undo_request(args: argparse.Namespace) -> Request:
 
 
 def rule_body(args: argparse.Namespace) -> dict[str, Any]:
-    """Return the `rule` of `decide --rule` from its options (kinds, folder, reference, action, target)."""
+    """Return the `rule` of `decide --rule` from its options (kinds, folder, reference, verifier confidence,
+    action, target)."""
     rule: dict[str, Any] = {"kinds": args.kind or ["exact", "near"], "action": args.rule_action}
     if args.folder:
         rule["folder"] = args.folder
     if args.reference_only:
         rule["reference_only"] = True
+    if args.min_confidence is not None:
+        rule["min_confidence"] = args.min_confidence
     if args.rule_action == "move":
         rule["target"] = args.target
     return rule
@@ -490,6 +493,12 @@ def _add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         rule.add_argument("--folder", metavar="PREFIX", help="only groups with a member under this folder")
         rule.add_argument(
             "--reference-only", action="store_true", help="only groups holding a reference file"
+        )
+        rule.add_argument(
+            "--min-confidence",
+            type=float,
+            metavar="P",
+            help="only groups whose every edge the verifier judged at least this sure (0-1)",
         )
         rule.add_argument(
             "--action", dest="rule_action", choices=("trash", "move"), default="trash", help="default: trash"

@@ -18,6 +18,8 @@ function ruleFromForm() {
   const folder = form.elements.folder.value.trim();
   if (folder) rule.folder = folder;
   if (form.elements.reference_only.checked) rule.reference_only = true;
+  const sure = form.elements.min_confidence.value.trim();
+  if (sure) rule.min_confidence = Number(sure);
   if (rule.action === "move") rule.target = form.elements.target.value;
   return rule;
 }
