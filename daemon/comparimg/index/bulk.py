@@ -183,10 +183,14 @@ def sample_items(db: Database, batch_id: int, groups: int) -> list[dict[str, Any
 
 
 def attach_decision(db: Database, item: dict[str, Any]) -> int:
-    """Given a pending item without a decision, durably queue its trash / move decision and link it to the
-    item in one transaction; return the decision id."""
+    """Given a pending item without a decision, queue its trash / move decision and link it to the item in
+    one transaction; return the decision id.
+
+    Not synced by itself: the sorter's journal intent, committed durably before the file moves, is a later
+    commit of the same write-ahead log, and syncing the log makes every earlier commit durable with it. A
+    power cut before that loses only this row, and the item is still pending: it is applied again."""
     now = time.time()
-    with write_transaction(db, durable=True):
+    with write_transaction(db):
         decision_id = db.execute(
             "INSERT INTO decisions (action, file_id, group_id, target, path, device, inode, size, mtime_ns, "
             "content_hash, state, created, updated) "
@@ -213,8 +217,12 @@ def attach_decision(db: Database, item: dict[str, Any]) -> int:
 def finish_item(
     db: Database, item_id: int, state: str, action_id: int | None = None, reason: str | None = None
 ) -> None:
-    """Durably record how one item ended."""
-    with write_transaction(db, durable=True):
+    """Record how one item ended.
+
+    Not synced by itself (one sync per file is the sorter's to spend): a power cut may lose it, and then the
+    item is pending again with its decision attached, and `apply_item` reads how it ended from the
+    sorter's durable journal; a refusal is simply judged again."""
+    with write_transaction(db):
         db.execute(
             "UPDATE bulk_items SET state = ?, action_id = coalesce(?, action_id), reason = ? WHERE id = ?",
             [state, action_id, reason, item_id],
