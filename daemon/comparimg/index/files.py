@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -20,6 +21,12 @@ FILE_COLUMNS = (
 FILE_ROWS = "files LEFT JOIN embeddings ON embeddings.file_id = files.id"
 EMBEDDER_KEY = "embedder"  # meta: which model made the stored embeddings (see `adopt_embedder`)
 BATCH = 500
+# What a reconcile compares (`FileStamp`), read without the hash blobs: `IS NOT NULL` reads a column's type
+# from the record header, not its bytes, and the embedding is only looked up by key.
+STAMP_COLUMNS = (
+    "path, id, device, inode, size, mtime_ns, state, error, fingerprint_version, "
+    "phash_variants IS NOT NULL, EXISTS (SELECT 1 FROM embeddings WHERE embeddings.file_id = files.id)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +53,38 @@ class FileRow:
         """Return whether the row holds a fingerprint without an embedding (made in mode `hash`, by code
         older than the model stage, while the model could not run, or before another model was adopted)."""
         return self.fingerprint is not None and not self.fingerprint.embedding
+
+
+@dataclass(frozen=True, slots=True)
+class FileStamp:
+    """What tells whether an indexed path still holds the file that was read, without its fingerprint:
+    a reconcile compares it for every file of a tree, where decoding each row's hash blobs cost more than
+    the rest of the comparison. Its properties answer as FileRow's do."""
+
+    id: int
+    path: str
+    identity: FileIdentity
+    state: str  # "ok" | "error" | "missing"
+    error: str | None
+    fingerprint_version: int
+    has_fingerprint: bool
+    has_embedding: bool
+
+    @property
+    def fingerprint_is_stale(self) -> bool:
+        """Return whether the row holds a fingerprint made by older hashing code than the running one."""
+        return self.has_fingerprint and self.fingerprint_version < FINGERPRINT_VERSION
+
+    @property
+    def lacks_embedding(self) -> bool:
+        """Return whether the row holds a fingerprint without an embedding (see FileRow.lacks_embedding)."""
+        return self.has_fingerprint and not self.has_embedding
+
+
+def _row_to_stamp(row: tuple) -> FileStamp:
+    path, id_, device, inode, size, mtime_ns, state, error, version, has_fingerprint, has_embedding = row
+    identity = FileIdentity(device, inode, size, mtime_ns)
+    return FileStamp(id_, path, identity, state, error, version, bool(has_fingerprint), bool(has_embedding))
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +182,27 @@ class FileRows:
             f"SELECT {FILE_COLUMNS} FROM {FILE_ROWS} WHERE path = {PATH_PARAM}", [bind_path(path)]
         ).fetchone()
         return _row_to_file(row) if row else None
+
+    def file_stamp(self, path: str) -> FileStamp | None:
+        """Given an absolute path, return its row's FileStamp (no hash read) or None."""
+        row = self.db.execute(
+            f"SELECT {STAMP_COLUMNS} FROM files WHERE path = {PATH_PARAM}", [bind_path(path)]
+        ).fetchone()
+        return _row_to_stamp(row) if row else None
+
+    def file_stamps_in_folder(self, folder: str) -> dict[str, FileStamp]:
+        """Given an absolute folder path, return {path: FileStamp} of the rows of the files directly in it
+        (not below its subfolders), in one query: a reconcile reads each walked folder's rows at once."""
+        low, high = prefix_range(folder)
+        # Compared as bytes: a path stored from non-UTF-8 bytes has no character count to cut at. The
+        # condition reads only the path index, so the rows of subfolders are skipped before their table
+        # rows are read.
+        rows = self.db.execute(
+            f"SELECT {STAMP_COLUMNS} FROM files WHERE path >= {PATH_PARAM} AND path < {PATH_PARAM} "
+            "AND instr(substr(CAST(path AS BLOB), ?), CAST('/' AS BLOB)) = 0",
+            [bind_path(low), bind_path(high), len(os.fsencode(low)) + 1],
+        )
+        return {row[0]: _row_to_stamp(row) for row in rows}
 
     def files_by_identity(self, identity: FileIdentity) -> list[FileRow]:
         """Given a file identity, return every row with the same (device, inode, size, mtime_ns)."""
