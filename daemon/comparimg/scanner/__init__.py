@@ -280,7 +280,7 @@ class Scanner:
         reused: the file is read (a moved row follows first, so the new fingerprint lands on it).
         """
         row = run.stamps.of(found.path) if run.stamps else self.index.file_stamp(found.path)
-        if row is not None and row.identity == found.identity:
+        if row is not None and row.holds(found.identity):
             return self._same_file(row, run)
         for other in self.index.files_by_identity(found.identity):
             if other.path != found.path and other.fingerprint is not None and other.state != "error":
@@ -423,7 +423,7 @@ class _FolderStamps:
 
     def of(self, path: str) -> FileStamp | None:
         """Given a walked file's path, return its row's stamp or None."""
-        folder = os.path.dirname(path)
+        folder = path[: path.rfind(os.sep)] or os.sep  # os.path.dirname of an absolute, normal path
         if folder != self.folder:
             self.folder, self.stamps = folder, self.index.file_stamps_in_folder(folder)
         return self.stamps.get(path)
