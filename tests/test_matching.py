@@ -435,3 +435,25 @@ def test_not_duplicates_are_never_grouped_and_exact_groups_are_exact():
     assert member_sets(groups) == [{0, 1}, {2, 3}]
     assert [g.kind for g in groups] == ["exact", "near"]
     assert group_matches(files, [near(0, 7)]) == []  # unknown files are ignored
+
+
+def _flip(value: int, bits: list[int]) -> int:
+    return value ^ sum(1 << bit for bit in bits)
+
+
+def test_a_lone_window_rule_at_the_threshold_makes_no_candidate_two_or_a_closer_one_do():
+    # The query's window slot 0 meets the stored picture's global hash; nothing else of theirs meets. Its
+    # bits differ outside the lowest 16-bit chunk, which the window search (radius 1) finds.
+    stored_global = 0x0F0F_3C3C_A5A5_5A5A
+    far = 0xF0F0_C3C3_5A5A_A5A5  # every bit differs from the stored global hash
+    index = HashIndex(threshold=10)
+    index.add(1, Fingerprint("", 1, 1, "PNG", (stored_global,)))
+
+    def query_with(window: int, slots: int = 1) -> list:
+        return index.query(Fingerprint("", 1, 1, "PNG", (far,), (window,) * slots))
+
+    at_threshold = _flip(stored_global, [16, 17, 18, 19, 32, 33, 34, 35, 48, 49])
+    closer = _flip(stored_global, [16, 17, 18, 19, 32, 33, 48, 49])
+    assert query_with(at_threshold) == []
+    assert [(c.file_id, c.via, c.distance) for c in query_with(closer)] == [(1, "window", 8)]
+    assert [(c.file_id, c.via, c.distance) for c in query_with(at_threshold, 2)] == [(1, "window", 10)]
