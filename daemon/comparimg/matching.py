@@ -548,8 +548,8 @@ def _count_window_rules(
     # Per file, the distinct window rules that met it (a hit may be found through several chunks).
     window = ~rules.is_global[rule_of]
     if window.any():
-        pairs = np.unique(np.stack([owners[window], rule_of[window]]), axis=1)
-        counts.update(pairs[0].tolist())
+        keys = np.unique(owners[window] * len(rules.hashes) + rule_of[window])  # (file, rule) once each
+        counts.update((keys // len(rules.hashes)).tolist())
 
 
 def _keep_best(
