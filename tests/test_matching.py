@@ -10,6 +10,7 @@ import pytest
 
 from comparimg.matching import (
     ABSENT,
+    LONE_WINDOW_MARGIN,
     MAX_WINDOWS,
     SLOT_AFTER_TURN,
     TURNED_WINDOWS,
@@ -54,7 +55,8 @@ def turned_layout(rng: random.Random, content: bool = True) -> list[int]:
 
 def brute_force(stored: dict[int, Fingerprint], query: Fingerprint, threshold: int) -> dict[int, tuple]:
     """The query rules of matching.py, by brute force: {file id: (via, distance)}; window pairs count only
-    when a 16-bit chunk differs by at most one bit (the window search radius)."""
+    when a 16-bit chunk differs by at most one bit (the window search radius), and a file met by windows
+    alone only when two window comparisons meet it or one within LONE_WINDOW_MARGIN bits less."""
     ids = list(stored)
     glob = np.array([stored[i].phash[0] for i in ids], dtype=np.uint64)
     wins = np.zeros((len(ids), MAX_WINDOWS), dtype=np.uint64)
@@ -72,26 +74,31 @@ def brute_force(stored: dict[int, Fingerprint], query: Fingerprint, threshold: i
             slotted[row, SLOT_AFTER_TURN[orientation][slot]] = value
     phash = np.array(query.phash, dtype=np.uint64)
 
-    def distance(xor: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        # Distances of window pairs (99 where not comparable), reduced over the last axis.
+    def distances(xor: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        # Distances of window pairs (99 where not comparable), one row per stored file.
         chunks = np.bitwise_count(np.ascontiguousarray(xor)[..., None].view(np.uint16)).min(axis=-1)
         found = np.where(valid & (chunks <= 1), np.bitwise_count(xor).astype(np.int64), 99)
-        return found.reshape(len(ids), -1).min(axis=1) if found.size else np.full(len(ids), 99)
+        return found.reshape(len(ids), -1)
 
     best_global = np.bitwise_count(glob[:, None] ^ phash[None, :]).min(axis=1).astype(np.int64)
     present = wins != ABSENT
-    best_window = np.minimum.reduce(
+    window = np.concatenate(  # every window comparison (rule) of the query, one column each
         [
-            distance(wins[:, None, :] ^ phash[None, :, None], present[:, None, :]),
-            distance(glob[:, None] ^ query_windows[None, :], np.ones((len(ids), len(query_windows)), bool)),
-            distance(wins[:, None, :] ^ slotted[None], present[:, None, :] & (slotted != ABSENT)[None]),
-        ]
+            distances(wins[:, None, :] ^ phash[None, :, None], present[:, None, :]),
+            distances(glob[:, None] ^ query_windows[None, :], np.ones((len(ids), len(query_windows)), bool)),
+            distances(wins[:, None, :] ^ slotted[None], present[:, None, :] & (slotted != ABSENT)[None]),
+        ],
+        axis=1,
     )
+    best_window = window.min(axis=1, initial=99)
+    agreeing = (window <= threshold).sum(axis=1)
     found = {}
     for row, file_id in enumerate(ids):
         if best_global[row] <= threshold:
             found[file_id] = ("global", int(best_global[row]))
-        elif best_window[row] <= threshold:
+        elif best_window[row] <= threshold - LONE_WINDOW_MARGIN or (
+            best_window[row] <= threshold and agreeing[row] >= 2
+        ):
             found[file_id] = ("window", int(best_window[row]))
     return found
 
@@ -428,3 +435,25 @@ def test_not_duplicates_are_never_grouped_and_exact_groups_are_exact():
     assert member_sets(groups) == [{0, 1}, {2, 3}]
     assert [g.kind for g in groups] == ["exact", "near"]
     assert group_matches(files, [near(0, 7)]) == []  # unknown files are ignored
+
+
+def _flip(value: int, bits: list[int]) -> int:
+    return value ^ sum(1 << bit for bit in bits)
+
+
+def test_a_lone_window_rule_at_the_threshold_makes_no_candidate_two_or_a_closer_one_do():
+    # The query's window slot 0 meets the stored picture's global hash; nothing else of theirs meets. Its
+    # bits differ outside the lowest 16-bit chunk, which the window search (radius 1) finds.
+    stored_global = 0x0F0F_3C3C_A5A5_5A5A
+    far = 0xF0F0_C3C3_5A5A_A5A5  # every bit differs from the stored global hash
+    index = HashIndex(threshold=10)
+    index.add(1, Fingerprint("", 1, 1, "PNG", (stored_global,)))
+
+    def query_with(window: int, slots: int = 1) -> list:
+        return index.query(Fingerprint("", 1, 1, "PNG", (far,), (window,) * slots))
+
+    at_threshold = _flip(stored_global, [16, 17, 18, 19, 32, 33, 34, 35, 48, 49])
+    closer = _flip(stored_global, [16, 17, 18, 19, 32, 33, 48, 49])
+    assert query_with(at_threshold) == []
+    assert [(c.file_id, c.via, c.distance) for c in query_with(closer)] == [(1, "window", 8)]
+    assert [(c.file_id, c.via, c.distance) for c in query_with(at_threshold, 2)] == [(1, "window", 10)]

@@ -25,6 +25,12 @@ Window comparisons are 264 of the 272 comparisons of a query, so their chunk sea
 chunks differs by at most 1 bit — always up to 7 bits, most pairs up to 10 — at an eighth of the cost of
 radius 2. True copies match several windows at a few bits (measured: almost all at <= 6), so the loss is
 small.
+
+A candidate met by window rules alone must be met by two distinct rules within `window_threshold`, or by
+one within `window_threshold - LONE_WINDOW_MARGIN` (or 0 bits): with 264 window comparisons a query, lone
+near misses at the threshold were most of the candidates of a big library (docs/performance.md: 41 745 of
+45 297 pairs among 20 000 generated pictures, each a pixel check), while a true crop meets several window
+rules or one closely.
 Entries live in segments (immutable CSR structures, merged like a binary counter) plus a small pending
 list scanned by brute force, so `add` is cheap and `add_many` builds one segment for a bulk load. A segment
 holds 9 bytes an entry in each of the 4 chunk tables, plus its bucket table sized to it (`_Segment`): about
@@ -33,6 +39,7 @@ holds 9 bytes an entry in each of the 4 chunk tables, plus its bucket table size
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import functools
 import heapq
@@ -68,6 +75,7 @@ _PENDING_LIMIT = 1024
 # The orientation that undoes each one (model.ORIENTATIONS order): rot90 and rot270 undo each other.
 INVERSE_ORIENTATION = (0, 3, 2, 1, 4, 5, 6, 7)
 _MERGE_RATIO = 4
+LONE_WINDOW_MARGIN = 2  # a window candidate met by one rule alone: within window_threshold minus this
 _ALL_ORIENTATIONS = range(8)
 
 
@@ -471,14 +479,19 @@ class HashIndex:
             self.window_radius,
         )
         best: dict[int, tuple[int, int, int, int]] = {}
+        window_rules: collections.Counter[int] = collections.Counter()
         probe = _Probe(rules) if self._segments else None
         for owners, (rule_of, rows, distances) in self._search_all(rules, probe):
             _keep_best(best, owners[rows], rule_of, distances, rules)
+            _count_window_rules(window_rules, owners[rows], rule_of, rules)
         excluded = {exclude} if isinstance(exclude, int) else set(exclude or ())
+        window_threshold = int(rules.thresholds[~rules.is_global].max(initial=0))
+        lone_threshold = max(window_threshold - LONE_WINDOW_MARGIN, 0)
         found = [
             Candidate(file_id, distance, orientation, "global" if rank == 0 else "window")
             for file_id, (rank, distance, orientation, _) in best.items()
             if file_id not in excluded
+            and (rank == 0 or distance <= lone_threshold or window_rules[file_id] >= 2)
         ]
         return sorted(found, key=lambda c: (c.via != "global", c.distance, c.file_id))
 
@@ -527,6 +540,16 @@ class HashIndex:
             parts = [(s.owners[s.alive], *(array[s.alive] for array in s.arrays())) for s in (older, newer)]
             owners, hashes, present = (np.concatenate(column) for column in zip(*parts, strict=True))
             self._segments.append(_Segment(owners, hashes, present))
+
+
+def _count_window_rules(
+    counts: collections.Counter[int], owners: np.ndarray, rule_of: np.ndarray, rules: _Rules
+) -> None:
+    # Per file, the distinct window rules that met it (a hit may be found through several chunks).
+    window = ~rules.is_global[rule_of]
+    if window.any():
+        keys = np.unique(owners[window] * len(rules.hashes) + rule_of[window])  # (file, rule) once each
+        counts.update((keys // len(rules.hashes)).tolist())
 
 
 def _keep_best(

@@ -25,7 +25,7 @@ from comparimg.index.connection import (
     disk_full_as_index_full,
     write_transaction,
 )
-from comparimg.index.files import FileRow, FileRows, HashArrays, blob_to_hashes, hashes_to_blob
+from comparimg.index.files import FileRow, FileRows, FileStamp, HashArrays, blob_to_hashes, hashes_to_blob
 from comparimg.index.labels import LabelRows, PairLabel
 from comparimg.index.relations import RelationRows, StoredGroup, WalkError
 from comparimg.index.safety import (
@@ -53,6 +53,7 @@ from comparimg.model import IndexFull
 __all__ = [
     "MIGRATIONS",
     "FileRow",
+    "FileStamp",
     "HashArrays",
     "Index",
     "IndexDamaged",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from sqlite_utils import Database
@@ -20,6 +22,12 @@ FILE_COLUMNS = (
 FILE_ROWS = "files LEFT JOIN embeddings ON embeddings.file_id = files.id"
 EMBEDDER_KEY = "embedder"  # meta: which model made the stored embeddings (see `adopt_embedder`)
 BATCH = 500
+# What a reconcile compares (`FileStamp`), read without the hash blobs: `IS NOT NULL` reads a column's type
+# from the record header, not its bytes, and the embedding is only looked up by key.
+STAMP_COLUMNS = (
+    "id, path, device, inode, size, mtime_ns, state, error, fingerprint_version, "
+    "phash_variants IS NOT NULL, EXISTS (SELECT 1 FROM embeddings WHERE embeddings.file_id = files.id)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +54,50 @@ class FileRow:
         """Return whether the row holds a fingerprint without an embedding (made in mode `hash`, by code
         older than the model stage, while the model could not run, or before another model was adopted)."""
         return self.fingerprint is not None and not self.fingerprint.embedding
+
+
+class FileStamp(NamedTuple):
+    """What tells whether an indexed path still holds the file that was read, without its fingerprint:
+    a reconcile compares it for every file of a tree, where decoding each row's hash blobs cost more than
+    the rest of the comparison. Its properties answer as FileRow's do. A tuple made straight from the
+    query's row (`STAMP_COLUMNS`, in field order): a reconcile makes one a file, and a dataclass with a
+    FileIdentity inside cost twice the query."""
+
+    id: int
+    path: str
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    state: str  # "ok" | "error" | "missing"
+    error: str | None
+    fingerprint_version: int
+    has_fingerprint: int  # 0 or 1
+    has_embedding: int  # 0 or 1
+
+    @property
+    def identity(self) -> FileIdentity:
+        """The file's identity when it was read."""
+        return FileIdentity(self.device, self.inode, self.size, self.mtime_ns)
+
+    def holds(self, identity: FileIdentity) -> bool:
+        """Given a file's identity now, return whether it is the one this row was read with."""
+        return (
+            self.mtime_ns == identity.mtime_ns
+            and self.size == identity.size
+            and self.inode == identity.inode
+            and self.device == identity.device
+        )
+
+    @property
+    def fingerprint_is_stale(self) -> bool:
+        """Return whether the row holds a fingerprint made by older hashing code than the running one."""
+        return bool(self.has_fingerprint) and self.fingerprint_version < FINGERPRINT_VERSION
+
+    @property
+    def lacks_embedding(self) -> bool:
+        """Return whether the row holds a fingerprint without an embedding (see FileRow.lacks_embedding)."""
+        return bool(self.has_fingerprint) and not self.has_embedding
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +195,27 @@ class FileRows:
             f"SELECT {FILE_COLUMNS} FROM {FILE_ROWS} WHERE path = {PATH_PARAM}", [bind_path(path)]
         ).fetchone()
         return _row_to_file(row) if row else None
+
+    def file_stamp(self, path: str) -> FileStamp | None:
+        """Given an absolute path, return its row's FileStamp (no hash read) or None."""
+        row = self.db.execute(
+            f"SELECT {STAMP_COLUMNS} FROM files WHERE path = {PATH_PARAM}", [bind_path(path)]
+        ).fetchone()
+        return FileStamp._make(row) if row else None
+
+    def file_stamps_in_folder(self, folder: str) -> dict[str, FileStamp]:
+        """Given an absolute folder path, return {path: FileStamp} of the rows of the files directly in it
+        (not below its subfolders), in one query: a reconcile reads each walked folder's rows at once."""
+        low, high = prefix_range(folder)
+        # Compared as bytes: a path stored from non-UTF-8 bytes has no character count to cut at. The
+        # condition reads only the path index, so the rows of subfolders are skipped before their table
+        # rows are read.
+        rows = self.db.execute(
+            f"SELECT {STAMP_COLUMNS} FROM files WHERE path >= {PATH_PARAM} AND path < {PATH_PARAM} "
+            "AND instr(substr(CAST(path AS BLOB), ?), CAST('/' AS BLOB)) = 0",
+            [bind_path(low), bind_path(high), len(os.fsencode(low)) + 1],
+        )
+        return {stamp.path: stamp for stamp in map(FileStamp._make, rows)}
 
     def files_by_identity(self, identity: FileIdentity) -> list[FileRow]:
         """Given a file identity, return every row with the same (device, inode, size, mtime_ns)."""

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 
 from comparimg import hashing
 from comparimg.embedding import EmbedderSpec
-from comparimg.index import FileRow, Index
+from comparimg.index import FileRow, FileStamp, Index
 from comparimg.model import FileIdentity, ImageError
 from comparimg.scanner.linking import (
     MODES,
@@ -74,6 +74,9 @@ __all__ = [
 ]
 
 COMMIT_EVERY = 200
+# A file seen unchanged costs a transaction this share of a write: only its `last_seen`, written with the
+# others in one statement, so a reconcile of unchanged files commits every 5 000 files, not every 200.
+TOUCHES_A_WRITE = 25
 RETRIED_REASONS = ("permission denied",)  # errors that a chmod (which keeps mtime) can cure
 
 
@@ -137,6 +140,7 @@ class _Pass:
     progress: ProgressCallback | None = None
     stale: set[str] = field(default_factory=set)  # paths read again only because their fingerprint was stale
     match: MatchOptions | None = None  # this pass's own matching options (an API job's), else the scanner's
+    stamps: _FolderStamps | None = None  # a walk's rows, read a folder at a time; else one query a path
 
 
 class Scanner:
@@ -175,7 +179,9 @@ class Scanner:
         Absent roots are reported in `absent_roots` (their files are left alone, not marked missing).
         """
         started = time.monotonic()
-        run = _Pass(self.clock(), _WriteBatch(self.index), progress=progress)
+        seen_at = self.clock()
+        run = _Pass(seen_at, _WriteBatch(self.index, seen_at), progress=progress)
+        run.stamps = _FolderStamps(self.index)
         with self._regroup_if_cancelled(run):
             for root in [os.path.abspath(r) for r in roots]:
                 if not os.path.exists(root):
@@ -203,7 +209,8 @@ class Scanner:
         what was done.
         """
         started = time.monotonic()
-        run = _Pass(self.clock(), _WriteBatch(self.index), match=match)
+        seen_at = self.clock()
+        run = _Pass(seen_at, _WriteBatch(self.index, seen_at), match=match)
         files, gone = [], []
         for path, root in found:
             item = _stat_found(os.path.abspath(path), os.path.abspath(root))
@@ -272,8 +279,8 @@ class Scanner:
         Hard link (the other path still holds it): the fingerprint is copied. A stale fingerprint is never
         reused: the file is read (a moved row follows first, so the new fingerprint lands on it).
         """
-        row = self.index.file_by_path(found.path)
-        if row is not None and row.identity == found.identity:
+        row = run.stamps.of(found.path) if run.stamps else self.index.file_stamp(found.path)
+        if row is not None and row.holds(found.identity):
             return self._same_file(row, run)
         for other in self.index.files_by_identity(found.identity):
             if other.path != found.path and other.fingerprint is not None and other.state != "error":
@@ -282,7 +289,7 @@ class Scanner:
                 return self._known_elsewhere(other, found, run)
         return False
 
-    def _same_file(self, row: FileRow, run: _Pass) -> bool:
+    def _same_file(self, row: FileStamp, run: _Pass) -> bool:
         if row.state == "error" and row.error in RETRIED_REASONS:
             return False
         if row.error is None and self._outdated(row):  # present or missing, it is read again
@@ -295,7 +302,7 @@ class Scanner:
             if row.error is None:
                 run.to_link.append(row.id)  # its edges were dropped when it went missing
         else:
-            self.index.touch_files([row.id], run.seen_at)
+            run.batch.touch(row.id)
         return True
 
     def _known_elsewhere(self, other: FileRow, found: FoundFile, run: _Pass) -> bool:
@@ -314,7 +321,7 @@ class Scanner:
             run.to_link.append(other.id)  # its edges were dropped when it went missing
         return True
 
-    def _outdated(self, row: FileRow) -> bool:
+    def _outdated(self, row: FileRow | FileStamp) -> bool:
         """Return whether the row's fingerprint must be made again: older hashing code, or no embedding
         while the model stage is on."""
         return row.fingerprint_is_stale or (self.options.embedder is not None and row.lacks_embedding)
@@ -376,7 +383,7 @@ class Scanner:
     def _unlink_paths(self, paths: Collection[str]) -> set[int]:
         ids = []
         for path in paths:
-            row = self.index.file_by_path(path)
+            row = self.index.file_stamp(path)
             if row is not None and row.state != "missing":
                 ids.append(row.id)
             ids += [r.id for r in self.index.iter_files_under(path)]
@@ -389,12 +396,12 @@ class Scanner:
         """
         source, dest, root = (os.path.abspath(p) for p in (source, dest, root))
         moved = [(r.id, dest + r.path[len(source) :]) for r in self.index.iter_files_under(source)]
-        row = self.index.file_by_path(source)
+        row = self.index.file_stamp(source)
         if row is not None:
             moved.append((row.id, dest))
         if not moved:
             return self.ingest_files([(dest, root)]) if os.path.isfile(dest) else ScanReport()
-        replaced = [r.id for r in (self.index.file_by_path(new) for _, new in moved) if r is not None]
+        replaced = [r.id for r in (self.index.file_stamp(new) for _, new in moved) if r is not None]
         regroup = self.linker.neighbours_of(replaced)
         with self.index.transaction():
             for file_id, new_path in moved:
@@ -403,26 +410,58 @@ class Scanner:
         return ScanReport(moved=len(moved))
 
 
-class _WriteBatch:
-    """Groups many small writes into transactions of COMMIT_EVERY writes each."""
+class _FolderStamps:
+    """The FileStamps of a walk's rows, read a folder at a time (the walk yields each folder's files
+    together): one query a folder instead of one a file. A row that a move in this pass took away from a
+    path of the folder keeps its old stamp here, which cannot match the file now at that path (the move
+    found that path no longer holds it), so such a stamp leads to the same identity lookup as no stamp."""
 
     def __init__(self, index: Index):
         self.index = index
+        self.folder: str | None = None
+        self.stamps: dict[str, FileStamp] = {}
+
+    def of(self, path: str) -> FileStamp | None:
+        """Given a walked file's path, return its row's stamp or None."""
+        folder = path[: path.rfind(os.sep)] or os.sep  # os.path.dirname of an absolute, normal path
+        if folder != self.folder:
+            self.folder, self.stamps = folder, self.index.file_stamps_in_folder(folder)
+        return self.stamps.get(path)
+
+
+class _WriteBatch:
+    """Groups many small writes into transactions of COMMIT_EVERY writes each, and the `last_seen` of the
+    files seen unchanged into one statement per transaction (written before it commits; TOUCHES_A_WRITE
+    of them count as one write). Each walked item ticks once; an unchanged one then becomes a touch."""
+
+    def __init__(self, index: Index, seen_at: float):
+        self.index = index
+        self.seen_at = seen_at
         self.count = 0
         self.open = False
+        self.touched: list[int] = []
 
     def tick(self) -> None:
         if not self.open:
             self.index.begin_writes()
             self.open = True
         self.count += 1
-        if self.count >= COMMIT_EVERY:
+        if self.count + len(self.touched) // TOUCHES_A_WRITE >= COMMIT_EVERY:
             self.commit()
+
+    def touch(self, file_id: int) -> None:
+        """Given the id of a file seen unchanged (the item just ticked), record it as seen at `seen_at` with
+        this transaction, where it weighs 1 / TOUCHES_A_WRITE of a write."""
+        self.touched.append(file_id)
+        self.count -= 1
 
     def commit(self) -> None:
         if self.open:
+            if self.touched:
+                self.index.touch_files(self.touched, self.seen_at)
             self.index.commit_writes()
             self.open = False
+            self.touched = []
         self.count = 0
 
 
