@@ -285,7 +285,9 @@ def _inside_enough(
 
 def _textured_share(detail: np.ndarray, box: tuple[float, float, float, float]) -> float:
     """Given a picture's detail (`_band_pass`) and a box (top, left, bottom, right) in its grid, return the
-    share of its textured blocks whose centre lies in the box (0.0 when it has none)."""
+    share of its textured blocks whose centre lies in the box widened by a block (the blocks the box's edge
+    crosses are textured by that edge itself: a photo's edge against a viewer's surround); 0.0 when it has
+    no textured block."""
     block = _block_side(max(detail.shape))
     rows, columns = detail.shape[0] // block, detail.shape[1] // block
     blocks = detail[: rows * block, : columns * block].reshape(rows, block, columns, block)
@@ -294,7 +296,7 @@ def _textured_share(detail: np.ndarray, box: tuple[float, float, float, float]) 
         return 0.0
     centres_y = (np.arange(rows) + 0.5) * block
     centres_x = (np.arange(columns) + 0.5) * block
-    top, left, bottom, right = box
+    top, left, bottom, right = box[0] - block, box[1] - block, box[2] + block, box[3] + block
     inside = ((centres_y >= top) & (centres_y <= bottom))[:, None] & (
         (centres_x >= left) & (centres_x <= right)
     )
