@@ -27,7 +27,16 @@ or sent along with the check by the parent, comes from `pictures.CACHE`) and com
    grid of regions fit a turn (two rounds), then a homography (two rounds), each fit kept only while it
    stays a small turn (≤ TURN_MAX_DEGREES) and tilt (corners within TILT_MAX of the turn) of the
    placement; B warped by it is scored as in 3. A straightened (turned by 2-4° and cropped) or keystone
-   tilted copy ends there (reason "turned or tilted"); ~15-20 ms, only for pairs that got this far.
+   tilted copy ends there (reason "turned or tilted"); ~15-20 ms, only for pairs that got this far;
+5. one picture wholly inside the other: when nothing above matched, the search of 2 runs again over the
+   placements where the inner picture lies inside the outer one (at least CONTAINED_INNER) and spans as
+   little as CONTAINED_SIDE of its width or height (a square crop of a 3:2 photo spans 0.67 of its width;
+   a photo shown in a viewer's screenshot ~0.6-0.8 of it). Only a coarse placement with NCC of at least
+   CONTAINED_NCC is refined; it matches (reason "inside the other") when the inner picture lies at least
+   CONTAINED_FINAL_INNER inside, covers CONTAINED_AREA of the outer's area or CONTAINED_DETAIL of its
+   textured blocks (the rest of a screenshot is a flat surround), and CONTAINED_SCORE of the blocks
+   agree. A photo's quadrant (a quarter of it), two crops sharing less than half (neither inside the
+   other) and another shot of the scene (shifted, so not inside) stay apart.
 
 Measured on the public corpora (21 photos, 16 edits; quadrants as hard negatives): true copies score
 0.55-1.0 (nearly all 1.0; the lowest is a big watermark over a low-detail clock), different pictures that
