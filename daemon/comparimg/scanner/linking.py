@@ -63,10 +63,11 @@ OVERRULE = 0.97
 # the cheap verdict says `different` at 0.97-1.0 although the embedding finds the pair at 0.87-0.91).
 ALIKE_COSINE = 0.75
 NEIGHBOURS = 16  # embedding neighbours asked for each file
-# below this, an embedding neighbour is not a candidate: a photo shown in a viewer's screenshot (a dark
-# surround, a toolbar) scores only 0.54-0.77 against it on the stretch benchmark, unrelated photos mostly
-# below 0.5; the verifier sends the unsure ones to the pixel check
-MIN_COSINE = 0.5
+# below this, an embedding neighbour is not a candidate. A photo shown in a viewer's screenshot scores only
+# 0.54-0.77 against it (stretch benchmark), but a floor of 0.5 makes a query ~5x slower (45 ms against 3-15
+# ms over 250 000 synthetic embeddings, 16 answers a query, not 1: docs/verifier.md, "Square crops and
+# screenshots"): those need a candidate source of their own.
+MIN_COSINE = 0.75
 EDGE_KINDS = {"duplicate": "near", "similar": "similar"}  # verdict label -> edge kind ("different": none)
 MIN_SIMILAR = 0.5  # a `similar` edge needs at least this probability (a weak "similar" is no relation)
 
