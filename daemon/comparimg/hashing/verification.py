@@ -571,7 +571,7 @@ class _Level:
 
     def place_all(self, scales: np.ndarray) -> list[_Placement]:
         """Given scales (fine B pixels to fine A pixels), return for each the best placement of B that keeps
-        both covered by MIN_COVER (none for a scale where no placement does)."""
+        both covered as the level's rule asks (none for a scale where no placement does)."""
         scaled = [self.scaled_b(float(scale)) for scale in scales]
         offsets = [self._allowed_offsets(b) for b in scaled]
         searched = [
@@ -589,7 +589,7 @@ class _Level:
 
     def place_near(self, scale: float, near: _Placement) -> _Placement | None:
         """Given a scale and a placement, return the best placement of B at that scale within 3 pixels of
-        it that keeps both covered by MIN_COVER, or None."""
+        it that keeps both covered as the level's rule asks, or None."""
         b = self.scaled_b(scale)
         dys = _near_offsets(near.dy * self.factor)
         dxs = _near_offsets(near.dx * self.factor)
