@@ -95,13 +95,13 @@ def test_neighbouring_parts_of_one_photo_are_not_verified(tmp_path, photos, name
         "q2": (0, h // 2, w // 2, h),
         "left": (0, 0, w * 6 // 10, h),
         "right": (w * 4 // 10, 0, w, h),
-        "most": (0, 0, w * 9 // 10, h),  # a true crop of the whole; "left" is two thirds of it
     }
     for part, box in parts.items():
         image.crop(box).save(tmp_path / f"{part}.png")
     image.save(tmp_path / "whole.png")
+    # quadrants and crops sharing a third of their area; a quadrant inside the whole (a quarter of it)
     pairs = [("q0", "q1", 0), ("q0", "q1", 4), ("q0", "q2", 5), ("left", "right", 0), ("whole", "q0", 0)]
-    pairs += [("left", "most", 0), ("most", "left", 0)]
+    pairs += [("q0", "whole", 0), ("right", "left", 0)]
     for a, b, orientation in pairs:
         verdict = verify_pair(
             str(tmp_path / f"{a}.png"), str(tmp_path / f"{b}.png"), Candidate(1, 8, orientation)
@@ -178,3 +178,60 @@ def test_unreadable_file_raises_image_error(astronaut_file, tmp_path):
     (tmp_path / "bad.png").write_bytes(np.random.default_rng(0).bytes(300))
     with pytest.raises(ImageError):
         verify_pair(str(folder / "original.png"), str(tmp_path / "bad.png"), Candidate(1, 0, 0))
+
+
+def square_crop(image: Image.Image, left_share: float) -> Image.Image:
+    """A 1:1 crop of a landscape picture, its left edge at `left_share` of the width it may move over."""
+    side = image.height
+    x = round(left_share * (image.width - side))
+    return image.crop((x, 0, x + side, side)).resize((300, 300), Image.Resampling.LANCZOS)
+
+
+def viewer_screenshot(image: Image.Image, pad_share: float) -> Image.Image:
+    """The picture shown at 70 % in an image viewer: a grey surround `pad_share` of its shown width on each
+    side, a light title bar with text above, a dark status line with text below."""
+    shown = image.resize((round(image.width * 0.7), round(image.height * 0.7)), Image.Resampling.LANCZOS)
+    pad, title, status = round(shown.width * pad_share), 30, 24
+    canvas = Image.new("RGB", (shown.width + 2 * pad, shown.height + title + status + 20), (40, 40, 44))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((0, 0, canvas.width, title), fill=(230, 230, 232))
+    draw.text((10, 8), "holiday_042.jpg - Photos", fill=(0, 0, 0))
+    canvas.paste(shown, (pad, title + 10))
+    draw.rectangle((0, canvas.height - status, canvas.width, canvas.height), fill=(60, 60, 64))
+    draw.text((8, canvas.height - status + 6), "2 of 31   70%", fill=(220, 220, 220))
+    return canvas
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea"])
+def test_square_crops_and_screenshots_verify_against_their_original(tmp_path, photos, name):
+    image = Image.fromarray(photos[name]).convert("RGB").resize((480, 320), Image.Resampling.LANCZOS)
+    image.save(tmp_path / "original.png")
+    square_crop(image, 0.3).save(tmp_path / "square.jpg", quality=85)
+    viewer_screenshot(image, 0.25).save(tmp_path / "screenshot.png")  # the photo: ~0.5 of its area
+    for copy in ("square.jpg", "screenshot.png"):
+        for a, b in (("original.png", copy), (copy, "original.png")):
+            verdict = verify_pair(str(tmp_path / a), str(tmp_path / b), Candidate(1, 20, 0))
+            assert verdict.matched and verdict.reason == "inside the other", (a, b, verdict)
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea"])
+def test_a_quadrant_or_a_crop_sharing_less_than_half_is_not_inside_the_other(tmp_path, photos, name):
+    image = Image.fromarray(photos[name]).convert("RGB").resize((480, 320), Image.Resampling.LANCZOS)
+    w, h = image.size
+    image.save(tmp_path / "whole.png")
+    image.crop((0, 0, w // 2, h // 2)).save(tmp_path / "quadrant.png")  # a quarter of the whole
+    image.crop((0, 0, w * 4 // 10, h)).save(tmp_path / "left.png")  # 40 % of the whole
+    image.crop((0, 0, w * 2 // 3, h)).save(tmp_path / "left_two_thirds.png")
+    image.crop((w // 3, 0, w, h)).save(tmp_path / "right_two_thirds.png")  # shares half of the width
+    screenshot = viewer_screenshot(image.crop((0, 0, w // 2, h // 2)), 0.2)  # a quadrant's screenshot
+    screenshot.save(tmp_path / "quadrant_screenshot.png")
+    pairs = [
+        ("whole.png", "quadrant.png"),
+        ("whole.png", "left.png"),
+        ("left_two_thirds.png", "right_two_thirds.png"),
+        ("whole.png", "quadrant_screenshot.png"),
+    ]
+    for first, second in pairs:
+        for a, b in ((first, second), (second, first)):
+            verdict = verify_pair(str(tmp_path / a), str(tmp_path / b), Candidate(1, 20, 0))
+            assert not verdict.matched, (a, b, verdict)

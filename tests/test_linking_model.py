@@ -213,6 +213,24 @@ def test_a_cheap_verdict_skips_the_pixel_check_only_when_sure():
     assert not is_sure(Verdict("duplicate", 0.98)) and is_sure(Verdict("duplicate", SURE_DUPLICATE))
 
 
+def test_a_turned_pair_alike_upright_is_not_judged_different_without_the_pixel_check():
+    from comparimg.model import Fingerprint
+    from comparimg.scanner.linking import ALIKE_COSINE, PairEvidence, taken_unchecked
+    from comparimg.verdicts import Verdict
+
+    a = b = Fingerprint("c" * 64, 400, 300, "PNG", (1,) * 8)
+    sure_different = Verdict("different", 0.99)
+    turned_alike = PairEvidence(a, b, orientation=4, cosine=None, upright_cosine=ALIKE_COSINE + 0.1)
+    assert not taken_unchecked(sure_different, turned_alike)  # the verdict never saw that cosine
+    assert taken_unchecked(Verdict("similar", 0.99), turned_alike)
+    turned_unlike = PairEvidence(a, b, orientation=4, cosine=None, upright_cosine=ALIKE_COSINE - 0.1)
+    upright_alike = PairEvidence(a, b, orientation=0, cosine=0.9, upright_cosine=0.9)
+    without_embeddings = PairEvidence(a, b, orientation=4, cosine=None, upright_cosine=None)
+    for evidence in (turned_unlike, upright_alike, without_embeddings):
+        assert taken_unchecked(sure_different, evidence)
+        assert not taken_unchecked(Verdict("different", 0.9), evidence)  # not sure: checked anyway
+
+
 def test_a_duplicate_verdict_overrules_a_failed_pixel_check_only_when_very_sure():
     from comparimg.scanner.linking import OVERRULE, checked_verdict
     from comparimg.verdicts import Verdict

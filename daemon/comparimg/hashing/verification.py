@@ -27,7 +27,16 @@ or sent along with the check by the parent, comes from `pictures.CACHE`) and com
    grid of regions fit a turn (two rounds), then a homography (two rounds), each fit kept only while it
    stays a small turn (≤ TURN_MAX_DEGREES) and tilt (corners within TILT_MAX of the turn) of the
    placement; B warped by it is scored as in 3. A straightened (turned by 2-4° and cropped) or keystone
-   tilted copy ends there (reason "turned or tilted"); ~15-20 ms, only for pairs that got this far.
+   tilted copy ends there (reason "turned or tilted"); ~15-20 ms, only for pairs that got this far;
+5. one picture wholly inside the other: when nothing above matched, the search of 2 runs again over the
+   placements where the inner picture lies inside the outer one (at least CONTAINED_INNER) and spans as
+   little as CONTAINED_SIDE of its width or height (a square crop of a 3:2 photo spans 0.67 of its width;
+   a photo shown in a viewer's screenshot ~0.6-0.8 of it). Only a coarse placement with NCC of at least
+   CONTAINED_NCC is refined; it matches (reason "inside the other") when the inner picture lies at least
+   CONTAINED_FINAL_INNER inside, covers CONTAINED_AREA of the outer's area or CONTAINED_DETAIL of its
+   textured blocks (the rest of a screenshot is a flat surround), and CONTAINED_SCORE of the blocks
+   agree. A photo's quadrant (a quarter of it), two crops sharing less than half (neither inside the
+   other) and another shot of the scene (shifted, so not inside) stay apart.
 
 Measured on the public corpora (21 photos, 16 edits; quadrants as hard negatives): true copies score
 0.55-1.0 (nearly all 1.0; the lowest is a big watermark over a low-detail clock), different pictures that
@@ -53,6 +62,21 @@ MIN_FINE_SIDE = 96
 MID_SIDE = 128
 COARSE_SIDE = 64
 MIN_COVER = 0.7  # each picture covers at least this share of the other's width and height (search)
+# A picture wholly inside the other (a square crop of a 3:2 photo, a photo shown in a screenshot) may cover
+# less of it than MIN_COVER: step 5 places the inner picture at least CONTAINED_INNER inside and covering
+# CONTAINED_SIDE of the outer's width and height, and keeps it only when it covers CONTAINED_AREA of the
+# outer's area (or CONTAINED_DETAIL of the outer's textured blocks: the rest is a flat surround, as a
+# viewer's window) and its detail agrees strongly (CONTAINED_SCORE). A photo's quadrant (a quarter of its
+# area and detail) or two crops sharing < 50 % (neither inside the other) stay apart.
+CONTAINED_INNER = 0.9  # searched (coarse offsets are whole pixels at 64 px)
+CONTAINED_FINAL_INNER = 0.96  # once aligned: a crop lies wholly inside its original
+CONTAINED_SIDE = 0.5
+CONTAINED_AREA = 0.5
+CONTAINED_DETAIL = 0.75
+CONTAINED_SCORE = 0.7
+# ... and only a coarse placement that correlates this well is refined (inner copies: 0.84-1.0 on the
+# stretch benchmark; most other pairs stop here, which keeps step 5 cheap)
+CONTAINED_NCC = 0.8
 FINAL_COVER = 0.75  # ... and this share once aligned: a crop of 10 % per border against a small border
 SCALE_STEP = 1.035
 COARSE_KEEP = 2  # coarse placements refined at the middle size
@@ -83,6 +107,20 @@ MAX_ASPECT = 12
 
 
 @dataclass(frozen=True, slots=True)
+class _CoverRule:
+    """Which placements a search tries: the overlap spans at least `of_a` of A's width and height and
+    `of_b` of B's (B at its placed scale)."""
+
+    of_a: float
+    of_b: float
+
+
+EACH_OTHER = _CoverRule(MIN_COVER, MIN_COVER)  # steps 2-4
+B_INSIDE_A = _CoverRule(CONTAINED_SIDE, CONTAINED_INNER)  # step 5: B a crop of A, or A a screenshot of B
+A_INSIDE_B = _CoverRule(CONTAINED_INNER, CONTAINED_SIDE)
+
+
+@dataclass(frozen=True, slots=True)
 class _Placement:
     scale: float  # B pixels to A pixels, both at the same working size
     dy: float
@@ -104,6 +142,10 @@ def verify_pair(path_a: str, path_b: str, candidate: Candidate) -> Verdict:
             if found.matched:
                 return found
             verdict = max(verdict, found, key=lambda v: v.score)
+    for orientation in orientations:  # step 5: one picture wholly inside the other, covering less of it
+        found = compare_contained(np.ascontiguousarray(turn_array(a, orientation)), b)
+        if found.matched:
+            return found
     return verdict
 
 
@@ -139,11 +181,10 @@ def _without_border(pixels: np.ndarray) -> np.ndarray:
 def compare_arrays(a: np.ndarray, b: np.ndarray) -> Verdict:
     """Given two grayscale arrays (A already turned), return the Verdict of aligning B onto A and comparing
     their fine detail."""
-    # A thumbnail has no detail finer than its own pixels: compare at the smaller picture's size.
-    side = int(np.clip(min(max(a.shape), max(b.shape)), MIN_FINE_SIDE, FINE_SIDE))
-    a_fine, b_fine = _resized(a, side), _resized(b, side)
-    if min(*a_fine.shape, *b_fine.shape) < _block_side(side):  # a border-less attempt cut a thin strip
+    fine = _fine_pictures(a, b)
+    if fine is None:
         return Verdict(False, 0.0, reason="too thin to compare block by block")
+    a_fine, b_fine = fine
     detail_a = _band_pass(a_fine)
     same_frame = _same_frame_score(a_fine, detail_a, b_fine)
     if same_frame >= MIN_SCORE:
@@ -170,6 +211,112 @@ def compare_arrays(a: np.ndarray, b: np.ndarray) -> Verdict:
             scale = round(float(placement.scale), 4)
             return Verdict(True, round(turned, 4), scale, offset, reason="turned or tilted")
     return Verdict(bool(score >= MIN_SCORE), round(float(score), 4), round(float(placement.scale), 4), offset)
+
+
+def _fine_pictures(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Given A and B, return both at the long side they are compared at (the smaller picture's: a
+    thumbnail has no detail finer than its own pixels), or None when either is then thinner than a block
+    (a border-less attempt that cut a thin strip)."""
+    side = int(np.clip(min(max(a.shape), max(b.shape)), MIN_FINE_SIDE, FINE_SIDE))
+    a_fine, b_fine = _resized(a, side), _resized(b, side)
+    if min(*a_fine.shape, *b_fine.shape) < _block_side(side):
+        return None
+    return a_fine, b_fine
+
+
+def compare_contained(a: np.ndarray, b: np.ndarray) -> Verdict:
+    """Given two grayscale arrays (A already turned), return the Verdict of placing one wholly inside the
+    other (B_INSIDE_A, then A_INSIDE_B) where it covers less than MIN_COVER of the other's width or height:
+    a square crop of a wide photo, a photo shown in a screenshot. Matched only when the inner picture covers
+    CONTAINED_AREA of the outer's area or CONTAINED_DETAIL of its textured blocks, and its detail agrees
+    at least CONTAINED_SCORE (reason "inside the other")."""
+    fine = _fine_pictures(a, b)
+    if fine is None:
+        return Verdict(False, 0.0, reason="too thin to compare block by block")
+    a_fine, b_fine = fine
+    detail_a = _band_pass(a_fine)
+    verdict = Verdict(False, 0.0, reason="sizes cannot overlap enough")
+    for rule in (B_INSIDE_A, A_INSIDE_B):
+        found = _contained_verdict(a_fine, detail_a, b_fine, rule)
+        if found.matched:
+            return found
+        verdict = max(verdict, found, key=lambda v: v.score)
+    return verdict
+
+
+def _contained_verdict(
+    a_fine: np.ndarray, detail_a: np.ndarray, b_fine: np.ndarray, rule: _CoverRule
+) -> Verdict:
+    """Given A, its detail, B and a containment rule, return the Verdict of the best placement of the inner
+    picture in the outer one under that rule."""
+    placements = _coarse_placements(a_fine, b_fine, rule)
+    if not placements:
+        return Verdict(False, 0.0, reason="sizes cannot overlap enough")
+    if placements[0].ncc < CONTAINED_NCC:
+        return Verdict(False, 0.0, reason="no placement inside correlates")
+    placement = _refine_scale(a_fine, b_fine, placements[:COARSE_KEEP], rule)
+    for _ in range(FIT_ROUNDS):
+        warped, mask = _warp(b_fine, a_fine.shape, placement)
+        placement = _refine_fit(a_fine, warped, mask, placement)
+    scale, offset = (
+        round(float(placement.scale), 4),
+        (round(float(placement.dy), 2), round(float(placement.dx), 2)),
+    )
+    if not _inside_enough(a_fine, detail_a, b_fine, placement, rule):
+        return Verdict(False, 0.0, scale, offset, reason="not inside the other")
+    warped, mask = _warp(b_fine, a_fine.shape, placement)
+    score, textured = _detail_score(detail_a, warped, mask)
+    if textured < MIN_TEXTURED:  # too little detail to tell a crop from a neighbouring part
+        return Verdict(False, 0.0, scale, offset, reason="too little detail inside")
+    matched = score >= CONTAINED_SCORE
+    return Verdict(matched, round(score, 4), scale, offset, reason="inside the other" if matched else "")
+
+
+def _inside_enough(
+    a_fine: np.ndarray, detail_a: np.ndarray, b_fine: np.ndarray, placement: _Placement, rule: _CoverRule
+) -> bool:
+    """Given A, its detail, B, an aligned placement and the containment rule it was searched under, return
+    whether the inner picture lies at least CONTAINED_FINAL_INNER inside the outer, spans CONTAINED_SIDE of
+    its width and height, and covers CONTAINED_AREA of its area or CONTAINED_DETAIL of its textured
+    blocks."""
+    rows_a, columns_a, rows_b, columns_b = _shares(placement, a_fine.shape, b_fine.shape)
+    if rule is B_INSIDE_A:
+        inner, outer = (rows_b, columns_b), (rows_a, columns_a)
+    else:
+        inner, outer = (rows_a, columns_a), (rows_b, columns_b)
+    if min(inner) < CONTAINED_FINAL_INNER or min(outer) < CONTAINED_SIDE:
+        return False
+    if outer[0] * outer[1] >= CONTAINED_AREA:
+        return True
+    s, dy, dx = placement.scale, placement.dy, placement.dx
+    if rule is B_INSIDE_A:  # B's footprint in A's grid
+        height, width = b_fine.shape
+        share = _textured_share(detail_a, (dy, dx, dy + s * height, dx + s * width))
+    else:  # A's footprint in B's grid
+        height, width = a_fine.shape
+        box = (-dy / s, -dx / s, (height - dy) / s, (width - dx) / s)
+        share = _textured_share(_band_pass(b_fine), box)
+    return share >= CONTAINED_DETAIL
+
+
+def _textured_share(detail: np.ndarray, box: tuple[float, float, float, float]) -> float:
+    """Given a picture's detail (`_band_pass`) and a box (top, left, bottom, right) in its grid, return the
+    share of its textured blocks whose centre lies in the box widened by a block (the blocks the box's edge
+    crosses are textured by that edge itself: a photo's edge against a viewer's surround); 0.0 when it has
+    no textured block."""
+    block = _block_side(max(detail.shape))
+    rows, columns = detail.shape[0] // block, detail.shape[1] // block
+    blocks = detail[: rows * block, : columns * block].reshape(rows, block, columns, block)
+    textured = blocks.std(axis=(1, 3)) > TEXTURE_STD
+    if not textured.any():
+        return 0.0
+    centres_y = (np.arange(rows) + 0.5) * block
+    centres_x = (np.arange(columns) + 0.5) * block
+    top, left, bottom, right = box[0] - block, box[1] - block, box[2] + block, box[3] + block
+    inside = ((centres_y >= top) & (centres_y <= bottom))[:, None] & (
+        (centres_x >= left) & (centres_x <= right)
+    )
+    return float((textured & inside).sum() / textured.sum())
 
 
 def _turned_score(
@@ -344,19 +491,32 @@ def _resized(pixels: np.ndarray, long_side: int) -> np.ndarray:
 def _cover(placement: _Placement, shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> float:
     """Given a placement of B in A, return the smallest share of either picture's width or height that
     the other covers."""
-    shares = []
+    return min(_shares(placement, shape_a, shape_b))
+
+
+def _shares(
+    placement: _Placement, shape_a: tuple[int, ...], shape_b: tuple[int, ...]
+) -> tuple[float, float, float, float]:
+    """Given a placement of B in A, return the shares of A's height and width, then of B's (placed), that
+    the overlap spans."""
+    overlaps = []
     for axis, offset in ((0, placement.dy), (1, placement.dx)):
         extent_b = placement.scale * shape_b[axis]
-        overlap = min(shape_a[axis], offset + extent_b) - max(0.0, offset)
-        shares += [overlap / shape_a[axis], overlap / extent_b]
-    return float(min(shares))
+        overlaps.append((min(shape_a[axis], offset + extent_b) - max(0.0, offset), extent_b))
+    (rows, extent_rows), (columns, extent_columns) = overlaps
+    return (
+        float(rows / shape_a[0]),
+        float(columns / shape_a[1]),
+        float(rows / extent_rows),
+        float(columns / extent_columns),
+    )
 
 
-def _scales(shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> np.ndarray:
-    # B's extent times the scale must cover MIN_COVER of A's and stay within 1 / MIN_COVER of it; the exact
-    # size ratios (a plain resize) are always tried.
-    low = max(MIN_COVER * shape_a[0] / shape_b[0], MIN_COVER * shape_a[1] / shape_b[1])
-    high = min(shape_a[0] / (MIN_COVER * shape_b[0]), shape_a[1] / (MIN_COVER * shape_b[1]))
+def _scales(shape_a: tuple[int, ...], shape_b: tuple[int, ...], rule: _CoverRule = EACH_OTHER) -> np.ndarray:
+    # B's extent times the scale must cover `rule.of_a` of A's and stay within 1 / `rule.of_b` of it; the
+    # exact size ratios (a plain resize) are always tried.
+    low = max(rule.of_a * shape_a[0] / shape_b[0], rule.of_a * shape_a[1] / shape_b[1])
+    high = min(shape_a[0] / (rule.of_b * shape_b[0]), shape_a[1] / (rule.of_b * shape_b[1]))
     if low > high:
         return np.empty(0)
     count = max(1, int(np.ceil(np.log(high / low) / np.log(SCALE_STEP))) + 1)
@@ -369,7 +529,8 @@ class _Level:
     """A and B smoothed at one working size, with A's integral images (sums and sums of squares) ready for
     the overlap of any placement of B."""
 
-    def __init__(self, a_fine: np.ndarray, b_fine: np.ndarray, side: int):
+    def __init__(self, a_fine: np.ndarray, b_fine: np.ndarray, side: int, rule: _CoverRule = EACH_OTHER):
+        self.rule = rule  # the placements searched
         # Working in float64 keeps the sums exact enough for the difference of large terms in the NCC.
         self.a = gaussian(_resized(a_fine, side), 0.7).astype(np.float64)
         self.b = gaussian(_resized(b_fine, side), 0.7)
@@ -410,7 +571,7 @@ class _Level:
 
     def place_all(self, scales: np.ndarray) -> list[_Placement]:
         """Given scales (fine B pixels to fine A pixels), return for each the best placement of B that keeps
-        both covered by MIN_COVER (none for a scale where no placement does)."""
+        both covered as the level's rule asks (none for a scale where no placement does)."""
         scaled = [self.scaled_b(float(scale)) for scale in scales]
         offsets = [self._allowed_offsets(b) for b in scaled]
         searched = [
@@ -428,12 +589,12 @@ class _Level:
 
     def place_near(self, scale: float, near: _Placement) -> _Placement | None:
         """Given a scale and a placement, return the best placement of B at that scale within 3 pixels of
-        it that keeps both covered by MIN_COVER, or None."""
+        it that keeps both covered as the level's rule asks, or None."""
         b = self.scaled_b(scale)
         dys = _near_offsets(near.dy * self.factor)
         dxs = _near_offsets(near.dx * self.factor)
-        dys = dys[_cover_ok(dys, self.a.shape[0], b.shape[0])]
-        dxs = dxs[_cover_ok(dxs, self.a.shape[1], b.shape[1])]
+        dys = dys[_cover_ok(dys, self.a.shape[0], b.shape[0], self.rule)]
+        dxs = dxs[_cover_ok(dxs, self.a.shape[1], b.shape[1], self.rule)]
         if not len(dys) or not len(dxs):
             return None
         return self.best(scale, b, dys, dxs, self._products_near(b, dys, dxs))
@@ -441,9 +602,10 @@ class _Level:
     def _allowed_offsets(self, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         dys = np.arange(1 - b.shape[0], self.a.shape[0])
         dxs = np.arange(1 - b.shape[1], self.a.shape[1])
-        return dys[_cover_ok(dys, self.a.shape[0], b.shape[0])], dxs[
-            _cover_ok(dxs, self.a.shape[1], b.shape[1])
-        ]
+        return (
+            dys[_cover_ok(dys, self.a.shape[0], b.shape[0], self.rule)],
+            dxs[_cover_ok(dxs, self.a.shape[1], b.shape[1], self.rule)],
+        )
 
     def _products_near(self, b: np.ndarray, dys: np.ndarray, dxs: np.ndarray) -> np.ndarray:
         # A (zero outside) under every offset of the small contiguous neighbourhood: a "valid" correlation.
@@ -509,18 +671,24 @@ def _box_sums(integral: np.ndarray, tops, bottoms, lefts, rights) -> np.ndarray:
     return rows[:, :, rights] - rows[:, :, lefts]
 
 
-def _coarse_placements(a_fine: np.ndarray, b_fine: np.ndarray) -> list[_Placement]:
-    """Given A and B at the fine size, return the best coarse placement of B for each scale, best first."""
-    scales = _scales(a_fine.shape, b_fine.shape)
+def _coarse_placements(
+    a_fine: np.ndarray, b_fine: np.ndarray, rule: _CoverRule = EACH_OTHER
+) -> list[_Placement]:
+    """Given A and B at the fine size (and the placements to search), return the best coarse placement of B
+    for each scale, best first."""
+    scales = _scales(a_fine.shape, b_fine.shape, rule)
     if not len(scales):
         return []
-    level = _Level(a_fine, b_fine, min(COARSE_SIDE, max(a_fine.shape)))
+    level = _Level(a_fine, b_fine, min(COARSE_SIDE, max(a_fine.shape)), rule)
     return sorted(level.place_all(scales), key=lambda placement: -placement.ncc)
 
 
-def _refine_scale(a_fine: np.ndarray, b_fine: np.ndarray, placements: list[_Placement]) -> _Placement:
-    """Given A, B and coarse placements, return the best of their refinements at the middle size."""
-    level = _Level(a_fine, b_fine, min(MID_SIDE, max(a_fine.shape)))
+def _refine_scale(
+    a_fine: np.ndarray, b_fine: np.ndarray, placements: list[_Placement], rule: _CoverRule = EACH_OTHER
+) -> _Placement:
+    """Given A, B and coarse placements (searched under `rule`), return the best of their refinements at the
+    middle size."""
+    level = _Level(a_fine, b_fine, min(MID_SIDE, max(a_fine.shape)), rule)
     best = placements[0]
     best_ncc = -np.inf
     for placement in placements:
@@ -541,9 +709,9 @@ def _scaled(image: Image.Image, scale: float) -> np.ndarray:
     return np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
 
 
-def _cover_ok(offsets: np.ndarray, size_a: int, size_b: int) -> np.ndarray:
+def _cover_ok(offsets: np.ndarray, size_a: int, size_b: int, rule: _CoverRule = EACH_OTHER) -> np.ndarray:
     overlap = np.minimum(size_a, offsets + size_b) - np.maximum(0, offsets)
-    return (overlap >= MIN_COVER * size_a) & (overlap >= MIN_COVER * size_b)
+    return (overlap >= rule.of_a * size_a) & (overlap >= rule.of_b * size_b)
 
 
 def _warp(b: np.ndarray, shape: tuple[int, ...], placement: _Placement) -> tuple[np.ndarray, np.ndarray]:

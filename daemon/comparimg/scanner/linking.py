@@ -57,8 +57,17 @@ SURE_DUPLICATE = 0.99
 # ...and, once the pixel check ran and found no match, a duplicate verdict needs this much to overrule it;
 # below, the pair takes the likelier of the two other labels.
 OVERRULE = 0.97
+# A turned pair (the hashes' best orientation is not the identity) is judged without the cosine: when its
+# upright embeddings are at least this alike, a `different` verdict on the hashes alone is not taken without
+# the pixel check (a square crop's hashes are far apart in every orientation, the best one is noise, and
+# the cheap verdict says `different` at 0.97-1.0 although the embedding finds the pair at 0.87-0.91).
+ALIKE_COSINE = 0.75
 NEIGHBOURS = 16  # embedding neighbours asked for each file
-MIN_COSINE = 0.75  # below this, an embedding neighbour is not a candidate
+# below this, an embedding neighbour is not a candidate. A photo shown in a viewer's screenshot scores only
+# 0.54-0.77 against it (stretch benchmark), but a floor of 0.5 makes a query ~5x slower (45 ms against 3-15
+# ms over 250 000 synthetic embeddings, 16 answers a query, not 1: docs/verifier.md, "Square crops and
+# screenshots"): those need a candidate source of their own.
+MIN_COSINE = 0.75
 EDGE_KINDS = {"duplicate": "near", "similar": "similar"}  # verdict label -> edge kind ("different": none)
 MIN_SIMILAR = 0.5  # a `similar` edge needs at least this probability (a weak "similar" is no relation)
 
@@ -236,16 +245,17 @@ class PairEvidence:
     b: Fingerprint
     orientation: int
     cosine: float | None
+    upright_cosine: float | None = None  # the stored embeddings' cosine, whatever the orientation
 
     @classmethod
     def of(cls, pair: PairToVerify, found: _Found) -> PairEvidence:
         a, b = found.fingerprints[pair.query_id], found.fingerprints[pair.other_id]
         orientation = best_orientation(a, b)
         first, second = embedding_of(a), embedding_of(b)
-        cosine = None
-        if orientation == 0 and first is not None and second is not None and len(first) == len(second):
-            cosine = float(np.clip(np.dot(first, second), -1.0, 1.0))
-        return cls(a, b, orientation, cosine)
+        upright = None
+        if first is not None and second is not None and len(first) == len(second):
+            upright = float(np.clip(np.dot(first, second), -1.0, 1.0))
+        return cls(a, b, orientation, upright if orientation == 0 else None, upright)
 
     def features(self, pixels=None) -> np.ndarray:
         """Given the pixel check's Verdict when it ran, return the pair's feature vector."""
@@ -261,6 +271,16 @@ def is_sure(verdict: Verdict) -> bool:
     """Given the verdict on the fingerprints and the cosine, return whether it is taken without the pixel
     check (SURE, SURE_DUPLICATE for a duplicate)."""
     return verdict.confidence >= (SURE_DUPLICATE if verdict.label == "duplicate" else SURE)
+
+
+def taken_unchecked(verdict: Verdict, evidence: PairEvidence) -> bool:
+    """Given the verdict on the fingerprints and the cosine and that evidence, return whether it is taken
+    without the pixel check: it is sure (`is_sure`), and it is not a `different` verdict on a turned pair
+    whose upright embeddings are ALIKE_COSINE alike (the verdict never saw that cosine)."""
+    if not is_sure(verdict):
+        return False
+    unseen_cosine = evidence.cosine is None and evidence.upright_cosine is not None
+    return not (verdict.label == "different" and unseen_cosine and evidence.upright_cosine >= ALIKE_COSINE)
 
 
 def checked_verdict(verdict: Verdict, pixels_matched: bool) -> Verdict:
@@ -549,7 +569,7 @@ class Linker:
                 evidence = PairEvidence.of(pair, found)
                 verdict = verifier.judge(evidence.features())
                 self.judged += 1
-                if is_sure(verdict) or not checks_allowed:
+                if taken_unchecked(verdict, evidence) or not checks_allowed:
                     verdicts[key] = verdict
                     continue
                 self.verifications += 1
