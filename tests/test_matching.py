@@ -53,10 +53,12 @@ def turned_layout(rng: random.Random, content: bool = True) -> list[int]:
     return windows
 
 
-def brute_force(stored: dict[int, Fingerprint], query: Fingerprint, threshold: int) -> dict[int, tuple]:
+def brute_force(
+    stored: dict[int, Fingerprint], query: Fingerprint, threshold: int, lone_margin: int = LONE_WINDOW_MARGIN
+) -> dict[int, tuple]:
     """The query rules of matching.py, by brute force: {file id: (via, distance)}; window pairs count only
     when a 16-bit chunk differs by at most one bit (the window search radius), and a file met by windows
-    alone only when two window comparisons meet it or one within LONE_WINDOW_MARGIN bits less."""
+    alone only when two window comparisons meet it or one within `lone_margin` bits less."""
     ids = list(stored)
     glob = np.array([stored[i].phash[0] for i in ids], dtype=np.uint64)
     wins = np.zeros((len(ids), MAX_WINDOWS), dtype=np.uint64)
@@ -96,7 +98,7 @@ def brute_force(stored: dict[int, Fingerprint], query: Fingerprint, threshold: i
     for row, file_id in enumerate(ids):
         if best_global[row] <= threshold:
             found[file_id] = ("global", int(best_global[row]))
-        elif best_window[row] <= threshold - LONE_WINDOW_MARGIN or (
+        elif best_window[row] <= threshold - lone_margin or (
             best_window[row] <= threshold and agreeing[row] >= 2
         ):
             found[file_id] = ("window", int(best_window[row]))
@@ -441,12 +443,12 @@ def _flip(value: int, bits: list[int]) -> int:
     return value ^ sum(1 << bit for bit in bits)
 
 
-def test_a_lone_window_rule_at_the_threshold_makes_no_candidate_two_or_a_closer_one_do():
+def test_with_a_lone_window_margin_a_lone_rule_at_the_threshold_makes_no_candidate_two_or_a_closer_do():
     # The query's window slot 0 meets the stored picture's global hash; nothing else of theirs meets. Its
     # bits differ outside the lowest 16-bit chunk, which the window search (radius 1) finds.
     stored_global = 0x0F0F_3C3C_A5A5_5A5A
     far = 0xF0F0_C3C3_5A5A_A5A5  # every bit differs from the stored global hash
-    index = HashIndex(threshold=10)
+    index = HashIndex(threshold=10, lone_window_margin=2)
     index.add(1, Fingerprint("", 1, 1, "PNG", (stored_global,)))
 
     def query_with(window: int, slots: int = 1) -> list:
@@ -457,3 +459,7 @@ def test_a_lone_window_rule_at_the_threshold_makes_no_candidate_two_or_a_closer_
     assert query_with(at_threshold) == []
     assert [(c.file_id, c.via, c.distance) for c in query_with(closer)] == [(1, "window", 8)]
     assert [(c.file_id, c.via, c.distance) for c in query_with(at_threshold, 2)] == [(1, "window", 10)]
+    default = HashIndex(threshold=10)  # the daemon's: every window candidate is judged
+    default.add(1, Fingerprint("", 1, 1, "PNG", (stored_global,)))
+    lone = default.query(Fingerprint("", 1, 1, "PNG", (far,), (at_threshold,)))
+    assert [(c.file_id, c.via, c.distance) for c in lone] == [(1, "window", 10)]

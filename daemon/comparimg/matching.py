@@ -26,11 +26,12 @@ chunks differs by at most 1 bit — always up to 7 bits, most pairs up to 10 —
 radius 2. True copies match several windows at a few bits (measured: almost all at <= 6), so the loss is
 small.
 
-A candidate met by window rules alone must be met by two distinct rules within `window_threshold`, or by
-one within `window_threshold - LONE_WINDOW_MARGIN` (or 0 bits): with 264 window comparisons a query, lone
-near misses at the threshold were most of the candidates of a big library (docs/performance.md: 41 745 of
-45 297 pairs among 20 000 generated pictures, each a pixel check), while a true crop meets several window
-rules or one closely.
+A `HashIndex(lone_window_margin=m)` with m > 0 asks more of a candidate met by window rules alone: two
+distinct rules within `window_threshold`, or one within `window_threshold - m`. With 264 window comparisons
+a query, lone near misses at the threshold were most of the candidates of a big generated library
+(docs/performance.md: 41 745 of 45 297 pairs among 20 000 pictures, each a pixel check; m = 2 cuts them by
+74 %); but on the stretch benchmark of real photos m = 2 loses 3 of 110 true copies (screenshots, a meme),
+so the daemon keeps m = 0 (LONE_WINDOW_MARGIN): every window candidate is judged.
 Entries live in segments (immutable CSR structures, merged like a binary counter) plus a small pending
 list scanned by brute force, so `add` is cheap and `add_many` builds one segment for a bulk load. A segment
 holds 9 bytes an entry in each of the 4 chunk tables, plus its bucket table sized to it (`_Segment`): about
@@ -75,7 +76,7 @@ _PENDING_LIMIT = 1024
 # The orientation that undoes each one (model.ORIENTATIONS order): rot90 and rot270 undo each other.
 INVERSE_ORIENTATION = (0, 3, 2, 1, 4, 5, 6, 7)
 _MERGE_RATIO = 4
-LONE_WINDOW_MARGIN = 2  # a window candidate met by one rule alone: within window_threshold minus this
+LONE_WINDOW_MARGIN = 0  # a window candidate met by one rule alone: within window_threshold minus this
 _ALL_ORIENTATIONS = range(8)
 
 
@@ -399,8 +400,15 @@ def release_free_heap() -> None:
 class HashIndex:
     """A multi-index of fingerprints by file id; see the module docstring."""
 
-    def __init__(self, threshold: int = 10, window_threshold: int | None = None, window_radius: int = 1):
+    def __init__(
+        self,
+        threshold: int = 10,
+        window_threshold: int | None = None,
+        window_radius: int = 1,
+        lone_window_margin: int = LONE_WINDOW_MARGIN,
+    ):
         self.threshold = threshold
+        self.lone_window_margin = lone_window_margin
         self.window_threshold = threshold if window_threshold is None else window_threshold
         self.window_radius = window_radius
         self._segments: list[_Segment] = []
@@ -486,7 +494,7 @@ class HashIndex:
             _count_window_rules(window_rules, owners[rows], rule_of, rules)
         excluded = {exclude} if isinstance(exclude, int) else set(exclude or ())
         window_threshold = int(rules.thresholds[~rules.is_global].max(initial=0))
-        lone_threshold = max(window_threshold - LONE_WINDOW_MARGIN, 0)
+        lone_threshold = max(window_threshold - self.lone_window_margin, 0)
         found = [
             Candidate(file_id, distance, orientation, "global" if rank == 0 else "window")
             for file_id, (rank, distance, orientation, _) in best.items()
