@@ -20,8 +20,8 @@ from comparimg.embedding import SHIPPED_MANIFEST, SHIPPED_MODEL, Embedder, cosin
 from comparimg.hashing.embedder_input import embed_picture, embedder_pixels
 from comparimg.model import ModelError
 
-# The model file tools/export_embedder.py wrote; a new export must change this line, on purpose.
-SHIPPED_SHA256 = "f74e213348be74ebc86946a3ff169f35beb290c6adcebf9127a30c702710fa04"
+# The model tools/quantise_embedder.py made from the export; a new one must change this line, on purpose.
+SHIPPED_SHA256 = "a6269a465c544db54c488f6d49aa21fe6ec13b8a3e1ec7a76121d51616f87d76"
 COPY_FLOOR = 0.8  # the figure: true copies mostly above 0.8
 FRAMED_CEILING = 0.7  # and falsely merged dark framed pictures 0.34-0.69
 
@@ -42,6 +42,19 @@ def test_shipped_model_file_has_the_recorded_checksum():
     assert hashlib.sha256(SHIPPED_MODEL.read_bytes()).hexdigest() == SHIPPED_SHA256 == manifest["sha256"]
     assert (SHIPPED_MODEL.parent / "efficientnet_lite0.LICENSE").read_text().count("Apache License") >= 2
     assert manifest["provenance"]["max_abs_diff_torch_vs_onnxruntime_l2_normalised"] < 1e-5
+
+
+def test_shipped_model_is_the_int8_quantisation_of_the_float_export():
+    import onnx
+
+    manifest = json.loads(SHIPPED_MANIFEST.read_text())
+    quantisation = manifest["quantisation"]
+    assert quantisation["tool"] == "tools/quantise_embedder.py"
+    assert quantisation["float_model_sha256"] != manifest["sha256"]
+    operators = [node.op_type for node in onnx.load(str(SHIPPED_MODEL)).graph.node]
+    # every convolution runs on int8 weights: each Conv reads a dequantised weight and input
+    assert operators.count("Conv") == 49 and operators.count("DequantizeLinear") >= 2 * 49
+    assert quantisation["int8_vs_float_test_photos"]["same_picture_cosine_min"] > 0.95
 
 
 def test_shipped_model_loads_and_gives_unit_vectors(embedder):

@@ -80,8 +80,9 @@ def test_embeddings_stored_are_the_embedders_on_the_same_picture(tmp_path, pool,
         # A picture the worker decodes whole (short side below twice the input size): the very same vector.
         png = whole_picture_embedding(embedder, tree / "astronaut.png")
         assert np.abs(vectors["astronaut.png"] - png).max() < FP16_TOLERANCE
-        # A JPEG decoded whole as YCbCr, resized, then made RGB: the same picture but for 8-bit rounding.
-        assert cosine(vectors["coffee.jpg"], whole_picture_embedding(embedder, tree / "coffee.jpg")) > 0.998
+        # A JPEG decoded whole as YCbCr, resized, then made RGB: the same picture but for 8-bit rounding,
+        # which the int8 model feels more than the float one did (0.996 measured; > 0.998 with the float one).
+        assert cosine(vectors["coffee.jpg"], whole_picture_embedding(embedder, tree / "coffee.jpg")) > 0.99
         # A camera-sized JPEG decoded at 1/4 scale: close to the full picture's, and to its resized copy's.
         big = whole_picture_embedding(embedder, tree / "chelsea-big.jpg")
         assert cosine(vectors["chelsea-big.jpg"], big) > 0.99

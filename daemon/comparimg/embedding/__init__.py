@@ -118,10 +118,12 @@ class Embedder:
         self.expects = expects
         self.input_name = input_name
         self.output_name = output_name
-        # (pixels / 255 - mean) / std == pixels * scale - offset, computed once
+        # (pixels / 255 - mean) / std == pixels * scale - offset, computed once, per channel plane (3, 1, 1)
         std = np.asarray(expects.std, dtype=np.float32)
-        self._scale = (1.0 / (255.0 * std)).astype(np.float32)
-        self._offset = (np.asarray(expects.mean, dtype=np.float32) / std).astype(np.float32)
+        self._scale = (1.0 / (255.0 * std)).astype(np.float32)[:, np.newaxis, np.newaxis]
+        self._offset = (np.asarray(expects.mean, dtype=np.float32) / std).astype(np.float32)[
+            :, np.newaxis, np.newaxis
+        ]
         # The mean picture (all zeros once normalised) through the encoder: a model whose inner shapes do
         # not fit the input fails here, at load, rather than on the first real picture.
         side = expects.size
@@ -179,8 +181,12 @@ class Embedder:
             raise ValueError(
                 f"expected uint8 pixels of shape ({side}, {side}, 3), got {pixels.dtype} {pixels.shape}"
             )
-        tensor = pixels.astype(np.float32) * self._scale - self._offset
-        return self._run(np.ascontiguousarray(tensor.transpose(2, 0, 1)[np.newaxis]))[0]
+        # Planes first while still uint8, then one float copy normalised in place: 7× cheaper than
+        # normalising (H, W, 3) floats and transposing them (0.07 ms against 0.5 ms at 224 px), same values.
+        tensor = np.ascontiguousarray(pixels.transpose(2, 0, 1)).astype(np.float32)[np.newaxis]
+        tensor *= self._scale
+        tensor -= self._offset
+        return self._run(tensor)[0]
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         rows = self._features(batch, "the encoder failed on a picture").reshape(len(batch), -1)
