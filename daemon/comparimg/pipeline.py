@@ -47,7 +47,7 @@ class ScannerPipeline:
         self.pool = WorkerPool(hashing_settings.workers, limits)
         self._between_tasks = between_tasks
         self.model_stage: ModelStage = start_model_stage(
-            self.pool, self.index, settings.matching.mode, embedder_spec(settings.model)
+            self.pool, self.index, settings.matching.mode, embedder_spec(settings.model), verifier
         )
         options = scan_options(settings)
         match = dataclasses.replace(options.match, mode=self.model_stage.mode_in_use)

@@ -460,8 +460,8 @@ ModelSource = Literal["shipped", "user"]
 
 
 class VerifierInUse(Shape):
-    source: ModelSource
-    sha256: str
+    source: ModelSource | None  # null: no verifier could be loaded (`problem`); the daemon runs in hash mode
+    sha256: str | None
     adopted: float | None
     problem: str | None
     validation: dict[str, Any]
