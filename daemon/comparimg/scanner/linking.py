@@ -381,10 +381,7 @@ class Linker:
         rows = {fid: row for fid, row in self.index.files_by_ids(file_ids).items() if row.state == "ok"}
         self._keep_indexes_in_step(rows)
         refused = self.index.not_duplicate_pairs(rows)
-        same_bytes = {
-            fid: set(self.index.ok_files_with_content_hash(row.fingerprint.content_hash)) - {fid}
-            for fid, row in rows.items()
-        }
+        same_bytes = self._same_bytes(rows)
         exact = [
             edge_for(file_id, other, "exact", 0, 0)
             for file_id, others in same_bytes.items()
@@ -403,6 +400,7 @@ class Linker:
         finally:
             if self.previews is not None:  # they served this pass (even a cancelled one): not kept
                 self.previews.clear()
+        self._stop_if_asked()  # the last moment a stop leaves nothing stored (the files keep `needs_link`)
         edges_of: dict[int, dict[tuple[int, int], Match]] = {file_id: {} for file_id in file_ids}
         for match in [*near, *exact]:  # an exact edge replaces a near one for the same pair
             for end in (match.file_a, match.file_b):
@@ -413,6 +411,22 @@ class Linker:
                 self.index.replace_matches(file_id, edges_of[file_id].values())
             self.index.mark_linked(file_ids)
         return affected | set(edges_of)
+
+    def _stop_if_asked(self) -> None:
+        """Raise Cancelled once the stop event is set. `link` calls it between its steps and before each
+        file's queries: with thousands of files to link, most without a candidate, nothing else would look
+        at the event for minutes (the pair checks look at it themselves)."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled()
+
+    def _same_bytes(self, rows: dict) -> dict[int, set[int]]:
+        """Given the rows to link, return each one's other `ok` files of the same bytes."""
+        found = {}
+        for file_id, row in rows.items():
+            self._stop_if_asked()
+            found[file_id] = set(self.index.ok_files_with_content_hash(row.fingerprint.content_hash))
+            found[file_id].discard(file_id)
+        return found
 
     def _keep_indexes_in_step(self, rows: dict) -> None:
         """Given the rows to link, add them to the in-memory indexes already loaded (a first use loads them
@@ -442,6 +456,7 @@ class Linker:
         options = match or self.options
         wider = {} if match is None else {"threshold": match.threshold, "window_threshold": match.threshold}
         for file_id, row in rows.items():
+            self._stop_if_asked()
             found.fingerprints[file_id] = row.fingerprint
             exclude = same_bytes[file_id] | {file_id}
             candidates = []
