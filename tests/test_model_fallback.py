@@ -1,5 +1,6 @@
 """A model that cannot be used never stops the daemon: it starts, names the file, runs in mode `hash` and says
-so in `/api/status` (issue 12, "Bad input"). Nothing is lost: copies are still found.
+so in `/api/status` (issue 12, "Bad input"). Nothing is lost: copies are still found. The embedding index
+loads off the writer thread, and files linked meanwhile get their embedding neighbours once it is ready.
 
 Every case damages or removes *copies* of the shipped model files, read through `$COMPARIMG_SHIPPED_MODELS`
 (`comparimg.shipped_files`), never the package's own files. Real daemon processes, real files, real SQLite,
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -20,10 +22,11 @@ from comparimg.embedding import SHIPPED_MANIFEST as EMBEDDER_MANIFEST
 from comparimg.embedding import SHIPPED_MODEL as EMBEDDER_MODEL
 from comparimg.index import open_index
 from comparimg.model import ModelError
+from comparimg.scanner.embedding_load import PAUSE_ENV
 from comparimg.shipped_files import SHIPPED_MODELS_ENV
 from comparimg.verdicts.store import ModelStore, VerifierHolder
 from comparimg.verdicts.verifier import SHIPPED_MANIFEST, SHIPPED_MODEL, SHIPPED_PAIRS
-from daemon_harness import Daemon, api_call, api_get, env_with_package, wait_for
+from daemon_harness import Daemon, api_call, api_get, env_with_package, scan_into, wait_for
 from test_model_stage import bright_failing_encoder
 
 SHIPPED_FILES = (EMBEDDER_MODEL, EMBEDDER_MANIFEST, SHIPPED_MODEL, SHIPPED_MANIFEST, SHIPPED_PAIRS)
@@ -204,3 +207,58 @@ def test_the_store_raises_for_a_damaged_shipped_verifier_and_the_holder_then_has
         with pytest.raises(ModelError, match="damaged or replaced"):
             ask()
     assert holder.describe()["source"] is None and str(raised.value) in holder.describe()["problem"]
+
+
+def square_crop(source: Path, target: Path) -> Path:
+    """Save a 1:1 crop of 80 % of the photo's height, off centre: a copy its hashes do not find (the crop
+    trims more than the window hashes cover) and its embedding does."""
+    from PIL import Image
+
+    with Image.open(source) as image:
+        width, height = image.size
+        side = int(min(width, height) * 0.8)
+        left = (width - min(width, height)) // 2 + width // 10
+        image.crop((left, 0, left + side, side)).save(target, quality=85)
+    return target
+
+
+def needs_link(index: Path, path: Path) -> int | None:
+    with sqlite3.connect(f"file:{index}?mode=ro", uri=True, timeout=30) as conn:
+        row = conn.execute("SELECT needs_link FROM files WHERE path = ?", (str(path),)).fetchone()
+    conn.close()
+    return None if row is None else row[0]
+
+
+def test_the_embedding_index_loads_in_the_background_and_files_linked_meanwhile_get_their_neighbours(
+    tmp_path, write_photo
+):
+    root = tmp_path / "photos"
+    original = write_photo(root / "astronaut.jpg", "astronaut")
+    write_photo(root / "coffee.jpg", "coffee")
+    scan_into([root], tmp_path / "index.sqlite3", mode="hash+model")  # an index with embeddings
+    # The loader waits as long as a million embeddings would take: the daemon must not wait with it.
+    daemon = Daemon(tmp_path, [root], mode="hash+model", env={PAUSE_ENV: "600"}).start()
+    _, status = api_get(daemon, "/api/status")
+    assert status["model"]["embedding_index"] == "loading"
+    assert status["model"]["waiting_for_embeddings"] == 0
+    copy = square_crop(original, tmp_path / "square.jpg").rename(root / "astronaut-square.jpg")
+    daemon.wait_log(f"event=indexed path={str(root / 'astronaut-square.jpg')!r}", timeout=60)
+    _, status = api_get(daemon, "/api/status")
+    assert (status["model"]["embedding_index"], status["model"]["waiting_for_embeddings"]) == ("loading", 1)
+    assert status["state"] == "watching"  # loading is not a problem
+    assert needs_link(daemon.index, copy) == 1  # linked by its hashes, not yet by its embedding
+    assert daemon.grouped_paths() == []  # the hashes alone do not find the crop
+    assert daemon.stop() == 0  # the stop does not wait for the loader; the crop keeps its mark
+    assert needs_link(daemon.index, copy) == 1
+
+    daemon.env[PAUSE_ENV] = "3"
+    daemon.log_path.rename(tmp_path / "first-run.log")  # a fresh log: the API's port is read from it
+    daemon.start()  # its start-up reconcile links the crop by its hashes while the index loads
+    daemon.wait_log("event=embedding_index_loaded", timeout=60)
+    daemon.wait_log("event=embedding_neighbours_linked files=1", timeout=30)
+    expected = [{str(original), str(copy)}]
+    wait_for(lambda: daemon.grouped_paths() == expected, message="the crop found by its embedding")
+    _, status = api_get(daemon, "/api/status")
+    assert (status["model"]["embedding_index"], status["model"]["waiting_for_embeddings"]) == ("ready", 0)
+    assert needs_link(daemon.index, copy) == 0
+    assert daemon.stop() == 0

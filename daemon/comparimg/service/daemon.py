@@ -153,7 +153,7 @@ class Service:
         stage = getattr(self.pipeline, "model_stage", None)
         if stage is None:
             return {}
-        status = stage.as_dict()
+        status = stage.as_dict() | getattr(self.pipeline, "embedding_status", dict)()
         if not stage.error:
             return {"status": status}
         reason = f"ModelError: {stage.error}; running in mode {stage.mode_in_use}"
@@ -337,6 +337,7 @@ class Service:
             ("roots", self._root_loop),
             ("status", self.notifications.status_loop),
             ("rescan", self.ingest.rescan_loop),
+            ("embeddings", self.ingest.embedding_catch_up_loop),
             ("backup", self.backups.loop),
         ):
             self.supervisor.start(name, loop)

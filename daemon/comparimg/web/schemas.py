@@ -231,6 +231,8 @@ class ModelStageStatus(Shape):
     model: str | None
     dimensions: int | None
     error: str | None
+    embedding_index: str | None  # loading, ready, failed, stopped; null in mode hash
+    waiting_for_embeddings: int  # files linked by hashes alone while it loads, linked again once ready
 
 
 class Status(Shape):
