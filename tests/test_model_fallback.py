@@ -10,6 +10,7 @@ the real shipped ONNX model under onnxruntime in the workers.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -101,6 +102,14 @@ def test_a_damaged_shipped_verifier_starts_the_daemon_in_hash_mode_and_says_so(
     assert any(str(broken) in line for line in status["last_errors"])
     _, described = api_get(daemon, "/api/model")
     assert described["verifier"]["source"] is None and str(broken) in described["verifier"]["problem"]
+    port = re.findall(r"event=http_listening host=\S+ port=(\d+)", daemon.log())[-1]
+    shown = subprocess.run(
+        [sys.executable, "-m", "comparimg", "model", "status", "--url", f"http://127.0.0.1:{port}",
+         "--token-file", str(daemon.workdir / "token")],
+        capture_output=True, text=True, env=env_with_package(), timeout=60,
+    )  # fmt: skip
+    assert shown.returncode == 0 and "verifier in use: none" in shown.stdout, shown.stderr
+    assert str(broken) in shown.stdout
     code, body = api_call(daemon, "POST", "/api/model/retrain", {})
     assert code == 409 and str(broken) in body["error"]["message"]
     assert daemon.stop() == 0
