@@ -31,19 +31,24 @@ from comparimg.index import Index
 log = logging.getLogger(__name__)
 
 LOADING, READY, FAILED, STOPPED = "loading", "ready", "failed", "stopped"
-# A fault-injection hook like `$COMPARIMG_CRASH_AT`: the loader waits this many seconds before it reads, as
-# a million embeddings would make it, so a test can watch the daemon while the index is loading. Unset: 0.
+# A fault-injection hook like `$COMPARIMG_CRASH_AT`: the loader waits this many seconds once it has read its
+# first batch of rows (its snapshot taken), as a million embeddings would make it, so a test can watch the
+# daemon, and change the index, while the embedding index is loading. Unset: 0.
 PAUSE_ENV = "COMPARIMG_EMBEDDING_LOAD_PAUSE"
 
 
-def read_embedding_index(index: Index, stopped: Callable[[], bool] = lambda: False):
-    """Given an index (a reader's) and optionally what says the work is to stop, return the EmbeddingIndex of
-    every `ok` file with an embedding, or None when there is none (the dimensions are not known yet) or
-    `stopped()` (asked between batches of rows)."""
+def read_embedding_index(
+    index: Index, stopped: Callable[[], bool] = lambda: False, first_read: Callable[[], None] = lambda: None
+):
+    """Given an index (a reader's), optionally what says the work is to stop and what to call once the first
+    batch of rows is read, return the EmbeddingIndex of every `ok` file with an embedding, or None when
+    there is none (the dimensions are not known yet) or `stopped()` (asked between batches of rows)."""
     from comparimg.embedding.neighbours import EmbeddingIndex
 
     embeddings = None
     for ids, matrix in index.embedding_batches():
+        if embeddings is None:
+            first_read()
         if stopped():
             return None
         if embeddings is None:
@@ -83,15 +88,17 @@ class BackgroundEmbeddingIndex:
         """Stop loading (within a batch of rows): the index is no longer wanted."""
         self._abandoned.set()
 
+    def _pause(self) -> None:
+        """Wait `$COMPARIMG_EMBEDDING_LOAD_PAUSE` seconds (none when unset), or until the stop."""
+        deadline = time.monotonic() + float(os.environ.get(PAUSE_ENV) or 0)
+        while time.monotonic() < deadline and not self._stopped():
+            time.sleep(0.05)
+
     def _load(self, index: Index) -> None:
         started = time.monotonic()
-        pause = float(os.environ.get(PAUSE_ENV) or 0)
-        while pause > 0 and not self._stopped():
-            time.sleep(min(pause, 0.1))
-            pause -= 0.1
         try:
             with index.open_reader() as reader:
-                loaded = None if self._stopped() else read_embedding_index(reader, self._stopped)
+                loaded = read_embedding_index(reader, self._stopped, self._pause)
         except Exception as error:
             self.error = f"{type(error).__name__}: {error}"
             log.error("event=embedding_index_failed error=%r: files are linked by their hashes", self.error)
