@@ -21,7 +21,8 @@ from comparimg.scanner.embedding_load import (
     BackgroundEmbeddingIndex,
     read_embedding_index,
 )
-from comparimg.scanner.linking import _LazyEmbeddingIndex
+from comparimg.scanner.linking import Linker, MatchOptions, _LazyEmbeddingIndex
+from comparimg.workers import WorkerPool
 from daemon_harness import wait_for
 
 DIMENSIONS = 32
@@ -31,8 +32,14 @@ def vector(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=DIMENSIONS).astype(np.float32)
 
 
+def far_hashes(seed: int) -> tuple[int, ...]:
+    """Return eight random 64-bit perceptual hashes: far from any other seed's (no hash candidate)."""
+    return tuple(int(h) for h in np.random.default_rng(1000 + seed).integers(0, 2**63, 8, dtype=np.int64))
+
+
 def store(index, seed: int) -> int:
-    fingerprint = Fingerprint(f"{seed:064x}", 10, 10, "PNG", (seed,) * 8, (), pack_embedding(vector(seed)))
+    packed = pack_embedding(vector(seed))
+    fingerprint = Fingerprint(f"{seed:064x}", 10, 10, "PNG", far_hashes(seed), (), packed)
     identity = FileIdentity(1, seed, 1, 1)
     return index.upsert_fingerprint(f"/p/{seed}.png", "/p", identity, fingerprint, 0.0)
 
@@ -96,3 +103,34 @@ def test_an_index_without_embeddings_loads_as_an_empty_one_that_takes_its_length
         assert len(ready) == files
         loading.add(99, vector(99))
         assert answers(ready, [99]) == {99: [99]}
+
+
+def test_a_file_linked_while_it_loads_waits_unmarked_then_meets_its_embedding_neighbour(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv(PAUSE_ENV, "600")
+    with open_index(tmp_path / "index.sqlite3") as index, WorkerPool(1) as pool:
+        with index.transaction():
+            ids = {seed: store(index, seed) for seed in range(4)}
+            index.mark_linked([ids[0], ids[1], ids[2]])  # file 3 is new too
+            # A new file whose embedding is file 0's (a copy the hashes do not find: its own phash)
+            copy = Fingerprint("f" * 64, 10, 10, "PNG", far_hashes(99), (), pack_embedding(vector(0)))
+            new = index.upsert_fingerprint("/p/copy.png", "/p", FileIdentity(1, 99, 1, 1), copy, 0.0)
+        stop = threading.Event()
+        linker = Linker(index, pool, MatchOptions(mode="hash+model", crops=False), cancel=stop)
+        loading = linker.load_embeddings_in_background()
+        linker.link([new, ids[3]])
+        assert linker.waiting == {new, ids[3]} and linker.judged == 0  # no embedding neighbour yet
+        assert set(index.files_needing_link()) == {new, ids[3]}  # not marked linked
+        linker.link(index.files_needing_link())  # while it loads, the waiting files are not linked again
+        assert linker.judged == 0
+        linker.unlink([ids[3]])  # a waiting file that goes away waits no more
+        assert linker.waiting == {new}
+        monkeypatch.setenv(PAUSE_ENV, "0")
+        loading.abandon()  # this loader is stopped; a second one, unpaused, takes its place
+        assert loading.wait(5) and loading.state == STOPPED
+        assert linker.embeddings_pending is False
+        linker.load_embeddings_in_background().wait(60)
+        linker.link(index.files_needing_link())
+        assert linker.judged == 1 and linker.waiting == set()  # the copy met file 0 through its embedding
+        assert index.files_needing_link() == []

@@ -372,6 +372,7 @@ class Scanner:
             return 0
         to_link = self.index.files_needing_link()
         self.linker.regroup(self.linker.link(to_link))
+        self.linker.waiting.clear()  # what is left no longer needs a link (gone, or read again as an error)
         return len(to_link)
 
     def forget_paths(self, paths: Iterable[str]) -> int:

@@ -634,6 +634,7 @@ class Linker:
         with self.index.transaction():
             self.index.mark_missing(file_ids)
         for file_id in file_ids:
+            self.waiting.discard(file_id)
             if self._hash_index is not None:
                 self._hash_index.remove(file_id)
             if self._embedding_index is not None:
