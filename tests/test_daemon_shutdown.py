@@ -8,13 +8,24 @@ start must reach the same groups as a fresh `comparimg scan`, with no file recor
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from daemon_harness import Daemon, fresh_index, index_rows, make_tree, present, scan_into, wait_for
+from daemon_harness import (
+    Daemon,
+    env_with_package,
+    fresh_index,
+    index_rows,
+    make_tree,
+    present,
+    scan_into,
+    wait_for,
+)
 
 STOP_SECONDS = 3.5  # the target is ~3 s; systemd's TimeoutStopSec is 30 s
 
@@ -117,3 +128,70 @@ def test_sigterm_during_a_long_walk_of_unchanged_files_is_prompt(tmp_path, root)
     assert seconds < STOP_SECONDS, daemon.log()[-3000:]
     assert index_rows(daemon.index) == rows  # nothing marked missing, nothing re-hashed
     assert_index_sound(daemon.index)
+
+
+def needing_link(index: Path) -> int:
+    """Given an index file, return how many `ok` files wait to be linked (`needs_link`)."""
+    with sqlite3.connect(f"file:{index}?mode=ro", uri=True, timeout=30) as conn:
+        (count,) = conn.execute("SELECT count(*) FROM files WHERE needs_link = 1 AND state = 'ok'").fetchone()
+    conn.close()
+    return count
+
+
+def logged_at(daemon: Daemon, event: str) -> float:
+    """Given a daemon and an event, return when it logged that event first (epoch seconds)."""
+    from datetime import datetime
+
+    line = next(line for line in daemon.log().splitlines() if event in line)
+    return datetime.fromisoformat(line.split()[0].replace("Z", "+00:00")).timestamp()
+
+
+def scan_without_crops(root: Path, index: Path) -> Path:
+    """Given a root and an index file, run `comparimg scan --no-crops` (mode `hash`) into it; return it."""
+    command = [sys.executable, "-m", "comparimg", "scan", str(root), "--index", str(index), "--no-crops"]
+    done = subprocess.run(
+        [*command, "--mode", "hash"], capture_output=True, text=True, timeout=300, env=env_with_package()
+    )
+    assert done.returncode == 0, done.stderr
+    return index
+
+
+@pytest.mark.timeout(600)
+def test_sigterm_during_a_long_link_is_prompt_and_the_next_start_links_the_rest(tmp_path, root, photos):
+    # A first scan's one link pass over thousands of files: each file's hash query comes before any pair
+    # check and these files have none (random pixels, no window hashes), so only the link's own stop checks
+    # see the stop. Near duplicates, walked last, give pair checks to do once the stop is missed.
+    distinct = 3000
+    make_tree(root / "a-tiny", distinct, per_dir=500, side=16)
+    (root / "z-near").mkdir()
+    near = write_near_duplicates(root / "z-near", photos, count=24)
+    total = distinct + len(near)
+    daemon = Daemon(tmp_path, [root], settle=0.3)
+    daemon.write_config(daemon.config_text().replace("  mode: hash\n", "  mode: hash\n  crops: false\n"))
+    daemon.start(wait_ready=False)
+    wait_for(lambda: sum(s == "ok" for _, s, _ in daemon.rows().values()) == total, timeout=400)
+    time.sleep(0.5)  # every file hashed and committed: the link pass runs now
+    assert "event=reconcile_done" not in daemon.log(), "the stop should come while the files are linked"
+    seconds = timed_stop(daemon, f"while linking {total} files")
+    assert seconds < STOP_SECONDS, daemon.log()[-3000:]
+    # The link itself gave up at once (the rest of the exit is the workers' and the backup's): before
+    # the link looked at the stop, this took as long as the files left to query (1.0 s quiet, 4 s busy).
+    noticed = logged_at(daemon, "event=reconcile_interrupted") - logged_at(daemon, "event=stopping")
+    print(f"the link noticed the stop {noticed:.3f} s after it")
+    assert noticed < 0.5, daemon.log()[-3000:]
+    assert_index_sound(daemon.index)
+    assert needing_link(daemon.index) > 0  # what the stop left unlinked is still marked
+
+    before = daemon.log().count("event=reconcile_done")
+    daemon.start(wait_ready=False)
+    daemon.wait_log("event=reconcile_done", timeout=400, count=before + 1)  # nothing read; the rest linked
+    assert needing_link(daemon.index) == 0
+    assert " hashed=0 " in daemon.log().split("event=reconcile_done")[-1].splitlines()[0]
+    expected = groups_in(scan_without_crops(root / "z-near", tmp_path / "near.sqlite3"))
+    assert len(expected) == 2
+
+    def near_groups() -> list[frozenset[str]]:
+        return [group for group in groups_in(daemon.index) if str(root / "z-near") in min(group)]
+
+    wait_for(lambda: near_groups() == expected, timeout=60, message="groups as a fresh scan's")
+    timed_stop(daemon, "when idle")

@@ -329,6 +329,8 @@ def test_the_daemon_with_a_broken_model_runs_in_hash_mode_degraded_and_still_fla
         "model": str(broken),
         "dimensions": None,
         "error": status["model"]["error"],
+        "embedding_index": None,  # mode hash: no embedding neighbours
+        "waiting_for_embeddings": 0,
     }
     assert status["model"]["error"].startswith(f"model file {broken}: not a model onnxruntime can load")
     assert [p["task"] for p in status["problems"]] == ["model"]
@@ -349,7 +351,10 @@ def test_the_daemon_loads_the_model_in_its_workers_only(tmp_path, write_photo):
         "model": "shipped",
         "dimensions": 1280,
         "error": None,
+        "embedding_index": status["model"]["embedding_index"],
+        "waiting_for_embeddings": 0,
     }
+    assert status["model"]["embedding_index"] in ("loading", "ready")
     assert status["state"] != "degraded" and status["problems"] == []
     assert daemon.process is not None
     parent, *children = descendants(daemon.process.pid)

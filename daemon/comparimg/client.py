@@ -360,7 +360,10 @@ def show_undo(answer: dict) -> str:
 def show_model(answer: dict) -> str:
     """Return the model status, a retraining's outcome or a restore, a few lines."""
     verifier = answer["verifier"]
-    in_use = f"verifier in use: {verifier['source']} (sha256 {verifier['sha256'][:12]})"
+    if verifier["source"] is None:  # none could be loaded: the daemon runs in mode hash
+        in_use = "verifier in use: none"
+    else:
+        in_use = f"verifier in use: {verifier['source']} (sha256 {verifier['sha256'][:12]})"
     if verifier.get("problem"):
         in_use += f"\n  problem: {verifier['problem']}"
     lines = [in_use]

@@ -47,7 +47,7 @@ class ScannerPipeline:
         self.pool = WorkerPool(hashing_settings.workers, limits)
         self._between_tasks = between_tasks
         self.model_stage: ModelStage = start_model_stage(
-            self.pool, self.index, settings.matching.mode, embedder_spec(settings.model)
+            self.pool, self.index, settings.matching.mode, embedder_spec(settings.model), verifier
         )
         options = scan_options(settings)
         match = dataclasses.replace(options.match, mode=self.model_stage.mode_in_use)
@@ -55,6 +55,10 @@ class ScannerPipeline:
         self.scanner = Scanner(
             self.index, self.pool, options, cancel=cancel, between_tasks=self.between_tasks, verifier=verifier
         )
+        # The embedding neighbours load off the writer thread (tens of seconds at a million images).
+        self._embeddings = None
+        if options.match.uses_model:
+            self._embeddings = self.scanner.linker.load_embeddings_in_background()
 
     def between_tasks(self) -> None:
         """Between two tasks of a long job: run what the daemon asked to run there (its urgent jobs).
@@ -69,6 +73,24 @@ class ScannerPipeline:
     def ingest(self, found: list[tuple[str, str]]) -> dict[str, Any]:
         """Given (path, root) pairs of settled files, index, link and regroup them; return the report."""
         return self.scanner.ingest_files(found).as_dict()
+
+    def embedding_status(self) -> dict[str, Any]:
+        """Return how the embedding neighbours stand, for `/api/status` (`model`): `embedding_index`
+        ("loading", "ready", "failed", "stopped"; None in mode `hash`) and `waiting_for_embeddings`, the files
+        linked by their hashes alone while it loads (linked again once it is ready)."""
+        if self._embeddings is None:
+            return {"embedding_index": None, "waiting_for_embeddings": 0}
+        state = self._embeddings.state
+        return {"embedding_index": state, "waiting_for_embeddings": len(self.scanner.linker.waiting)}
+
+    def links_waiting(self) -> bool:
+        """Return whether files linked while the embedding index loaded can now be linked again."""
+        linker = self.scanner.linker
+        return bool(linker.waiting) and not linker.embeddings_pending
+
+    def link_waiting(self) -> int:
+        """Link again the files linked by hashes alone while the embedding index loaded; return how many."""
+        return self.scanner.link_waiting()
 
     def move(self, source: str, destination: str, root: str) -> dict[str, Any]:
         """Given a file or folder that moved within a root, follow it without re-hashing."""
@@ -98,7 +120,9 @@ class ScannerPipeline:
 
     def close(self) -> None:
         """Stop the workers (killing those still busy with abandoned tasks); the index stays open (its
-        writer, `index.writer.IndexWriter`, closes it)."""
+        writer, `index.writer.IndexWriter`, closes it) and give up loading the embedding index."""
+        if self._embeddings is not None:
+            self._embeddings.abandon()
         self.pool.close()
 
 

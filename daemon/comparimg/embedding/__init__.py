@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from comparimg.model import ModelError
+from comparimg.shipped_files import shipped_model_file
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -162,7 +163,7 @@ class Embedder:
         Raise ModelError naming the file when it is missing, unreadable, not a model onnxruntime can
         load, not the expected checksum, takes another input shape, or fails on a test picture."""
         if path is None:
-            path, sha256, expects = SHIPPED_MODEL, *_shipped_input()
+            path, sha256, expects = shipped_model_file(SHIPPED_MODEL), *_shipped_input()
         else:
             expects = EncoderInput(
                 size=DEFAULT_INPUT_SIZE if input_size is None else int(input_size),
@@ -211,8 +212,9 @@ def cosine(first: np.ndarray, second: np.ndarray) -> float:
 def _shipped_input() -> tuple[str, EncoderInput]:
     """Return the shipped model's sha256 and input, from its manifest. Raise ModelError naming the manifest
     when it cannot be read or lacks them."""
+    path = shipped_model_file(SHIPPED_MANIFEST)
     try:
-        manifest = json.loads(SHIPPED_MANIFEST.read_text())
+        manifest = json.loads(path.read_text())
         described = manifest["input"]
         expects = EncoderInput(
             size=int(described["size"]),
@@ -221,9 +223,7 @@ def _shipped_input() -> tuple[str, EncoderInput]:
         )
         return str(manifest["sha256"]), expects
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ModelError(
-            str(SHIPPED_MANIFEST), f"the shipped model's manifest is unusable: {error!r}"
-        ) from error
+        raise ModelError(str(path), f"the shipped model's manifest is unusable: {error!r}") from error
 
 
 def _triple(values: Sequence[float], name: str) -> tuple[float, float, float]:

@@ -371,6 +371,17 @@ class Scanner:
                     found.path, found.root, found.identity, "permission denied", run.seen_at
                 )
 
+    def link_waiting(self) -> int:
+        """Once the EmbeddingIndex loading in the background is ready, link again the files that were linked
+        by their hashes alone meanwhile (with every other file still needing a link), now with their
+        embedding neighbours, and regroup; return how many files were linked (0 while it loads)."""
+        if not self.linker.waiting or self.linker.embeddings_pending:
+            return 0
+        to_link = self.index.files_needing_link()
+        self.linker.regroup(self.linker.link(to_link))
+        self.linker.waiting.clear()  # what is left no longer needs a link (gone, or read again as an error)
+        return len(to_link)
+
     def forget_paths(self, paths: Iterable[str]) -> int:
         """Given paths of files (or folders) the watcher saw deleted, mark their rows missing and regroup.
 

@@ -36,6 +36,7 @@ from comparimg.embedding import unpack_embedding
 from comparimg.hashing import pictures
 from comparimg.index import HashArrays, Index
 from comparimg.model import Candidate, Fingerprint, ImageError, Match, ModelError
+from comparimg.scanner.embedding_load import LOADING, BackgroundEmbeddingIndex
 from comparimg.verdicts import LABELS, Verdict, Verifier, best_orientation, pair_features
 from comparimg.verdicts.features import global_distances
 from comparimg.workers import Cancelled, WorkerPool
@@ -343,6 +344,11 @@ class Linker:
         self.verifier = verifier  # asked at each link: a retrained model is used from the next one
         self._hash_index: matching.HashIndex | None = None
         self._embedding_index = None  # EmbeddingIndex, loaded on first use in the model modes
+        # ...or loaded on a thread of its own (`load_embeddings_in_background`, the daemon): until it is
+        # ready, files are linked by their hash candidates and wait here, unmarked, for their embedding
+        # neighbours (`link`).
+        self._embedding_loader: BackgroundEmbeddingIndex | None = None
+        self.waiting: set[int] = set()
         self.verifications = 0  # verify_pair tasks run so far (for reports)
         self.judged = 0  # distinct pairs the learned verifier judged (for reports)
         # With several workers a check may run in another worker than the one that decoded its files: the
@@ -375,10 +381,25 @@ class Linker:
 
     @property
     def embedding_index(self):
-        """Return the EmbeddingIndex of every `ok` file with an embedding, loading it on first use."""
+        """Return the EmbeddingIndex of every `ok` file with an embedding, loading it on first use; None
+        while it loads in the background (or when that load failed)."""
+        if self._embedding_loader is not None:
+            return self._embedding_loader.ready_index()
         if self._embedding_index is None:
             self._embedding_index = load_embedding_index(self.index)
         return self._embedding_index
+
+    def load_embeddings_in_background(self) -> BackgroundEmbeddingIndex:
+        """Start loading the EmbeddingIndex on a thread of its own (the writer thread goes on meanwhile);
+        return the loader (its `state` is the status's)."""
+        self._embedding_loader = BackgroundEmbeddingIndex(self.index, self.cancel, _LazyEmbeddingIndex)
+        self._embedding_index = self._embedding_loader  # files linked or unlinked meanwhile go to it
+        return self._embedding_loader
+
+    @property
+    def embeddings_pending(self) -> bool:
+        """Return whether the EmbeddingIndex is still loading in the background."""
+        return self._embedding_loader is not None and self._embedding_loader.state == LOADING
 
     def _current_verifier(self) -> Verifier | None:
         """Return the verifier to judge with, or None (then pairs are judged as in mode `hash`) when the
@@ -398,13 +419,11 @@ class Linker:
         options: the same HashIndex, searched wider or narrower). Return every file whose groups may have
         changed (the files, their old and their new neighbours).
         """
+        file_ids = self._not_waiting(file_ids)
         rows = {fid: row for fid, row in self.index.files_by_ids(file_ids).items() if row.state == "ok"}
         self._keep_indexes_in_step(rows)
         refused = self.index.not_duplicate_pairs(rows)
-        same_bytes = {
-            fid: set(self.index.ok_files_with_content_hash(row.fingerprint.content_hash)) - {fid}
-            for fid, row in rows.items()
-        }
+        same_bytes = self._same_bytes(rows)
         exact = [
             edge_for(file_id, other, "exact", 0, 0)
             for file_id, others in same_bytes.items()
@@ -423,6 +442,7 @@ class Linker:
         finally:
             if self.previews is not None:  # they served this pass (even a cancelled one): not kept
                 self.previews.clear()
+        self._stop_if_asked()  # the last moment a stop leaves nothing stored (the files keep `needs_link`)
         edges_of: dict[int, dict[tuple[int, int], Match]] = {file_id: {} for file_id in file_ids}
         for match in [*near, *exact]:  # an exact edge replaces a near one for the same pair
             for end in (match.file_a, match.file_b):
@@ -431,8 +451,32 @@ class Linker:
         with self.index.transaction():
             for file_id in file_ids:
                 self.index.replace_matches(file_id, edges_of[file_id].values())
-            self.index.mark_linked(file_ids)
+            self.index.mark_linked([file_id for file_id in file_ids if file_id not in self.waiting])
         return affected | set(edges_of)
+
+    def _not_waiting(self, file_ids: Collection[int]) -> Collection[int]:
+        """Given files to link, return those to link now: while the EmbeddingIndex loads, not those already
+        linked by their hashes and waiting for it; once it is loaded, all (they stop waiting)."""
+        if self.embeddings_pending:
+            return [file_id for file_id in file_ids if file_id not in self.waiting]
+        self.waiting.difference_update(file_ids)
+        return file_ids
+
+    def _stop_if_asked(self) -> None:
+        """Raise Cancelled once the stop event is set. `link` calls it between its steps and before each
+        file's queries: with thousands of files to link, most without a candidate, nothing else would look
+        at the event for minutes (the pair checks look at it themselves)."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled()
+
+    def _same_bytes(self, rows: dict) -> dict[int, set[int]]:
+        """Given the rows to link, return each one's other `ok` files of the same bytes."""
+        found = {}
+        for file_id, row in rows.items():
+            self._stop_if_asked()
+            found[file_id] = set(self.index.ok_files_with_content_hash(row.fingerprint.content_hash))
+            found[file_id].discard(file_id)
+        return found
 
     def _keep_indexes_in_step(self, rows: dict) -> None:
         """Given the rows to link, add them to the in-memory indexes already loaded (a first use loads them
@@ -462,6 +506,7 @@ class Linker:
         options = match or self.options
         wider = {} if match is None else {"threshold": match.threshold, "window_threshold": match.threshold}
         for file_id, row in rows.items():
+            self._stop_if_asked()
             found.fingerprints[file_id] = row.fingerprint
             exclude = same_bytes[file_id] | {file_id}
             candidates = []
@@ -469,6 +514,8 @@ class Linker:
                 fingerprint = query_fingerprint(row.fingerprint, options)
                 candidates = self.hash_index.query(fingerprint, exclude=exclude, **wider)
             neighbours = self._embedding_neighbours(row.fingerprint, exclude) if model else []
+            if model and row.fingerprint.embedding and self.embeddings_pending:
+                self.waiting.add(file_id)  # linked again, with its embedding neighbours, once loaded
             found.learn(self.index, [c.file_id for c in candidates] + [other for other, _ in neighbours])
             candidates += self._embedding_candidates(row.fingerprint, neighbours, found, candidates)
             for candidate in candidates:
@@ -489,11 +536,11 @@ class Linker:
                 )
 
     def _embedding_neighbours(self, fingerprint: Fingerprint, exclude: set[int]) -> list[tuple[int, float]]:
-        vector = embedding_of(fingerprint)
-        if vector is None or len(self.embedding_index) == 0:
+        vector, embeddings = embedding_of(fingerprint), self.embedding_index
+        if vector is None or embeddings is None or len(embeddings) == 0:
             return []
         try:
-            return self.embedding_index.query(vector, k=NEIGHBOURS, min_cosine=MIN_COSINE, exclude=exclude)
+            return embeddings.query(vector, k=NEIGHBOURS, min_cosine=MIN_COSINE, exclude=exclude)
         except ValueError as error:  # another model's length: found by its hashes only
             log.warning("embedding_not_queried reason=%s", error)
             return []
@@ -607,6 +654,7 @@ class Linker:
         with self.index.transaction():
             self.index.mark_missing(file_ids)
         for file_id in file_ids:
+            self.waiting.discard(file_id)
             if self._hash_index is not None:
                 self._hash_index.remove(file_id)
             if self._embedding_index is not None:

@@ -20,6 +20,7 @@ from comparimg.hashing.decoding import content_hash_file
 from comparimg.index import Index, IndexFull, IndexLock, lock_index, verify_index
 from comparimg.index.readers import ReaderPool
 from comparimg.index.writer import IndexWriter
+from comparimg.model import ModelError
 from comparimg.notify import Notifier, watchdog_interval
 from comparimg.service.backups import Backups
 from comparimg.service.door import Door
@@ -82,12 +83,26 @@ class Service:
         self.reloader = Reloader(self, reload_settings)
         # The verifier in use (the user's retrained one when adopted), swapped whole by a retraining.
         self.model_store = ModelStore(settings.index_path.parent / "models")
-        self.verifier = VerifierHolder(self.model_store.load())
-        if self.verifier.in_use.problem:  # the shipped model stands in: said in /api/status and /api/model
-            self.stats.errors.append(f"verifier: {self.verifier.in_use.problem}")
+        self.verifier = self._load_verifier()
         self.door = Door(self)  # the web room's one way in
         self.backups = Backups(settings.index_path, self.stats)
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _load_verifier(self) -> VerifierHolder:
+        """Return the holder of the verifier in use: the user's retrained one, the shipped one standing in
+        for a user model that cannot be loaded, or none when not even the shipped one can be (its file
+        missing or damaged). Either problem is logged naming the file and kept for the status; without a
+        verifier the pipeline runs in mode `hash` (`scanner.model_stage`) and the daemon starts all the
+        same."""
+        try:
+            holder = VerifierHolder(self.model_store.load())
+        except ModelError as error:
+            log.error("event=verifier_unavailable file=%s reason=%r using=hash", error.path, error.reason)
+            self.stats.errors.append(f"verifier: {error}; running in mode hash")
+            return VerifierHolder.unavailable(error)
+        if holder.in_use.problem:  # the shipped model stands in: said in /api/status and /api/model
+            self.stats.errors.append(f"verifier: {holder.in_use.problem}")
+        return holder
 
     @property
     def roots(self) -> dict[str, RootState]:
@@ -138,7 +153,7 @@ class Service:
         stage = getattr(self.pipeline, "model_stage", None)
         if stage is None:
             return {}
-        status = stage.as_dict()
+        status = stage.as_dict() | getattr(self.pipeline, "embedding_status", dict)()
         if not stage.error:
             return {"status": status}
         reason = f"ModelError: {stage.error}; running in mode {stage.mode_in_use}"
@@ -322,6 +337,7 @@ class Service:
             ("roots", self._root_loop),
             ("status", self.notifications.status_loop),
             ("rescan", self.ingest.rescan_loop),
+            ("embeddings", self.ingest.embedding_catch_up_loop),
             ("backup", self.backups.loop),
         ):
             self.supervisor.start(name, loop)

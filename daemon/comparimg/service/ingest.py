@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("comparimg.service")
 
 INGEST_BATCH = 64
+CATCH_UP_SECONDS = 1.0  # how often to look whether files wait for the embedding index (two attribute reads)
 
 
 def snapshot_of(path: str) -> tuple[int, int] | None:
@@ -161,6 +162,29 @@ class Ingest:
             return pipeline.reconcile(root)
         except Cancelled:  # the stop event, which the pipeline was built with
             log.info("event=reconcile_interrupted root=%r reason=%r", root, "stopping")
+            return None
+
+    async def embedding_catch_up_loop(self) -> None:
+        """Every CATCH_UP_SECONDS, once the embedding index that loads in the background is ready, link again
+        the files linked by their hashes alone while it loaded (their embedding neighbours were deferred, not
+        dropped: they kept `needs_link`, so a stop meanwhile leaves them for the next start)."""
+        while True:
+            await asyncio.sleep(CATCH_UP_SECONDS)
+            pipeline = self.service.pipeline
+            if pipeline is not None and getattr(pipeline, "links_waiting", bool)():
+                linked = await self.service.write(self._link_waiting, pipeline)
+                if linked:
+                    log.info("event=embedding_neighbours_linked files=%d", linked)
+                    self.service.export_dirty.set()
+            self.service.supervisor.healthy("embeddings")
+
+    def _link_waiting(self, pipeline: Any) -> int | None:
+        if self.service.stop_flag.is_set():
+            return None
+        try:
+            return pipeline.link_waiting()
+        except Cancelled:
+            log.info("event=embedding_catch_up_interrupted reason=%r", "stopping")
             return None
 
     async def rescan_loop(self) -> None:

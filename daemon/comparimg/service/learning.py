@@ -51,7 +51,7 @@ class Learning:
             lambda: (self.store.last_retrain(), self.store.previous_source())
         )
         return {
-            "verifier": self.holder.in_use.describe(),
+            "verifier": self.holder.describe(),
             "previous": previous,
             "labels": counts | {"needed": retraining.MIN_LABELS},
             "retraining": {"running": self.running, "last": last},

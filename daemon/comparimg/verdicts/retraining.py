@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from comparimg.model import ModelError
+from comparimg.shipped_files import shipped_model_file
 from comparimg.verdicts.features import EMBEDDING_FEATURES, FEATURE_COUNT, PIXEL_FEATURES, mask_features
 from comparimg.verdicts.verifier import (
     LABELS,
@@ -67,7 +68,7 @@ class ShippedPairs:
         (and optionally its sha256), those. Raise ModelError naming the file when it is missing, damaged
         or not a pairs file for these features."""
         if path is None:
-            path, sha256 = SHIPPED_PAIRS, shipped_manifest()["pairs_sha256"]
+            path, sha256 = shipped_model_file(SHIPPED_PAIRS), shipped_manifest()["pairs_sha256"]
         data = read_checked(str(path), sha256)  # the bytes checked are the bytes read
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as arrays:

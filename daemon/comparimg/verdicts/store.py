@@ -74,29 +74,50 @@ def validation_figures(verifier: Verifier, source: str) -> dict[str, Any]:
 
 class VerifierHolder:
     """The verifier the daemon judges with now; `swap` replaces it whole (a reference assignment, so a
-    thread that took `current` keeps a consistent model)."""
+    thread that took `current` keeps a consistent model). A holder made `unavailable` (not even the shipped
+    model could be loaded) has none: asking it for the verifier raises that ModelError, naming the file,
+    and the daemon runs in mode `hash` (`scanner.model_stage`)."""
 
-    def __init__(self, in_use: ModelInUse):
+    def __init__(self, in_use: ModelInUse | None, problem: ModelError | None = None):
         self._in_use = in_use
+        self._problem = problem
+
+    @classmethod
+    def unavailable(cls, problem: ModelError) -> VerifierHolder:
+        """Given why no verifier could be loaded, return a holder without one."""
+        return cls(None, problem)
 
     @property
     def in_use(self) -> ModelInUse:
-        """Return the model in use with where it came from."""
+        """Return the model in use with where it came from. Raise ModelError when there is none."""
+        if self._in_use is None:
+            assert self._problem is not None
+            raise self._problem
         return self._in_use
 
     @property
     def current(self) -> Verifier:
-        """Return the verifier in use."""
-        return self._in_use.verifier
+        """Return the verifier in use. Raise ModelError when there is none."""
+        return self.in_use.verifier
 
     def __call__(self) -> Verifier:
         """Return the verifier in use: the holder is a "current verifier" source (a callable) for whoever
-        judges pairs, so a retrained model is used from their next judgement."""
-        return self._in_use.verifier
+        judges pairs, so a retrained model is used from their next judgement. Raise ModelError, naming
+        the file, when there is none."""
+        return self.in_use.verifier
+
+    def describe(self) -> dict[str, Any]:
+        """Return the model in use as `GET /api/model` shows it; with none, its fields empty and `problem`
+        saying why (the daemon runs in mode `hash`)."""
+        if self._in_use is not None:
+            return self._in_use.describe()
+        reason = f"{self._problem}; no verifier: the daemon runs in mode hash"
+        return {"source": None, "sha256": None, "adopted": None, "problem": reason, "validation": {}}
 
     def swap(self, in_use: ModelInUse) -> None:
         """Make `in_use` the model the daemon judges with."""
         self._in_use = in_use
+        self._problem = None
 
 
 class ModelStore:
@@ -132,12 +153,14 @@ class ModelStore:
         cannot be used is logged and the shipped model returned with `problem` naming the file and why.
         Raise ModelError only when the shipped model itself cannot be loaded."""
         try:
-            return self._load(self.manifest()["in_use"])
+            entry = self.manifest()["in_use"]
+            user = None if entry["source"] == SHIPPED else self._load(entry)
         except ModelError as error:
             log.error(
                 "event=user_model_unusable file=%s reason=%r fallback=shipped", error.path, error.reason
             )
             return ModelInUse(Verifier.load(), SHIPPED, problem=f"{error}; the shipped model is in use")
+        return user or ModelInUse(Verifier.load(), SHIPPED)
 
     def _load(self, entry: dict[str, Any]) -> ModelInUse:
         if entry["source"] == SHIPPED:

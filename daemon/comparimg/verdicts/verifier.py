@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from comparimg.model import ModelError
+from comparimg.shipped_files import shipped_model_file
 from comparimg.verdicts.features import FEATURE_COUNT, FEATURE_NAMES
 
 SHIPPED_MANIFEST = Path(__file__).with_name("verifier.json")
@@ -102,7 +103,7 @@ class Verifier:
         JSON or not a verifier model for this version's features."""
         if path is None:
             manifest = shipped_manifest()
-            path, sha256 = SHIPPED_MODEL, manifest["model_sha256"]
+            path, sha256 = shipped_model_file(SHIPPED_MODEL), manifest["model_sha256"]
         data = read_checked(str(path), sha256)
         try:
             document = json.loads(data)
@@ -177,13 +178,12 @@ def softmax(scores: np.ndarray) -> np.ndarray:
 def shipped_manifest() -> dict[str, Any]:
     """Return the shipped verifier's manifest (checksums, validation figures, provenance). Raise
     ModelError naming the manifest when it cannot be read."""
+    path = shipped_model_file(SHIPPED_MANIFEST)
     try:
-        manifest = json.loads(SHIPPED_MANIFEST.read_text())
+        manifest = json.loads(path.read_text())
         manifest["model_sha256"], manifest["pairs_sha256"]
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ModelError(
-            str(SHIPPED_MANIFEST), f"the shipped verifier's manifest cannot be read: {error}"
-        ) from error
+        raise ModelError(str(path), f"the shipped verifier's manifest cannot be read: {error}") from error
     return manifest
 
 

@@ -231,6 +231,8 @@ class ModelStageStatus(Shape):
     model: str | None
     dimensions: int | None
     error: str | None
+    embedding_index: str | None  # loading, ready, failed, stopped; null in mode hash
+    waiting_for_embeddings: int  # files linked by hashes alone while it loads, linked again once ready
 
 
 class Status(Shape):
@@ -460,8 +462,8 @@ ModelSource = Literal["shipped", "user"]
 
 
 class VerifierInUse(Shape):
-    source: ModelSource
-    sha256: str
+    source: ModelSource | None  # null: no verifier could be loaded (`problem`); the daemon runs in hash mode
+    sha256: str | None
     adopted: float | None
     problem: str | None
     validation: dict[str, Any]
