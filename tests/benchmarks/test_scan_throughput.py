@@ -11,6 +11,7 @@ index), so its fixed cost (interpreter, imports, worker start-up: about 0.5 s) w
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import statistics
 import subprocess
@@ -45,12 +46,13 @@ def camera_jpegs() -> Path:
         folder = folder / "jpg"
     if not given and not sorted(folder.glob("*.jpg")):
         env = {**os.environ, "NJPG": str(NJPG), "NPNG": "0", "NBMP": "0"}
-        subprocess.run(
-            [sys.executable, str(shared_folder() / "bench" / "make_camera_corpus.py"), str(folder.parent)],
+        subprocess.run(  # it writes OUT/jpg/
+            [sys.executable, str(shared_folder() / "bench" / "make_camera_corpus.py"), str(folder)],
             env=env,
             check=True,
             timeout=3600,
         )
+        folder = folder / "jpg"
     if not sorted(folder.glob("*.jpg")):
         pytest.skip(f"no JPEGs in {folder}")
     return folder
@@ -115,6 +117,19 @@ def time_jpeg_decode_floor(files: list[Path]) -> float:
     return time.perf_counter() - started
 
 
+def _decode_floor_of_half(files: list[Path]) -> None:
+    time_jpeg_decode_floor(files)
+
+
+def time_two_process_decode_floor(files: list[Path]) -> float:
+    """Given JPEGs, return the seconds two processes take to decode them as `time_jpeg_decode_floor` does,
+    each half of them (the pool's start-up included, as a scan's is)."""
+    started = time.perf_counter()
+    with multiprocessing.get_context("forkserver").Pool(2) as pool:
+        pool.map(_decode_floor_of_half, [files[0::2], files[1::2]])
+    return time.perf_counter() - started
+
+
 def _keep_stats(measured: tuple[float, dict], stats: list[dict]) -> float:
     stats.append(measured[1])
     return measured[0]
@@ -152,6 +167,30 @@ def test_scan_is_faster_than_imagehash_and_scales_with_workers(camera_jpegs):
     )
     assert baseline / one >= 3.5
     assert one / two >= 1.8
+
+
+def test_scan_against_the_decode_floor_with_the_model_stage_off_and_on(camera_jpegs):
+    """Issue 14's yardstick: the decoder itself, in the same run. Model off (`--mode hash`): each worker
+    count at least 0.85 of the floor of as many decoding processes; model on (the default): at least 0.6."""
+    files = sorted(camera_jpegs.glob("*.jpg"))
+    floors = {1: median_of(lambda: time_jpeg_decode_floor(files))}
+    floors[2] = median_of(lambda: time_two_process_decode_floor(files))
+    ratios = {}
+    print(f"\n{len(files)} JPEGs of 12 MP, medians of {RUNS} runs, load={os.getloadavg()[0]:.1f}")
+    for workers in (1, 2):
+        print(f"  decode floor, {workers} process(es): {floors[workers]:6.2f} s")
+        for mode in ("hash", "hash+model"):
+            wall = median_of(
+                lambda mode=mode, workers=workers: time_scan(camera_jpegs, workers, "--mode", mode)[0]
+            )
+            ratios[mode, workers] = floors[workers] / wall
+            print(
+                f"  scan --mode {mode:10} --workers {workers}: {wall:6.2f} s  "
+                f"{ratios[mode, workers]:4.2f} of the floor"
+            )
+    print(f"  load after: {os.getloadavg()[0]:.1f}")
+    assert min(ratios["hash", w] for w in (1, 2)) >= 0.85
+    assert min(ratios["hash+model", w] for w in (1, 2)) >= 0.6
 
 
 def test_a_second_scan_with_the_same_index_is_ten_times_faster(camera_jpegs, tmp_path):
