@@ -228,7 +228,7 @@ def test_a_duplicate_verdict_overrules_a_failed_pixel_check_only_when_very_sure(
 
 def test_edges_follow_the_verdict_and_a_weak_similar_is_none():
     from comparimg.model import Candidate
-    from comparimg.scanner.linking import PairToVerify, judged_edges
+    from comparimg.scanner.linking import MIN_SIMILAR, PairToVerify, judged_edges
     from comparimg.verdicts import Verdict
 
     pair = PairToVerify(7, "/p/b.jpg", 3, "/p/a.jpg", Candidate(3, 6, 1))
@@ -241,6 +241,6 @@ def test_edges_follow_the_verdict_and_a_weak_similar_is_none():
         0.991,
     )
     assert edge.orientation == 3, "turned from file_a's side: the inverse of rot90"
-    assert judged_edges([pair], Verdict("similar", 0.8))[0].kind == "similar"
-    assert judged_edges([pair], Verdict("similar", 0.45)) == []
+    assert judged_edges([pair], Verdict("similar", MIN_SIMILAR))[0].kind == "similar"
+    assert judged_edges([pair], Verdict("similar", 0.69)) == [], "a weak similar is no relation"
     assert judged_edges([pair], Verdict("different", 0.99)) == []
