@@ -23,6 +23,9 @@ or sent along with the check by the parent, comes from `pictures.CACHE`) and com
    A watermark or caption bar spoils only the blocks it covers; a different picture spoils nearly all.
    Blocks count only when both sides have detail there (a watermark on a flat sky neither helps nor
    hurts). Pictures with too little detail fall back on the correlation of the smooth overlap;
+   a frame is not detail: blocks within EDGE_BAND of A's edges do not count, and the smooth correlation
+   leaves out the sides where A has a uniform strip (different dark or flat pictures in one frame matched
+   on the frame's edge alone: the stretch benchmark's 28 unrelated pixel matches, none left);
 4. turns and tilts: when the aligned picture does not match (and has detail), the local shifts of a 4×4
    grid of regions fit a turn (two rounds), then a homography (two rounds), each fit kept only while it
    stays a small turn (≤ TURN_MAX_DEGREES) and tilt (corners within TILT_MAX of the turn) of the
