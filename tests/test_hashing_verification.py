@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import pickle
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from comparimg.hashing import verify_pair
 from comparimg.model import Candidate, ImageError
@@ -235,3 +236,30 @@ def test_a_quadrant_or_a_crop_sharing_less_than_half_is_not_inside_the_other(tmp
         for a, b in ((first, second), (second, first)):
             verdict = verify_pair(str(tmp_path / a), str(tmp_path / b), Candidate(1, 20, 0))
             assert not verdict.matched, (a, b, verdict)
+
+
+def test_different_dark_or_flat_pictures_in_the_same_frame_are_refused(tmp_path, photos):
+    """The issue's worst failure: dark, nearly flat pictures in one white (or black) frame have only the
+    frame's edge in common; it is not detail of the pictures. A framed copy still matches its original."""
+
+    def dark(image: Image.Image) -> Image.Image:
+        return image.filter(ImageFilter.GaussianBlur(2)).point(lambda value: round(value * 0.08))
+
+    def flat(image: Image.Image) -> Image.Image:
+        return ImageEnhance.Contrast(image.filter(ImageFilter.GaussianBlur(8))).enhance(0.3)
+
+    pictures = {}
+    for name, make in (("camera", dark), ("coffee", dark), ("moon", flat), ("chelsea", flat)):
+        picture = make(Image.fromarray(photos[name]).convert("RGB").resize((400, 300)))
+        picture.save(tmp_path / f"{name}.png")
+        pictures[name] = picture
+        for colour, fill in (("white", (255, 255, 255)), ("black", (0, 0, 0))):
+            ImageOps.expand(picture, border=15, fill=fill).save(tmp_path / f"{name}_{colour}.jpg", quality=85)
+    for colour in ("white", "black"):
+        for a, b in itertools.combinations(pictures, 2):
+            verdict = verify_pair(
+                str(tmp_path / f"{a}_{colour}.jpg"), str(tmp_path / f"{b}_{colour}.jpg"), Candidate(1, 10, 0)
+            )
+            assert not verdict.matched, (a, b, colour, verdict)
+    verdict = verify_pair(str(tmp_path / "moon.png"), str(tmp_path / "moon_white.jpg"), Candidate(1, 10, 0))
+    assert verdict.matched, verdict

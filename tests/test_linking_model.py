@@ -244,9 +244,39 @@ def test_a_duplicate_verdict_overrules_a_failed_pixel_check_only_when_very_sure(
     assert checked_verdict(Verdict("similar", 0.5, (0.2, 0.5, 0.3)), False).label == "similar"
 
 
+def test_a_shifted_shot_of_the_same_size_is_never_a_duplicate(tmp_path, burst, write_photo):
+    """Two shots of a burst align at the same scale but shifted: whatever the verifier says, they are not one
+    picture. A copy of the same size (re-encoded, or under a caption) aligns unshifted and stays a copy."""
+    from comparimg.hashing import fingerprint_file, verify_pair
+    from comparimg.model import Candidate
+    from comparimg.scanner.linking import PairEvidence, checked_verdict, is_shifted_shot
+    from comparimg.verdicts import Verdict
+
+    for name, shot in zip(("shot-1.jpg", "shot-2.jpg"), burst, strict=True):
+        shot.save(tmp_path / name, quality=90)
+    original = write_photo(tmp_path / "astronaut.png", "astronaut", size=(480, 360))
+    with Image.open(original) as image:
+        image.convert("RGB").save(tmp_path / "astronaut.jpg", quality=60)
+        captioned = image.convert("RGB")
+        captioned.paste((20, 20, 60), (0, 320, 480, 360))
+        captioned.save(tmp_path / "captioned.jpg", quality=85)
+
+    def shifted(a: str, b: str) -> bool:
+        first, second = (fingerprint_file(str(tmp_path / name)) for name in (a, b))
+        pixels = verify_pair(str(tmp_path / a), str(tmp_path / b), Candidate(0, 0, 0))
+        assert pixels.matched, (a, b, pixels)
+        return is_shifted_shot(PairEvidence(first, second, 0, None), pixels)
+
+    assert shifted("shot-1.jpg", "shot-2.jpg") and shifted("shot-2.jpg", "shot-1.jpg")
+    assert not shifted("astronaut.png", "astronaut.jpg") and not shifted("astronaut.png", "captioned.jpg")
+    sure = Verdict("duplicate", 0.99, (0.99, 0.008, 0.002))
+    assert checked_verdict(sure, pixels_matched=True, shifted_shot=True) == Verdict("similar", 0.008)
+    assert checked_verdict(sure, pixels_matched=True) == sure
+
+
 def test_edges_follow_the_verdict_and_a_weak_similar_is_none():
     from comparimg.model import Candidate
-    from comparimg.scanner.linking import PairToVerify, judged_edges
+    from comparimg.scanner.linking import MIN_SIMILAR, PairToVerify, judged_edges
     from comparimg.verdicts import Verdict
 
     pair = PairToVerify(7, "/p/b.jpg", 3, "/p/a.jpg", Candidate(3, 6, 1))
@@ -259,6 +289,6 @@ def test_edges_follow_the_verdict_and_a_weak_similar_is_none():
         0.991,
     )
     assert edge.orientation == 3, "turned from file_a's side: the inverse of rot90"
-    assert judged_edges([pair], Verdict("similar", 0.8))[0].kind == "similar"
-    assert judged_edges([pair], Verdict("similar", 0.45)) == []
+    assert judged_edges([pair], Verdict("similar", MIN_SIMILAR))[0].kind == "similar"
+    assert judged_edges([pair], Verdict("similar", 0.69)) == [], "a weak similar is no relation"
     assert judged_edges([pair], Verdict("different", 0.99)) == []

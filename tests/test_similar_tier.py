@@ -94,6 +94,25 @@ def add_files(index, n: int) -> list[int]:
         ]
 
 
+def leader(file_id: int, reason: str = "") -> GroupMember:
+    return GroupMember(file_id, suggested="keep", reason=reason)
+
+
+def duplicate(file_id: int, confidence: float, distance: int = 3) -> GroupMember:
+    return GroupMember(file_id, distance, 0, "trash", "duplicate", confidence)
+
+
+def shot(file_id: int, confidence: float, reason: str = "", distance: int = 19) -> GroupMember:
+    return GroupMember(file_id, distance, 0, "keep", "similar", confidence, reason)
+
+
+def store_groups(index, file_ids: list[int], *groups: tuple[str, GroupMember, ...]) -> None:
+    """Store groups given as (kind, leader member, other members...) for the files, replacing theirs."""
+    made = [Group(kind, first.file_id, (first, *others)) for kind, first, *others in groups]
+    with index.transaction():
+        index.replace_groups(file_ids, made, NOW)
+
+
 def test_the_verdict_migration_keeps_edges_and_group_ids_and_allows_similar(tmp_path):
     path = tmp_path / "index.sqlite3"
     before = [m.statements for m in MIGRATIONS].index(VERDICT_TABLES)
@@ -119,20 +138,7 @@ def test_the_verdict_migration_keeps_edges_and_group_ids_and_allows_similar(tmp_
         assert stored.id == 41 and [m.file_id for m in stored.group.members] == [a, b]
         with index.transaction():
             index.add_matches([Match(b, c, "similar", 22, 0, "similar", 0.81)])
-            index.replace_groups(
-                [b, c],
-                [
-                    Group(
-                        "similar",
-                        b,
-                        (
-                            GroupMember(b, suggested="keep"),
-                            GroupMember(c, 22, 0, "keep", "similar", 0.81, "sharpest of 2 shots"),
-                        ),
-                    )
-                ],
-                NOW,
-            )
+        store_groups(index, [b, c], ("similar", leader(b), shot(c, 0.81, "sharpest of 2 shots", 22)))
         assert index.matches_touching([c]) == [Match(b, c, "similar", 22, 0, "similar", 0.81)]
         (similar_group,) = index.groups_of([c])
         assert similar_group.group.members[0] == GroupMember(
@@ -149,29 +155,12 @@ def test_the_verdict_migration_keeps_edges_and_group_ids_and_allows_similar(tmp_
 def test_the_duplicates_json_lists_similar_groups_apart(tmp_path):
     with open_index(tmp_path / "index.sqlite3") as index:
         ids = add_files(index, 4)
-        with index.transaction():
-            index.replace_groups(
-                ids,
-                [
-                    Group(
-                        "near",
-                        ids[0],
-                        (
-                            GroupMember(ids[0], suggested="keep"),
-                            GroupMember(ids[1], 3, 0, "trash", "duplicate", 0.97),
-                        ),
-                    ),
-                    Group(
-                        "similar",
-                        ids[2],
-                        (
-                            GroupMember(ids[2], suggested="keep", reason="sharpest of 2 shots"),
-                            GroupMember(ids[3], 19, 0, "keep", "similar", 0.88),
-                        ),
-                    ),
-                ],
-                NOW,
-            )
+        store_groups(
+            index,
+            ids,
+            ("near", leader(ids[0]), duplicate(ids[1], 0.97)),
+            ("similar", leader(ids[2], "sharpest of 2 shots"), shot(ids[3], 0.88)),
+        )
         document = build_export(index)
         counts = index.counts()
     assert document["version"] == EXPORT_VERSION == 1
@@ -191,31 +180,12 @@ def test_rules_see_the_lowest_confidence_and_the_picked_shot(tmp_path):
 
     with open_index(tmp_path / "index.sqlite3") as index:
         ids = add_files(index, 6)
-        with index.transaction():
-            index.replace_groups(
-                ids,
-                [
-                    Group(
-                        "near",
-                        ids[0],
-                        (
-                            GroupMember(ids[0], suggested="keep"),
-                            GroupMember(ids[1], 3, 0, "trash", "duplicate", 0.97),
-                            GroupMember(ids[2], 5, 0, "trash", "duplicate", 0.91),
-                        ),
-                    ),
-                    Group(
-                        "similar",
-                        ids[3],
-                        (
-                            GroupMember(ids[3], suggested="keep"),
-                            GroupMember(ids[4], 19, 0, "keep", "similar", 0.88, "sharpest of 3 shots"),
-                            GroupMember(ids[5], 12, 0, "keep", "similar", 0.93),
-                        ),
-                    ),
-                ],
-                NOW,
-            )
+        store_groups(
+            index,
+            ids,
+            ("near", leader(ids[0]), duplicate(ids[1], 0.97), duplicate(ids[2], 0.91, 5)),
+            ("similar", leader(ids[3]), shot(ids[4], 0.88, "sharpest of 3 shots"), shot(ids[5], 0.93)),
+        )
         groups = candidate_groups(index.db, ("exact", "near", "similar"), ())
     near_group, burst = groups
     assert near_group.confidence == 0.91 and burst.confidence == 0.88

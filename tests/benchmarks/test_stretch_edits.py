@@ -96,7 +96,8 @@ def read_manifest(corpus: Path) -> list[dict[str, str]]:
 
 
 def read_groups(report: Path, corpus: Path) -> list[tuple[str, list[str]]]:
-    """Given a duplicates JSON and its corpus, return [(group kind, [paths relative to the corpus])]."""
+    """Given a duplicates JSON and its corpus, return [(group kind, [paths relative to the corpus])]: the
+    duplicate groups (`groups`) and the groups of shots of one scene (`similar`, listed apart)."""
     document = json.loads(report.read_text())
     root = os.path.realpath(corpus)
     return [
@@ -104,7 +105,7 @@ def read_groups(report: Path, corpus: Path) -> list[tuple[str, list[str]]]:
             group.get("kind", ""),
             [os.path.relpath(os.path.realpath(m["path"]), root) for m in group["members"]],
         )
-        for group in document["groups"]
+        for group in [*document["groups"], *document.get("similar", [])]
     ]
 
 

@@ -23,6 +23,9 @@ or sent along with the check by the parent, comes from `pictures.CACHE`) and com
    A watermark or caption bar spoils only the blocks it covers; a different picture spoils nearly all.
    Blocks count only when both sides have detail there (a watermark on a flat sky neither helps nor
    hurts). Pictures with too little detail fall back on the correlation of the smooth overlap;
+   a frame is not detail: blocks within EDGE_BAND of A's edges do not count, and the smooth correlation
+   leaves out the sides where A has a uniform strip (different dark or flat pictures in one frame matched
+   on the frame's edge alone: the stretch benchmark's 28 unrelated pixel matches, none left);
 4. turns and tilts: when the aligned picture does not match (and has detail), the local shifts of a 4×4
    grid of regions fit a turn (two rounds), then a homography (two rounds), each fit kept only while it
    stays a small turn (≤ TURN_MAX_DEGREES) and tilt (corners within TILT_MAX of the turn) of the
@@ -86,6 +89,9 @@ MIN_BLOCK = 8
 BLOCK_R = 0.6
 MIN_SCORE = 0.5  # fraction of textured blocks that must agree
 MIN_TEXTURED = 8
+EDGE_BAND = 0.08  # share of each side along A's edges whose blocks are not compared (a frame's edge)
+FRAME_PROBE = 0.02  # A's outermost strip of this share of a side, when uniform (std < FRAME_STD), is a frame:
+FRAME_STD = 4.0  # ... the smooth correlation of flat pictures leaves out EDGE_BAND there
 FIT_GRID = 3  # regions per side whose local shifts correct the scale and translation
 FIT_MIN_REGIONS = 4
 FIT_ROUNDS = 2
@@ -819,7 +825,9 @@ def _band_pass(pixels: np.ndarray) -> np.ndarray:
 
 def _detail_score(detail_a: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> tuple[float, int]:
     """Given A's detail (`_band_pass`), B warped onto A and the overlap mask, return (share of agreeing
-    textured blocks, number of textured blocks)."""
+    textured blocks, number of textured blocks). The band along A's edges (`_away_from_edges`) does not
+    count: there, two different pictures in the same frame share the frame's edge."""
+    mask = _away_from_edges(mask)
     a = detail_a
     detail_b = _band_pass(_fill_outside(warped, mask))
     block = _block_side(max(a.shape))
@@ -841,13 +849,47 @@ def _detail_score(detail_a: np.ndarray, warped: np.ndarray, mask: np.ndarray) ->
     return float(np.mean(r[textured] >= BLOCK_R)), int(textured.sum())
 
 
+def _away_from_edges(mask: np.ndarray) -> np.ndarray:
+    """Given an overlap mask on A's grid, return it without the band of EDGE_BAND of each side along A's
+    edges, where a frame or letterbox lies. A frame's edge is detail that two different pictures in the
+    same frame share: dark or flat pictures in one white or black frame matched on it alone (stretch
+    benchmark: 28 unrelated pairs; docs/verifier.md)."""
+    height, width = mask.shape
+    rows, columns = max(1, round(height * EDGE_BAND)), max(1, round(width * EDGE_BAND))
+    inner = np.zeros_like(mask)
+    inner[rows : height - rows, columns : width - columns] = True
+    return mask & inner
+
+
 def _block_side(long_side: int) -> int:
     """Given the long side of the fine pictures, return the side of the blocks they are compared by."""
     return max(MIN_BLOCK, round(BLOCK * long_side / FINE_SIDE))
 
 
+def _framed_sides_off(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Given A and an overlap mask on its grid, return the mask without the band of EDGE_BAND along each
+    side where A's outermost strip (FRAME_PROBE of the side) is uniform: a frame or letterbox, whose step to
+    the picture would make two different flat pictures in the same frame correlate."""
+    height, width = mask.shape
+    probe_rows, probe_columns = max(2, round(height * FRAME_PROBE)), max(2, round(width * FRAME_PROBE))
+    rows, columns = max(1, round(height * EDGE_BAND)), max(1, round(width * EDGE_BAND))
+    sides = (
+        (np.s_[:probe_rows, :], np.s_[:rows, :]),
+        (np.s_[height - probe_rows :, :], np.s_[height - rows :, :]),
+        (np.s_[:, :probe_columns], np.s_[:, :columns]),
+        (np.s_[:, width - probe_columns :], np.s_[:, width - columns :]),
+    )
+    kept = mask.copy()
+    for strip, band in sides:
+        if a[strip].std() < FRAME_STD:
+            kept[band] = False
+    return kept
+
+
 def _flat_score(a: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> float:
-    # Pictures with almost no fine detail: fall back on the correlation of the smooth overlap.
+    # Pictures with almost no fine detail: fall back on the correlation of the smooth overlap, without A's
+    # frame (`_framed_sides_off`).
+    mask = _framed_sides_off(a, mask)
     if mask.sum() < 16:
         return 0.0
     x, y = a[mask].astype(np.float64), warped[mask].astype(np.float64)
