@@ -14,13 +14,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bulk_support import make_pairs, tree_hashes
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+# The default mode, as in every CI run this test passed: in mode `hash` it once saw two 404s in the page's
+# console (CI stage 2 of 2026-12-08, cause not found yet; likely a thumbnail asked for after its file was
+# trashed).
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180), pytest.mark.matching_mode("hash+model")]
 EXACT, NEAR = 12, 3
 
 
 def group_total(daemon) -> int:
-    """Return the number of duplicate groups (exact and near); a `similar` group, which the model stage
-    may find among these synthetic pictures, is left alone by rules."""
+    """Return the number of duplicate groups (exact and near). The daemon runs the default mode, whose
+    verifier may also find a `similar` group among these synthetic pictures: rules leave those alone."""
     return sum(
         json.loads(daemon.api(f"/api/groups?kind={kind}&limit=1"))["total"] for kind in ("exact", "near")
     )
