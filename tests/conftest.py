@@ -23,6 +23,7 @@ if importlib.util.find_spec("comparimg") is None:
 
 import daemon_harness  # noqa: E402
 import fetch_pillow_images  # noqa: E402
+from comparimg.index import open_index  # noqa: E402
 from comparimg.workers import WorkerLimits, WorkerPool  # noqa: E402 (found through the fallback above)
 
 pytest_plugins = ("process_guard",)
@@ -166,3 +167,10 @@ def shm_trash(tmp_path) -> Iterator[Path]:
     folder = shm / f"comparimg-test-{os.getpid()}-{tmp_path.name}"
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def index(tmp_path):
+    """An empty index in the test's temp folder (a module may define its own `index` instead)."""
+    with open_index(tmp_path / "index.sqlite3") as opened:
+        yield opened

@@ -25,12 +25,6 @@ import verifier_pairs
 FEATURES = len(FEATURE_NAMES)
 
 
-@pytest.fixture
-def index(tmp_path):
-    with open_index(tmp_path / "index.sqlite3") as opened:
-        yield opened
-
-
 @pytest.fixture(scope="module")
 def burst() -> tuple[Image.Image, Image.Image]:
     """Two synthetic shots of one scene (scikit-image's cat, shifted ~3 %, another exposure, a moved patch,

@@ -9,17 +9,10 @@ import sqlite3
 
 import pytest
 
-from comparimg.index import open_index
 from comparimg.scanner import Scanner
 
 FOLDERS = ("a", "a/deeper", "b")
 PER_FOLDER = 4
-
-
-@pytest.fixture
-def index(tmp_path):
-    with open_index(tmp_path / "index.sqlite3") as opened:
-        yield opened
 
 
 @pytest.fixture

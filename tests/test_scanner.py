@@ -16,12 +16,6 @@ from comparimg.scanner.walk import FoundFile, WalkProblem, walk_images
 
 
 @pytest.fixture
-def index(tmp_path):
-    with open_index(tmp_path / "index.sqlite3") as opened:
-        yield opened
-
-
-@pytest.fixture
 def tree(tmp_path, write_photo):
     """A folder of photos: an exact copy, a resized PNG, a rotated copy, and unrelated pictures."""
     root = tmp_path / "photos"
