@@ -153,7 +153,7 @@ class Service:
         stage = getattr(self.pipeline, "model_stage", None)
         if stage is None:
             return {}
-        status = stage.as_dict() | getattr(self.pipeline, "embedding_status", dict)()
+        status = stage.as_dict() | self.pipeline.embedding_status()
         if not stage.error:
             return {"status": status}
         reason = f"ModelError: {stage.error}; running in mode {stage.mode_in_use}"

@@ -17,6 +17,7 @@ from comparimg.scanner import Cancelled
 
 if TYPE_CHECKING:
     from comparimg.service.daemon import Service
+    from comparimg.service.interfaces import Pipeline
 
 log = logging.getLogger("comparimg.service")
 
@@ -171,14 +172,14 @@ class Ingest:
         while True:
             await asyncio.sleep(CATCH_UP_SECONDS)
             pipeline = self.service.pipeline
-            if pipeline is not None and getattr(pipeline, "links_waiting", bool)():
+            if pipeline is not None and pipeline.links_waiting():
                 linked = await self.service.write(self._link_waiting, pipeline)
                 if linked:
                     log.info("event=embedding_neighbours_linked files=%d", linked)
                     self.service.export_dirty.set()
             self.service.supervisor.healthy("embeddings")
 
-    def _link_waiting(self, pipeline: Any) -> int | None:
+    def _link_waiting(self, pipeline: Pipeline) -> int | None:
         if self.service.stop_flag.is_set():
             return None
         try:
