@@ -492,8 +492,8 @@ class Linker:
 
     def _stop_if_asked(self) -> None:
         """Raise Cancelled once the stop event is set. `link` calls it between its steps and before each
-        file's queries: with thousands of files to link, most without a candidate, nothing else would look
-        at the event for minutes (the pair checks look at it themselves)."""
+        file's queries (with thousands of files to link, most without a candidate, nothing else would look
+        at the event for minutes), and the pair checks between two checks."""
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled()
 
@@ -610,8 +610,7 @@ class Linker:
         # While a check runs, no transaction is open: the daemon's urgent writes run in the meantime.
         checked = self.pool.map_unordered(hashing.verify_pair, checks(), self.cancel, self.between_tasks)
         for args, outcome in checked:
-            if self.cancel is not None and self.cancel.is_set():
-                raise Cancelled()
+            self._stop_if_asked()
             if isinstance(outcome, ImageError):
                 log.warning("verify_failed a=%s b=%s reason=%s", args[0], args[1], outcome.reason)
             elif outcome.matched:
@@ -634,8 +633,7 @@ class Linker:
 
         def unsure() -> Iterator[tuple]:
             for pair in pairs:
-                if self.cancel is not None and self.cancel.is_set():
-                    raise Cancelled()
+                self._stop_if_asked()
                 key = pair.verdict_key()
                 if key in sharing:
                     sharing[key].append(pair)
@@ -659,8 +657,7 @@ class Linker:
         # While a check runs, no transaction is open: the daemon's urgent writes run in the meantime.
         checked = self.pool.map_unordered(hashing.verify_pair, unsure(), self.cancel, self.between_tasks)
         for args, outcome in checked:
-            if self.cancel is not None and self.cancel.is_set():
-                raise Cancelled()
+            self._stop_if_asked()
             key, evidence, cheap = waiting.pop(args[:3])
             if isinstance(outcome, ImageError):  # the cheaper verdict, as if the check found no match
                 log.warning("verify_failed a=%s b=%s reason=%s", args[0], args[1], outcome.reason)
