@@ -37,7 +37,7 @@ from comparimg.hashing import pictures
 from comparimg.index import HashArrays, Index
 from comparimg.model import ORIENTATION_STEPS, Candidate, Fingerprint, ImageError, Match, ModelError
 from comparimg.model import Verdict as PixelVerdict
-from comparimg.scanner.embedding_load import LOADING, BackgroundEmbeddingIndex
+from comparimg.scanner.embedding_load import LOADING, BackgroundEmbeddingIndex, read_embedding_index
 from comparimg.verdicts import LABELS, Verdict, Verifier, best_orientation, pair_features
 from comparimg.verdicts.features import FINE_SIDE, MIN_FINE_SIDE, global_distances
 from comparimg.workers import Cancelled, WorkerPool
@@ -191,13 +191,7 @@ def embedding_of(fingerprint: Fingerprint | None) -> np.ndarray | None:
 def load_embedding_index(index: Index):
     """Given the index, return the EmbeddingIndex of every `ok` file with an embedding (empty when none has
     one; its dimensions are the first batch's, or taken from the first file added)."""
-    from comparimg.embedding.neighbours import EmbeddingIndex
-
-    embeddings = None
-    for ids, matrix in index.embedding_batches():
-        if embeddings is None:
-            embeddings = EmbeddingIndex(matrix.shape[1])
-        embeddings.add_many(ids, matrix.astype(np.float32))
+    embeddings = read_embedding_index(index)
     return embeddings if embeddings is not None else _LazyEmbeddingIndex()
 
 
